@@ -1,0 +1,42 @@
+# The two promises of the README: `make run` and `make test`, each installing what it needs.
+SHELL := /bin/bash
+VENV := .venv/bin
+PYTEST_ARGS ?=
+
+.PHONY: deps run stack stack-down test lint unit integration e2e bench freeze docs clean
+
+deps:
+	@scripts/bootstrap.sh
+
+run: deps
+	@scripts/run.sh
+
+stack: deps
+	@$(VENV)/stellar-ops stack up --state-dir .stack
+	@echo "run: source .stack/env   (then e.g. .venv/bin/airflow dags test db_maintenance)"
+
+stack-down:
+	@$(VENV)/stellar-ops stack down --state-dir .stack
+
+lint: deps
+	$(VENV)/ruff check .
+	$(VENV)/ruff format --check .
+	$(VENV)/mypy
+
+test: lint
+	$(VENV)/pytest $(PYTEST_ARGS)
+
+unit: deps
+	$(VENV)/pytest tests/unit tests/dags $(PYTEST_ARGS)
+
+bench: deps
+	$(VENV)/python -m bench $(BENCH_ARGS)
+
+docs: deps
+	$(VENV)/stellar-ops config reference > docs/configuration.md
+
+freeze:
+	$(VENV)/pip freeze --exclude-editable | sed '1i # Pinned, resolved set for Python 3.11. Regenerate with: make freeze' > requirements.txt
+
+clean:
+	rm -rf .airflow .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -1,0 +1,90 @@
+"""
+# db_maintenance: VACUUM ANALYZE, bloat report, pg_stat_statements
+
+**Schedule:** Saturdays 03:00 UTC, inside the low-traffic window (`maintenance.window_start_utc`
+to `maintenance.window_end_utc`, 02:00-06:00 by default). **Severity:** P3. **Owner:** platform.
+
+## What it does
+1. `check_pg_stat_statements`: `CREATE EXTENSION IF NOT EXISTS pg_stat_statements`; warns when
+   the library is not in `shared_preload_libraries` (perf_analysis then has no query statistics).
+2. `measure_bloat`: dead and live tuples, dead ratio, last (auto)vacuum and (auto)analyze of each
+   table; warns for tables over `maintenance.bloat_warn_dead_ratio` with at least
+   `maintenance.bloat_min_dead_tuples` dead tuples.
+3. `vacuum_analyze`: `VACUUM (ANALYZE)` of each configured table (all tables when the list is
+   empty), with `lock_timeout`. A late scheduled run outside the window skips itself; a manual
+   run proceeds with a warning.
+4. `report_bloat`: the same report after the vacuum, with the dead tuples removed per table.
+
+## Is it safe to re-run?
+Yes, at any time. VACUUM takes no lock that blocks reads or writes; it only adds I/O.
+
+## When it fails
+- *cannot connect*: check the `stellar_db` connection and that PostgreSQL is up.
+- *VACUUM ANALYZE of X failed ... lock timeout*: a long transaction holds a conflicting lock;
+  find it in `pg_stat_activity`, then clear the task.
+- *cannot create extension pg_stat_statements*: a superuser must run
+  `CREATE EXTENSION pg_stat_statements` once in the database.
+
+## Triage
+Not urgent (P3): autovacuum still runs. Repeated bloat warnings for a table mean autovacuum is
+not keeping up: tune its `autovacuum_vacuum_scale_factor`.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import Param, dag, task
+
+from stellar_ops.adapters import maintenance_tasks as steps
+from stellar_ops.adapters.alerting import dag_callbacks, task_defaults
+from stellar_ops.taxonomy import procedure_for
+
+DAG_ID = "db_maintenance"
+
+
+@dag(
+    dag_id=DAG_ID,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    schedule="0 3 * * 6",
+    catchup=False,
+    max_active_runs=1,
+    tags=procedure_for(DAG_ID).tags,
+    doc_md=__doc__,
+    default_args=task_defaults(DAG_ID, execution_timeout=timedelta(hours=2)),
+    params={
+        "tables": Param(
+            [],
+            type="array",
+            items={"type": "string"},
+            description="Tables to VACUUM ANALYZE (schema.table); empty uses maintenance.tables, "
+            "and an empty maintenance.tables means every table",
+        ),
+    },
+    **dag_callbacks(DAG_ID),
+)
+def db_maintenance() -> None:
+    @task
+    def check_pg_stat_statements() -> dict:
+        return steps.check_pg_stat_statements()
+
+    @task
+    def measure_bloat(params: dict | None = None) -> list:
+        return steps.measure_bloat((params or {}).get("tables"))
+
+    @task
+    def vacuum_analyze(params: dict | None = None) -> dict:
+        return steps.vacuum_analyze((params or {}).get("tables"))
+
+    @task
+    def report_bloat(before: list, params: dict | None = None) -> dict:
+        return steps.report_bloat(before, (params or {}).get("tables"))
+
+    before = measure_bloat()
+    vacuumed = vacuum_analyze()
+    check_pg_stat_statements()
+    before >> vacuumed >> report_bloat(before)
+
+
+db_maintenance()

@@ -1,0 +1,8 @@
+"""The Assets the DAGs produce and consume."""
+
+from __future__ import annotations
+
+from airflow.sdk import Asset
+
+# Each db_backup run emits an event whose extra holds the backup's key and manifest.
+BACKUP_ASSET = Asset(name="stellar_escrow_backup", uri="stellar-ops://backups/stellar_escrow")

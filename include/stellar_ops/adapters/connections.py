@@ -1,0 +1,91 @@
+"""Airflow connections turned into the pure layer's targets, with every secret masked."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from stellar_ops.config import StellarOpsConfig
+from stellar_ops.errors import ConfigError, MissingConnectionError
+from stellar_ops.pg import PgTarget
+from stellar_ops.s3store import S3Store
+
+
+def _connection(conn_id: str, purpose: str) -> Any:
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        conn = BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        raise MissingConnectionError(
+            f"connection {conn_id!r} ({purpose}) is not defined: add it under Admin > Connections "
+            f"or as AIRFLOW_CONN_{conn_id.upper()}, or point stellar_ops_config.connections elsewhere"
+        ) from None
+    _mask(conn.password)
+    return conn
+
+
+def _mask(secret: str | None) -> None:
+    if secret:
+        from airflow.sdk.log import mask_secret
+
+        mask_secret(secret)
+
+
+def pg_target(conn_id: str) -> PgTarget:
+    conn = _connection(conn_id, "the StellarEscrow database")
+    missing = [name for name, value in (("host", conn.host), ("login", conn.login), ("schema", conn.schema)) if not value]
+    if missing:
+        raise ConfigError(
+            f"connection {conn_id!r} lacks {', '.join(missing)} (schema holds the database name)"
+        )
+    extra = conn.extra_dejson or {}
+    return PgTarget(
+        host=conn.host,
+        port=int(conn.port or 5432),
+        user=conn.login,
+        dbname=conn.schema,
+        password=conn.password,
+        sslmode=extra.get("sslmode"),
+    )
+
+
+def s3_store(config: StellarOpsConfig) -> S3Store:
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    conn_id = config.connections.s3
+    conn = _connection(conn_id, "the backups bucket")
+    _mask((conn.extra_dejson or {}).get("aws_secret_access_key"))
+    client = S3Hook(aws_conn_id=conn_id).get_conn()
+    return S3Store(
+        client,
+        config.backup.bucket,
+        encryption=config.backup.server_side_encryption,
+        kms_key_id=config.backup.kms_key_id,
+    )
+
+
+@dataclass(frozen=True)
+class HttpEndpoint:
+    base_url: str
+    secret: str | None = None
+
+
+def http_endpoint(conn_id: str, purpose: str) -> HttpEndpoint:
+    conn = _connection(conn_id, purpose)
+    if not conn.host:
+        raise ConfigError(f"connection {conn_id!r} ({purpose}) has no host")
+    host = conn.host if "://" in conn.host else f"{conn.schema or 'http'}://{conn.host}"
+    port = f":{conn.port}" if conn.port else ""
+    return HttpEndpoint(base_url=f"{host.rstrip('/')}{port}", secret=conn.password)
+
+
+def optional_endpoint(conn_id: str | None, purpose: str) -> HttpEndpoint | None:
+    """The endpoint, or None when the connection is switched off (null) or not defined at all."""
+    if not conn_id:
+        return None
+    try:
+        return http_endpoint(conn_id, purpose)
+    except MissingConnectionError:
+        return None

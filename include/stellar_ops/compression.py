@@ -1,0 +1,99 @@
+"""Streaming compressors and decompressors for the two backup formats.
+
+custom dumps go through zstd (``.dump.zst``, with a frame checksum); plain SQL goes through gzip
+(``.sql.gz``), the old scripts' format. Both are incremental: nothing is held beyond one chunk.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterable, Iterator
+from typing import Protocol
+
+import zstandard
+
+from stellar_ops.errors import VerificationError
+from stellar_ops.keys import DumpFormat
+
+
+class Compressor(Protocol):
+    def compress(self, data: bytes) -> bytes: ...
+    def flush(self) -> bytes: ...
+
+
+class _Zstd:
+    def __init__(self, level: int, threads: int) -> None:
+        params = zstandard.ZstdCompressionParameters.from_level(
+            level, threads=threads, write_checksum=True, write_content_size=False
+        )
+        self._obj = zstandard.ZstdCompressor(compression_params=params).compressobj()
+
+    def compress(self, data: bytes) -> bytes:
+        return self._obj.compress(data)
+
+    def flush(self) -> bytes:
+        return self._obj.flush(zstandard.COMPRESSOBJ_FLUSH_FINISH)
+
+
+class _Gzip:
+    def __init__(self, level: int) -> None:
+        self._obj = zlib.compressobj(level, zlib.DEFLATED, 31)
+
+    def compress(self, data: bytes) -> bytes:
+        return self._obj.compress(data)
+
+    def flush(self) -> bytes:
+        return self._obj.flush()
+
+
+def compressor(dump_format: DumpFormat, level: int, threads: int = 0) -> Compressor:
+    if dump_format == "custom":
+        return _Zstd(level, threads)
+    return _Gzip(level)
+
+
+def compression_name(dump_format: DumpFormat) -> str:
+    return "zstd" if dump_format == "custom" else "gzip"
+
+
+def decompress(chunks: Iterable[bytes], dump_format: DumpFormat, *, source: str) -> Iterator[bytes]:
+    """Decompressed chunks; a corrupt or truncated stream raises :class:`VerificationError`."""
+    if dump_format == "custom":
+        yield from _unzstd(chunks, source)
+    else:
+        yield from _gunzip(chunks, source)
+
+
+def _unzstd(chunks: Iterable[bytes], source: str) -> Iterator[bytes]:
+    obj = zstandard.ZstdDecompressor().decompressobj()
+    try:
+        for chunk in chunks:
+            out = obj.decompress(chunk)
+            if out:
+                yield out
+    except zstandard.ZstdError as exc:
+        raise VerificationError(f"{source} is not a valid zstd stream: {exc}") from None
+    if not obj.eof:
+        raise VerificationError(f"{source} is truncated: the zstd frame does not end")
+
+
+def _gunzip(chunks: Iterable[bytes], source: str) -> Iterator[bytes]:
+    obj = zlib.decompressobj(31)
+    try:
+        for chunk in chunks:
+            out = obj.decompress(chunk)
+            if out:
+                yield out
+            while obj.unused_data:  # concatenated gzip members (gzip -c a b, pigz)
+                rest = obj.unused_data
+                obj = zlib.decompressobj(31)
+                out = obj.decompress(rest)
+                if out:
+                    yield out
+        tail = obj.flush()
+        if tail:
+            yield tail
+    except zlib.error as exc:
+        raise VerificationError(f"{source} is not a valid gzip stream: {exc}") from None
+    if not obj.eof:
+        raise VerificationError(f"{source} is truncated: the gzip stream does not end")

@@ -1,0 +1,177 @@
+"""PostgreSQL targets, client binaries and connections.
+
+Passwords reach client programs only through ``PGPASSWORD`` in the child's environment, never
+through argv, and ``PgTarget``'s repr hides them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from stellar_ops.errors import ConfigError, PrerequisiteError
+
+CLIENT_PROGRAMS = ("pg_dump", "pg_restore", "psql")
+
+
+@dataclass(frozen=True)
+class PgTarget:
+    """Where a database is and how to log in to it."""
+
+    host: str
+    port: int
+    user: str
+    dbname: str
+    password: str | None = field(default=None, repr=False)
+    sslmode: str | None = None
+
+    @classmethod
+    def from_url(cls, url: str, *, source: str = "DATABASE_URL") -> PgTarget:
+        parts = urlsplit(url)
+        if parts.scheme.split("+")[0] not in ("postgres", "postgresql"):
+            raise ConfigError(f"{source} must be a postgresql:// URL, got scheme {parts.scheme!r}")
+        dbname = unquote(parts.path.lstrip("/"))
+        if not parts.hostname or not dbname or not parts.username:
+            raise ConfigError(f"{source} must name a host, a user and a database (postgresql://user@host/db)")
+        try:
+            port = parts.port or 5432
+        except ValueError:
+            raise ConfigError(f"{source} has an invalid port") from None
+        query = parse_qs(parts.query)
+        return cls(
+            host=parts.hostname,
+            port=port,
+            user=unquote(parts.username),
+            dbname=dbname,
+            password=unquote(parts.password) if parts.password is not None else None,
+            sslmode=query.get("sslmode", [None])[0],
+        )
+
+    def with_dbname(self, dbname: str) -> PgTarget:
+        return PgTarget(self.host, self.port, self.user, dbname, self.password, self.sslmode)
+
+    def describe(self) -> str:
+        """Where, without the secret: safe for logs and error messages."""
+        return f"{self.user}@{self.host}:{self.port}/{self.dbname}"
+
+    def client_env(self, base: dict[str, str] | None = None) -> dict[str, str]:
+        """Environment for libpq programs: the password travels here, not in argv."""
+        env = dict(os.environ if base is None else base)
+        for name in ("PGPASSWORD", "PGSERVICE", "PGPASSFILE", "PGDATABASE", "PGOPTIONS"):
+            env.pop(name, None)
+        env.update({"PGHOST": self.host, "PGPORT": str(self.port), "PGUSER": self.user})
+        env["PGDATABASE"] = self.dbname
+        env["PGCONNECT_TIMEOUT"] = env.get("PGCONNECT_TIMEOUT", "10")
+        env["PGAPPNAME"] = "stellar-ops"
+        if self.password is not None:
+            env["PGPASSWORD"] = self.password
+        if self.sslmode:
+            env["PGSSLMODE"] = self.sslmode
+        return env
+
+    def connect_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "host": self.host,
+            "port": self.port,
+            "user": self.user,
+            "dbname": self.dbname,
+            "connect_timeout": 10,
+            "application_name": "stellar-ops",
+        }
+        if self.password is not None:
+            kwargs["password"] = self.password
+        if self.sslmode:
+            kwargs["sslmode"] = self.sslmode
+        return kwargs
+
+
+def _clean_error(exc: Exception, target: PgTarget) -> str:
+    text = " ".join(str(exc).split())
+    if target.password:
+        text = text.replace(target.password, "***")
+    return text
+
+
+@contextmanager
+def connect(target: PgTarget, *, autocommit: bool = True) -> Iterator[Any]:
+    """A psycopg connection; connection failures become one clear line naming the target."""
+    import psycopg
+
+    try:
+        conn = psycopg.connect(autocommit=autocommit, **target.connect_kwargs())
+    except psycopg.OperationalError as exc:
+        raise PrerequisiteError(
+            f"cannot connect to PostgreSQL {target.describe()}: {_clean_error(exc, target)}"
+        ) from None
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def server_version_num(conn: Any) -> int:
+    """``server_version_num``, for example 150018."""
+    return int(conn.info.server_version)
+
+
+def major_of(version_num: int) -> int:
+    return version_num // 10000
+
+
+@dataclass(frozen=True)
+class PgBinaries:
+    """The client programs of one PostgreSQL installation."""
+
+    bin_dir: Path
+
+    def path(self, program: str) -> str:
+        return str(self.bin_dir / program)
+
+    def version(self, program: str = "pg_dump") -> tuple[int, str]:
+        """(major, full text) of ``program --version``."""
+        try:
+            out = subprocess.run(
+                [self.path(program), "--version"], capture_output=True, text=True, check=True, timeout=30
+            ).stdout.strip()
+        except (OSError, subprocess.CalledProcessError) as exc:
+            raise PrerequisiteError(f"cannot run {self.path(program)} --version: {exc}") from None
+        match = re.search(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?", out)
+        if not match:
+            raise PrerequisiteError(f"cannot read the version of {self.path(program)} from {out!r}")
+        return int(match.group(1)), out
+
+
+def find_binaries(bin_dir: str | None = None) -> PgBinaries:
+    """The configured bin dir, else the newest /usr/lib/postgresql/<major>/bin, else PATH."""
+    if bin_dir:
+        path = Path(bin_dir)
+        missing = [p for p in CLIENT_PROGRAMS if not (path / p).exists()]
+        if missing:
+            raise ConfigError(f"backup.pg_bin_dir {bin_dir!r} lacks {', '.join(missing)}")
+        return PgBinaries(path)
+    installed = sorted(
+        (p for p in Path("/usr/lib/postgresql").glob("*/bin") if (p / "pg_dump").exists()),
+        key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
+    )
+    if installed:
+        return PgBinaries(installed[-1])
+    found = shutil.which("pg_dump")
+    if found:
+        return PgBinaries(Path(found).resolve().parent)
+    raise PrerequisiteError("pg_dump is not installed: install postgresql-client (see packages.txt)")
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def qualified(schema: str, table: str) -> str:
+    return f"{quote_ident(schema)}.{quote_ident(table)}"

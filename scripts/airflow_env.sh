@@ -1,0 +1,16 @@
+# Environment for a local Airflow on this repository's DAGs; sourced by scripts/run.sh.
+REPO=${REPO:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
+export AIRFLOW_HOME=${AIRFLOW_HOME:-$REPO/.airflow}
+export AIRFLOW__CORE__DAGS_FOLDER=$REPO/dags
+export AIRFLOW__CORE__PLUGINS_FOLDER=$REPO/plugins
+export AIRFLOW__CORE__LOAD_EXAMPLES=False
+export AIRFLOW__CORE__PARALLELISM=${AIRFLOW__CORE__PARALLELISM:-4}
+export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=False
+export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=admin:admin
+export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=$AIRFLOW_HOME/simple_auth_manager_passwords.json
+export AIRFLOW_PORT=${AIRFLOW_PORT:-8080}
+export AIRFLOW__API__PORT=$AIRFLOW_PORT
+export AIRFLOW__API__BASE_URL=http://127.0.0.1:$AIRFLOW_PORT
+export AIRFLOW__API__HOST=127.0.0.1
+export AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=${AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT:-8793}
+export PATH=$REPO/.venv/bin:$PATH
