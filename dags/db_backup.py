@@ -52,8 +52,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import Param, dag, task
-from airflow.sdk import TriggerRule
+from airflow.sdk import Param, TriggerRule, dag, task
 
 from stellar_ops.adapters import backup_tasks as steps
 from stellar_ops.adapters.alerting import dag_callbacks, task_defaults
@@ -78,9 +77,7 @@ DAG_ID = "db_backup"
             type="boolean",
             description="Take a new backup even if a verified backup for this slot already exists",
         ),
-        "dry_run": Param(
-            False, type="boolean", description="Retention only logs what it would delete"
-        ),
+        "dry_run": Param(False, type="boolean", description="Retention only logs what it would delete"),
     },
     **dag_callbacks(DAG_ID),
 )

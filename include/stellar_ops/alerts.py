@@ -12,7 +12,11 @@ from typing import Any
 from stellar_ops.errors import StellarOpsError
 from stellar_ops.taxonomy import SEVERITY_MEANING, Severity
 
-SEVERITY_ICON: dict[str, str] = {"P1": ":rotating_light:", "P2": ":red_circle:", "P3": ":large_orange_circle:"}
+SEVERITY_ICON: dict[str, str] = {
+    "P1": ":rotating_light:",
+    "P2": ":red_circle:",
+    "P3": ":large_orange_circle:",
+}
 MAX_ERROR_CHARS = 600
 
 
@@ -57,7 +61,9 @@ def failure_message(alert: FailureAlert) -> dict[str, Any]:
     return {"text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]}
 
 
-def recovery_message(*, dag_id: str, run_id: str, failed_run_id: str | None, alert_name: str, runbook_url: str) -> dict[str, Any]:
+def recovery_message(
+    *, dag_id: str, run_id: str, failed_run_id: str | None, alert_name: str, runbook_url: str
+) -> dict[str, Any]:
     since = f" (failing since run {failed_run_id})" if failed_run_id else ""
     text = (
         f":large_green_circle: RESOLVED {alert_name}: {dag_id} succeeded again in run {run_id}{since}\n"

@@ -15,6 +15,7 @@ the dump holds.
 from __future__ import annotations
 
 import collections
+import contextlib
 import fcntl
 import hashlib
 import logging
@@ -122,7 +123,9 @@ class BackupJob:
         temp_key = incoming_key(cfg.prefix, key, token)
         started_at = datetime.now(UTC)
         clock = time.monotonic()
-        say(f"dumping {self.target.describe()} to {self.store.url(temp_key)} ({cfg.format}, level {cfg.compression_level})")
+        say(
+            f"dumping {self.target.describe()} to {self.store.url(temp_key)} ({cfg.format}, level {cfg.compression_level})"
+        )
         local_partial = local_final = None
         if cfg.local_dir:
             local_final = Path(cfg.local_dir) / key.rsplit("/", 1)[-1]
@@ -218,11 +221,10 @@ class BackupJob:
             env=self.target.client_env(),
             bufsize=0,
         )
-        assert process.stdout is not None and process.stderr is not None
-        try:
+        assert process.stdout is not None
+        assert process.stderr is not None
+        with contextlib.suppress(OSError):  # a smaller pipe only costs a few more reads
             fcntl.fcntl(process.stdout.fileno(), F_SETPIPE_SZ, CHUNK)
-        except OSError:
-            pass  # a smaller pipe only costs a few more reads
         tail: collections.deque[str] = collections.deque(maxlen=20)
         stderr = process.stderr
 
@@ -250,7 +252,9 @@ class BackupJob:
     ) -> tuple[str, int]:
         assert process.stdout is not None
         source = process.stdout.fileno()
-        packer = compressor(self.config.format, self.config.compression_level, self.config.compression_threads)
+        packer = compressor(
+            self.config.format, self.config.compression_level, self.config.compression_threads
+        )
         digest = hashlib.sha256()
         progress = _Progress(say, self.config.progress_interval_seconds, clock, last=clock)
 
@@ -307,7 +311,9 @@ class BackupJob:
         self.store.copy(temp_key, key, metadata={"sha256": manifest.sha256, "stellar-ops-manifest": "1"})
         head = self.store.head(key)
         if head is None or int(head["ContentLength"]) != manifest.size_bytes:
-            raise BackupError(f"copy of {self.store.url(temp_key)} to {key!r} did not produce the same object")
+            raise BackupError(
+                f"copy of {self.store.url(temp_key)} to {key!r} did not produce the same object"
+            )
         self.store.put_json(key + MANIFEST_SUFFIX, manifest.to_document())
         self.store.delete(temp_key)
         return manifest

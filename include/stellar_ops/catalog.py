@@ -72,7 +72,10 @@ def schema_of(conn: Any) -> dict[str, Any]:
         for schema, table, index, definition in conn.execute(_INDEXES_SQL).fetchall()
         if f"{schema}.{table}" in tables
     }
-    return {"tables": {name: {"columns": columns.get(name, [])} for name in sorted(tables)}, "indexes": indexes}
+    return {
+        "tables": {name: {"columns": columns.get(name, [])} for name in sorted(tables)},
+        "indexes": indexes,
+    }
 
 
 def fingerprint(schema: dict[str, Any]) -> str:

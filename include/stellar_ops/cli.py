@@ -126,14 +126,22 @@ def cmd_maintenance(args: argparse.Namespace) -> int:
     if status.warning:
         _say(f"WARNING: {status.warning}")
     report = maintenance.bloat_report(
-        target, warn_ratio=settings.bloat_warn_dead_ratio, min_dead=settings.bloat_min_dead_tuples, tables=tables
+        target,
+        warn_ratio=settings.bloat_warn_dead_ratio,
+        min_dead=settings.bloat_min_dead_tuples,
+        tables=tables,
     )
     _say(maintenance.format_report(report))
     if args.report_only:
         return 0
-    maintenance.vacuum_analyze(target, tables=tables, lock_timeout_seconds=settings.lock_timeout_seconds, say=_say)
+    maintenance.vacuum_analyze(
+        target, tables=tables, lock_timeout_seconds=settings.lock_timeout_seconds, say=_say
+    )
     after = maintenance.bloat_report(
-        target, warn_ratio=settings.bloat_warn_dead_ratio, min_dead=settings.bloat_min_dead_tuples, tables=tables
+        target,
+        warn_ratio=settings.bloat_warn_dead_ratio,
+        min_dead=settings.bloat_min_dead_tuples,
+        tables=tables,
     )
     _say(maintenance.format_report(after))
     return 0
@@ -148,7 +156,9 @@ def _parse_slot(text: str | None) -> datetime:
     try:
         slot = datetime.fromisoformat(text)
     except ValueError:
-        raise StellarOpsError(f"--slot must be an ISO timestamp such as 2026-11-28T02:00:00Z, got {text!r}") from None
+        raise StellarOpsError(
+            f"--slot must be an ISO timestamp such as 2026-11-28T02:00:00Z, got {text!r}"
+        ) from None
     return slot if slot.tzinfo else slot.replace(tzinfo=UTC)
 
 
@@ -186,7 +196,9 @@ def cmd_backup(args: argparse.Namespace) -> int:
     try:
         prerequisites = job.check_prerequisites(slot)
         if prerequisites.verified_backup_exists and not args.force:
-            _say(f"a verified backup for {slot.isoformat()} already exists ({prerequisites.key}); use --force")
+            _say(
+                f"a verified backup for {slot.isoformat()} already exists ({prerequisites.key}); use --force"
+            )
             return 0
         draft = job.dump(slot, run_id=None, token=f"cli-{os.getpid()}", say=_say)
         verification = verify_upload(store, draft, binaries)
@@ -194,7 +206,12 @@ def cmd_backup(args: argparse.Namespace) -> int:
         _say(f"published {store.url(manifest.key)} and its manifest")
     except StellarOpsError as exc:
         _notify(f":red_circle: [P2] BackupFailed: {exc}")
-        _push_metrics("db_backup", metrics.backup_metrics(success=False, finished_at=datetime.now(UTC), size_bytes=0, duration_seconds=0))
+        _push_metrics(
+            "db_backup",
+            metrics.backup_metrics(
+                success=False, finished_at=datetime.now(UTC), size_bytes=0, duration_seconds=0
+            ),
+        )
         raise
     stale_before = datetime.now(UTC) - timedelta(hours=cfg.stale_upload_hours)
     plan = retention.plan_s3(
@@ -208,13 +225,18 @@ def cmd_backup(args: argparse.Namespace) -> int:
     retention.apply_s3(store, plan, dry_run=args.dry_run_retention, say=_say)
     if cfg.local_dir:
         doomed = retention.plan_local(
-            Path(cfg.local_dir), reference=slot, retention_days=cfg.local_retention_days, stale_before=stale_before
+            Path(cfg.local_dir),
+            reference=slot,
+            retention_days=cfg.local_retention_days,
+            stale_before=stale_before,
         )
         retention.apply_local(doomed, dry_run=args.dry_run_retention, say=_say)
     _push_metrics(
         "db_backup",
         metrics.backup_metrics(
-            success=True, finished_at=manifest.finished_at, size_bytes=manifest.size_bytes,
+            success=True,
+            finished_at=manifest.finished_at,
+            size_bytes=manifest.size_bytes,
             duration_seconds=manifest.duration_seconds,
         ),
     )
@@ -252,6 +274,81 @@ def cmd_backups(args: argparse.Namespace) -> int:
     result = verify_published(store, listing, args.key, find_binaries(config.backup.pg_bin_dir))
     _print_json(result)
     return 0
+
+
+# -- DR test ---------------------------------------------------------------------------------------
+
+
+def cmd_dr_test(args: argparse.Namespace) -> int:
+    """The DR test without Airflow: always the local scratch backend, on this machine."""
+    import tempfile
+
+    from stellar_ops import dr, restore
+    from stellar_ops.pg import find_binaries
+    from stellar_ops.scratch import LocalScratch, scratch_name
+
+    config = cli_env.config_from_env()
+    binaries = find_binaries(config.backup.pg_bin_dir)
+    store = None if args.backup.startswith("/") else cli_env.s3_store(config)
+    now = datetime.now(UTC)
+    backup = restore.resolve(store, config.backup.prefix, args.backup, reference=now, month_scoped=False)
+    _say(f"testing {backup.location} ({backup.dump_format}, {backup.state})")
+    manifest = restore.load_manifest(store, backup)
+    checked = restore.check_backup(store, backup, manifest, binaries)
+    for warning in checked["warnings"]:
+        _say(f"WARNING: {warning}")
+    work_root = Path(config.dr.work_dir or tempfile.gettempdir())
+    work_root.mkdir(parents=True, exist_ok=True)
+    scratch = LocalScratch(
+        name=scratch_name("cli"),
+        work_dir=work_root,
+        binaries=binaries,
+        run_as=config.dr.run_as_user,
+        settings=config.dr.scratch_settings,
+        startup_timeout=config.dr.startup_timeout_seconds,
+    )
+    with tempfile.TemporaryDirectory(prefix="stellar-dr-fetch-", dir=work_root) as work:
+        started = time.monotonic()
+        path = restore.fetch(store, backup, manifest, Path(work))
+        with scratch.running(keep_on_failure=args.keep_scratch) as server:
+            restore.restore(
+                server.target(),
+                path,
+                backup.dump_format,
+                jobs=config.dr.restore_jobs,
+                binaries=binaries,
+                say=_say,
+            )
+            rto = round(time.monotonic() - started, 3)
+            observation = restore.observe(server.target(), list(config.dr.sanity_queries))
+    verdicts = [
+        dr.row_counts(manifest, observation["row_counts"], list(config.dr.key_tables)),
+        dr.schema(manifest, observation["schema"], list(config.dr.key_tables), config.dr.min_tables),
+        dr.sanity_queries(observation["sanity"]),
+    ]
+    rpo = dr.rpo_seconds(restore.backup_time(backup, manifest), now)
+    document = dr.report(
+        backup=backup.as_dict(),
+        manifest=manifest,
+        verdicts=[v.as_dict() for v in verdicts],
+        failed_steps=[],
+        rto_seconds=rto,
+        rpo_seconds=rpo,
+        scratch_backend="local",
+        run_id=None,
+        warnings=checked["warnings"],
+    )
+    _push_metrics(
+        "dr_restore_test",
+        metrics.dr_metrics(success=document["success"], restore_seconds=rto, backup_age_seconds=rpo),
+    )
+    if args.json:
+        _print_json(document)
+    for verdict in verdicts:
+        _say(f"{'PASS' if verdict.passed else 'FAIL'} {verdict.check}: {verdict.detail}")
+    _say(dr.summary_line(document))
+    _notify(dr.summary_line(document))
+    return 0 if document["success"] else 1
 
 
 # -- parser ----------------------------------------------------------------------------------------
@@ -301,6 +398,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("key")
     p.set_defaults(func=cmd_backups)
 
+    p = sub.add_parser("dr-test", help="restore a backup into a scratch server and verify it")
+    p.add_argument("--backup", default="latest", help="'latest', an S3 key, or a local path")
+    p.add_argument("--json", action="store_true", help="print the JSON report")
+    p.add_argument("--keep-scratch", action="store_true", help="keep the scratch server if the restore fails")
+    p.set_defaults(func=cmd_dr_test)
+
     p = sub.add_parser("airflow-settings", help="turn airflow_settings.yaml into `airflow ... import` files")
     p.add_argument("file", help="airflow_settings.yaml")
     p.add_argument("--out", required=True, help="directory for connections/variables/pools.json")
@@ -324,6 +427,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(message)s",
         stream=sys.stderr,
     )
+    for noisy in ("botocore", "boto3", "urllib3", "s3transfer"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return int(args.func(args))
     except StellarOpsError as exc:

@@ -31,7 +31,9 @@ def config_from_env(env: Mapping[str, str] | None = None) -> StellarOpsConfig:
         try:
             raw = Path(raw).read_text()
         except OSError as exc:
-            raise ConfigError(f"STELLAR_OPS_CONFIG names {raw!r}, which cannot be read: {exc.strerror}") from None
+            raise ConfigError(
+                f"STELLAR_OPS_CONFIG names {raw!r}, which cannot be read: {exc.strerror}"
+            ) from None
     config = parse_config(raw or None)
     overrides: dict[str, Any] = {}
     backup: dict[str, Any] = {}
@@ -71,7 +73,9 @@ def s3_store(config: StellarOpsConfig, env: Mapping[str, str] | None = None) -> 
         endpoint_url=endpoint or None,
         # The whole object is read back and its sha256 checked before it counts, so per-request
         # checksums only cost CPU on small workers.
-        config=Config(request_checksum_calculation="when_required", retries={"max_attempts": 3, "mode": "standard"}),
+        config=Config(
+            request_checksum_calculation="when_required", retries={"max_attempts": 3, "mode": "standard"}
+        ),
     )
     return S3Store(
         client,

@@ -119,6 +119,14 @@ class DrConfig(_Section):
     docker_image: str = Field(
         "postgres:{major}", description="Image of the docker scratch server; {major} is the server major."
     )
+    docker_network: str | None = Field(
+        None,
+        description="Docker network to put the scratch container on (workers in containers); null "
+        "publishes its port on docker_host_address instead.",
+    )
+    docker_host_address: str = Field(
+        "127.0.0.1", description="Address the scratch container's port is published on and reached at."
+    )
     key_tables: list[str] = Field(
         default_factory=lambda: ["trades", "events"],
         description="Tables that must exist and, for legacy backups, hold rows.",
@@ -141,7 +149,9 @@ class DrConfig(_Section):
     run_as_user: str = Field(
         "postgres", description="OS user that runs a local scratch server when the worker runs as root."
     )
-    startup_timeout_seconds: int = Field(60, ge=5, description="How long the scratch server may take to start.")
+    startup_timeout_seconds: int = Field(
+        60, ge=5, description="How long the scratch server may take to start."
+    )
 
 
 class MaintenanceConfig(_Section):
@@ -218,10 +228,13 @@ def _describe(error: Mapping[str, Any]) -> str:
     if error["type"] == "extra_forbidden":
         return f"{location}: unknown field (check the spelling against docs/configuration.md)"
     message = str(error["msg"]).removeprefix("Value error, ")
-    if error["type"] == "value_error" and re.match(r"\w+: ", message) and error.get("input") is not None:
+    if (
+        error["type"] == "value_error"
+        and re.match(r"\w+: ", message)
+        and isinstance(error.get("input"), dict)
+    ):
         # A cross-field check on a section names its own field: report it as section.field.
-        if isinstance(error["input"], dict):
-            return f"{location}.{message}" if location else message
+        return f"{location}.{message}" if location else message
     got = error.get("input")
     shown = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"
     prefix = f"{location}: " if location else ""

@@ -58,7 +58,7 @@ class Listing:
 
 def list_backups(store: S3Store, prefix: str) -> Listing:
     """One LIST over the prefix; a HEAD only for manifest-less ``.sql.gz`` objects."""
-    objects = list(store.list(prefix))
+    objects = list(store.list_objects(prefix))
     keys = {obj.key for obj in objects}
     backups: list[BackupEntry] = []
     sidecar_owners: set[str] = set()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import datetime, time as clock_time
+from datetime import datetime
+from datetime import time as clock_time
 from typing import Any
 
 from stellar_ops import catalog
@@ -57,10 +59,9 @@ def bloat_report(
 ) -> list[TableBloat]:
     """Dead and live tuples of each table, worst first; ``warning`` marks tables over the threshold."""
     with connect(target) as conn:
-        try:
-            conn.execute("SELECT pg_stat_force_next_flush()")  # our own backend's pending counts
-        except Exception:  # noqa: BLE001, S110 - PostgreSQL < 15 has no such function
-            pass
+        # Flush this backend's pending counters; PostgreSQL < 15 has no such function.
+        with contextlib.suppress(Exception):
+            conn.execute("SELECT pg_stat_force_next_flush()")
         rows = conn.execute(_BLOAT_SQL).fetchall()
     wanted = {_normalise(t) for t in tables} if tables else None
     report = []
@@ -126,7 +127,9 @@ def vacuum_analyze(
             try:
                 conn.execute(f"VACUUM (ANALYZE) {qualified(schema, table)}")
             except Exception as exc:
-                raise StellarOpsError(f"VACUUM ANALYZE of {name} failed: {' '.join(str(exc).split())}") from None
+                raise StellarOpsError(
+                    f"VACUUM ANALYZE of {name} failed: {' '.join(str(exc).split())}"
+                ) from None
             timings[name] = round(time.monotonic() - started, 3)
             say(f"VACUUM ANALYZE {name}: {timings[name]:.2f}s")
     return timings
@@ -153,15 +156,18 @@ def ensure_pg_stat_statements(target: PgTarget) -> StatStatements:
                 f"cannot create extension pg_stat_statements in {target.dbname} as {target.user}: "
                 f"{' '.join(str(exc).split())} (a superuser must create it once)"
             ) from None
-        installed = conn.execute(
-            "SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements'"
-        ).fetchone() is not None
+        installed = (
+            conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements'").fetchone()
+            is not None
+        )
         try:
             conn.execute("SELECT 1 FROM pg_stat_statements LIMIT 1").fetchall()
             preloaded = True
         except Exception as exc:
             if "shared_preload_libraries" not in str(exc):
-                raise StellarOpsError(f"cannot read pg_stat_statements: {' '.join(str(exc).split())}") from None
+                raise StellarOpsError(
+                    f"cannot read pg_stat_statements: {' '.join(str(exc).split())}"
+                ) from None
             preloaded = False
     warning = None
     if not preloaded:

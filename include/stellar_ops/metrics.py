@@ -28,7 +28,9 @@ class MetricsError(StellarOpsError):
     """A metrics endpoint refused or could not be reached."""
 
 
-def push_to_gateway(url: str, *, job: str, procedure: str, metrics: list[Metric], timeout: float = 10.0) -> None:
+def push_to_gateway(
+    url: str, *, job: str, procedure: str, metrics: list[Metric], timeout: float = 10.0
+) -> None:
     from prometheus_client import CollectorRegistry, Gauge, pushadd_to_gateway
 
     registry = CollectorRegistry()
@@ -40,14 +42,16 @@ def push_to_gateway(url: str, *, job: str, procedure: str, metrics: list[Metric]
             gauges[metric.name] = gauge
         (gauge.labels(**metric.labels) if metric.labels else gauge).set(metric.value)
     try:
-        pushadd_to_gateway(url, job=job, registry=registry, grouping_key={"procedure": procedure}, timeout=timeout)
+        pushadd_to_gateway(
+            url, job=job, registry=registry, grouping_key={"procedure": procedure}, timeout=timeout
+        )
     except Exception as exc:  # urllib raises several types; all mean "not pushed"
-        raise MetricsError(f"pushing {len(metrics)} metrics to the Pushgateway at {url} failed: {exc}") from None
+        raise MetricsError(
+            f"pushing {len(metrics)} metrics to the Pushgateway at {url} failed: {exc}"
+        ) from None
 
 
-def post_to_api(
-    url: str, api_key: str, *, source: str, metrics: list[Metric], timeout: float = 10.0
-) -> None:
+def post_to_api(url: str, api_key: str, *, source: str, metrics: list[Metric], timeout: float = 10.0) -> None:
     import requests
 
     payload: dict[str, Any] = {
@@ -64,7 +68,9 @@ def post_to_api(
         raise MetricsError(f"POST {endpoint} answered {response.status_code}: {response.text[:200]}")
 
 
-def backup_metrics(*, success: bool, finished_at: datetime, size_bytes: int, duration_seconds: float) -> list[Metric]:
+def backup_metrics(
+    *, success: bool, finished_at: datetime, size_bytes: int, duration_seconds: float
+) -> list[Metric]:
     metrics = [Metric("stellar_backup_success", 1.0 if success else 0.0, "1 if the last backup succeeded")]
     if success:
         metrics += [
@@ -79,10 +85,14 @@ def backup_metrics(*, success: bool, finished_at: datetime, size_bytes: int, dur
     return metrics
 
 
-def dr_metrics(*, success: bool, restore_seconds: float | None, backup_age_seconds: float | None) -> list[Metric]:
+def dr_metrics(
+    *, success: bool, restore_seconds: float | None, backup_age_seconds: float | None
+) -> list[Metric]:
     metrics = [Metric("stellar_dr_test_success", 1.0 if success else 0.0, "1 if the last DR test passed")]
     if restore_seconds is not None:
-        metrics.append(Metric("stellar_dr_restore_seconds", restore_seconds, "Recovery time of the last DR test (RTO)"))
+        metrics.append(
+            Metric("stellar_dr_restore_seconds", restore_seconds, "Recovery time of the last DR test (RTO)")
+        )
     if backup_age_seconds is not None:
         metrics.append(
             Metric("stellar_dr_backup_age_seconds", backup_age_seconds, "Age of the tested backup (RPO)")

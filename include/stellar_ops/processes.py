@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import signal
@@ -163,7 +164,5 @@ class ManagedProcess:
             return
         if self.process.poll() is None:
             stop_pid(self.process.pid, sig=self.stop_signal, timeout=timeout)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass

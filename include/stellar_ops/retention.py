@@ -64,10 +64,10 @@ def plan_s3(
         if upload.last_modified < stale_before:
             plan.delete.append(upload.key)
             plan.reasons[upload.key] = "delete: upload that was never published"
-    for upload in unfinished_uploads or []:
-        initiated = upload.get("Initiated")
+    for unfinished in unfinished_uploads or []:
+        initiated = unfinished.get("Initiated")
         if isinstance(initiated, datetime) and initiated < stale_before:
-            plan.abort_uploads.append((str(upload["Key"]), str(upload["UploadId"])))
+            plan.abort_uploads.append((str(unfinished["Key"]), str(unfinished["UploadId"])))
     return plan
 
 
@@ -81,7 +81,9 @@ def _verdict(entry: BackupEntry, reference: datetime, cutoff: datetime, protecte
     return f"delete: {entry.state} backup older than the retention cutoff {cutoff.isoformat()}"
 
 
-def apply_s3(store: S3Store, plan: RetentionPlan, *, dry_run: bool, say: Callable[[str], None] = log.info) -> None:
+def apply_s3(
+    store: S3Store, plan: RetentionPlan, *, dry_run: bool, say: Callable[[str], None] = log.info
+) -> None:
     verb = "would delete" if dry_run else "deleting"
     for key in plan.delete:
         say(f"{verb} {store.url(key)} ({plan.reasons.get(key, 'sidecar of a deleted backup')})")
@@ -91,7 +93,9 @@ def apply_s3(store: S3Store, plan: RetentionPlan, *, dry_run: bool, say: Callabl
         say(f"{'would abort' if dry_run else 'aborting'} unfinished upload {upload_id} of {store.url(key)}")
         if not dry_run:
             store.abort_upload(key, upload_id)
-    say(f"retention: keeping {len(plan.keep)} backups; {len(plan.delete)} objects {'to delete (dry run)' if dry_run else 'deleted'}")
+    say(
+        f"retention: keeping {len(plan.keep)} backups; {len(plan.delete)} objects {'to delete (dry run)' if dry_run else 'deleted'}"
+    )
 
 
 def require_this_run_verified(store: S3Store, key: str) -> None:
@@ -105,7 +109,9 @@ def require_this_run_verified(store: S3Store, key: str) -> None:
 _LOCAL = re.compile(rf"^{BASENAME}_(?P<ts>[0-9TZ_\-]+)\.(dump\.zst|sql\.gz)(?P<partial>\.partial-.+)?$")
 
 
-def plan_local(directory: Path, *, reference: datetime, retention_days: int, stale_before: datetime) -> list[Path]:
+def plan_local(
+    directory: Path, *, reference: datetime, retention_days: int, stale_before: datetime
+) -> list[Path]:
     """Local copies older than ``retention_days`` (the newest one is always kept) and stale partials."""
     if not directory.is_dir():
         return []

@@ -76,7 +76,9 @@ class S3Store:
                 raise PrerequisiteError(
                     f"S3 bucket {self.bucket!r} refused our credentials ({code}): check the S3 connection"
                 ) from None
-            raise PrerequisiteError(f"cannot reach S3 bucket {self.bucket!r}: {describe_error(exc)}") from None
+            raise PrerequisiteError(
+                f"cannot reach S3 bucket {self.bucket!r}: {describe_error(exc)}"
+            ) from None
 
     def check_writable(self, probe_key: str) -> None:
         """Write and delete a small probe object."""
@@ -89,7 +91,7 @@ class S3Store:
                 "connection's permissions and backup.server_side_encryption"
             ) from None
 
-    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+    def list_objects(self, prefix: str) -> Iterator[ObjectInfo]:
         paginator = self.client.get_paginator("list_objects_v2")
         try:
             for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):

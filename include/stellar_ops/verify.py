@@ -9,6 +9,7 @@ whose pg_dump died half-way.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import subprocess
 import tempfile
@@ -38,9 +39,9 @@ class _ArchiveCheck:
     """Feeds a custom-format archive to pg_restore twice over, from one stream."""
 
     def __init__(self, binaries: PgBinaries) -> None:
-        self._toc = tempfile.TemporaryFile()
-        self._errors = tempfile.TemporaryFile()
-        self._list_errors = tempfile.TemporaryFile()
+        self._toc = tempfile.TemporaryFile()  # noqa: SIM115 - closed in finish()
+        self._errors = tempfile.TemporaryFile()  # noqa: SIM115
+        self._list_errors = tempfile.TemporaryFile()  # noqa: SIM115
         self.lister = subprocess.Popen(
             [binaries.path("pg_restore"), "--list"],
             stdin=subprocess.PIPE,
@@ -73,10 +74,8 @@ class _ArchiveCheck:
     def _close_lister_input(self) -> None:
         self._lister_open = False
         if self.lister is not None and self.lister.stdin is not None and not self.lister.stdin.closed:
-            try:
+            with contextlib.suppress(BrokenPipeError):
                 self.lister.stdin.close()
-            except BrokenPipeError:
-                pass
 
     def finish(self) -> tuple[int | None, list[str]]:
         problems: list[str] = []

@@ -9,7 +9,14 @@ from stellar_ops import alerts, metrics, retention
 from stellar_ops.adapters.alerting import send
 from stellar_ops.adapters.assets import BACKUP_ASSET
 from stellar_ops.adapters.connections import optional_endpoint, pg_target, s3_store
-from stellar_ops.adapters.runtime import checked, current_context, load_config, run_slot, task_logger, try_token
+from stellar_ops.adapters.runtime import (
+    checked,
+    current_context,
+    load_config,
+    run_slot,
+    task_logger,
+    try_token,
+)
 from stellar_ops.backup import BackupJob, verify_upload
 from stellar_ops.config import StellarOpsConfig
 from stellar_ops.inventory import list_backups
@@ -20,7 +27,10 @@ log = task_logger()
 
 def _job(config: StellarOpsConfig) -> BackupJob:
     return BackupJob(
-        pg_target(config.connections.db), s3_store(config), config.backup, find_binaries(config.backup.pg_bin_dir)
+        pg_target(config.connections.db),
+        s3_store(config),
+        config.backup,
+        find_binaries(config.backup.pg_bin_dir),
     )
 
 
@@ -105,7 +115,10 @@ def apply_retention(published: dict[str, Any], dry_run: bool) -> dict[str, Any]:
         from pathlib import Path
 
         doomed = retention.plan_local(
-            Path(cfg.local_dir), reference=reference, retention_days=cfg.local_retention_days, stale_before=stale_before
+            Path(cfg.local_dir),
+            reference=reference,
+            retention_days=cfg.local_retention_days,
+            stale_before=stale_before,
         )
         retention.apply_local(doomed, dry_run=dry_run, say=log.info)
         local = [str(p) for p in doomed]
@@ -152,7 +165,9 @@ def publish_metrics() -> dict[str, Any] | None:
             duration_seconds=published["duration_seconds"],
         )
     else:
-        points = metrics.backup_metrics(success=False, finished_at=datetime.now(UTC), size_bytes=0, duration_seconds=0)
+        points = metrics.backup_metrics(
+            success=False, finished_at=datetime.now(UTC), size_bytes=0, duration_seconds=0
+        )
     publish(config, "db_backup", points)
     return {m.name: m.value for m in points}
 
@@ -179,6 +194,10 @@ def publish(config: StellarOpsConfig, procedure: str, points: list[metrics.Metri
     api = optional_endpoint(config.connections.api, "the StellarEscrow API")
     if api and config.metrics.push_to_api:
         metrics.post_to_api(
-            api.base_url, api.secret or "", source=procedure, metrics=points, timeout=config.metrics.timeout_seconds
+            api.base_url,
+            api.secret or "",
+            source=procedure,
+            metrics=points,
+            timeout=config.metrics.timeout_seconds,
         )
         log.info("posted %d metrics to %s/api/metrics", len(points), api.base_url)

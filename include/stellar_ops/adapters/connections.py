@@ -35,7 +35,11 @@ def _mask(secret: str | None) -> None:
 
 def pg_target(conn_id: str) -> PgTarget:
     conn = _connection(conn_id, "the StellarEscrow database")
-    missing = [name for name, value in (("host", conn.host), ("login", conn.login), ("schema", conn.schema)) if not value]
+    missing = [
+        name
+        for name, value in (("host", conn.host), ("login", conn.login), ("schema", conn.schema))
+        if not value
+    ]
     if missing:
         raise ConfigError(
             f"connection {conn_id!r} lacks {', '.join(missing)} (schema holds the database name)"
@@ -89,3 +93,29 @@ def optional_endpoint(conn_id: str | None, purpose: str) -> HttpEndpoint | None:
         return http_endpoint(conn_id, purpose)
     except MissingConnectionError:
         return None
+
+
+def docker_client(conn_id: str) -> Any:
+    """A ``docker.APIClient`` for the daemon named by the connection.
+
+    The daemon URL is the connection's ``extra.base_url``, or its host when that is a
+    ``unix://``/``tcp://`` URL; a login makes DockerHook log in to the host as a registry.
+    """
+    from airflow.providers.docker.hooks.docker import DockerHook
+
+    conn = _connection(conn_id, "the Docker daemon")
+    extra = conn.extra_dejson or {}
+    base_url = extra.get("base_url")
+    if not base_url and conn.host and conn.host.split("://")[0] in ("unix", "tcp", "http", "https"):
+        base_url = conn.host
+    if not base_url:
+        raise ConfigError(
+            f"connection {conn_id!r} names no Docker daemon: set extra.base_url (unix:// or tcp://)"
+        )
+    hook = DockerHook(
+        docker_conn_id=conn_id if conn.login else None,
+        base_url=base_url,
+        version=extra.get("version", "auto"),
+        timeout=int(extra.get("timeout", 120)),
+    )
+    return hook.api_client

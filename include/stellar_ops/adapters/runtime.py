@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import logging
 import functools
+import logging
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, ParamSpec, TypeVar

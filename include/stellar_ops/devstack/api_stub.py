@@ -106,7 +106,9 @@ def make_handler(state: ApiState) -> type[BaseHTTPRequestHandler]:
         def _guard(self, *, admin: bool = False) -> bool:
             if state.authorised(self.headers.get("X-API-Key"), admin=admin):
                 return True
-            self._send(403 if self.headers.get("X-API-Key") else 401, {"error": "invalid or missing X-API-Key"})
+            self._send(
+                403 if self.headers.get("X-API-Key") else 401, {"error": "invalid or missing X-API-Key"}
+            )
             return False
 
         def do_GET(self) -> None:  # noqa: N802 - stdlib name
@@ -169,7 +171,9 @@ def main(argv: list[str] | None = None) -> None:
     args.state_dir.mkdir(parents=True, exist_ok=True)
     state = ApiState(read_env_file(args.env_file), args.state_dir)
     server = ThreadingHTTPServer((args.host, args.port), make_handler(state))
-    print(f"api stub on {args.host}:{args.port} with {len(state.api_keys)} API and {len(state.admin_keys)} admin keys")
+    print(
+        f"api stub on {args.host}:{args.port} with {len(state.api_keys)} API and {len(state.admin_keys)} admin keys"
+    )
     server.serve_forever()
 
 

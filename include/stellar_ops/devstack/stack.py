@@ -245,7 +245,9 @@ def _program(name: str) -> str:
         return str(beside_python)
     found = shutil.which(name)
     if not found:
-        raise StellarOpsError(f"{name} is not installed: run `make deps` (see packages.txt and requirements.txt)")
+        raise StellarOpsError(
+            f"{name} is not installed: run `make deps` (see packages.txt and requirements.txt)"
+        )
     return found
 
 

@@ -1,0 +1,148 @@
+"""
+# dr_restore_test: prove the backups restore
+
+**Schedule:** 04:00 UTC on the 1st of each month; also on each new `stellar_escrow_backup`
+Asset event when `dr.trigger_on_new_backup` is true (those runs skip otherwise).
+**Severity:** P2 (DisasterRecoveryTestFailed). **Owner:** platform.
+
+## What it does
+1. `resolve_backup`: the `backup` param: `latest`, an S3 key, or an absolute local path. A
+   scheduled or backfilled run for month M tests the newest backup taken before the end of M.
+   An unknown key fails with the nearest existing keys.
+2. `check_backup`: streams the backup: size and sha256 against its manifest (a mismatch fails
+   here, before any restore), compression frames, and a full `pg_restore` read. A legacy
+   `.sql.gz` without manifest gets its gzip integrity and dump trailer checked, with a warning.
+3. `create_scratch` (setup): `local` reserves a scratch server that `restore_backup` runs on its
+   own worker (initdb on a free port); `docker` starts a `postgres:<major>` container.
+4. `restore_backup`: downloads the backup again (checked on the way), restores it
+   (`pg_restore -j`, or `psql -v ON_ERROR_STOP=1`), and records exact row counts, the schema
+   and the sanity queries' outcome. RTO = download + restore.
+5. `verify_row_counts`, `verify_schema`, `verify_sanity_queries`: each compares the restored
+   database with the manifest and fails with a verdict naming what differs.
+6. `drop_scratch` (teardown): always removes the scratch server, failures included, unless
+   `keep_scratch_on_failure` is set.
+7. `publish_report`: `<backup key>.dr_report.json` beside the backup, metrics
+   `stellar_dr_test_success`, `stellar_dr_restore_seconds` (RTO), `stellar_dr_backup_age_seconds`
+   (RPO), and a one-line summary when it passed.
+
+## Is it safe to re-run?
+Yes. It only reads the backup and writes its report; the scratch server is private to the run.
+
+## When it fails
+- *checksum mismatch / size mismatch*: the object in S3 is not what was backed up. Treat that
+  backup as lost: check the previous one with `stellar-ops backups verify KEY` and take a new
+  backup now.
+- *row counts / schema failed*: the restore is incomplete: read the verdict for the tables.
+- *pg_restore failed / psql stopped at the first failing statement*: the message quotes it.
+- *did not start*: the scratch server could not start (disk, port, `dr.scratch_settings`).
+
+## Triage
+P2: the safety net is unproven. Fix today; if the newest backup does not restore, escalate to P1.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import (
+    AssetOrTimeSchedule,
+    CronTriggerTimetable,
+    Param,
+    TriggerRule,
+    dag,
+    setup,
+    task,
+    teardown,
+)
+
+from stellar_ops.adapters import dr_tasks as steps
+from stellar_ops.adapters.alerting import dag_callbacks, task_defaults
+from stellar_ops.adapters.assets import BACKUP_ASSET
+from stellar_ops.taxonomy import procedure_for
+
+DAG_ID = "dr_restore_test"
+
+
+@dag(
+    dag_id=DAG_ID,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable("0 4 1 * *", timezone="UTC"), assets=BACKUP_ASSET
+    ),
+    catchup=False,
+    max_active_runs=1,
+    tags=procedure_for(DAG_ID).tags,
+    doc_md=__doc__,
+    default_args=task_defaults(DAG_ID, execution_timeout=timedelta(hours=2)),
+    params={
+        "backup": Param(
+            "latest",
+            type="string",
+            minLength=1,
+            description="'latest', an S3 key (or file name) of a backup, or an absolute local path",
+        ),
+        "scratch_backend": Param(
+            "local",
+            type="string",
+            enum=["local", "docker"],
+            description="local: initdb on the worker; docker: a postgres container",
+        ),
+        "keep_scratch_on_failure": Param(
+            False, type="boolean", description="Keep the scratch server after a failure, for debugging"
+        ),
+    },
+    **dag_callbacks(DAG_ID),
+)
+def dr_restore_test() -> None:
+    @task
+    def resolve_backup(params: dict | None = None) -> dict:
+        return steps.resolve_backup((params or {})["backup"])
+
+    @task
+    def check_backup(resolved: dict) -> dict:
+        return steps.check_backup(resolved)
+
+    @setup
+    def create_scratch(params: dict | None = None) -> dict:
+        return steps.create_scratch((params or {})["scratch_backend"])
+
+    @task
+    def restore_backup(resolved: dict, handle: dict, params: dict | None = None) -> dict:
+        return steps.restore_backup(resolved, handle, (params or {})["keep_scratch_on_failure"])
+
+    @task
+    def verify_row_counts(resolved: dict, restored: dict) -> dict:
+        return steps.verify_row_counts(resolved, restored)
+
+    @task
+    def verify_schema(resolved: dict, restored: dict) -> dict:
+        return steps.verify_schema(resolved, restored)
+
+    @task
+    def verify_sanity_queries(restored: dict) -> dict:
+        return steps.verify_sanity_queries(restored)
+
+    @teardown
+    def drop_scratch(handle: dict, params: dict | None = None) -> list:
+        return steps.drop_scratch(handle, (params or {})["keep_scratch_on_failure"])
+
+    @task(trigger_rule=TriggerRule.ALL_DONE, execution_timeout=timedelta(minutes=10))
+    def publish_report(params: dict | None = None) -> dict | None:
+        return steps.publish_report((params or {})["scratch_backend"])
+
+    resolved = resolve_backup()
+    checked = check_backup(resolved)
+    scratch = create_scratch()
+    checked >> scratch
+    restored = restore_backup(resolved, scratch)
+    verdicts = [
+        verify_row_counts(resolved, restored),
+        verify_schema(resolved, restored),
+        verify_sanity_queries(restored),
+    ]
+    removed = drop_scratch(scratch)
+    verdicts >> removed >> publish_report()
+
+
+dr_restore_test()
