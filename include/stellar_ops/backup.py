@@ -118,23 +118,24 @@ class BackupJob:
         self, slot: datetime, *, run_id: str | None, token: str, say: Callable[[str], None] = log.info
     ) -> dict[str, Any]:
         """Stream a dump to the incoming key; returns the draft manifest (not yet verified)."""
+        import psycopg
+
         cfg = self.config
         key = self.key_for(slot)
         temp_key = incoming_key(cfg.prefix, key, token)
+        self._abort_earlier_tries(key, say)
         started_at = datetime.now(UTC)
         clock = time.monotonic()
         say(
             f"dumping {self.target.describe()} to {self.store.url(temp_key)} ({cfg.format}, level {cfg.compression_level})"
         )
-        local_partial = local_final = None
-        if cfg.local_dir:
-            local_final = Path(cfg.local_dir) / key.rsplit("/", 1)[-1]
-            local_partial = local_final.with_name(f"{local_final.name}.partial-{token}")
-
-        import psycopg
+        local_final = Path(cfg.local_dir) / key.rsplit("/", 1)[-1] if cfg.local_dir else None
+        local_partial = local_final.with_name(f"{local_final.name}.partial-{token}") if local_final else None
+        if local_final is not None:
+            _check_local_dir(local_final.parent)  # this may be another worker than the prerequisites ran on
 
         with connect(self.target, autocommit=False) as conn:
-            # REPEATABLE READ: one snapshot for pg_dump and the inventory
+            # One REPEATABLE READ snapshot, exported to pg_dump and shared by the inventory.
             conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             conn.read_only = True
             snapshot = str(conn.execute("SELECT pg_export_snapshot()").fetchone()[0])
@@ -144,17 +145,14 @@ class BackupJob:
             upload = self.store.multipart(
                 temp_key, part_size=cfg.part_size_mb * MIB, max_in_flight=cfg.max_parts_in_flight
             )
-            process: subprocess.Popen[bytes] | None = None
+            pg_dump: _PgDump | None = None
             local = None
             try:
-                process = self._start_pg_dump(snapshot)
+                pg_dump = _PgDump.start(self._pg_dump_argv(snapshot), self.target.client_env())
                 inventory.start()
-                local = open(local_partial, "wb") if local_partial else None  # noqa: SIM115
-                digest, raw_bytes = self._stream(process, upload, local, say, clock)
-                stderr_tail = process.stderr_tail  # type: ignore[attr-defined]
-                code = process.wait()
-                if code != 0:
-                    raise BackupError(_pg_dump_failure(code, stderr_tail()))
+                local = open(local_partial, "wb") if local_partial else None  # noqa: SIM115 - closed below
+                digest, raw_bytes = self._stream(pg_dump.process, upload, local, say, clock)
+                pg_dump.check_exit()
                 counts, schema = inventory.result()
                 upload.complete()
                 if local is not None and local_partial is not None and local_final is not None:
@@ -164,13 +162,12 @@ class BackupJob:
                     local = None
                     os.replace(local_partial, local_final)
             except BaseException as exc:
-                self._clean_up_failure(process, upload, local, local_partial, say)
+                self._clean_up_failure(pg_dump, upload, local, local_partial, say)
                 if isinstance(exc, BackupError | PrerequisiteError) or not isinstance(exc, Exception):
                     raise
                 raise BackupError(f"backup to {self.store.url(temp_key)} failed: {exc}") from exc
             finally:
                 conn.rollback()
-        dump_major, dump_version = self.binaries.version("pg_dump")
         finished_at = datetime.now(UTC)
         say(
             f"dump finished: {raw_bytes / MIB:,.1f} MiB -> {upload.bytes_written / MIB:,.1f} MiB in "
@@ -184,7 +181,7 @@ class BackupJob:
             "database": self.target.dbname,
             "server_version": version,
             "server_version_num": version_num,
-            "pg_dump_version": dump_version,
+            "pg_dump_version": self.binaries.version("pg_dump")[1],
             "dump_format": cfg.format,
             "compression": compression_name(cfg.format),
             "compression_level": cfg.compression_level,
@@ -203,7 +200,19 @@ class BackupJob:
             "local_copy": str(local_final) if local_final else None,
         }
 
-    def _start_pg_dump(self, snapshot: str) -> subprocess.Popen[bytes]:
+    def _abort_earlier_tries(self, key: str, say: Callable[[str], None]) -> None:
+        """Abort this slot's unfinished uploads left by an earlier try (say, while S3 was down).
+
+        Only this slot's own incoming uploads are touched, and a DAG runs one try at a time.
+        """
+        mine = incoming_key(self.config.prefix, key, "")
+        for upload in self.store.unfinished_uploads(mine):
+            say(
+                f"aborting the unfinished upload {upload['UploadId']} of {self.store.url(upload['Key'])} from an earlier try"
+            )
+            self.store.abort_upload(upload["Key"], upload["UploadId"])
+
+    def _pg_dump_argv(self, snapshot: str) -> list[str]:
         argv = [
             self.binaries.path("pg_dump"),
             f"--format={'custom' if self.config.format == 'custom' else 'plain'}",
@@ -213,34 +222,7 @@ class BackupJob:
         ]
         if self.config.format == "custom":
             argv.append("--compress=0")  # zstd does it better, outside pg_dump
-        process = subprocess.Popen(
-            argv,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            env=self.target.client_env(),
-            bufsize=0,
-        )
-        assert process.stdout is not None
-        assert process.stderr is not None
-        with contextlib.suppress(OSError):  # a smaller pipe only costs a few more reads
-            fcntl.fcntl(process.stdout.fileno(), F_SETPIPE_SZ, CHUNK)
-        tail: collections.deque[str] = collections.deque(maxlen=20)
-        stderr = process.stderr
-
-        def drain() -> None:
-            for line in iter(stderr.readline, b""):
-                tail.append(line.decode(errors="replace").rstrip())
-
-        reader = threading.Thread(target=drain, name="pg_dump-stderr", daemon=True)
-        reader.start()
-
-        def stderr_tail() -> str:
-            reader.join(timeout=5)
-            return "\n".join(tail)
-
-        process.stderr_tail = stderr_tail  # type: ignore[attr-defined]
-        return process
+        return argv
 
     def _stream(
         self,
@@ -280,15 +262,14 @@ class BackupJob:
 
     def _clean_up_failure(
         self,
-        process: subprocess.Popen[bytes] | None,
+        pg_dump: _PgDump | None,
         upload: Any,
         local: Any,
         local_partial: Path | None,
         say: Callable[[str], None],
     ) -> None:
-        if process is not None and process.poll() is None:
-            process.kill()
-            process.wait()
+        if pg_dump is not None:
+            pg_dump.kill()
         problem = upload.abort()
         say(problem or f"aborted the multipart upload of {self.store.url(upload.key)}")
         if local is not None:
@@ -317,6 +298,42 @@ class BackupJob:
         self.store.put_json(key + MANIFEST_SUFFIX, manifest.to_document())
         self.store.delete(temp_key)
         return manifest
+
+
+class _PgDump:
+    """A running pg_dump whose stderr is drained in the background (the last lines kept)."""
+
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        self.process = process
+        self._tail: collections.deque[str] = collections.deque(maxlen=20)
+        self._reader = threading.Thread(target=self._drain, name="pg_dump-stderr", daemon=True)
+        self._reader.start()
+
+    @classmethod
+    def start(cls, argv: list[str], env: dict[str, str]) -> _PgDump:
+        process = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env, bufsize=0
+        )
+        assert process.stdout is not None
+        with contextlib.suppress(OSError):  # a smaller pipe only costs a few more reads
+            fcntl.fcntl(process.stdout.fileno(), F_SETPIPE_SZ, CHUNK)
+        return cls(process)
+
+    def _drain(self) -> None:
+        assert self.process.stderr is not None
+        for line in iter(self.process.stderr.readline, b""):
+            self._tail.append(line.decode(errors="replace").rstrip())
+
+    def check_exit(self) -> None:
+        code = self.process.wait()
+        if code != 0:
+            self._reader.join(timeout=5)
+            raise BackupError(_pg_dump_failure(code, "\n".join(self._tail)))
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
 
 
 class _InventoryThread:

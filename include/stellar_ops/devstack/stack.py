@@ -261,6 +261,7 @@ class Stack:
         self.processes: dict[str, ManagedProcess] = {}
         self.postgres: LocalPgServer | None = None
         self.info: StackInfo | None = None
+        self._weed_argv: list[str] = []
 
     @property
     def logs(self) -> Path:
@@ -343,7 +344,7 @@ class Stack:
     def _start_s3(self) -> None:
         assert self.info is not None
         weed_dir = Path(self.info.data_dir) / "seaweedfs"
-        weed_dir.mkdir()
+        weed_dir.mkdir(exist_ok=True)
         argv = [
             _program("weed"),
             "mini",
@@ -362,12 +363,29 @@ class Stack:
         # The embedded worker dials the admin server at its http port + 10000: keep both ours.
         admin = _free_port_pair(10000)
         argv += [f"-admin.port={admin}", f"-admin.port.grpc={admin + 10000}"]
+        self._weed_argv = argv
+        self._launch_s3()
+
+    def _launch_s3(self) -> None:
+        assert self.info is not None
         env = dict(os.environ, AWS_ACCESS_KEY_ID=self.info.s3_access_key)
         env["AWS_SECRET_ACCESS_KEY"] = self.info.s3_secret_key
-        process = ManagedProcess(name="seaweedfs", argv=argv, log_path=self.logs / "seaweedfs.log", env=env)
+        process = ManagedProcess(
+            name="seaweedfs", argv=self._weed_argv, log_path=self.logs / "seaweedfs.log", env=env
+        )
         process.start()
         self._record("seaweedfs", process)
         process.wait_ready(self._bucket_ready, timeout=60)
+
+    def stop_s3(self) -> None:
+        """Stop the S3 server, keeping its data (to test an outage)."""
+        process = self.processes.pop("seaweedfs", None)
+        if process is not None:
+            process.stop()
+
+    def start_s3(self) -> None:
+        """Start the S3 server again on the same port and data after :meth:`stop_s3`."""
+        self._launch_s3()
 
     def _bucket_ready(self) -> bool:
         assert self.info is not None

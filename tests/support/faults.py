@@ -1,0 +1,111 @@
+"""Fault injection against real processes, and readers for what the servers recorded."""
+
+from __future__ import annotations
+
+import re
+import signal
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import requests
+
+
+def _written(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+            if line.startswith("wchar:"):
+                return int(line.split()[1])
+    except OSError:
+        return 0
+    return 0
+
+
+class PgDumpKiller:
+    """Kills pg_dump children of this process with SIGKILL once they have written ``after_bytes``.
+
+    ``times`` bounds how many it kills (None: every one), so a first try can die and a retry live.
+    """
+
+    def __init__(self, *, after_bytes: int = 1 << 20, times: int | None = 1) -> None:
+        self.after_bytes = after_bytes
+        self.times = times
+        self.killed: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> PgDumpKiller:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        me = psutil.Process()
+        while not self._stop.is_set():
+            if self.times is not None and len(self.killed) >= self.times:
+                return
+            for child in me.children(recursive=True):
+                try:
+                    if child.name() != "pg_dump" or child.pid in self.killed:
+                        continue
+                    if _written(child.pid) >= self.after_bytes:
+                        child.send_signal(signal.SIGKILL)
+                        self.killed.append(child.pid)
+                except psutil.Error:
+                    continue
+            time.sleep(0.002)
+
+
+class PgDumpWatcher:
+    """Records the argv and environment of every pg_dump child while active."""
+
+    def __init__(self) -> None:
+        self.argv: list[list[str]] = []
+        self.environ: list[dict[str, str]] = []
+        self._seen: set[int] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> PgDumpWatcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        me = psutil.Process()
+        while not self._stop.is_set():
+            for child in me.children(recursive=True):
+                try:
+                    if child.name() == "pg_dump" and child.pid not in self._seen:
+                        self._seen.add(child.pid)
+                        self.argv.append(child.cmdline())
+                        self.environ.append(child.environ())
+                except psutil.Error:
+                    continue
+            time.sleep(0.002)
+
+
+def gauge(pushgateway_url: str, name: str, **labels: str) -> float | None:
+    """The value of a metric on the Pushgateway, matched by its labels; None if absent."""
+    text = requests.get(f"{pushgateway_url}/metrics", timeout=5).text
+    for line in text.splitlines():
+        match = re.match(rf"^{re.escape(name)}\{{(.*)\}} (\S+)$", line)
+        if not match:
+            continue
+        found = dict(re.findall(r'(\w+)="([^"]*)"', match.group(1)))
+        if all(found.get(k) == v for k, v in labels.items()):
+            return float(match.group(2))
+    return None
+
+
+def api_metrics(api_url: str, admin_key: str) -> list[dict]:
+    response = requests.get(f"{api_url}/api/metrics", headers={"X-API-Key": admin_key}, timeout=5)
+    response.raise_for_status()
+    return list(response.json()["metrics"])

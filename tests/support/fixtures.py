@@ -1,0 +1,137 @@
+"""Pytest fixtures: one local stack of real servers per session, and per-test isolation on it."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from stellar_ops.config import parse_config
+from stellar_ops.devstack.stack import Stack, StackInfo
+from stellar_ops.s3store import S3Store
+
+REPO = Path(__file__).resolve().parents[2]
+DEMO_ROWS = int(os.environ.get("STELLAR_TEST_DEMO_ROWS", "30000"))
+
+
+@pytest.fixture(scope="session")
+def stack_handle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The servers themselves (to stop or restart one in a fault test)."""
+    stack = Stack(tmp_path_factory.mktemp("stack"), demo_rows=DEMO_ROWS)
+    stack.up()
+    try:
+        yield stack
+    finally:
+        stack.down()
+
+
+@pytest.fixture(scope="session")
+def stack(stack_handle: Stack) -> StackInfo:
+    """Where the servers are; the session's environment points Airflow and the CLI at them."""
+    assert stack_handle.info is not None
+    info = stack_handle.info
+    os.environ.update(info.env())
+    return info
+
+
+@pytest.fixture(scope="session")
+def airflow_db(stack: StackInfo) -> Path:
+    """A migrated metadata DB in the session's AIRFLOW_HOME, for ``dag.test()``."""
+    home = Path(os.environ["AIRFLOW_HOME"])
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "airflow"), "db", "migrate"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return home
+
+
+class Receiver:
+    """The webhook receiver of the stack (the stand-in for Slack)."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+
+    def clear(self) -> None:
+        requests.delete(f"{self.base_url}/_received", timeout=5).raise_for_status()
+
+    def messages(self) -> list[dict[str, Any]]:
+        response = requests.get(f"{self.base_url}/_received", timeout=5)
+        response.raise_for_status()
+        return list(response.json())
+
+    def texts(self) -> list[str]:
+        return [m["json"]["text"] for m in self.messages() if m.get("json") and "text" in m["json"]]
+
+
+@pytest.fixture
+def receiver(stack: StackInfo) -> Receiver:
+    hook = Receiver(stack.url("receiver"))
+    hook.clear()
+    return hook
+
+
+class OpsConfig:
+    """The ``stellar_ops_config`` of one test: its own S3 prefix and local directory."""
+
+    def __init__(self, stack: StackInfo, name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.stack = stack
+        self.monkeypatch = monkeypatch
+        self.prefix = f"t/{name}/"
+        self.local_dir = tmp_path / "local-backups"
+        self.document: dict[str, Any] = {
+            "backup": {"bucket": "stellar-backups", "prefix": self.prefix, "local_dir": str(self.local_dir)},
+            "dr": {"work_dir": str(Path(stack.data_dir) / "scratch")},
+        }
+        self.apply()
+
+    def update(self, **sections: dict[str, Any]) -> None:
+        for section, values in sections.items():
+            self.document.setdefault(section, {}).update(values)
+        self.apply()
+
+    def apply(self) -> None:
+        text = json.dumps(self.document)
+        parse_config(text)  # a test must not hand the DAGs an invalid config by accident
+        self.monkeypatch.setenv("AIRFLOW_VAR_STELLAR_OPS_CONFIG", text)
+        self.monkeypatch.setenv("STELLAR_OPS_CONFIG", text)
+
+    @property
+    def config(self) -> Any:
+        return parse_config(self.document)
+
+    def store(self) -> S3Store:
+        return S3Store(self.stack.s3_client(), "stellar-backups", encryption="AES256")
+
+    def keys(self) -> list[str]:
+        return sorted(o.key for o in self.store().list_objects(self.prefix))
+
+
+@pytest.fixture
+def ops(stack: StackInfo, request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> OpsConfig:
+    name = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:60]
+    return OpsConfig(stack, name, tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def server_dir() -> Iterator[Path]:
+    """A directory a PostgreSQL server running as an unprivileged user can reach."""
+    import shutil
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="stellar-test-pg-"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
