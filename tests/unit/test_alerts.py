@@ -133,7 +133,9 @@ def test_recovery_message_without_the_failed_run() -> None:
         dag_id="db_backup", run_id="r2", failed_run_id=None, alert_name="BackupFailed", runbook_url="u"
     )
     assert "failing since" not in payload["text"]
-    assert payload["text"].startswith(":large_green_circle: RESOLVED BackupFailed: db_backup succeeded again in run r2\n")
+    assert payload["text"].startswith(
+        ":large_green_circle: RESOLVED BackupFailed: db_backup succeeded again in run r2\n"
+    )
 
 
 def test_info_message() -> None:

@@ -62,7 +62,9 @@ def test_every_kind_of_difference_is_named(schema_doc: dict[str, Any]) -> None:
     actual["tables"]["public.escrows"]["columns"][2] = ["status", "character varying(20)", False]
     del actual["indexes"]["public.events_pkey"]
     actual["indexes"]["public.extra_pkey"] = "CREATE UNIQUE INDEX extra_pkey ON public.extra USING btree (id)"
-    actual["indexes"]["public.trades_pkey"] = "CREATE UNIQUE INDEX trades_pkey ON public.trades USING hash (id)"
+    actual["indexes"]["public.trades_pkey"] = (
+        "CREATE UNIQUE INDEX trades_pkey ON public.trades USING hash (id)"
+    )
 
     problems = schema_differences(schema_doc, actual)
 

@@ -242,9 +242,7 @@ def test_plain_dump_without_trailer_is_incomplete() -> None:
 
     result = scan(_chunks(compressed), "plain", source=SOURCE, check_archive=False)
 
-    assert result.problems == [
-        f"{SOURCE} is an incomplete SQL dump: pg_dump's completion trailer is missing"
-    ]
+    assert result.problems == [f"{SOURCE} is an incomplete SQL dump: pg_dump's completion trailer is missing"]
     assert result.uncompressed_bytes == len(cut)
     with pytest.raises(VerificationError, match="incomplete SQL dump"):
         judge(result, source=SOURCE, expected_size=len(compressed), expected_sha256=result.sha256)
@@ -275,7 +273,9 @@ def test_plain_trailer_must_be_at_the_end() -> None:
 
 
 def test_custom_format_needs_no_trailer() -> None:
-    result = scan(_chunks(_compress(b"PGDMP-not-really", "custom")), "custom", source=SOURCE, check_archive=True)
+    result = scan(
+        _chunks(_compress(b"PGDMP-not-really", "custom")), "custom", source=SOURCE, check_archive=True
+    )
     assert result.problems == []  # no binaries: the archive itself is not checked
 
 

@@ -129,7 +129,10 @@ def test_absolute_local_dir_is_valid() -> None:
 
 @pytest.mark.parametrize("level", [1, 9])
 def test_plain_format_accepts_gzip_levels(level: int) -> None:
-    assert parse_config({"backup": {"format": "plain", "compression_level": level}}).backup.compression_level == level
+    assert (
+        parse_config({"backup": {"format": "plain", "compression_level": level}}).backup.compression_level
+        == level
+    )
 
 
 def test_custom_format_accepts_zstd_level_19() -> None:

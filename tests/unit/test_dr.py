@@ -31,7 +31,9 @@ def test_row_counts_match(make_manifest: Callable[..., Manifest]) -> None:
     verdict.raise_if_failed()
 
 
-def test_row_counts_name_every_differing_table_with_both_counts(make_manifest: Callable[..., Manifest]) -> None:
+def test_row_counts_name_every_differing_table_with_both_counts(
+    make_manifest: Callable[..., Manifest],
+) -> None:
     manifest = make_manifest()
     observed = dict(manifest.row_counts)
     observed["public.trades"] = 2999
@@ -102,7 +104,9 @@ def test_legacy_key_tables_may_be_schema_qualified() -> None:
 # -- schema ---------------------------------------------------------------------------------------
 
 
-def test_schema_matches_the_manifest(make_manifest: Callable[..., Manifest], schema_doc: dict[str, Any]) -> None:
+def test_schema_matches_the_manifest(
+    make_manifest: Callable[..., Manifest], schema_doc: dict[str, Any]
+) -> None:
     verdict = dr.schema(make_manifest(), schema_doc, KEY_TABLES, min_tables=3)
 
     assert verdict.passed
@@ -227,7 +231,9 @@ def test_rpo_seconds() -> None:
     assert dr.rpo_seconds(taken, taken - timedelta(minutes=1)) == 0.0
 
 
-def _report(verdicts: list[dr.Verdict], *, failed_steps: list[str] | None = None, manifest: Manifest | None = None) -> dict[str, Any]:
+def _report(
+    verdicts: list[dr.Verdict], *, failed_steps: list[str] | None = None, manifest: Manifest | None = None
+) -> dict[str, Any]:
     return dr.report(
         backup={"source": "s3", "location": "backups/stellar_escrow_20250301T020000Z.dump.zst"},
         manifest=manifest,

@@ -69,7 +69,11 @@ def test_newer_format_version_is_refused_with_upgrade_advice(manifest_doc: dict[
         ({"slot": "yesterday"}, "slot", "valid datetime"),
         ({"unexpected": 1}, "unexpected", "Extra inputs are not permitted"),
         ({"row_counts": {"public.trades": "many"}}, "row_counts.public.trades", "valid integer"),
-        ({"verification": {"verified_at": "2025-03-01T00:00:00Z", "checks": [], "x": 1}}, "verification.x", "Extra"),
+        (
+            {"verification": {"verified_at": "2025-03-01T00:00:00Z", "checks": [], "x": 1}},
+            "verification.x",
+            "Extra",
+        ),
     ],
 )
 def test_invalid_document_names_the_bad_field(
@@ -104,7 +108,9 @@ def test_non_object_document_is_refused(document: Any) -> None:
     raises=TypeError,
 )
 @pytest.mark.parametrize("version", ["2", None])
-def test_non_integer_format_version_is_a_verification_error(manifest_doc: dict[str, Any], version: Any) -> None:
+def test_non_integer_format_version_is_a_verification_error(
+    manifest_doc: dict[str, Any], version: Any
+) -> None:
     manifest_doc["format_version"] = version
     with pytest.raises(VerificationError, match="format"):
         Manifest.from_document(manifest_doc, source=SOURCE)

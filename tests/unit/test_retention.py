@@ -217,8 +217,12 @@ def test_sidecars_follow_their_backup() -> None:
 
 
 def test_orphan_sidecars_are_deleted_only_when_stale() -> None:
-    stale = obj(PREFIX + "stellar_escrow_20250101T020000Z.dump.zst.manifest.json", STALE_BEFORE - timedelta(seconds=1))
-    fresh = obj(PREFIX + "stellar_escrow_20250330T020000Z.dump.zst.dr_report.json", STALE_BEFORE + timedelta(hours=1))
+    stale = obj(
+        PREFIX + "stellar_escrow_20250101T020000Z.dump.zst.manifest.json", STALE_BEFORE - timedelta(seconds=1)
+    )
+    fresh = obj(
+        PREFIX + "stellar_escrow_20250330T020000Z.dump.zst.dr_report.json", STALE_BEFORE + timedelta(hours=1)
+    )
     at_boundary = obj(PREFIX + "stellar_escrow_20250329T020000Z.dump.zst.manifest.json", STALE_BEFORE)
 
     result = plan(listing(orphans=[stale, fresh, at_boundary]))
@@ -230,7 +234,9 @@ def test_orphan_sidecars_are_deleted_only_when_stale() -> None:
 
 
 def test_stale_incoming_uploads_are_deleted_only_when_stale() -> None:
-    stale = obj(PREFIX + ".incoming/stellar_escrow_20250330T020000Z.dump.zst.tok1", STALE_BEFORE - timedelta(hours=2))
+    stale = obj(
+        PREFIX + ".incoming/stellar_escrow_20250330T020000Z.dump.zst.tok1", STALE_BEFORE - timedelta(hours=2)
+    )
     fresh = obj(PREFIX + ".incoming/stellar_escrow_20250331T020000Z.dump.zst.tok2", REFERENCE)
 
     result = plan(listing(incoming=[stale, fresh]))
@@ -260,7 +266,9 @@ def test_empty_listing_plans_nothing() -> None:
 
 
 def test_plan_is_deterministic_for_a_rerun() -> None:
-    the_listing = listing(verified("20250331T020000Z"), verified("20250101T020000Z"), entry("20241201_020000", "legacy"))
+    the_listing = listing(
+        verified("20250331T020000Z"), verified("20250101T020000Z"), entry("20241201_020000", "legacy")
+    )
     assert plan(the_listing, min_keep=1) == plan(the_listing, min_keep=1)
 
 
@@ -299,7 +307,9 @@ def _sample_plan() -> RetentionPlan:
             orphans=[obj(PREFIX + "gone.dump.zst.manifest.json", STALE_BEFORE - timedelta(days=1))],
         ),
         min_keep=1,
-        unfinished=[{"Key": PREFIX + "x.dump.zst", "UploadId": "U1", "Initiated": STALE_BEFORE - timedelta(days=2)}],
+        unfinished=[
+            {"Key": PREFIX + "x.dump.zst", "UploadId": "U1", "Initiated": STALE_BEFORE - timedelta(days=2)}
+        ],
     )
     assert plan_.delete == [old.key, old.key + ".manifest.json", PREFIX + "gone.dump.zst.manifest.json"]
     return plan_
@@ -317,7 +327,9 @@ def test_dry_run_deletes_nothing_and_logs_each_key() -> None:
         assert any(line.startswith(f"would delete s3://stellar-backups/{key} (") for line in lines), key
     old_key = the_plan.delete[0]
     assert f"would delete s3://stellar-backups/{old_key} (delete: verified backup older than" in lines[0]
-    assert lines[1] == f"would delete s3://stellar-backups/{old_key}.manifest.json (sidecar of a deleted backup)"
+    assert (
+        lines[1] == f"would delete s3://stellar-backups/{old_key}.manifest.json (sidecar of a deleted backup)"
+    )
     assert "would abort unfinished upload U1 of s3://stellar-backups/backups/x.dump.zst" in lines
     assert lines[-1] == "retention: keeping 1 backups; 3 objects to delete (dry run)"
 
@@ -401,7 +413,9 @@ def test_plan_local_always_keeps_the_newest_copy(tmp_path: Path) -> None:
 
 
 def test_plan_local_of_a_missing_directory_is_empty(tmp_path: Path) -> None:
-    assert plan_local(tmp_path / "nope", reference=REFERENCE, retention_days=7, stale_before=STALE_BEFORE) == []
+    assert (
+        plan_local(tmp_path / "nope", reference=REFERENCE, retention_days=7, stale_before=STALE_BEFORE) == []
+    )
 
 
 def test_apply_local_dry_run_then_for_real(tmp_path: Path) -> None:
@@ -423,5 +437,7 @@ def test_apply_local_dry_run_then_for_real(tmp_path: Path) -> None:
 def test_backup_name_sorting_used_by_min_keep_is_by_time() -> None:
     # min_keep picks "newest" by BackupName ordering: timestamp first, whatever the spelling.
     legacy = BackupName(datetime(2025, 3, 2, tzinfo=UTC), PREFIX + "stellar_escrow_20250302.sql.gz", "plain")
-    ours = BackupName(datetime(2025, 3, 1, tzinfo=UTC), PREFIX + "stellar_escrow_20250301T000000Z.dump.zst", "custom")
+    ours = BackupName(
+        datetime(2025, 3, 1, tzinfo=UTC), PREFIX + "stellar_escrow_20250301T000000Z.dump.zst", "custom"
+    )
     assert max(legacy, ours) is legacy

@@ -1,1 +1,0 @@
-"""Unit tests of the pure stellar_ops modules: no servers, no network, no Airflow runtime."""
