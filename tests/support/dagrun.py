@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 from dataclasses import dataclass, field
@@ -54,8 +55,11 @@ def run_dag(dag_id: str, *, conf: dict[str, Any] | None = None, logical_date: da
     from airflow.models.taskinstance import TaskInstance
     from airflow.utils.session import create_session
 
-    dag = get_dag(dag_id)
-    kwargs: dict[str, Any] = {"run_conf": conf or {}}
+    dag = copy.deepcopy(get_dag(dag_id))
+    # In-process runs share parsed DAGs, whose Params keep the last run's conf as their value:
+    # pass every param explicitly so each run starts from the declared defaults.
+    defaults = {name: dag.params.get_param(name).value for name in dag.params}
+    kwargs: dict[str, Any] = {"run_conf": {**defaults, **(conf or {})}}
     if logical_date is not None:
         kwargs["logical_date"] = logical_date
     run = dag.test(**kwargs)

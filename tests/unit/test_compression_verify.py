@@ -206,6 +206,21 @@ def test_flipped_byte_is_a_checksum_mismatch(dump_format: DumpFormat) -> None:
     )
 
 
+@pytest.mark.parametrize("dump_format", ["custom", "plain"])
+def test_early_corruption_still_hashes_the_whole_object(dump_format: DumpFormat) -> None:
+    # A broken header fails on the first chunk; the rest must still be hashed, so the checksum
+    # tells whether the object itself changed.
+    corrupt = _flip(_compress(_payload(), dump_format), 0)
+
+    result = scan(_chunks(corrupt, 1000), dump_format, source=SOURCE, check_archive=False)
+
+    assert len(result.problems) == 1
+    assert f"is not a valid {compression_name(dump_format)} stream" in result.problems[0]
+    assert result.size == len(corrupt)
+    assert result.sha256 == hashlib.sha256(corrupt).hexdigest()
+    assert result.uncompressed_bytes == 0
+
+
 def test_flipped_byte_alone_breaks_the_zstd_frame() -> None:
     original = _compress(_payload(), "custom")
     result = scan(_chunks(_flip(original, len(original) // 2)), "custom", source=SOURCE, check_archive=False)
