@@ -46,6 +46,21 @@ def _expand(value: Any, env: Mapping[str, str], where: str) -> Any:
     return value
 
 
+def _require(item: Any, name: str, where: str) -> None:
+    if not isinstance(item, dict) or item.get(name) in (None, ""):
+        raise ConfigError(f"airflow_settings.yaml {where} needs {name}")
+
+
+def _port(value: Any, where: str, low: int = 1) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"airflow_settings.yaml {where} must be a whole number, got {value!r}") from None
+    if not low <= number <= 65535:
+        raise ConfigError(f"airflow_settings.yaml {where} is out of range: {number}")
+    return number
+
+
 def load(path: Path, env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Connections, variables and pools in the shapes the ``airflow ... import`` commands take."""
     env = os.environ if env is None else env
@@ -64,7 +79,7 @@ def load(path: Path, env: Mapping[str, str] | None = None) -> dict[str, Any]:
         for source, target in _CONNECTION_FIELDS.items():
             value = item.get(source)
             if value not in (None, ""):
-                conn[target] = int(value) if target == "port" else value
+                conn[target] = _port(value, f"{where}.conn_port") if target == "port" else value
         extra = item.get("conn_extra")
         if extra:
             conn["extra"] = json.dumps(extra) if isinstance(extra, dict) else str(extra)
@@ -72,12 +87,14 @@ def load(path: Path, env: Mapping[str, str] | None = None) -> dict[str, Any]:
     variables: dict[str, Any] = {}
     for index, item in enumerate(section.get("variables") or []):
         item = _expand(item, env, f"variables[{index}]")
+        _require(item, "variable_name", f"variables[{index}]")
         value = item.get("variable_value")
         variables[str(item["variable_name"])] = value if isinstance(value, str) else json.dumps(value)
     pools: dict[str, Any] = {}
-    for item in section.get("pools") or []:
+    for index, item in enumerate(section.get("pools") or []):
+        _require(item, "pool_name", f"pools[{index}]")
         pools[str(item["pool_name"])] = {
-            "slots": int(item.get("pool_slot", 1)),
+            "slots": _port(item.get("pool_slot", 1), f"pools[{index}].pool_slot", low=0),
             "description": item.get("pool_description") or "",
             "include_deferred": False,
         }
@@ -92,6 +109,7 @@ def write_import_files(path: Path, out_dir: Path, env: Mapping[str, str] | None 
     for name in ("connections", "variables", "pools"):
         target = out_dir / f"{name}.json"
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # O_CREAT's mode does not apply to a file that already existed
         with os.fdopen(fd, "w") as handle:
             json.dump(settings[name], handle, indent=2)
         written[name] = target

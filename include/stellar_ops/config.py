@@ -173,7 +173,7 @@ class MaintenanceConfig(_Section):
     def _hhmm(cls, value: str) -> str:
         match = re.fullmatch(r"(\d{2}):(\d{2})", value)
         if not match or int(match[1]) > 23 or int(match[2]) > 59:
-            raise ValueError(f"must be HH:MM, got {value!r}")
+            raise ValueError("must be HH:MM (24-hour, UTC)")
         return value
 
     @field_validator("tables")

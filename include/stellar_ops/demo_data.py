@@ -100,7 +100,16 @@ FROM escrows e CROSS JOIN generate_series(1, %(per)s) AS s
 WHERE e.id > %(after)s AND e.id <= %(upto)s
 """
 
-_SIZE_UNITS = {"": 1, "B": 1, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30}
+_SIZE_UNITS = {
+    "": 1,
+    "B": 1,
+    "K": 1 << 10,
+    "KB": 1 << 10,
+    "M": 1 << 20,
+    "MB": 1 << 20,
+    "G": 1 << 30,
+    "GB": 1 << 30,
+}
 
 
 def parse_size(text: str) -> int:

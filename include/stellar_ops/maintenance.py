@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from datetime import time as clock_time
 from typing import Any
 
@@ -44,7 +44,7 @@ class TableBloat:
 def in_window(moment: datetime, start: str, end: str) -> bool:
     """Whether ``moment`` (UTC) falls in [start, end); the window may wrap past midnight."""
     begin, finish = clock_time.fromisoformat(start), clock_time.fromisoformat(end)
-    now = moment.time().replace(tzinfo=None)
+    now = moment.astimezone(UTC).time().replace(tzinfo=None) if moment.tzinfo else moment.time()
     if begin <= finish:
         return begin <= now < finish
     return now >= begin or now < finish

@@ -61,7 +61,12 @@ class Manifest(BaseModel):
 
     @classmethod
     def from_document(cls, document: Any, *, source: str) -> Manifest:
-        if isinstance(document, dict) and document.get("format_version", FORMAT_VERSION) > FORMAT_VERSION:
+        if not isinstance(document, dict):
+            raise VerificationError(f"{source} is not a valid manifest: a JSON object is expected")
+        version = document.get("format_version", FORMAT_VERSION)
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise VerificationError(f"{source} is not a valid manifest: format_version must be an integer")
+        if version > FORMAT_VERSION:
             raise VerificationError(
                 f"{source} has manifest format {document['format_version']}; this stellar-ops reads up to "
                 f"{FORMAT_VERSION}: upgrade stellar-ops"

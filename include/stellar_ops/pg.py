@@ -42,9 +42,11 @@ class PgTarget:
         if not parts.hostname or not dbname or not parts.username:
             raise ConfigError(f"{source} must name a host, a user and a database (postgresql://user@host/db)")
         try:
-            port = parts.port or 5432
+            port = 5432 if parts.port is None else parts.port
         except ValueError:
             raise ConfigError(f"{source} has an invalid port") from None
+        if not 0 < port < 65536:
+            raise ConfigError(f"{source} has an invalid port: {port}")
         query = parse_qs(parts.query)
         return cls(
             host=parts.hostname,

@@ -26,16 +26,19 @@ def test_db_backup_publishes_the_backup_metrics_asset_and_success_message(airflo
     assert ops.keys() == [key, key + ".manifest.json"]
 
     published = outcome.xcom("publish_backup")
-    assert published["key"] == key and published["manifest_key"] == key + ".manifest.json"
+    assert published["key"] == key
+    assert published["manifest_key"] == key + ".manifest.json"
     retention = outcome.xcom("apply_retention")
-    assert retention["kept"] == [key] and retention["deleted"] == []
+    assert retention["kept"] == [key]
+    assert retention["deleted"] == []
 
     from airflow.models.asset import AssetEvent
     from airflow.utils.session import create_session
 
     with create_session() as session:
         events = [e.extra for e in session.query(AssetEvent).all() if e.extra.get("key") == key]
-    assert events and events[-1]["manifest_key"] == key + ".manifest.json"
+    assert events
+    assert events[-1]["manifest_key"] == key + ".manifest.json"
 
     pushgateway = stack.url("pushgateway")
     labels = {"job": "stellar_ops", "procedure": "db_backup"}
@@ -43,8 +46,12 @@ def test_db_backup_publishes_the_backup_metrics_asset_and_success_message(airflo
     assert gauge(pushgateway, "stellar_backup_size_bytes", **labels) == published["size_bytes"]
     assert gauge(pushgateway, "stellar_backup_duration_seconds", **labels) > 0
     finished = datetime.fromisoformat(published["finished_at"]).timestamp()
-    assert gauge(pushgateway, "stellar_backup_last_success_timestamp_seconds", **labels) == pytest.approx(finished)
-    posted = [m for m in api_metrics(stack.url("api"), stack.admin_key) if m["payload"]["source"] == "db_backup"]
+    assert gauge(pushgateway, "stellar_backup_last_success_timestamp_seconds", **labels) == pytest.approx(
+        finished
+    )
+    posted = [
+        m for m in api_metrics(stack.url("api"), stack.admin_key) if m["payload"]["source"] == "db_backup"
+    ]
     names = {metric["name"] for metric in posted[-1]["payload"]["metrics"]}
     assert names == {
         "stellar_backup_success",
@@ -53,7 +60,8 @@ def test_db_backup_publishes_the_backup_metrics_asset_and_success_message(airflo
         "stellar_backup_duration_seconds",
     }
     (text,) = receiver.texts()
-    assert text.startswith(":white_check_mark: Backup OK") and key in text
+    assert text.startswith(":white_check_mark: Backup OK")
+    assert key in text
 
 
 def test_a_rerun_of_the_same_slot_does_not_create_a_second_backup(airflow_db, ops):
@@ -68,7 +76,8 @@ def test_a_rerun_of_the_same_slot_does_not_create_a_second_backup(airflow_db, op
     assert ops.keys() == [ops.prefix + KEY_NAME, ops.prefix + KEY_NAME + ".manifest.json"]
 
     forced = run_dag("db_backup", logical_date=SLOT, conf={"force": True})
-    assert forced.state == "success" and forced.tasks["dump_to_s3"] == "success"
+    assert forced.state == "success"
+    assert forced.tasks["dump_to_s3"] == "success"
     assert ops.keys() == [ops.prefix + KEY_NAME, ops.prefix + KEY_NAME + ".manifest.json"]
     manifest_after = ops.store().get_json(ops.prefix + KEY_NAME + ".manifest.json")
     assert manifest_after["started_at"] != manifest_before["started_at"]
@@ -119,7 +128,7 @@ def test_pg_dump_killed_on_every_try_alerts_keeps_the_good_backups_and_clearing_
 
     cleared = run_dag("db_backup", logical_date=SLOT)  # what "Clear" in the UI does
     assert cleared.state == "success"
-    assert ops.prefix + KEY_NAME in ops.keys()
+    assert ops.prefix + KEY_NAME in ops
     assert gauge(stack.url("pushgateway"), "stellar_backup_success", **labels) == 1.0
 
 
@@ -134,7 +143,7 @@ def test_wrong_password_fails_clearly_and_the_password_is_never_written(
     assert outcome.tasks["check_prerequisites"] == "failed"
     captured = capfd.readouterr()
     output = captured.out + captured.err
-    assert "password authentication failed for user \"stellar\"" in output
+    assert 'password authentication failed for user "stellar"' in output
     (alert,) = [t for t in receiver.texts() if "BackupFailed" in t]
     assert "password authentication failed" in alert
     logs = "".join(p.read_text(errors="replace") for p in Path(os.environ["AIRFLOW_HOME"]).rglob("*.log"))

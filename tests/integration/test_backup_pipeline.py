@@ -27,7 +27,9 @@ SLOT = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)
 def make_job(stack, ops, target: PgTarget | None = None, **backup) -> BackupJob:
     if backup:
         ops.update(backup=backup)
-    return BackupJob(target or stack.db, ops.store(), ops.config.backup, find_binaries(ops.config.backup.pg_bin_dir))
+    return BackupJob(
+        target or stack.db, ops.store(), ops.config.backup, find_binaries(ops.config.backup.pg_bin_dir)
+    )
 
 
 def take_backup(job: BackupJob, slot: datetime = SLOT, token: str = "t1"):
@@ -55,22 +57,28 @@ def test_backup_is_published_with_an_exact_manifest_and_local_copy(stack, ops):
     assert ops.keys() == [key, key + ".manifest.json"]
     assert manifest.key == key
     assert manifest.row_counts == live_counts(stack)
-    assert manifest.row_counts["public.trades"] > 0 and manifest.row_counts["public.events"] > 0
+    assert manifest.row_counts["public.trades"] > 0
+    assert manifest.row_counts["public.events"] > 0
     assert manifest.sha256 == sha256_of(store, key)
     assert manifest.size_bytes == store.head(key)["ContentLength"]
     assert store.head(key)["ServerSideEncryption"] == "AES256"
     with connect(stack.db) as conn:
         assert manifest.schema_fingerprint == catalog.fingerprint(catalog.schema_of(conn))
     assert "public.trades_escrow_idx" in manifest.schema_["indexes"]
-    assert manifest.server_version.startswith("15.") and "pg_dump (PostgreSQL) 15" in manifest.pg_dump_version
-    assert manifest.dump_format == "custom" and manifest.compression == "zstd"
-    assert manifest.dag_run_id == "test-run" and manifest.slot == SLOT
-    assert manifest.verification is not None and "pg_restore full read" in manifest.verification.checks
+    assert manifest.server_version.startswith("15.")
+    assert "pg_dump (PostgreSQL) 15" in manifest.pg_dump_version
+    assert manifest.dump_format == "custom"
+    assert manifest.compression == "zstd"
+    assert manifest.dag_run_id == "test-run"
+    assert manifest.slot == SLOT
+    assert manifest.verification is not None
+    assert "pg_restore full read" in manifest.verification.checks
     local = ops.local_dir / "stellar_escrow_20261120T020000Z.dump.zst"
     assert hashlib.sha256(local.read_bytes()).hexdigest() == manifest.sha256
     assert sorted(p.name for p in ops.local_dir.iterdir()) == [local.name]
     stored = store.get_json(key + ".manifest.json")
-    assert stored["format_version"] == 1 and stored["sha256"] == manifest.sha256
+    assert stored["format_version"] == 1
+    assert stored["sha256"] == manifest.sha256
 
 
 def test_row_counts_are_taken_in_the_dumps_own_snapshot(stack, ops, server_dir):
@@ -168,13 +176,18 @@ def test_wrong_password_is_a_clear_error_without_the_password(stack, ops):
     message = str(error.value)
     assert "password authentication failed" in message
     assert "stellar@127.0.0.1" in message
-    assert "Wr0ng-Secret-Pass!" not in message and stack.db_password not in message
+    assert "Wr0ng-Secret-Pass!" not in message
+    assert stack.db_password not in message
 
 
 def test_the_password_reaches_pg_dump_only_through_its_environment(stack, ops):
     with PgDumpWatcher() as watcher:
         take_backup(make_job(stack, ops, local_dir=None))
-    dumps = [(argv, env) for argv, env in zip(watcher.argv, watcher.environ, strict=True) if "--snapshot" in " ".join(argv)]
+    dumps = [
+        (argv, env)
+        for argv, env in zip(watcher.argv, watcher.environ, strict=True)
+        if "--snapshot" in " ".join(argv)
+    ]
     assert len(dumps) == 1, watcher.argv
     for argv in watcher.argv:  # the dump and the --version probes
         assert not any(stack.db_password in part for part in argv)
@@ -183,14 +196,21 @@ def test_the_password_reaches_pg_dump_only_through_its_environment(stack, ops):
 
 def test_missing_bucket_is_named(stack, ops):
     ops.update(backup={"bucket": "no-such-bucket"})
-    job = BackupJob(stack.db, ops.store().__class__(stack.s3_client(), "no-such-bucket"), ops.config.backup, find_binaries())
+    job = BackupJob(
+        stack.db,
+        ops.store().__class__(stack.s3_client(), "no-such-bucket"),
+        ops.config.backup,
+        find_binaries(),
+    )
     with pytest.raises(PrerequisiteError, match="S3 bucket 'no-such-bucket' does not exist"):
         job.check_prerequisites(SLOT)
 
 
 def test_unwritable_local_backup_directory_is_named(stack, ops):
     job = make_job(stack, ops, local_dir="/proc/stellar-backups")
-    with pytest.raises(PrerequisiteError, match="local backup directory '/proc/stellar-backups' is not writable"):
+    with pytest.raises(
+        PrerequisiteError, match="local backup directory '/proc/stellar-backups' is not writable"
+    ):
         job.check_prerequisites(SLOT)
 
 

@@ -54,16 +54,22 @@ def test_dr_test_restores_and_verifies_the_latest_backup(stack, ops, receiver, b
     assert outcome.xcom("verify_schema")["detail"].endswith("fingerprint matches the manifest")
 
     report = ops.store().get_json(backup_key + ".dr_report.json")
-    assert report["success"] is True and report["rto_seconds"] == restored["rto_seconds"]
+    assert report["success"] is True
+    assert report["rto_seconds"] == restored["rto_seconds"]
     assert [c["check"] for c in report["checks"]] == ["row counts", "schema", "sanity queries"]
     assert report["rpo_seconds"] > 0
     labels = {"job": "stellar_ops", "procedure": "dr_restore_test"}
     pushgateway = stack.url("pushgateway")
     assert gauge(pushgateway, "stellar_dr_test_success", **labels) == 1.0
-    assert gauge(pushgateway, "stellar_dr_restore_seconds", **labels) == pytest.approx(restored["rto_seconds"])
-    assert gauge(pushgateway, "stellar_dr_backup_age_seconds", **labels) == pytest.approx(report["rpo_seconds"])
+    assert gauge(pushgateway, "stellar_dr_restore_seconds", **labels) == pytest.approx(
+        restored["rto_seconds"]
+    )
+    assert gauge(pushgateway, "stellar_dr_backup_age_seconds", **labels) == pytest.approx(
+        report["rpo_seconds"]
+    )
     (summary,) = [t for t in receiver.texts() if "DR test" in t]
-    assert summary.startswith(":white_check_mark: DR test passed") and backup_key in summary
+    assert summary.startswith(":white_check_mark: DR test passed")
+    assert backup_key in summary
     assert scratch_leftovers(stack) == ([], [])
 
 
@@ -83,10 +89,20 @@ def test_one_flipped_byte_fails_with_checksum_mismatch_before_any_restore(stack,
     assert outcome.tasks["create_scratch"] == "upstream_failed"
     assert outcome.tasks["restore_backup"] == "upstream_failed"
     (alert,) = [t for t in receiver.texts() if "DisasterRecoveryTestFailed" in t]
-    assert "dr_restore_test.check_backup failed" in alert and "checksum mismatch" in alert
+    assert "dr_restore_test.check_backup failed" in alert
+    assert "checksum mismatch" in alert
     report = ops.store().get_json(backup_key + ".dr_report.json")
-    assert report["success"] is False and "check_backup" in report["failed_steps"]
-    assert gauge(stack.url("pushgateway"), "stellar_dr_test_success", job="stellar_ops", procedure="dr_restore_test") == 0.0
+    assert report["success"] is False
+    assert "check_backup" in report["failed_steps"]
+    assert (
+        gauge(
+            stack.url("pushgateway"),
+            "stellar_dr_test_success",
+            job="stellar_ops",
+            procedure="dr_restore_test",
+        )
+        == 0.0
+    )
 
 
 def test_a_truncated_object_fails(ops, backup_key):
@@ -94,13 +110,16 @@ def test_a_truncated_object_fails(ops, backup_key):
     data = store.get_bytes(backup_key)
     store.put_bytes(backup_key, data[: len(data) // 2])
     outcome = run_dag("dr_restore_test", conf={"backup": backup_key})
-    assert outcome.state == "failed" and outcome.tasks["check_backup"] == "failed"
+    assert outcome.state == "failed"
+    assert outcome.tasks["check_backup"] == "failed"
     backup = restore.resolve(store, ops.prefix, backup_key, reference=datetime.now(UTC), month_scoped=False)
     with pytest.raises(VerificationError, match="size mismatch"):
         restore.check_backup(store, backup, restore.load_manifest(store, backup), find_binaries())
 
 
-def test_a_manifest_row_count_that_differs_fails_naming_the_table_and_both_counts(stack, ops, receiver, backup_key):
+def test_a_manifest_row_count_that_differs_fails_naming_the_table_and_both_counts(
+    stack, ops, receiver, backup_key
+):
     store = ops.store()
     manifest = store.get_json(backup_key + ".manifest.json")
     real = manifest["row_counts"]["public.trades"]
@@ -124,7 +143,8 @@ def test_a_nonexistent_key_lists_the_nearest_keys(ops, backup_key):
         restore.resolve(ops.store(), ops.prefix, missing, reference=datetime.now(UTC), month_scoped=False)
     assert f"backup {missing!r} does not exist; nearest: {backup_key}" in str(error.value)
     outcome = run_dag("dr_restore_test", conf={"backup": missing})
-    assert outcome.state == "failed" and outcome.tasks["resolve_backup"] == "failed"
+    assert outcome.state == "failed"
+    assert outcome.tasks["resolve_backup"] == "failed"
     assert outcome.tries["resolve_backup"] == 1
 
 
@@ -142,7 +162,10 @@ def test_a_legacy_pg_dump_gzip_backup_restores_and_passes(stack, ops, tmp_path, 
     legacy = tmp_path / "legacy.sql.gz"
     # exactly what the old cron script ran
     subprocess.run(
-        f'pg_dump "$DATABASE_URL" | gzip > {legacy}', shell=True, check=True, env={"DATABASE_URL": stack.env()["DATABASE_URL"], "PATH": "/usr/bin:/bin"}
+        f'pg_dump "$DATABASE_URL" | gzip > {legacy}',
+        shell=True,
+        check=True,
+        env={"DATABASE_URL": stack.env()["DATABASE_URL"], "PATH": "/usr/bin:/bin"},
     )
     key = ops.prefix + "stellar_escrow_20250301_020000.sql.gz"
     ops.store().put_bytes(key, legacy.read_bytes())
@@ -152,11 +175,14 @@ def test_a_legacy_pg_dump_gzip_backup_restores_and_passes(stack, ops, tmp_path, 
     assert "exact verification is impossible" in outcome.xcom("check_backup")["warnings"][0]
     assert "legacy backup" in outcome.xcom("verify_row_counts")["detail"]
     report = ops.store().get_json(key + ".dr_report.json")
-    assert report["success"] is True and report["warnings"]
+    assert report["success"] is True
+    assert report["warnings"]
 
 
 def test_a_legacy_backup_whose_pg_dump_died_is_caught(stack, ops):
-    body = gzip.compress(b"--\n-- PostgreSQL database dump\n--\nCREATE TABLE trades (id int);\nCOPY trades (id) FROM stdin;\n1\n")
+    body = gzip.compress(
+        b"--\n-- PostgreSQL database dump\n--\nCREATE TABLE trades (id int);\nCOPY trades (id) FROM stdin;\n1\n"
+    )
     key = ops.prefix + "stellar_escrow_20250302_020000.sql.gz"
     ops.store().put_bytes(key, body)
     backup = restore.resolve(ops.store(), ops.prefix, key, reference=datetime.now(UTC), month_scoped=False)

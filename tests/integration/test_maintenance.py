@@ -44,7 +44,8 @@ def test_bloat_report_sees_dead_tuples_and_vacuum_removes_them(stack, bloated_ta
     (after,) = maintenance.bloat_report(stack.db, warn_ratio=0.2, min_dead=1000, tables=[bloated_table])
     assert after.dead_tuples == 0
     assert not after.warning
-    assert after.last_vacuum is not None and after.last_analyze is not None
+    assert after.last_vacuum is not None
+    assert after.last_analyze is not None
 
 
 def test_vacuum_of_an_unknown_table_names_it(stack):

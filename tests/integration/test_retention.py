@@ -74,7 +74,8 @@ def test_retention_keeps_exactly_the_right_keys(ops):
 
     before = remaining(store, ops.prefix)
     just_made = plan(store, ops.prefix, min_keep=3, stale_before=datetime.now(UTC) - timedelta(hours=1))
-    assert keys["incoming"] not in just_made.delete and keys["orphan_manifest"] not in just_made.delete
+    assert keys["incoming"] not in just_made.delete
+    assert keys["orphan_manifest"] not in just_made.delete
     stale_now = datetime.now(UTC) + timedelta(minutes=1)  # everything seeded counts as stale
     dry = plan(store, ops.prefix, min_keep=3, stale_before=stale_now)
     messages: list[str] = []
@@ -84,9 +85,15 @@ def test_retention_keeps_exactly_the_right_keys(ops):
 
     retention.apply_s3(store, plan(store, ops.prefix, min_keep=3, stale_before=stale_now), dry_run=False)
     deleted = {
-        keys["verified_40d"], keys["verified_40d"] + ".manifest.json",
-        keys["verified_50d"], keys["verified_50d"] + ".manifest.json", keys["verified_50d"] + ".dr_report.json",
-        keys["legacy_60d"], keys["failed_45d"], keys["orphan_manifest"], keys["incoming"],
+        keys["verified_40d"],
+        keys["verified_40d"] + ".manifest.json",
+        keys["verified_50d"],
+        keys["verified_50d"] + ".manifest.json",
+        keys["verified_50d"] + ".dr_report.json",
+        keys["legacy_60d"],
+        keys["failed_45d"],
+        keys["orphan_manifest"],
+        keys["incoming"],
     }
     assert remaining(store, ops.prefix) == before - deleted
     assert keys["newer_than_slot"] in remaining(store, ops.prefix)
@@ -106,12 +113,17 @@ def test_min_keep_protects_the_newest_restorable_backups_whatever_their_age(ops)
         store.put_bytes(key, b"x")
         if name.startswith("verified"):
             store.put_json(key + ".manifest.json", {"key": key})
-    retention.apply_s3(store, plan(store, prefix, min_keep=3, stale_before=NOW - timedelta(days=1)), dry_run=False)
+    retention.apply_s3(
+        store, plan(store, prefix, min_keep=3, stale_before=NOW - timedelta(days=1)), dry_run=False
+    )
     left = remaining(store, prefix)
     # the three newest restorable ones stay although all are past retention; the broken one goes
     assert left == {
-        old["legacy_100d"], old["verified_90d"], old["verified_90d"] + ".manifest.json",
-        old["verified_80d"], old["verified_80d"] + ".manifest.json",
+        old["legacy_100d"],
+        old["verified_90d"],
+        old["verified_90d"] + ".manifest.json",
+        old["verified_80d"],
+        old["verified_80d"] + ".manifest.json",
     }
 
 

@@ -50,7 +50,9 @@ class Outcome:
         return json.loads(value) if isinstance(value, str) else value
 
 
-def run_dag(dag_id: str, *, conf: dict[str, Any] | None = None, logical_date: datetime | None = None) -> Outcome:
+def run_dag(
+    dag_id: str, *, conf: dict[str, Any] | None = None, logical_date: datetime | None = None
+) -> Outcome:
     """One run (a re-run if the logical date was run before), in this process, to the end."""
     from airflow.models.taskinstance import TaskInstance
     from airflow.utils.session import create_session

@@ -118,7 +118,9 @@ class OpsConfig:
 
 
 @pytest.fixture
-def ops(stack: StackInfo, request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> OpsConfig:
+def ops(
+    stack: StackInfo, request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> OpsConfig:
     name = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:60]
     return OpsConfig(stack, name, tmp_path, monkeypatch)
 

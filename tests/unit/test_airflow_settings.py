@@ -177,23 +177,11 @@ def test_the_repository_settings_load_with_a_complete_environment() -> None:
     assert "stellar_ops_config" in settings["variables"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="airflow_settings.load calls int() on conn_port unchecked: a non-numeric port ('54x32' from the "
-    "environment) raises ValueError instead of a ConfigError naming connections[0].conn_port",
-    raises=ValueError,
-)
 def test_non_numeric_port_is_a_config_error(settings_file: Path) -> None:
     with pytest.raises(ConfigError, match=r"connections\[0\]"):
         load(settings_file, {**ENV, "PG_PORT": "54x32"})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="airflow_settings.load reads item['variable_name'] unchecked: a variable without a name raises "
-    "KeyError instead of a ConfigError naming variables[0] (pools without pool_name likewise)",
-    raises=KeyError,
-)
 def test_variable_without_name_is_a_config_error(tmp_path: Path) -> None:
     path = tmp_path / "s.yaml"
     path.write_text("airflow:\n  variables:\n    - variable_value: x\n")
@@ -228,12 +216,6 @@ def test_write_import_files_replaces_old_content(settings_file: Path, tmp_path: 
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="write_import_files passes 0o600 to os.open, which only applies when the file is created: an "
-    "existing connections.json with mode 0644 keeps it, so the rewritten passwords stay world-readable",
-    raises=AssertionError,
-)
 def test_write_import_files_tightens_an_existing_file(settings_file: Path, tmp_path: Path) -> None:
     existing = tmp_path / "connections.json"
     existing.write_text("{}")

@@ -33,12 +33,6 @@ def test_parse_size_rejects_garbage(text: str) -> None:
     assert str(info.value) == f"--size must look like 500MB or 1GB, got {text!r}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="demo_data.parse_size: the pattern accepts a unit without 'B' ('500M', '2G', '1K') but "
-    "_SIZE_UNITS has no 'M'/'G'/'K' keys, so it raises KeyError instead of returning bytes or a ConfigError",
-    raises=KeyError,
-)
 @pytest.mark.parametrize(("text", "expected"), [("500M", 500 * 2**20), ("2G", 2 * 2**30), ("1K", 1024)])
 def test_parse_size_unit_without_b(text: str, expected: int) -> None:
     assert parse_size(text) == expected

@@ -79,12 +79,6 @@ def test_invalid_port(port: str) -> None:
         PgTarget.from_url(f"postgresql://u:{port}secret@h:{port}/db")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="PgTarget.from_url uses 'parts.port or 5432': an explicit port 0 (postgresql://u@h:0/db) is "
-    "silently replaced by 5432 instead of being refused as an invalid port",
-    raises=pytest.fail.Exception,
-)
 def test_port_zero_is_invalid() -> None:
     with pytest.raises(ConfigError, match="invalid port"):
         PgTarget.from_url("postgresql://u@h:0/db")
