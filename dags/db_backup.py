@@ -86,7 +86,7 @@ def db_backup() -> None:
     def check_prerequisites(params: dict | None = None) -> dict:
         return steps.check_prerequisites(force=bool((params or {}).get("force")))
 
-    @task
+    @task(pool="stellar_db_heavy")
     def dump_to_s3() -> dict:
         return steps.dump_to_s3()
 

@@ -73,7 +73,7 @@ def db_maintenance() -> None:
     def measure_bloat(params: dict | None = None) -> list:
         return steps.measure_bloat((params or {}).get("tables"))
 
-    @task
+    @task(pool="stellar_db_heavy")
     def vacuum_analyze(params: dict | None = None) -> dict:
         return steps.vacuum_analyze((params or {}).get("tables"))
 

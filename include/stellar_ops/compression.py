@@ -10,8 +10,6 @@ import zlib
 from collections.abc import Iterable, Iterator
 from typing import Protocol
 
-import zstandard
-
 from stellar_ops.errors import VerificationError
 from stellar_ops.keys import DumpFormat
 
@@ -23,6 +21,9 @@ class Compressor(Protocol):
 
 class _Zstd:
     def __init__(self, level: int, threads: int) -> None:
+        import zstandard
+
+        self._finish = zstandard.COMPRESSOBJ_FLUSH_FINISH
         params = zstandard.ZstdCompressionParameters.from_level(
             level, threads=threads, write_checksum=True, write_content_size=False
         )
@@ -32,7 +33,7 @@ class _Zstd:
         return self._obj.compress(data)
 
     def flush(self) -> bytes:
-        return self._obj.flush(zstandard.COMPRESSOBJ_FLUSH_FINISH)
+        return self._obj.flush(self._finish)
 
 
 class _Gzip:
@@ -65,6 +66,8 @@ def decompress(chunks: Iterable[bytes], dump_format: DumpFormat, *, source: str)
 
 
 def _unzstd(chunks: Iterable[bytes], source: str) -> Iterator[bytes]:
+    import zstandard
+
     obj = zstandard.ZstdDecompressor().decompressobj()
     try:
         for chunk in chunks:
