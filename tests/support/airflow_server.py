@@ -1,0 +1,305 @@
+"""A real ``airflow standalone`` on the repository's DAGs, and a REST client for it.
+
+Started once per test session: the scheduler, the DAG processor, the triggerer and the API server
+are what only they can test (REST triggers, backfills, DAG callbacks, approvals).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import requests
+
+from stellar_ops.processes import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+FINISHED = {"success", "failed"}
+
+
+class AirflowStandalone:
+    """One ``airflow standalone`` in its own process group, with its own AIRFLOW_HOME and ports."""
+
+    def __init__(
+        self, home: Path, stack_env: dict[str, str], extra_dag_folders: list[Path] | None = None
+    ) -> None:
+        self.home = home
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.log_path = home / "standalone.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        bundles = [
+            {
+                "name": "stellar_ops",
+                "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+                "kwargs": {"path": str(REPO / "dags"), "refresh_interval": 0},
+            }
+        ]
+        for index, folder in enumerate(extra_dag_folders or []):
+            bundles.append(
+                {
+                    "name": f"extra_{index}",
+                    "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+                    "kwargs": {"path": str(folder), "refresh_interval": 0},
+                }
+            )
+        # Connections and the config Variable come from the metadata DB (loaded from
+        # airflow_settings.yaml), as under `make run`: env copies would shadow them.
+        base = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("AIRFLOW_CONN_", "AIRFLOW_VAR_", "AIRFLOW__"))
+        }
+        self.env = {
+            **base,
+            **{k: v for k, v in stack_env.items() if not k.startswith(("AIRFLOW_CONN_", "AIRFLOW_VAR_"))},
+            "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+            "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(bundles),
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__PARALLELISM": "4",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
+            "AIRFLOW__API__PORT": str(self.port),
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__BASE_URL": self.base_url,
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+            # Unpausing would otherwise start each DAG's latest missed slot at once (catchup=False
+            # still runs the most recent one): tests create exactly the runs they look at.
+            "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+            "STELLAR_OPS_RETRY_DELAY_SECONDS": "1",
+        }
+
+    def _airflow(self, *args: str, timeout: float = 300) -> None:
+        result = subprocess.run(
+            [str(VENV_BIN / "airflow"), *args], env=self.env, capture_output=True, text=True, timeout=timeout
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"airflow {' '.join(args)} failed:\n{result.stderr[-3000:]}")
+
+    def start(self, timeout: float = 240) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        (self.home / "passwords.json").write_text(json.dumps({"admin": "admin"}))
+        self._airflow("db", "migrate")
+        loaded = subprocess.run(
+            [str(REPO / "scripts" / "load_airflow_settings.sh")],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if loaded.returncode != 0:
+            raise RuntimeError(f"loading airflow_settings.yaml failed:\n{loaded.stdout}\n{loaded.stderr}")
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
+        try:
+            self.process = subprocess.Popen(
+                [str(VENV_BIN / "airflow"), "standalone"],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        finally:
+            log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"airflow standalone exited:\n{self.log_tail()}")
+            if self._healthy():
+                return
+            time.sleep(1)
+        raise RuntimeError(f"airflow standalone did not become healthy in {timeout}s:\n{self.log_tail()}")
+
+    def _healthy(self) -> bool:
+        try:
+            health = requests.get(f"{self.base_url}/api/v2/monitor/health", timeout=2).json()
+        except (requests.RequestException, ValueError):
+            return False
+        return all(
+            health.get(part, {}).get("status") == "healthy"
+            for part in ("metadatabase", "scheduler", "dag_processor")
+        )
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        pgid = os.getpgid(self.process.pid)
+        os.killpg(pgid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            os.killpg(pgid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(pgid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.5)
+        os.killpg(pgid, signal.SIGKILL)
+
+
+class AirflowClient:
+    """The REST API v2 as the e2e tests use it."""
+
+    def __init__(self, base_url: str, username: str = "admin", password: str = "admin") -> None:
+        self.base_url = base_url
+        response = requests.post(
+            f"{base_url}/auth/token", json={"username": username, "password": password}, timeout=10
+        )
+        response.raise_for_status()
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self.session.request(method, f"{self.base_url}/api/v2{path}", timeout=30, **kwargs)
+        if response.status_code >= 400:
+            raise AssertionError(f"{method} {path} -> {response.status_code}: {response.text[:1000]}")
+        return response.json() if response.content else None
+
+    def wait_for_dag(self, dag_id: str, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            response = self.session.get(f"{self.base_url}/api/v2/dags/{dag_id}", timeout=10)
+            if response.status_code == 200:
+                return
+            time.sleep(1)
+        errors = self.request("GET", "/importErrors")
+        raise AssertionError(f"DAG {dag_id} did not appear in {timeout}s; import errors: {errors}")
+
+    def unpause(self, dag_id: str) -> None:
+        self.wait_for_dag(dag_id)
+        self.request("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
+
+    def set_variable(self, key: str, value: Any) -> None:
+        text = value if isinstance(value, str) else json.dumps(value)
+        response = self.session.patch(
+            f"{self.base_url}/api/v2/variables/{key}", json={"key": key, "value": text}, timeout=10
+        )
+        if response.status_code == 404:
+            self.request("POST", "/variables", json={"key": key, "value": text})
+        elif response.status_code >= 400:
+            raise AssertionError(f"setting variable {key}: {response.status_code} {response.text}")
+
+    def trigger(
+        self, dag_id: str, conf: dict[str, Any] | None = None, logical_date: str | None = None
+    ) -> str:
+        run = self.request(
+            "POST", f"/dags/{dag_id}/dagRuns", json={"conf": conf or {}, "logical_date": logical_date}
+        )
+        return str(run["dag_run_id"])
+
+    def run_state(self, dag_id: str, run_id: str) -> str:
+        return str(self.request("GET", f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}")["state"])
+
+    def wait_run(self, dag_id: str, run_id: str, timeout: float = 300) -> str:
+        deadline = time.monotonic() + timeout
+        state = ""
+        while time.monotonic() < deadline:
+            state = self.run_state(dag_id, run_id)
+            if state in FINISHED:
+                return state
+            time.sleep(1)
+        raise AssertionError(
+            f"{dag_id} run {run_id} still {state} after {timeout}s: {self.task_states(dag_id, run_id)}"
+        )
+
+    def task_states(self, dag_id: str, run_id: str) -> dict[str, str | None]:
+        data = self.request("GET", f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances")
+        return {ti["task_id"]: ti["state"] for ti in data["task_instances"]}
+
+    def task_tries(self, dag_id: str, run_id: str) -> dict[str, int]:
+        data = self.request("GET", f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances")
+        return {ti["task_id"]: ti["try_number"] for ti in data["task_instances"]}
+
+    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> str:
+        path = f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}/logs/{try_number}"
+        response = self.session.get(
+            f"{self.base_url}/api/v2{path}",
+            params={"full_content": "true"},
+            headers={"Accept": "application/json"},
+            timeout=30,
+        )
+        response.raise_for_status()
+        content = response.json().get("content", [])
+        if isinstance(content, list):
+            return "\n".join(e.get("event", "") if isinstance(e, dict) else str(e) for e in content)
+        return str(content)
+
+    def xcom(self, dag_id: str, run_id: str, task_id: str) -> Any:
+        path = f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}/xcomEntries/return_value"
+        value = self.request("GET", path, params={"deserialize": "true"})["value"]
+        return json.loads(value) if isinstance(value, str) and value[:1] in "[{" else value
+
+    def clear_tasks(self, dag_id: str, run_id: str, task_ids: list[str]) -> None:
+        self.request(
+            "POST",
+            f"/dags/{dag_id}/clearTaskInstances",
+            json={
+                "dry_run": False,
+                "dag_run_id": run_id,
+                "task_ids": task_ids,
+                "only_failed": False,
+                "reset_dag_runs": True,
+            },
+        )
+
+    def backfill(self, dag_id: str, from_date: str, to_date: str, **options: Any) -> int:
+        body = {"dag_id": dag_id, "from_date": from_date, "to_date": to_date, "max_active_runs": 1, **options}
+        return int(self.request("POST", "/backfills", json=body)["id"])
+
+    def dag_runs(self, dag_id: str) -> list[dict[str, Any]]:
+        return list(self.request("GET", f"/dags/{dag_id}/dagRuns", params={"limit": 100})["dag_runs"])
+
+    def pending_approvals(self) -> list[dict[str, Any]]:
+        return list(
+            self.request("GET", "/dags/~/dagRuns/~/hitlDetails", params={"response_received": "false"})[
+                "hitl_details"
+            ]
+        )
+
+    def answer_approval(
+        self, dag_id: str, run_id: str, task_id: str, option: str = "Approve", map_index: int = -1
+    ) -> Any:
+        path = (
+            f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}/{map_index}/hitlDetails"
+        )
+        return self.request("PATCH", path, json={"chosen_options": [option], "params_input": {}})
+
+    def wait_for_approval(self, dag_id: str, run_id: str, task_id: str, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for item in self.pending_approvals():
+                ti = item.get("task_instance", item)
+                if (
+                    ti.get("dag_id") == dag_id
+                    and ti.get("dag_run_id", ti.get("run_id")) == run_id
+                    and ti.get("task_id") == task_id
+                ):
+                    # The executor reports the paused process's exit a moment later; an answer
+                    # that lands before that report makes the scheduler fail the resumed task.
+                    time.sleep(5)
+                    return
+            time.sleep(1)
+        raise AssertionError(f"no approval pending for {dag_id}.{task_id} in {run_id}")
