@@ -31,7 +31,7 @@ def api(airflow) -> AirflowClient:
 
 
 @pytest.fixture
-def e2e_prefix(api, stack, request) -> Iterator[str]:
+def e2e_prefix(api, stack, request) -> str:
     """A private S3 prefix for one test, set in the stellar_ops_config Variable through REST."""
     name = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:50]
     prefix = f"e2e/{name}/"
@@ -44,4 +44,4 @@ def e2e_prefix(api, stack, request) -> Iterator[str]:
         "dr": {"work_dir": f"{stack.data_dir}/scratch"},
     }
     api.set_variable("stellar_ops_config", document)
-    yield prefix
+    return prefix

@@ -11,7 +11,7 @@ from airflow.sdk import dag, task
 
 @dag(schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False, tags=["e2e"])
 def e2e_approval_probe() -> None:
-    approve = ApprovalOperator(
+    approve_change = ApprovalOperator(
         task_id="approve_change",
         subject="Proceed?",
         body="The e2e harness answers this.",
@@ -22,7 +22,7 @@ def e2e_approval_probe() -> None:
     def after_approval() -> str:
         return "approved"
 
-    approve >> after_approval()
+    approve_change >> after_approval()
 
 
 e2e_approval_probe()
