@@ -19,16 +19,6 @@ from tests.support.faults import gauge
 
 pytestmark = pytest.mark.integration
 
-BACKUP_SLOT = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def backup_key(airflow_db, ops) -> str:
-    outcome = run_dag("db_backup", logical_date=BACKUP_SLOT)
-    assert outcome.state == "success", outcome.tasks
-    return outcome.xcom("publish_backup")["key"]
-
-
 def scratch_leftovers(stack) -> tuple[list[str], list[int]]:
     work = Path(stack.data_dir) / "scratch"
     dirs = sorted(p.name for p in work.iterdir()) if work.exists() else []

@@ -137,3 +137,15 @@ def server_dir() -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def backup_key(airflow_db, ops) -> str:
+    """A fresh, verified backup under the test's prefix, taken by the db_backup DAG."""
+    from datetime import UTC, datetime
+
+    from tests.support.dagrun import run_dag
+
+    outcome = run_dag("db_backup", logical_date=datetime(2026, 11, 22, 2, 0, tzinfo=UTC))
+    assert outcome.state == "success", outcome.tasks
+    return str(outcome.xcom("publish_backup")["key"])

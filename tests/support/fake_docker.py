@@ -1,0 +1,207 @@
+"""A stand-in for the Docker Engine API, for the DR test's ``docker`` scratch backend.
+
+No Docker daemon runs on the build machines. This HTTP server answers the calls the backend
+makes (ping, version, image inspect/pull, container create/start/inspect/logs/remove), records
+every request, and backs each "postgres" container with a real PostgreSQL server (initdb on a free
+port, the container's POSTGRES_PASSWORD and ``-c`` settings), so a restore through the docker path
+is real. It is a boundary double: image pulls and container isolation are not emulated.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import shutil
+import tempfile
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from stellar_ops.pgserver import LocalPgServer
+from stellar_ops.processes import free_port, unprivileged_user
+
+API_VERSION = "1.43"
+
+
+class Container:
+    def __init__(self, name: str, spec: dict[str, Any], root: Path) -> None:
+        self.id = secrets.token_hex(32)
+        self.name = name
+        self.spec = spec
+        self.root = root / name
+        self.status = "created"
+        self.server: LocalPgServer | None = None
+        self.logs = ""
+        self.host_port: int | None = None
+
+    def env(self) -> dict[str, str]:
+        return dict(item.split("=", 1) for item in self.spec.get("Env") or [])
+
+    def settings(self) -> dict[str, str]:
+        command = self.spec.get("Cmd") or []
+        settings = {}
+        for flag, value in zip(command, command[1:], strict=False):
+            if flag == "-c":
+                key, _, setting = value.partition("=")
+                settings[key] = f"'{setting}'"
+        return settings
+
+    def start(self) -> None:
+        self.root.mkdir(parents=True)
+        self.host_port = free_port()
+        self.server = LocalPgServer(
+            self.root,
+            port=self.host_port,
+            run_as=unprivileged_user("postgres"),
+            settings=self.settings(),
+            password=self.env()["POSTGRES_PASSWORD"],
+        )
+        try:
+            self.server.init()
+            self.server.start(timeout=60)
+            self.status = "running"
+        except Exception as exc:  # noqa: BLE001 - a container whose postgres died
+            self.status = "exited"
+            self.logs = f"{exc}\n{self.server.log_path.read_text(errors='replace') if self.server.log_path.exists() else ''}"
+
+    def remove(self) -> None:
+        if self.server is not None:
+            self.server.remove()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def inspect(self) -> dict[str, Any]:
+        ports = {"5432/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(self.host_port)}]} if self.host_port else {}
+        return {
+            "Id": self.id,
+            "Name": f"/{self.name}",
+            "State": {"Status": self.status, "Running": self.status == "running"},
+            "Config": {"Image": self.spec.get("Image"), "Env": self.spec.get("Env"), "Labels": self.spec.get("Labels"), "Tty": True},
+            "NetworkSettings": {"Ports": ports},
+        }
+
+
+class FakeDockerDaemon:
+    """Runs in a thread; ``url`` is a ``tcp://`` address for DockerHook/APIClient."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, str, Any]] = []
+        self.containers: dict[str, Container] = {}
+        self.images: set[str] = set()
+        self.root = Path(tempfile.mkdtemp(prefix="fake-docker-"))
+        self.root.chmod(0o755)
+        self.lock = threading.Lock()
+        self.port = free_port()
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"tcp://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> FakeDockerDaemon:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        for container in list(self.containers.values()):
+            container.remove()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def calls(self, method: str, pattern: str) -> list[tuple[str, str, Any]]:
+        return [r for r in self.requests if r[0] == method and re.search(pattern, r[1])]
+
+    def _find(self, ref: str) -> Container | None:
+        return self.containers.get(ref) or next((c for c in self.containers.values() if c.id.startswith(ref)), None)
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        daemon = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+                return
+
+            def _reply(self, status: int, body: Any = None, raw: bytes | None = None, content_type: str = "application/json") -> None:
+                data = raw if raw is not None else (json.dumps(body).encode() if body is not None else b"")
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(data)))
+                self.send_header("Api-Version", API_VERSION)
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _route(self) -> tuple[str, dict[str, list[str]]]:
+                parts = urlsplit(self.path)
+                return re.sub(r"^/v[0-9.]+", "", parts.path), parse_qs(parts.query)
+
+            def _body(self) -> Any:
+                length = int(self.headers.get("Content-Length") or 0)
+                data = self.rfile.read(length) if length else b""
+                return json.loads(data) if data else None
+
+            def do_HEAD(self) -> None:  # noqa: N802 - stdlib name
+                self._reply(200, raw=b"")
+
+            def do_GET(self) -> None:  # noqa: N802 - stdlib name
+                path, query = self._route()
+                daemon.requests.append(("GET", self.path, None))
+                if path == "/_ping":
+                    return self._reply(200, raw=b"OK", content_type="text/plain")
+                if path == "/version":
+                    return self._reply(200, {"ApiVersion": API_VERSION, "Version": "fake-24.0", "MinAPIVersion": "1.24"})
+                match = re.fullmatch(r"/images/(.+)/json", path)
+                if match:
+                    image = match.group(1)
+                    return self._reply(200, {"Id": image}) if image in daemon.images else self._reply(404, {"message": f"No such image: {image}"})
+                match = re.fullmatch(r"/containers/([^/]+)/(json|logs)", path)
+                if match:
+                    container = daemon._find(match.group(1))
+                    if container is None:
+                        return self._reply(404, {"message": f"No such container: {match.group(1)}"})
+                    if match.group(2) == "json":
+                        return self._reply(200, container.inspect())
+                    return self._reply(200, raw=container.logs.encode()[-2000:], content_type="application/vnd.docker.raw-stream")
+                return self._reply(404, {"message": f"fake daemon has no route {path}"})
+
+            def do_POST(self) -> None:  # noqa: N802 - stdlib name
+                path, query = self._route()
+                body = self._body()
+                daemon.requests.append(("POST", self.path, body))
+                if path == "/images/create":
+                    image = f"{query['fromImage'][0]}:{query.get('tag', ['latest'])[0]}"
+                    daemon.images.add(image)
+                    return self._reply(200, raw=json.dumps({"status": f"Pulled {image}"}).encode() + b"\n")
+                if path == "/containers/create":
+                    name = query["name"][0]
+                    with daemon.lock:
+                        if name in daemon.containers:
+                            return self._reply(409, {"message": f"Conflict: {name} is in use"})
+                        container = Container(name, body, daemon.root)
+                        daemon.containers[name] = container
+                    return self._reply(201, {"Id": container.id, "Warnings": []})
+                match = re.fullmatch(r"/containers/([^/]+)/start", path)
+                if match:
+                    container = daemon._find(match.group(1))
+                    if container is None:
+                        return self._reply(404, {"message": "No such container"})
+                    container.start()
+                    return self._reply(204)
+                return self._reply(404, {"message": f"fake daemon has no route {path}"})
+
+            def do_DELETE(self) -> None:  # noqa: N802 - stdlib name
+                path, query = self._route()
+                daemon.requests.append(("DELETE", self.path, None))
+                match = re.fullmatch(r"/containers/([^/]+)", path)
+                container = daemon._find(match.group(1)) if match else None
+                if container is None:
+                    return self._reply(404, {"message": "No such container"})
+                container.remove()
+                daemon.containers.pop(container.name, None)
+                return self._reply(204)
+
+        return Handler
