@@ -19,6 +19,7 @@ from tests.support.faults import gauge
 
 pytestmark = pytest.mark.integration
 
+
 def scratch_leftovers(stack) -> tuple[list[str], list[int]]:
     work = Path(stack.data_dir) / "scratch"
     dirs = sorted(p.name for p in work.iterdir()) if work.exists() else []

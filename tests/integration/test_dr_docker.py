@@ -15,7 +15,9 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def daemon(monkeypatch):
     with FakeDockerDaemon() as fake:
-        monkeypatch.setenv("AIRFLOW_CONN_STELLAR_DOCKER", json.dumps({"conn_type": "docker", "host": fake.url}))
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_STELLAR_DOCKER", json.dumps({"conn_type": "docker", "host": fake.url})
+        )
         yield fake
 
 
@@ -42,9 +44,14 @@ def test_the_docker_backend_restores_in_a_container_and_removes_it(daemon, stack
     assert handle["backend"] == "docker" and handle["name"] == name and handle["host"] == "127.0.0.1"
     password = spec["Env"][0].split("=", 1)[1]
     for task_id in outcome.tasks:
-        assert password not in json.dumps(outcome.xcom(task_id)), f"the scratch password leaked into {task_id}'s XCom"
+        assert password not in json.dumps(outcome.xcom(task_id)), (
+            f"the scratch password leaked into {task_id}'s XCom"
+        )
     restored = outcome.xcom("restore_backup")
-    assert restored["observation"]["row_counts"] == ops.store().get_json(backup_key + ".manifest.json")["row_counts"]
+    assert (
+        restored["observation"]["row_counts"]
+        == ops.store().get_json(backup_key + ".manifest.json")["row_counts"]
+    )
 
 
 def test_a_container_whose_server_dies_is_still_removed(daemon, ops, backup_key):

@@ -73,12 +73,19 @@ class Container:
         shutil.rmtree(self.root, ignore_errors=True)
 
     def inspect(self) -> dict[str, Any]:
-        ports = {"5432/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(self.host_port)}]} if self.host_port else {}
+        ports = (
+            {"5432/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(self.host_port)}]} if self.host_port else {}
+        )
         return {
             "Id": self.id,
             "Name": f"/{self.name}",
             "State": {"Status": self.status, "Running": self.status == "running"},
-            "Config": {"Image": self.spec.get("Image"), "Env": self.spec.get("Env"), "Labels": self.spec.get("Labels"), "Tty": True},
+            "Config": {
+                "Image": self.spec.get("Image"),
+                "Env": self.spec.get("Env"),
+                "Labels": self.spec.get("Labels"),
+                "Tty": True,
+            },
             "NetworkSettings": {"Ports": ports},
         }
 
@@ -115,7 +122,9 @@ class FakeDockerDaemon:
         return [r for r in self.requests if r[0] == method and re.search(pattern, r[1])]
 
     def _find(self, ref: str) -> Container | None:
-        return self.containers.get(ref) or next((c for c in self.containers.values() if c.id.startswith(ref)), None)
+        return self.containers.get(ref) or next(
+            (c for c in self.containers.values() if c.id.startswith(ref)), None
+        )
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         daemon = self
@@ -126,7 +135,13 @@ class FakeDockerDaemon:
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
                 return
 
-            def _reply(self, status: int, body: Any = None, raw: bytes | None = None, content_type: str = "application/json") -> None:
+            def _reply(
+                self,
+                status: int,
+                body: Any = None,
+                raw: bytes | None = None,
+                content_type: str = "application/json",
+            ) -> None:
                 data = raw if raw is not None else (json.dumps(body).encode() if body is not None else b"")
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
@@ -153,11 +168,17 @@ class FakeDockerDaemon:
                 if path == "/_ping":
                     return self._reply(200, raw=b"OK", content_type="text/plain")
                 if path == "/version":
-                    return self._reply(200, {"ApiVersion": API_VERSION, "Version": "fake-24.0", "MinAPIVersion": "1.24"})
+                    return self._reply(
+                        200, {"ApiVersion": API_VERSION, "Version": "fake-24.0", "MinAPIVersion": "1.24"}
+                    )
                 match = re.fullmatch(r"/images/(.+)/json", path)
                 if match:
                     image = match.group(1)
-                    return self._reply(200, {"Id": image}) if image in daemon.images else self._reply(404, {"message": f"No such image: {image}"})
+                    return (
+                        self._reply(200, {"Id": image})
+                        if image in daemon.images
+                        else self._reply(404, {"message": f"No such image: {image}"})
+                    )
                 match = re.fullmatch(r"/containers/([^/]+)/(json|logs)", path)
                 if match:
                     container = daemon._find(match.group(1))
@@ -165,7 +186,11 @@ class FakeDockerDaemon:
                         return self._reply(404, {"message": f"No such container: {match.group(1)}"})
                     if match.group(2) == "json":
                         return self._reply(200, container.inspect())
-                    return self._reply(200, raw=container.logs.encode()[-2000:], content_type="application/vnd.docker.raw-stream")
+                    return self._reply(
+                        200,
+                        raw=container.logs.encode()[-2000:],
+                        content_type="application/vnd.docker.raw-stream",
+                    )
                 return self._reply(404, {"message": f"fake daemon has no route {path}"})
 
             def do_POST(self) -> None:  # noqa: N802 - stdlib name
