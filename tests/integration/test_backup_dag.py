@@ -23,7 +23,7 @@ def test_db_backup_publishes_the_backup_metrics_asset_and_success_message(airflo
     assert outcome.state == "success", outcome.tasks
     assert set(outcome.tasks.values()) == {"success"}
     key = ops.prefix + KEY_NAME
-    assert ops.keys() == [key, key + ".manifest.json"]
+    assert ops.objects() == [key, key + ".manifest.json"]
 
     published = outcome.xcom("publish_backup")
     assert published["key"] == key
@@ -73,12 +73,12 @@ def test_a_rerun_of_the_same_slot_does_not_create_a_second_backup(airflow_db, op
     assert again.state == "success"
     assert again.tasks["check_prerequisites"] == "skipped"
     assert again.tasks["dump_to_s3"] == "skipped"
-    assert ops.keys() == [ops.prefix + KEY_NAME, ops.prefix + KEY_NAME + ".manifest.json"]
+    assert ops.objects() == [ops.prefix + KEY_NAME, ops.prefix + KEY_NAME + ".manifest.json"]
 
     forced = run_dag("db_backup", logical_date=SLOT, conf={"force": True})
     assert forced.state == "success"
     assert forced.tasks["dump_to_s3"] == "success"
-    assert ops.keys() == [ops.prefix + KEY_NAME, ops.prefix + KEY_NAME + ".manifest.json"]
+    assert ops.objects() == [ops.prefix + KEY_NAME, ops.prefix + KEY_NAME + ".manifest.json"]
     manifest_after = ops.store().get_json(ops.prefix + KEY_NAME + ".manifest.json")
     assert manifest_after["started_at"] != manifest_before["started_at"]
 
@@ -89,7 +89,7 @@ def test_pg_dump_killed_once_is_retried_and_the_backup_succeeds(airflow_db, ops,
     assert len(killer.killed) == 1
     assert outcome.state == "success", outcome.tasks
     assert outcome.tries["dump_to_s3"] == 2
-    assert ops.keys() == [ops.prefix + KEY_NAME, ops.prefix + KEY_NAME + ".manifest.json"]
+    assert ops.objects() == [ops.prefix + KEY_NAME, ops.prefix + KEY_NAME + ".manifest.json"]
     assert not any("BackupFailed" in text for text in receiver.texts())
 
 
@@ -98,7 +98,7 @@ def test_pg_dump_killed_on_every_try_alerts_keeps_the_good_backups_and_clearing_
 ):
     good = run_dag("db_backup", logical_date=datetime(2026, 11, 20, 2, 0, tzinfo=UTC))
     assert good.state == "success"
-    good_keys = ops.keys()
+    good_keys = ops.objects()
     receiver.clear()
 
     with PgDumpKiller(after_bytes=1 << 20, times=None) as killer:
@@ -108,7 +108,7 @@ def test_pg_dump_killed_on_every_try_alerts_keeps_the_good_backups_and_clearing_
     assert failed.tasks["dump_to_s3"] == "failed"
     assert failed.tasks["apply_retention"] == "upstream_failed"
     assert failed.tasks["publish_backup"] == "upstream_failed"
-    assert ops.keys() == good_keys, "nothing new under a final key, the good backup untouched"
+    assert ops.objects() == good_keys, "nothing new under a final key, the good backup untouched"
     assert ops.store().unfinished_uploads(ops.prefix) == []
     alerts = [t for t in receiver.texts() if "BackupFailed" in t]
     assert len(alerts) == 1
@@ -128,7 +128,7 @@ def test_pg_dump_killed_on_every_try_alerts_keeps_the_good_backups_and_clearing_
 
     cleared = run_dag("db_backup", logical_date=SLOT)  # what "Clear" in the UI does
     assert cleared.state == "success"
-    assert ops.prefix + KEY_NAME in ops
+    assert ops.prefix + KEY_NAME in ops.objects()
     assert gauge(stack.url("pushgateway"), "stellar_backup_success", **labels) == 1.0
 
 
@@ -149,7 +149,7 @@ def test_wrong_password_fails_clearly_and_the_password_is_never_written(
     logs = "".join(p.read_text(errors="replace") for p in Path(os.environ["AIRFLOW_HOME"]).rglob("*.log"))
     for text in (output, alert, logs, json.dumps(outcome.xcom("check_prerequisites"))):
         assert secret not in text
-    assert ops.keys() == []
+    assert ops.objects() == []
 
 
 def test_missing_connection_is_one_clear_line(airflow_db, ops, monkeypatch, capfd):

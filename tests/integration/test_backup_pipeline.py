@@ -54,7 +54,7 @@ def test_backup_is_published_with_an_exact_manifest_and_local_copy(stack, ops):
     manifest = take_backup(job)
     store = ops.store()
     key = f"{ops.prefix}stellar_escrow_20261120T020000Z.dump.zst"
-    assert ops.keys() == [key, key + ".manifest.json"]
+    assert ops.objects() == [key, key + ".manifest.json"]
     assert manifest.key == key
     assert manifest.row_counts == live_counts(stack)
     assert manifest.row_counts["public.trades"] > 0
@@ -138,12 +138,12 @@ def test_pg_dump_killed_mid_stream_leaves_nothing_and_a_retry_succeeds(stack, op
     with PgDumpKiller(after_bytes=2 << 20) as killer, pytest.raises(BackupError, match="killed by signal 9"):
         job.dump(SLOT, run_id="r", token="try1")
     assert len(killer.killed) == 1
-    assert ops.keys() == []  # no final key, no incoming object
+    assert ops.objects() == []  # no final key, no incoming object
     assert store.unfinished_uploads(ops.prefix) == []
     assert list(ops.local_dir.iterdir()) == []  # the partial local copy is gone
 
     manifest = take_backup(job, token="try2")
-    assert ops.keys() == [manifest.key, manifest.key + ".manifest.json"]
+    assert ops.objects() == [manifest.key, manifest.key + ".manifest.json"]
 
 
 def test_s3_outage_during_upload_fails_cleanly_and_a_retry_succeeds(stack, stack_handle, ops):
@@ -162,9 +162,9 @@ def test_s3_outage_during_upload_fails_cleanly_and_a_retry_succeeds(stack, stack
         stack_handle.start_s3()
     assert stopped
     store = ops.store()
-    assert ops.keys() == []
+    assert ops.objects() == []
     manifest = take_backup(job, token="try2")
-    assert ops.keys() == [manifest.key, manifest.key + ".manifest.json"]
+    assert ops.objects() == [manifest.key, manifest.key + ".manifest.json"]
     assert store.unfinished_uploads(ops.prefix) == []  # the first try's upload was aborted
 
 

@@ -94,7 +94,7 @@ def test_a_failed_backup_is_one_clear_line_and_an_alert_without_the_password(sta
     assert "N0t-The-Password" not in result.stderr + result.stdout
     (alert,) = [t for t in receiver.texts() if "BackupFailed" in t]
     assert "N0t-The-Password" not in alert
-    assert ops.keys() == []
+    assert ops.objects() == []
 
 
 def test_missing_database_url_says_how_to_set_it(stack, ops):

@@ -85,8 +85,9 @@ class PgDumpWatcher:
                 try:
                     if child.name() == "pg_dump" and child.pid not in self._seen:
                         self._seen.add(child.pid)
-                        self.argv.append(child.cmdline())
-                        self.environ.append(child.environ())
+                        argv, environ = child.cmdline(), child.environ()
+                        self.argv.append(argv)
+                        self.environ.append(environ)
                 except psutil.Error:
                     continue
             time.sleep(0.002)

@@ -113,7 +113,7 @@ class OpsConfig:
     def store(self) -> S3Store:
         return S3Store(self.stack.s3_client(), "stellar-backups", encryption="AES256")
 
-    def keys(self) -> list[str]:
+    def objects(self) -> list[str]:
         return sorted(o.key for o in self.store().list_objects(self.prefix))
 
 

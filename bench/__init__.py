@@ -1,0 +1,1 @@
+"""``make bench``: performance measured against baselines taken in the same run."""

@@ -1,0 +1,54 @@
+"""``make bench``: ``python -m bench [--sizes 100,1024] [--only parse|backup]``.
+
+Every number is a ratio against a baseline measured in the same run on the same machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+from pathlib import Path
+
+from bench import backup, parse, restore
+from bench.report import save
+from stellar_ops import demo_data
+from stellar_ops.devstack.stack import Stack
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="make bench")
+    parser.add_argument("--sizes", default="100,1024", help="database sizes in MiB, ascending")
+    parser.add_argument("--only", choices=["parse", "backup"], help="run one part")
+    args = parser.parse_args()
+    results: dict = {}
+    if args.only in (None, "parse"):
+        results["parse"] = parse.run()
+    if args.only in (None, "backup"):
+        state = Path(tempfile.mkdtemp(prefix="stellar-bench-stack-"))
+        stack = Stack(state, demo_rows=1000)
+        info = stack.up()
+        work = backup.workdir()
+        try:
+            for size in (int(s) for s in args.sizes.split(",")):
+                label = f"{size} MiB"
+                print(f"\n# generating the demo database up to {label}...", flush=True)
+                demo_data.generate(info.db, size_bytes=size << 20, progress=lambda m: None)
+                results[f"backup {label}"] = measured = backup.run(
+                    info, state / "state.json", label.replace(" ", ""), work
+                )
+                results[f"restore {label}"] = restore.run(info, label.replace(" ", ""), measured, work)
+            rss = [v["peak_rss_mb"] for k, v in results.items() if k.startswith("backup")]
+            if len(rss) > 1:
+                print(
+                    f"\npeak RSS across sizes: {', '.join(f'{r:.0f} MB' for r in rss)} (flat if within 15%: {max(rss) / min(rss) <= 1.15})"
+                )
+        finally:
+            stack.down()
+            shutil.rmtree(work, ignore_errors=True)
+            shutil.rmtree(state, ignore_errors=True)
+    print(f"\nresults saved to {save(results)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""Backup: the floor, the old scripts' route and db_backup's pipeline, on the same database."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.report import table, verdict
+from stellar_ops.devstack.stack import StackInfo
+
+MIB = 1 << 20
+
+
+def _worker(state: Path, *args: str) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.worker", str(state), *args],
+        capture_output=True,
+        text=True,
+        timeout=3600,
+        cwd=Path(__file__).parents[1],
+    )
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr[-3000:])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _shell(command: str, env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(["bash", "-o", "pipefail", "-c", command], env=env, check=True, timeout=3600)
+    return time.perf_counter() - started
+
+
+def run(info: StackInfo, state: Path, label: str, work: Path, repeat: int = 2) -> dict[str, Any]:
+    env = {**os.environ, **info.db.client_env()}
+    client = info.s3_client()
+    floor = min(_shell("pg_dump -Fc -Z0 > /dev/null", env) for _ in range(repeat))
+
+    old_file = work / f"old-{label}.sql.gz"
+
+    def old_route() -> float:
+        started = time.perf_counter()
+        subprocess.run(["bash", "-o", "pipefail", "-c", f"pg_dump | gzip > {old_file}"], env=env, check=True)
+        client.upload_file(
+            str(old_file), "stellar-backups", f"bench/{label}/old/stellar_escrow_20260101_020000.sql.gz"
+        )
+        return time.perf_counter() - started
+
+    old = min(old_route() for _ in range(repeat))
+    ours_runs = [
+        _worker(state, "backup", f"bench/{label}/ours{i}/", "1", "0", "2026-01-01T02:00:00+00:00")
+        for i in range(repeat)
+    ]
+    ours = min(r["seconds"] for r in ours_runs)
+    rss = max(r["peak_rss_mb"] for r in ours_runs)
+
+    routes = []
+    for name, args in (
+        ("binding zstd -1, 0 threads (default)", ("1", "0")),
+        ("binding zstd -1, 2 threads", ("1", "2")),
+        ("binding zstd -3, 0 threads", ("3", "0")),
+        ("binding zstd -3, 2 threads", ("3", "2")),
+    ):
+        result = _worker(state, "compress", *args)
+        routes.append(
+            [
+                name,
+                f"{result['seconds']:.2f}s",
+                f"{result['seconds'] / floor:.2f}x",
+                f"{result['size'] / MIB:.1f} MiB",
+            ]
+        )
+    for name, command in (("zstd CLI -1 -T1", "zstd -q -1 -T1"), ("zstd CLI -3 -T2", "zstd -q -3 -T2")):
+        seconds = _shell(f"pg_dump -Fc -Z0 | {command} | wc -c > {work}/cli-size", env)
+        size = int((work / "cli-size").read_text())
+        routes.append([name, f"{seconds:.2f}s", f"{seconds / floor:.2f}x", f"{size / MIB:.1f} MiB"])
+
+    raw = ours_runs[0]["raw"]
+    table(
+        f"Backup at {label} (pg_dump output {raw / MIB:.0f} MiB; best of {repeat})",
+        ["route", "wall", "vs floor", "compressed", "peak RSS"],
+        [
+            ["floor: pg_dump -Fc -Z0 > /dev/null", f"{floor:.2f}s", "1.00x", "-", "-"],
+            [
+                "old: pg_dump | gzip > file; upload",
+                f"{old:.2f}s",
+                f"{old / floor:.2f}x",
+                f"{old_file.stat().st_size / MIB:.1f} MiB",
+                "-",
+            ],
+            [
+                "db_backup pipeline to S3",
+                f"{ours:.2f}s",
+                f"{ours / floor:.2f}x",
+                f"{ours_runs[0]['size'] / MIB:.1f} MiB",
+                f"{rss:.0f} MB",
+            ],
+        ],
+    )
+    table(
+        f"Compression routes at {label} (pg_dump -Fc -Z0 -> compressor, no upload)",
+        ["route", "wall", "vs floor", "output"],
+        routes,
+    )
+    print(verdict("  ours / floor", ours / floor, "<= 1.3", ours / floor <= 1.3))
+    print(verdict("  old / ours", old / ours, ">= 2.0", old / ours >= 2.0))
+    print(verdict("  peak RSS MB", rss, "<= 150", rss <= 150))
+    return {
+        "floor_seconds": floor,
+        "old_seconds": old,
+        "ours_seconds": ours,
+        "ours_over_floor": ours / floor,
+        "old_over_ours": old / ours,
+        "peak_rss_mb": rss,
+        "raw_bytes": raw,
+        "ours_bytes": ours_runs[0]["size"],
+        "old_bytes": old_file.stat().st_size,
+        "draft": ours_runs[0]["draft"],
+        "old_file": str(old_file),
+    }
+
+
+def workdir() -> Path:
+    path = Path(tempfile.mkdtemp(prefix="stellar-bench-"))
+    path.chmod(0o755)
+    return path

@@ -1,0 +1,95 @@
+"""One measured step in a process of its own, so its peak RSS is its own.
+
+``python -m bench.worker STATE_FILE MODE ARGS...`` prints a JSON line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from datetime import datetime
+
+from stellar_ops.backup import BackupJob
+from stellar_ops.config import parse_config
+from stellar_ops.devstack.stack import StackInfo
+from stellar_ops.pg import find_binaries
+from stellar_ops.s3store import S3Store
+
+
+def _client(info: StackInfo):
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3",
+        endpoint_url=info.url("s3"),
+        aws_access_key_id=info.s3_access_key,
+        aws_secret_access_key=info.s3_secret_key,
+        region_name="us-east-1",
+        config=Config(request_checksum_calculation="when_required"),
+    )
+
+
+def backup(info: StackInfo, prefix: str, level: int, threads: int, slot: str) -> dict:
+    config = parse_config(
+        {"backup": {"prefix": prefix, "compression_level": level, "compression_threads": threads}}
+    )
+    job = BackupJob(
+        info.db,
+        S3Store(_client(info), "stellar-backups", encryption="AES256"),
+        config.backup,
+        find_binaries(),
+    )
+    started = time.perf_counter()
+    draft = job.dump(
+        datetime.fromisoformat(slot), run_id="bench", token=f"bench-{os.getpid()}", say=lambda m: None
+    )
+    seconds = time.perf_counter() - started
+    return {
+        "seconds": seconds,
+        "size": draft["size_bytes"],
+        "raw": draft["uncompressed_bytes"],
+        "draft": draft,
+    }
+
+
+def compress_only(info: StackInfo, level: int, threads: int) -> dict:
+    """pg_dump -Fc -Z0 through the zstandard binding into a hash, no upload: the compression route alone."""
+    from stellar_ops.compression import compressor
+
+    packer = compressor("custom", level, threads)
+    digest = hashlib.sha256()
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        ["pg_dump", "-Fc", "-Z0"], stdout=subprocess.PIPE, env=info.db.client_env(), bufsize=0
+    )
+    size = 0
+    assert process.stdout is not None
+    while chunk := os.read(process.stdout.fileno(), 1 << 20):
+        out = packer.compress(chunk)
+        digest.update(out)
+        size += len(out)
+    tail = packer.flush()
+    digest.update(tail)
+    assert process.wait() == 0
+    return {"seconds": time.perf_counter() - started, "size": size + len(tail)}
+
+
+def main() -> None:
+    info = StackInfo.load(sys.argv[1])
+    mode = sys.argv[2]
+    if mode == "backup":
+        result = backup(info, sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), sys.argv[6])
+    else:
+        result = compress_only(info, int(sys.argv[3]), int(sys.argv[4]))
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(result, default=str))
+
+
+if __name__ == "__main__":
+    main()
