@@ -14,7 +14,7 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -125,24 +125,14 @@ def cmd_maintenance(args: argparse.Namespace) -> int:
     status = maintenance.ensure_pg_stat_statements(target)
     if status.warning:
         _say(f"WARNING: {status.warning}")
-    report = maintenance.bloat_report(
-        target,
-        warn_ratio=settings.bloat_warn_dead_ratio,
-        min_dead=settings.bloat_min_dead_tuples,
-        tables=tables,
-    )
+    report = maintenance.bloat_report_for(target, settings, tables)
     _say(maintenance.format_report(report))
     if args.report_only:
         return 0
     maintenance.vacuum_analyze(
         target, tables=tables, lock_timeout_seconds=settings.lock_timeout_seconds, say=_say
     )
-    after = maintenance.bloat_report(
-        target,
-        warn_ratio=settings.bloat_warn_dead_ratio,
-        min_dead=settings.bloat_min_dead_tuples,
-        tables=tables,
-    )
+    after = maintenance.bloat_report_for(target, settings, tables)
     _say(maintenance.format_report(after))
     return 0
 
@@ -184,7 +174,6 @@ def _push_metrics(procedure: str, points: list[metrics.Metric]) -> None:
 def cmd_backup(args: argparse.Namespace) -> int:
     from stellar_ops import retention
     from stellar_ops.backup import BackupJob, verify_upload
-    from stellar_ops.inventory import list_backups
     from stellar_ops.pg import find_binaries
 
     config = cli_env.config_from_env()
@@ -213,24 +202,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
             ),
         )
         raise
-    stale_before = datetime.now(UTC) - timedelta(hours=cfg.stale_upload_hours)
-    plan = retention.plan_s3(
-        list_backups(store, cfg.prefix),
-        reference=slot,
-        retention_days=cfg.retention_days,
-        min_keep=cfg.min_keep,
-        stale_before=stale_before,
-        unfinished_uploads=store.unfinished_uploads(cfg.prefix),
-    )
-    retention.apply_s3(store, plan, dry_run=args.dry_run_retention, say=_say)
-    if cfg.local_dir:
-        doomed = retention.plan_local(
-            Path(cfg.local_dir),
-            reference=slot,
-            retention_days=cfg.local_retention_days,
-            stale_before=stale_before,
-        )
-        retention.apply_local(doomed, dry_run=args.dry_run_retention, say=_say)
+    retention.apply_policy(store, cfg, reference=slot, dry_run=args.dry_run_retention, say=_say)
     _push_metrics(
         "db_backup",
         metrics.backup_metrics(

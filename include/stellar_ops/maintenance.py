@@ -12,6 +12,7 @@ from datetime import time as clock_time
 from typing import Any
 
 from stellar_ops import catalog
+from stellar_ops.config import MaintenanceConfig
 from stellar_ops.errors import ConfigError, StellarOpsError
 from stellar_ops.pg import PgTarget, connect, qualified
 
@@ -84,6 +85,18 @@ def bloat_report(
             )
         )
     return report
+
+
+def bloat_report_for(
+    target: PgTarget, settings: MaintenanceConfig, tables: list[str] | None
+) -> list[TableBloat]:
+    """:func:`bloat_report` with the thresholds of ``settings``."""
+    return bloat_report(
+        target,
+        warn_ratio=settings.bloat_warn_dead_ratio,
+        min_dead=settings.bloat_min_dead_tuples,
+        tables=tables,
+    )
 
 
 def format_report(report: list[TableBloat]) -> str:

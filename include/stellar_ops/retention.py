@@ -16,9 +16,10 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from stellar_ops.config import BackupConfig
 from stellar_ops.errors import BackupError
 from stellar_ops.inventory import BackupEntry, Listing
 from stellar_ops.keys import BASENAME, MANIFEST_SUFFIX, parse_timestamp
@@ -139,3 +140,52 @@ def apply_local(paths: list[Path], *, dry_run: bool, say: Callable[[str], None] 
         say(f"{'would delete' if dry_run else 'deleting'} local copy {path}")
         if not dry_run:
             path.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class RetentionOutcome:
+    kept: list[str]
+    deleted: list[str]
+    local_deleted: list[str]
+    dry_run: bool
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "dry_run": self.dry_run,
+            "kept": self.kept,
+            "deleted": self.deleted,
+            "local_deleted": self.local_deleted,
+        }
+
+
+def apply_policy(
+    store: S3Store,
+    config: BackupConfig,
+    *,
+    reference: datetime,
+    dry_run: bool,
+    say: Callable[[str], None] = log.info,
+) -> RetentionOutcome:
+    """The whole policy of ``config`` for a run whose slot is ``reference``: S3, then local copies."""
+    from stellar_ops.inventory import list_backups
+
+    stale_before = datetime.now(UTC) - timedelta(hours=config.stale_upload_hours)
+    plan = plan_s3(
+        list_backups(store, config.prefix),
+        reference=reference,
+        retention_days=config.retention_days,
+        min_keep=config.min_keep,
+        stale_before=stale_before,
+        unfinished_uploads=store.unfinished_uploads(config.prefix),
+    )
+    apply_s3(store, plan, dry_run=dry_run, say=say)
+    doomed: list[Path] = []
+    if config.local_dir:
+        doomed = plan_local(
+            Path(config.local_dir),
+            reference=reference,
+            retention_days=config.local_retention_days,
+            stale_before=stale_before,
+        )
+        apply_local(doomed, dry_run=dry_run, say=say)
+    return RetentionOutcome(plan.keep, plan.delete, [str(p) for p in doomed], dry_run)

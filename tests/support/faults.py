@@ -22,75 +22,77 @@ def _written(pid: int) -> int:
     return 0
 
 
-class PgDumpKiller:
-    """Kills pg_dump children of this process with SIGKILL once they have written ``after_bytes``.
+class _PgDumpPoller:
+    """Polls this process's pg_dump children on a thread while active (a context manager)."""
+
+    def __init__(self) -> None:
+        self._seen: set[int] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self):  # noqa: ANN204 - returns the subclass
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        me = psutil.Process()
+        while not self._stop.is_set() and not self.done():
+            for child in me.children(recursive=True):
+                try:
+                    if child.name() == "pg_dump" and child.pid not in self._seen and self.visit(child):
+                        self._seen.add(child.pid)
+                except psutil.Error:
+                    continue
+            time.sleep(0.002)
+
+    def done(self) -> bool:
+        return False
+
+    def visit(self, child: psutil.Process) -> bool:
+        """Handle one pg_dump; True when it needs no more visits."""
+        raise NotImplementedError
+
+
+class PgDumpKiller(_PgDumpPoller):
+    """Kills pg_dump children with SIGKILL once they have written ``after_bytes``.
 
     ``times`` bounds how many it kills (None: every one), so a first try can die and a retry live.
     """
 
     def __init__(self, *, after_bytes: int = 1 << 20, times: int | None = 1) -> None:
+        super().__init__()
         self.after_bytes = after_bytes
         self.times = times
         self.killed: list[int] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> PgDumpKiller:
-        self._thread.start()
-        return self
+    def done(self) -> bool:
+        return self.times is not None and len(self.killed) >= self.times
 
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        me = psutil.Process()
-        while not self._stop.is_set():
-            if self.times is not None and len(self.killed) >= self.times:
-                return
-            for child in me.children(recursive=True):
-                try:
-                    if child.name() != "pg_dump" or child.pid in self.killed:
-                        continue
-                    if _written(child.pid) >= self.after_bytes:
-                        child.send_signal(signal.SIGKILL)
-                        self.killed.append(child.pid)
-                except psutil.Error:
-                    continue
-            time.sleep(0.002)
+    def visit(self, child: psutil.Process) -> bool:
+        if _written(child.pid) < self.after_bytes:
+            return False
+        child.send_signal(signal.SIGKILL)
+        self.killed.append(child.pid)
+        return True
 
 
-class PgDumpWatcher:
-    """Records the argv and environment of every pg_dump child while active."""
+class PgDumpWatcher(_PgDumpPoller):
+    """Records the argv and environment of every pg_dump child."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.argv: list[list[str]] = []
         self.environ: list[dict[str, str]] = []
-        self._seen: set[int] = set()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> PgDumpWatcher:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        me = psutil.Process()
-        while not self._stop.is_set():
-            for child in me.children(recursive=True):
-                try:
-                    if child.name() == "pg_dump" and child.pid not in self._seen:
-                        self._seen.add(child.pid)
-                        argv, environ = child.cmdline(), child.environ()
-                        self.argv.append(argv)
-                        self.environ.append(environ)
-                except psutil.Error:
-                    continue
-            time.sleep(0.002)
+    def visit(self, child: psutil.Process) -> bool:
+        argv, environ = child.cmdline(), child.environ()
+        self.argv.append(argv)
+        self.environ.append(environ)
+        return True
 
 
 def gauge(pushgateway_url: str, name: str, **labels: str) -> float | None:

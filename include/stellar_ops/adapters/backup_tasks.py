@@ -19,7 +19,6 @@ from stellar_ops.adapters.runtime import (
 )
 from stellar_ops.backup import BackupJob, verify_upload
 from stellar_ops.config import StellarOpsConfig
-from stellar_ops.inventory import list_backups
 from stellar_ops.pg import find_binaries
 
 log = task_logger()
@@ -96,39 +95,12 @@ def publish_backup(draft: dict[str, Any], verification: dict[str, Any]) -> dict[
 @checked
 def apply_retention(published: dict[str, Any], dry_run: bool) -> dict[str, Any]:
     config = load_config()
-    cfg = config.backup
     store = s3_store(config)
     retention.require_this_run_verified(store, published["key"])
     reference = datetime.fromisoformat(published["slot"])
-    stale_before = datetime.now(UTC) - _hours(cfg.stale_upload_hours)
-    plan = retention.plan_s3(
-        list_backups(store, cfg.prefix),
-        reference=reference,
-        retention_days=cfg.retention_days,
-        min_keep=cfg.min_keep,
-        stale_before=stale_before,
-        unfinished_uploads=store.unfinished_uploads(cfg.prefix),
-    )
-    retention.apply_s3(store, plan, dry_run=dry_run, say=log.info)
-    local: list[str] = []
-    if cfg.local_dir:
-        from pathlib import Path
-
-        doomed = retention.plan_local(
-            Path(cfg.local_dir),
-            reference=reference,
-            retention_days=cfg.local_retention_days,
-            stale_before=stale_before,
-        )
-        retention.apply_local(doomed, dry_run=dry_run, say=log.info)
-        local = [str(p) for p in doomed]
-    return {"dry_run": dry_run, "kept": plan.keep, "deleted": plan.delete, "local_deleted": local}
-
-
-def _hours(count: int) -> Any:
-    from datetime import timedelta
-
-    return timedelta(hours=count)
+    return retention.apply_policy(
+        store, config.backup, reference=reference, dry_run=dry_run, say=log.info
+    ).as_dict()
 
 
 @checked

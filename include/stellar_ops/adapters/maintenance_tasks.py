@@ -31,11 +31,10 @@ def _tables(param: list[str] | None) -> list[str]:
 def measure_bloat(tables: list[str] | None) -> list[dict[str, Any]]:
     config = load_config()
     settings = config.maintenance
-    report = maintenance.bloat_report(
+    report = maintenance.bloat_report_for(
         pg_target(config.connections.db),
-        warn_ratio=settings.bloat_warn_dead_ratio,
-        min_dead=settings.bloat_min_dead_tuples,
-        tables=_tables(tables),
+        settings,
+        _tables(tables),
     )
     log.info("bloat before VACUUM ANALYZE:\n%s", maintenance.format_report(report))
     for row in report:
@@ -79,11 +78,10 @@ def vacuum_analyze(tables: list[str] | None) -> dict[str, float]:
 def report_bloat(before: list[dict[str, Any]], tables: list[str] | None) -> dict[str, Any]:
     config = load_config()
     settings = config.maintenance
-    after = maintenance.bloat_report(
+    after = maintenance.bloat_report_for(
         pg_target(config.connections.db),
-        warn_ratio=settings.bloat_warn_dead_ratio,
-        min_dead=settings.bloat_min_dead_tuples,
-        tables=_tables(tables),
+        settings,
+        _tables(tables),
     )
     log.info("bloat after VACUUM ANALYZE:\n%s", maintenance.format_report(after))
     dead_before = {row["table"]: row["dead_tuples"] for row in before}
