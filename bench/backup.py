@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from bench.report import table, verdict
+from stellar_ops.config import BackupConfig
 from stellar_ops.devstack.stack import StackInfo
 
 MIB = 1 << 20
+LEVEL = BackupConfig().compression_level
 
 
 def _worker(state: Path, *args: str) -> dict[str, Any]:
@@ -61,8 +63,9 @@ def run(info: StackInfo, state: Path, label: str, work: Path, repeat: int = 2) -
 
     routes = []
     for name, args in (
-        ("binding zstd -1, 0 threads (default)", ("1", "0")),
+        ("binding zstd -1, 0 threads", ("1", "0")),
         ("binding zstd -1, 2 threads", ("1", "2")),
+        ("binding zstd -2, 0 threads (default)", ("2", "0")),
         ("binding zstd -3, 0 threads", ("3", "0")),
         ("binding zstd -3, 2 threads", ("3", "2")),
     ):

@@ -31,7 +31,7 @@ def _client(info: StackInfo):
         aws_access_key_id=info.s3_access_key,
         aws_secret_access_key=info.s3_secret_key,
         region_name="us-east-1",
-        config=Config(request_checksum_calculation="when_required"),
+        config=Config(request_checksum_calculation="when_required", s3={"payload_signing_enabled": False}),
     )
 
 

@@ -41,6 +41,7 @@ from stellar_ops.s3store import MIB, S3Store
 log = logging.getLogger(__name__)
 
 CHUNK = 1 * MIB
+MAX_PARTS = 9_000  # S3 allows 10,000; the margin absorbs a dump larger than the estimate
 F_SETPIPE_SZ = 1031
 
 
@@ -142,8 +143,11 @@ class BackupJob:
             version_num = server_version_num(conn)
             version = str(conn.execute("SHOW server_version").fetchone()[0])
             inventory = _InventoryThread(conn)
+            database_bytes = int(conn.execute("SELECT pg_database_size(current_database())").fetchone()[0])
             upload = self.store.multipart(
-                temp_key, part_size=cfg.part_size_mb * MIB, max_in_flight=cfg.max_parts_in_flight
+                temp_key,
+                part_size=part_size_for(database_bytes, cfg.part_size_mb),
+                max_in_flight=cfg.max_parts_in_flight,
             )
             pg_dump: _PgDump | None = None
             local = None
@@ -362,6 +366,15 @@ class _InventoryThread:
         if self._error is not None:
             raise BackupError(f"counting rows in the dump's snapshot failed: {self._error}")
         return self._counts, self._schema
+
+
+def part_size_for(database_bytes: int, configured_mb: int) -> int:
+    """The configured part size, raised so that S3's 10,000-part limit fits the whole database.
+
+    The database's size bounds its dump's: pg_dump leaves the indexes out and zstd shrinks the rest.
+    """
+    needed_mb = -(-database_bytes // (MAX_PARTS * MIB))
+    return max(configured_mb, needed_mb) * MIB
 
 
 def _pg_dump_failure(code: int, stderr: str) -> str:

@@ -279,20 +279,19 @@ def cmd_dr_test(args: argparse.Namespace) -> int:
         settings=config.dr.scratch_settings,
         startup_timeout=config.dr.startup_timeout_seconds,
     )
-    with tempfile.TemporaryDirectory(prefix="stellar-dr-fetch-", dir=work_root) as work:
-        started = time.monotonic()
-        path = restore.fetch(store, backup, manifest, Path(work))
-        with scratch.running(keep_on_failure=args.keep_scratch) as server:
-            restore.restore(
-                server.target(),
-                path,
-                backup.dump_format,
-                jobs=config.dr.restore_jobs,
-                binaries=binaries,
-                say=_say,
-            )
-            rto = round(time.monotonic() - started, 3)
-            observation = restore.observe(server.target(), list(config.dr.sanity_queries))
+    with scratch.running(keep_on_failure=args.keep_scratch) as server:
+        result = restore.recover(
+            server.target(),
+            store,
+            backup,
+            manifest,
+            work_root,
+            jobs=config.dr.restore_jobs,
+            binaries=binaries,
+            say=_say,
+        )
+        rto = result.seconds
+        observation = restore.observe(server.target(), list(config.dr.sanity_queries))
     verdicts = [
         dr.row_counts(manifest, observation["row_counts"], list(config.dr.key_tables)),
         dr.schema(manifest, observation["schema"], list(config.dr.key_tables), config.dr.min_tables),

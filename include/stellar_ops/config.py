@@ -53,12 +53,14 @@ class BackupConfig(_Section):
         description="custom: pg_dump -Fc through zstd (.dump.zst); plain: SQL through gzip (.sql.gz).",
     )
     compression_level: int = Field(
-        1, ge=1, le=19, description="zstd level (1-19) for custom, gzip level (1-9) for plain."
+        2, ge=1, le=19, description="zstd level (1-19) for custom, gzip level (1-9) for plain."
     )
     compression_threads: int = Field(
         0, ge=0, le=64, description="zstd worker threads; 0 compresses on the calling thread."
     )
-    part_size_mb: int = Field(16, ge=5, le=512, description="S3 multipart part size in MiB.")
+    part_size_mb: int = Field(
+        8, ge=5, le=512, description="S3 multipart part size in MiB (raised for databases over ~70 GiB)."
+    )
     max_parts_in_flight: int = Field(2, ge=1, le=16, description="Parts uploaded concurrently.")
     server_side_encryption: Literal["none", "AES256", "aws:kms"] = Field(
         "AES256", description="S3 server-side encryption of backup objects."

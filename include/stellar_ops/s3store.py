@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
+import queue
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -182,8 +182,10 @@ class S3Store:
 class MultipartUpload:
     """Write bytes as they come; parts go up on background threads, at most ``max_in_flight`` at once.
 
-    Memory stays bounded by about ``part_size * (max_in_flight + 1)``. Nothing is visible under the
-    key until :meth:`complete`; :meth:`abort` discards every uploaded part.
+    Parts are filled in place in a small pool of reused buffers (``max_in_flight + 1`` of them),
+    so memory stays flat at about ``part_size * (max_in_flight + 1)`` whatever the backup's size,
+    and a writer that outruns S3 waits for a buffer to come back. Nothing is visible under the key
+    until :meth:`complete`; :meth:`abort` discards every uploaded part.
     """
 
     def __init__(self, store: S3Store, key: str, *, part_size: int, max_in_flight: int) -> None:
@@ -192,11 +194,13 @@ class MultipartUpload:
         self.store = store
         self.key = key
         self.part_size = part_size
-        self._pending: list[bytes] = []
-        self._pending_size = 0
+        self._buffers_made = 0
+        self._max_buffers = max_in_flight + 1
+        self._free: queue.Queue[bytearray] = queue.Queue()
+        self._current: bytearray | None = None
+        self._fill = 0
         self._parts: dict[int, str] = {}
         self._futures: list[Future[None]] = []
-        self._slots = threading.BoundedSemaphore(max_in_flight)
         self._pool = ThreadPoolExecutor(max_workers=max_in_flight, thread_name_prefix="s3-part")
         self._error: Exception | None = None
         self.bytes_written = 0
@@ -209,30 +213,43 @@ class MultipartUpload:
             raise store._fail("start of the multipart upload", key, exc) from None
         self.upload_id: str = response["UploadId"]
 
+    def _buffer(self) -> bytearray:
+        if self._buffers_made < self._max_buffers and self._free.empty():
+            self._buffers_made += 1
+            return bytearray(self.part_size)
+        while True:  # every buffer is in flight: wait for one, but notice a failed upload
+            try:
+                return self._free.get(timeout=1)
+            except queue.Empty:
+                if self._error:
+                    raise self._error from None
+
     def write(self, data: bytes) -> None:
         if self._error:
             raise self._error
-        if not data:
-            return
-        self._pending.append(data)
-        self._pending_size += len(data)
-        self.bytes_written += len(data)
-        if self._pending_size >= self.part_size:
-            # Parts may run a little over part_size: joining once is cheaper than slicing exactly.
-            self._submit(b"".join(self._pending))
-            self._pending.clear()
-            self._pending_size = 0
+        view = memoryview(data)
+        self.bytes_written += len(view)
+        while view:
+            if self._current is None:
+                self._current = self._buffer()
+                self._fill = 0
+            taken = min(len(view), self.part_size - self._fill)
+            self._current[self._fill : self._fill + taken] = view[:taken]
+            self._fill += taken
+            view = view[taken:]
+            if self._fill == self.part_size:
+                self._submit(self._current, self._fill)
+                self._current = None
 
-    def _submit(self, body: bytes) -> None:
-        number = len(self._futures) + 1
-        self._slots.acquire()
+    def _submit(self, buffer: bytearray, length: int) -> None:
         if self._error:
-            self._slots.release()
             raise self._error
-        future = self._pool.submit(self._upload_part, number, body)
-        self._futures.append(future)
+        number = len(self._futures) + 1
+        self._futures.append(self._pool.submit(self._upload_part, number, buffer, length))
 
-    def _upload_part(self, number: int, body: bytes) -> None:
+    def _upload_part(self, number: int, buffer: bytearray, length: int) -> None:
+        # A short last part is copied out; a full one goes up straight from its buffer.
+        body: bytes | bytearray = buffer if length == len(buffer) else bytes(buffer[:length])
         try:
             response = self.store.client.upload_part(
                 Bucket=self.store.bucket, Key=self.key, UploadId=self.upload_id, PartNumber=number, Body=body
@@ -242,12 +259,14 @@ class MultipartUpload:
             self._error = self.store._fail(f"upload of part {number}", self.key, exc)
             raise
         finally:
-            self._slots.release()
+            self._free.put(buffer)
 
     def complete(self) -> None:
-        if self._pending or not self._futures:
-            self._submit(b"".join(self._pending))
-            self._pending.clear()
+        if self._current is not None and (self._fill or not self._futures):
+            self._submit(self._current, self._fill)
+            self._current = None
+        elif not self._futures:
+            self._submit(bytearray(), 0)
         for future in self._futures:
             future.exception()
         self._pool.shutdown(wait=True)
@@ -274,6 +293,6 @@ class MultipartUpload:
         except Exception as exc:
             return (
                 f"could not abort multipart upload {self.upload_id} of {self.store.url(self.key)} "
-                f"({describe_error(exc)}); retention aborts it later"
+                f"({describe_error(exc)}); the next try or retention aborts it"
             )
         return None

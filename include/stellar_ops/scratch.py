@@ -38,7 +38,7 @@ RESTORE_SETTINGS = {
     "max_wal_senders": "0",
     "max_wal_size": "'4GB'",
     "checkpoint_timeout": "'30min'",
-    "maintenance_work_mem": "'256MB'",
+    "maintenance_work_mem": "'512MB'",
     "autovacuum": "off",
     "max_connections": "30",
 }

@@ -35,7 +35,8 @@ def test_defaults_of_every_section() -> None:
     assert config.backup.bucket == "stellar-backups"
     assert config.backup.prefix == "backups/"
     assert config.backup.format == "custom"
-    assert config.backup.compression_level == 1
+    assert config.backup.compression_level == 2
+    assert config.backup.part_size_mb == 8
     assert config.backup.server_side_encryption == "AES256"
     assert config.backup.kms_key_id is None
     assert config.backup.local_dir is None

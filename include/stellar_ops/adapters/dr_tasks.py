@@ -7,7 +7,6 @@ S3, never through a worker's disk, so consecutive tasks may run on different wor
 from __future__ import annotations
 
 import tempfile
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -139,44 +138,35 @@ def _local(config: StellarOpsConfig, name: str) -> LocalScratch:
 
 @checked
 def restore_backup(resolved: dict[str, Any], handle: dict[str, Any], keep_on_failure: bool) -> dict[str, Any]:
-    """Download (checked again), restore, and observe; RTO is download plus restore."""
+    """Download (checked again on the way), restore, and observe the result."""
     config = load_config()
     store, backup, manifest = _sources(config, resolved)
-    binaries = find_binaries(config.backup.pg_bin_dir)
-    with tempfile.TemporaryDirectory(prefix="stellar-dr-fetch-", dir=_work_dir(config)) as work:
-        started = time.monotonic()
-        path = restore.fetch(store, backup, manifest, Path(work))
-        fetched = time.monotonic() - started
-        log.info("downloaded and checked %s in %.1fs", backup.location, fetched)
-        if handle["backend"] == "local":
-            with _local(config, handle["name"]).running(keep_on_failure=keep_on_failure) as server:
-                return _restore_and_observe(config, backup, path, server.target(), started, fetched, binaries)
-        docker = _docker(config, handle["name"], handle.get("image"))
-        docker.wait_ready(handle)
-        return _restore_and_observe(config, backup, path, docker.target(handle), started, fetched, binaries)
+    if handle["backend"] == "local":
+        with _local(config, handle["name"]).running(keep_on_failure=keep_on_failure) as server:
+            return _recover_and_observe(config, store, backup, manifest, server.target())
+    docker = _docker(config, handle["name"], handle.get("image"))
+    docker.wait_ready(handle)
+    return _recover_and_observe(config, store, backup, manifest, docker.target(handle))
 
 
-def _restore_and_observe(
-    config: StellarOpsConfig,
-    backup: ResolvedBackup,
-    path: Path,
-    server: Any,
-    started: float,
-    fetched: float,
-    binaries: Any,
+def _recover_and_observe(
+    config: StellarOpsConfig, store: Any, backup: ResolvedBackup, manifest: Manifest | None, server: Any
 ) -> dict[str, Any]:
-    result = restore.restore(
-        server, path, backup.dump_format, jobs=config.dr.restore_jobs, binaries=binaries, say=log.info
+    result = restore.recover(
+        server,
+        store,
+        backup,
+        manifest,
+        _work_dir(config),
+        jobs=config.dr.restore_jobs,
+        binaries=find_binaries(config.backup.pg_bin_dir),
+        say=log.info,
     )
-    rto = round(time.monotonic() - started, 3)
-    log.info("restored in %.1fs; RTO (download + restore) %.1fs", result.seconds, rto)
-    observation = restore.observe(server, list(config.dr.sanity_queries))
+    log.info("recovered %s in %.1fs (RTO: download and restore)", backup.location, result.seconds)
     return {
-        "rto_seconds": rto,
-        "download_seconds": round(fetched, 3),
-        "restore_seconds": result.seconds,
+        "rto_seconds": result.seconds,
         "roles_created": result.roles_created,
-        "observation": observation,
+        "observation": restore.observe(server, list(config.dr.sanity_queries)),
     }
 
 
