@@ -8,7 +8,8 @@ from typing import Any
 from stellar_ops import alerts, metrics, retention
 from stellar_ops.adapters.alerting import send
 from stellar_ops.adapters.assets import BACKUP_ASSET
-from stellar_ops.adapters.connections import optional_endpoint, pg_target, s3_store
+from stellar_ops.adapters.connections import pg_target, s3_store
+from stellar_ops.adapters.metrics import send_metrics
 from stellar_ops.adapters.runtime import (
     checked,
     current_context,
@@ -140,36 +141,10 @@ def publish_metrics() -> dict[str, Any] | None:
         points = metrics.backup_metrics(
             success=False, finished_at=datetime.now(UTC), size_bytes=0, duration_seconds=0
         )
-    publish(config, "db_backup", points)
+    send_metrics(config, "db_backup", points)
     return {m.name: m.value for m in points}
 
 
 def _skipped_as_done(ti: Any) -> bool:
     states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id], task_ids=["check_prerequisites"])
     return states.get(ti.run_id, {}).get("check_prerequisites") == "skipped"
-
-
-def publish(config: StellarOpsConfig, procedure: str, points: list[metrics.Metric]) -> None:
-    """Push to the Pushgateway and, when the API connection exists, POST to /api/metrics."""
-    gateway = optional_endpoint(config.connections.pushgateway, "the Prometheus Pushgateway")
-    if gateway:
-        metrics.push_to_gateway(
-            gateway.base_url,
-            job=config.metrics.job,
-            procedure=procedure,
-            metrics=points,
-            timeout=config.metrics.timeout_seconds,
-        )
-        log.info("pushed %d metrics to %s (job %s)", len(points), gateway.base_url, config.metrics.job)
-    else:
-        log.warning("no Pushgateway connection: metrics not pushed")
-    api = optional_endpoint(config.connections.api, "the StellarEscrow API")
-    if api and config.metrics.push_to_api:
-        metrics.post_to_api(
-            api.base_url,
-            api.secret or "",
-            source=procedure,
-            metrics=points,
-            timeout=config.metrics.timeout_seconds,
-        )
-        log.info("posted %d metrics to %s/api/metrics", len(points), api.base_url)

@@ -14,8 +14,8 @@ from typing import Any
 from stellar_ops import alerts, dr, metrics, restore
 from stellar_ops.adapters.alerting import send
 from stellar_ops.adapters.assets import BACKUP_ASSET
-from stellar_ops.adapters.backup_tasks import publish
 from stellar_ops.adapters.connections import pg_target, s3_store
+from stellar_ops.adapters.metrics import send_metrics
 from stellar_ops.adapters.runtime import checked, current_context, load_config, run_slot, task_logger
 from stellar_ops.config import StellarOpsConfig
 from stellar_ops.errors import ConfigError
@@ -270,7 +270,7 @@ def publish_report(backend: str) -> dict[str, Any] | None:
     points = metrics.dr_metrics(
         success=document["success"], restore_seconds=document["rto_seconds"], backup_age_seconds=rpo
     )
-    publish(config, "dr_restore_test", points)
+    send_metrics(config, "dr_restore_test", points)
     log.info("%s", dr.summary_line(document))
     if document["success"]:
         send(config, alerts.info_message(dr.summary_line(document)))
