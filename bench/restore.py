@@ -10,10 +10,10 @@ from typing import Any
 from bench.report import table, verdict
 from stellar_ops import restore
 from stellar_ops.backup import BackupJob, verify_upload
+from stellar_ops.backup_source import ResolvedBackup
 from stellar_ops.config import parse_config
 from stellar_ops.devstack.stack import StackInfo
 from stellar_ops.pg import connect, find_binaries
-from stellar_ops.restore import ResolvedBackup
 from stellar_ops.s3store import S3Store
 from stellar_ops.scratch import LocalScratch, scratch_name
 

@@ -18,6 +18,7 @@ import collections
 import contextlib
 import fcntl
 import hashlib
+import io
 import logging
 import os
 import subprocess
@@ -27,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from stellar_ops import catalog, verify
 from stellar_ops.compression import compression_name, compressor
@@ -237,7 +238,7 @@ class BackupJob:
         clock: float,
     ) -> tuple[str, int]:
         assert process.stdout is not None
-        source = process.stdout.fileno()
+        reader = cast(io.RawIOBase, process.stdout)  # unbuffered (bufsize=0): a FileIO
         packer = compressor(
             self.config.format, self.config.compression_level, self.config.compression_threads
         )
@@ -253,14 +254,13 @@ class BackupJob:
             upload.write(data)
             progress.compressed += len(data)
 
-        while True:
-            chunk = os.read(source, CHUNK)
-            if not chunk:
-                break
-            progress.raw += len(chunk)
-            emit(packer.compress(chunk))
+        buffer = bytearray(CHUNK)  # one input buffer for the whole dump: no per-chunk allocation
+        view = memoryview(buffer)
+        while count := reader.readinto(buffer):
+            progress.raw += count
+            packer.push(view[:count], emit)
             progress.tick()
-        emit(packer.flush())
+        packer.finish(emit)
         progress.tick(force=True)
         return digest.hexdigest(), progress.raw
 

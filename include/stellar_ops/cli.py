@@ -240,8 +240,8 @@ def cmd_backups(args: argparse.Namespace) -> int:
                     f"{row['format']:<7} {row['state']}"
                 )
         return 0
+    from stellar_ops.backup_source import verify_published
     from stellar_ops.pg import find_binaries
-    from stellar_ops.restore import verify_published
 
     result = verify_published(store, listing, args.key, find_binaries(config.backup.pg_bin_dir))
     _print_json(result)
@@ -255,7 +255,7 @@ def cmd_dr_test(args: argparse.Namespace) -> int:
     """The DR test without Airflow: always the local scratch backend, on this machine."""
     import tempfile
 
-    from stellar_ops import dr, restore
+    from stellar_ops import backup_source, dr, restore
     from stellar_ops.pg import find_binaries
     from stellar_ops.scratch import LocalScratch, scratch_name
 
@@ -263,10 +263,12 @@ def cmd_dr_test(args: argparse.Namespace) -> int:
     binaries = find_binaries(config.backup.pg_bin_dir)
     store = None if args.backup.startswith("/") else cli_env.s3_store(config)
     now = datetime.now(UTC)
-    backup = restore.resolve(store, config.backup.prefix, args.backup, reference=now, month_scoped=False)
+    backup = backup_source.resolve(
+        store, config.backup.prefix, args.backup, reference=now, month_scoped=False
+    )
     _say(f"testing {backup.location} ({backup.dump_format}, {backup.state})")
-    manifest = restore.load_manifest(store, backup)
-    checked = restore.check_backup(store, backup, manifest, binaries)
+    manifest = backup_source.load_manifest(store, backup)
+    checked = backup_source.check_backup(store, backup, manifest, binaries)
     for warning in checked["warnings"]:
         _say(f"WARNING: {warning}")
     work_root = Path(config.dr.work_dir or tempfile.gettempdir())
@@ -297,7 +299,7 @@ def cmd_dr_test(args: argparse.Namespace) -> int:
         dr.schema(manifest, observation["schema"], list(config.dr.key_tables), config.dr.min_tables),
         dr.sanity_queries(observation["sanity"]),
     ]
-    rpo = dr.rpo_seconds(restore.backup_time(backup, manifest), now)
+    rpo = dr.rpo_seconds(backup_source.backup_time(backup, manifest), now)
     document = dr.report(
         backup=backup.as_dict(),
         manifest=manifest,

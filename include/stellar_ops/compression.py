@@ -7,27 +7,57 @@ custom dumps go through zstd (``.dump.zst``, with a frame checksum); plain SQL g
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable, Iterator
-from typing import Protocol
+from collections.abc import Callable, Iterable, Iterator
+from typing import IO, Protocol, cast
 
 from stellar_ops.errors import VerificationError
 from stellar_ops.keys import DumpFormat
+
+Emit = Callable[[bytes], None]
 
 
 class Compressor(Protocol):
     def compress(self, data: bytes) -> bytes: ...
     def flush(self) -> bytes: ...
+    def push(self, data: bytes | memoryview, emit: Emit) -> None: ...
+    def finish(self, emit: Emit) -> None: ...
 
 
 class _Zstd:
+    """zstd with a frame checksum; ``push`` hands output to ``emit`` in chunks of one size.
+
+    Same-size chunks keep the allocator reusing the same memory, so a long dump does not grow
+    the process: variable-size output slowly fragments the heap.
+    """
+
+    OUT_CHUNK = 256 * 1024
+
     def __init__(self, level: int, threads: int) -> None:
         import zstandard
 
         self._finish = zstandard.COMPRESSOBJ_FLUSH_FINISH
+        self._frame_end = zstandard.FLUSH_FRAME
         params = zstandard.ZstdCompressionParameters.from_level(
             level, threads=threads, write_checksum=True, write_content_size=False
         )
-        self._obj = zstandard.ZstdCompressor(compression_params=params).compressobj()
+        self._context = zstandard.ZstdCompressor(compression_params=params)
+        self._obj = self._context.compressobj()
+        self._emit: Emit | None = None
+        sink = cast(IO[bytes], self)  # only write() is called on it
+        self._writer = self._context.stream_writer(sink, write_size=self.OUT_CHUNK, closefd=False)
+
+    def write(self, data: bytes) -> int:  # the stream writer's sink
+        assert self._emit is not None
+        self._emit(bytes(data))
+        return len(data)
+
+    def push(self, data: bytes | memoryview, emit: Emit) -> None:
+        self._emit = emit
+        self._writer.write(data)
+
+    def finish(self, emit: Emit) -> None:
+        self._emit = emit
+        self._writer.flush(self._frame_end)
 
     def compress(self, data: bytes) -> bytes:
         return self._obj.compress(data)
@@ -45,6 +75,14 @@ class _Gzip:
 
     def flush(self) -> bytes:
         return self._obj.flush()
+
+    def push(self, data: bytes | memoryview, emit: Emit) -> None:
+        out = self._obj.compress(data)
+        if out:
+            emit(out)
+
+    def finish(self, emit: Emit) -> None:
+        emit(self._obj.flush())
 
 
 def compressor(dump_format: DumpFormat, level: int, threads: int = 0) -> Compressor:

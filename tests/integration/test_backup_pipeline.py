@@ -107,8 +107,8 @@ def test_row_counts_are_taken_in_the_dumps_own_snapshot(stack, ops, server_dir):
     server.init()
     server.start()
     try:
-        path = server_dir / "backup.dump"
-        from stellar_ops.restore import ResolvedBackup, fetch
+        from stellar_ops.backup_source import ResolvedBackup
+        from stellar_ops.restore import fetch
 
         backup = ResolvedBackup("s3", manifest.key, "custom", SLOT.isoformat(), "verified")
         path = fetch(ops.store(), backup, manifest, server_dir)

@@ -11,7 +11,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from stellar_ops import restore
+from stellar_ops import backup_source, restore
 from stellar_ops.errors import BackupNotFoundError, VerificationError
 from stellar_ops.pg import find_binaries
 from tests.support.dagrun import run_dag
@@ -103,9 +103,11 @@ def test_a_truncated_object_fails(ops, backup_key):
     outcome = run_dag("dr_restore_test", conf={"backup": backup_key})
     assert outcome.state == "failed"
     assert outcome.tasks["check_backup"] == "failed"
-    backup = restore.resolve(store, ops.prefix, backup_key, reference=datetime.now(UTC), month_scoped=False)
+    backup = backup_source.resolve(
+        store, ops.prefix, backup_key, reference=datetime.now(UTC), month_scoped=False
+    )
     with pytest.raises(VerificationError, match="size mismatch"):
-        restore.check_backup(store, backup, restore.load_manifest(store, backup), find_binaries())
+        backup_source.check_backup(store, backup, backup_source.load_manifest(store, backup), find_binaries())
 
 
 def test_a_manifest_row_count_that_differs_fails_naming_the_table_and_both_counts(
@@ -131,7 +133,9 @@ def test_a_manifest_row_count_that_differs_fails_naming_the_table_and_both_count
 def test_a_nonexistent_key_lists_the_nearest_keys(ops, backup_key):
     missing = ops.prefix + "stellar_escrow_20261122T030000Z.dump.zst"
     with pytest.raises(BackupNotFoundError) as error:
-        restore.resolve(ops.store(), ops.prefix, missing, reference=datetime.now(UTC), month_scoped=False)
+        backup_source.resolve(
+            ops.store(), ops.prefix, missing, reference=datetime.now(UTC), month_scoped=False
+        )
     assert f"backup {missing!r} does not exist; nearest: {backup_key}" in str(error.value)
     outcome = run_dag("dr_restore_test", conf={"backup": missing})
     assert outcome.state == "failed"
@@ -176,9 +180,11 @@ def test_a_legacy_backup_whose_pg_dump_died_is_caught(stack, ops):
     )
     key = ops.prefix + "stellar_escrow_20250302_020000.sql.gz"
     ops.store().put_bytes(key, body)
-    backup = restore.resolve(ops.store(), ops.prefix, key, reference=datetime.now(UTC), month_scoped=False)
+    backup = backup_source.resolve(
+        ops.store(), ops.prefix, key, reference=datetime.now(UTC), month_scoped=False
+    )
     with pytest.raises(VerificationError, match="completion trailer is missing"):
-        restore.check_backup(ops.store(), backup, None, find_binaries())
+        backup_source.check_backup(ops.store(), backup, None, find_binaries())
 
 
 def test_a_local_backup_path_is_tested_and_reported_beside_it(stack, ops, backup_key):
@@ -207,7 +213,9 @@ def test_latest_for_a_month_is_the_newest_backup_before_the_months_end(ops):
     store.put_bytes(ops.prefix + "stellar_escrow_20260131T230000Z.dump.zst", b"unverified: no manifest")
 
     def pick(reference: datetime, scoped: bool = True) -> str:
-        return restore.resolve(store, ops.prefix, "latest", reference=reference, month_scoped=scoped).location
+        return backup_source.resolve(
+            store, ops.prefix, "latest", reference=reference, month_scoped=scoped
+        ).location
 
     assert pick(datetime(2026, 1, 1, 4, tzinfo=UTC)) == jan_end
     assert pick(datetime(2026, 2, 1, 4, tzinfo=UTC)) == feb
@@ -223,8 +231,10 @@ def test_the_streaming_restore_rechecks_the_object_it_restores(stack, ops, backu
     from stellar_ops.processes import unprivileged_user
 
     store = ops.store()
-    backup = restore.resolve(store, ops.prefix, backup_key, reference=datetime.now(UTC), month_scoped=False)
-    manifest = restore.load_manifest(store, backup)
+    backup = backup_source.resolve(
+        store, ops.prefix, backup_key, reference=datetime.now(UTC), month_scoped=False
+    )
+    manifest = backup_source.load_manifest(store, backup)
     flip_one_byte(store, backup_key)
     server = LocalPgServer(server_dir / "pg", run_as=unprivileged_user("postgres"))
     server.init()

@@ -11,17 +11,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from stellar_ops import alerts, dr, metrics, restore
+from stellar_ops import alerts, backup_source, dr, metrics, restore
 from stellar_ops.adapters.alerting import send
 from stellar_ops.adapters.assets import BACKUP_ASSET
 from stellar_ops.adapters.connections import pg_target, s3_store
 from stellar_ops.adapters.metrics import send_metrics
 from stellar_ops.adapters.runtime import checked, current_context, load_config, run_slot, task_logger
+from stellar_ops.backup_source import ResolvedBackup
 from stellar_ops.config import StellarOpsConfig
 from stellar_ops.errors import ConfigError
 from stellar_ops.manifest import Manifest
 from stellar_ops.pg import connect, find_binaries, major_of, server_version_num
-from stellar_ops.restore import ResolvedBackup
 from stellar_ops.scratch import DockerScratch, LocalScratch, docker_image, scratch_name
 
 log = task_logger()
@@ -51,10 +51,12 @@ def resolve_backup(choice: str) -> dict[str, Any]:
     store = None if choice.startswith("/") else s3_store(config)
     month_scoped = run_type in ("scheduled", "backfill")
     slot = run_slot(context)
-    backup = restore.resolve(store, config.backup.prefix, choice, reference=slot, month_scoped=month_scoped)
+    backup = backup_source.resolve(
+        store, config.backup.prefix, choice, reference=slot, month_scoped=month_scoped
+    )
     scope = f" (newest before the end of {slot:%Y-%m})" if month_scoped and choice == "latest" else ""
     log.info("backup to test%s: %s (%s, %s)", scope, backup.location, backup.dump_format, backup.state)
-    reference = min(datetime.now(UTC), restore.month_end(slot)) if month_scoped else datetime.now(UTC)
+    reference = min(datetime.now(UTC), backup_source.month_end(slot)) if month_scoped else datetime.now(UTC)
     return {**backup.as_dict(), "reference": reference.isoformat()}
 
 
@@ -67,14 +69,14 @@ def _sources(
 ) -> tuple[Any, ResolvedBackup, Manifest | None]:
     backup = _backup(resolved)
     store = s3_store(config) if backup.source == "s3" else None
-    return store, backup, restore.load_manifest(store, backup)
+    return store, backup, backup_source.load_manifest(store, backup)
 
 
 @checked
 def check_backup(resolved: dict[str, Any]) -> dict[str, Any]:
     config = load_config()
     store, backup, manifest = _sources(config, resolved)
-    outcome = restore.check_backup(store, backup, manifest, find_binaries(config.backup.pg_bin_dir))
+    outcome = backup_source.check_backup(store, backup, manifest, find_binaries(config.backup.pg_bin_dir))
     for warning in outcome["warnings"]:
         log.warning("%s", warning)
     log.info(
@@ -252,7 +254,7 @@ def publish_report(backend: str) -> dict[str, Any] | None:
     manifest = _manifest(resolved) if resolved else None
     rpo = None
     if resolved:
-        taken = restore.backup_time(_backup(resolved), manifest)
+        taken = backup_source.backup_time(_backup(resolved), manifest)
         rpo = dr.rpo_seconds(taken, datetime.fromisoformat(resolved["reference"]))
     document = dr.report(
         backup=resolved or {"location": "unresolved"},

@@ -1,4 +1,4 @@
-"""stellar_ops.restore: the pure parts (month_end, ResolvedBackup, backup_time)."""
+"""stellar_ops.backup_source: the pure parts (month_end, ResolvedBackup, backup_time)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
+from stellar_ops.backup_source import ResolvedBackup, backup_time, month_end
 from stellar_ops.manifest import Manifest
-from stellar_ops.restore import ResolvedBackup, backup_time, month_end
 
 # -- month_end ------------------------------------------------------------------------------------
 
@@ -38,7 +38,7 @@ def test_month_end_converts_to_utc_first() -> None:
     assert month_end(datetime(2025, 12, 31, 20, 0, tzinfo=minus_five)) == datetime(2026, 2, 1, tzinfo=UTC)
 
 
-# -- restore.ResolvedBackup -----------------------------------------------------------------------
+# -- ResolvedBackup --------------------------------------------------------------------------------
 
 
 def test_resolved_backup_round_trip() -> None:
