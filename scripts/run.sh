@@ -28,6 +28,9 @@ source .stack/env
 set +a
 unset $(compgen -e | grep -E '^AIRFLOW_(CONN|VAR)_') || true
 
+# A first backup through the CLI, so the DR test has something to restore from the start.
+.venv/bin/stellar-ops backup > /dev/null
+
 mkdir -p "$AIRFLOW_HOME"
 [[ -f $AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE ]] ||
   echo '{"admin": "admin"}' > "$AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"

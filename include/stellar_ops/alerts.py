@@ -40,6 +40,11 @@ def _shorten(text: str, limit: int = MAX_ERROR_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _early(alert: FailureAlert) -> str:
+    """A final failure before the last try: the retry policy judged a retry useless."""
+    return " (not retried: a retry cannot fix this error)" if alert.try_number < alert.max_tries else ""
+
+
 def failure_message(alert: FailureAlert) -> dict[str, Any]:
     headline = (
         f"{SEVERITY_ICON.get(alert.severity, '')} [{alert.severity}] {alert.alert_name}: "
@@ -50,7 +55,7 @@ def failure_message(alert: FailureAlert) -> dict[str, Any]:
     lines = [
         headline,
         f"*DAG:* {alert.dag_id}   *Task:* {alert.task_id}",
-        f"*Run:* {alert.run_id}   *Try:* {alert.try_number} of {alert.max_tries}",
+        f"*Run:* {alert.run_id}   *Try:* {alert.try_number} of {alert.max_tries}{_early(alert)}",
         f"*Severity:* {alert.severity} ({SEVERITY_MEANING[alert.severity]})",
         f"*Error:* {_shorten(alert.error) or 'no error message'}",
         f"*Runbook:* {alert.runbook_url}",

@@ -75,7 +75,15 @@ def cmd_stack(args: argparse.Namespace) -> int:
     stack = Stack(state_dir, fixed_ports=args.fixed_ports, demo_rows=args.demo_rows)
     started = time.monotonic()
     info = stack.up()
-    info.write_env_file(state_dir / "env")
+    extra = {}
+    if args.dags_folder:
+        # A private Airflow home beside the stack, so `airflow dags test` runs these DAGs at once.
+        extra = {
+            "AIRFLOW_HOME": str((state_dir / "airflow-home").resolve()),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(Path(args.dags_folder).resolve()),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        }
+    info.write_env_file(state_dir / "env", extra)
     _say(f"stack up in {time.monotonic() - started:.1f}s; exports in {state_dir / 'env'}")
     for name, port in sorted(info.ports.items()):
         _say(f"  {name:<13} 127.0.0.1:{port}")
@@ -344,6 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fixed-ports", action="store_true", help="prefer the stable ports of `make run`")
     p.add_argument("--demo-rows", type=int, default=3000, help="trades in the demo database")
     p.add_argument("--foreground", action="store_true", help="stay up until interrupted, then stop")
+    p.add_argument("--dags-folder", help="also export an Airflow home for `airflow dags test` on these DAGs")
     p.set_defaults(func=cmd_stack)
 
     p = sub.add_parser("demo-data", help="fill DATABASE_URL with realistic StellarEscrow data")

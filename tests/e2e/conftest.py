@@ -18,8 +18,8 @@ def airflow(stack, tmp_path_factory) -> Iterator[AirflowStandalone]:
     server = AirflowStandalone(
         tmp_path_factory.mktemp("airflow-e2e"), stack.env(), extra_dag_folders=[HERE / "dags"]
     )
-    server.start()
     try:
+        server.start()
         yield server
     finally:
         server.stop()

@@ -13,8 +13,8 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def cluster(stack, tmp_path_factory):
     celery = CeleryCluster(tmp_path_factory.mktemp("celery"), stack)
-    celery.start()
     try:
+        celery.start()
         yield celery
     finally:
         celery.stop()

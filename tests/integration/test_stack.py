@@ -19,6 +19,7 @@ from stellar_ops.processes import pid_alive
 pytestmark = pytest.mark.integration
 
 CLI = str(Path(sys.executable).parent / "stellar-ops")
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_every_server_answers_on_loopback(stack):
@@ -185,7 +186,17 @@ def test_make_stack_path_starts_writes_exports_and_stops(tmp_path):
     state = tmp_path / "stack"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_CONN", "AIRFLOW_VAR"))}
     up = subprocess.run(
-        [CLI, "stack", "up", "--state-dir", str(state), "--demo-rows", "300"],
+        [
+            CLI,
+            "stack",
+            "up",
+            "--state-dir",
+            str(state),
+            "--demo-rows",
+            "300",
+            "--dags-folder",
+            str(REPO / "dags"),
+        ],
         capture_output=True,
         text=True,
         env=env,
@@ -205,6 +216,21 @@ def test_make_stack_path_starts_writes_exports_and_stops(tmp_path):
         ):
             assert name in values, name
         assert json.loads(values["AIRFLOW_CONN_STELLAR_DB"])["schema"] == "stellar_escrow"
+        assert values["AIRFLOW__CORE__DAGS_FOLDER"] == str(REPO / "dags")
+        # the README's promise: `source .stack/env && .venv/bin/airflow dags test db_maintenance`
+        dags_test = subprocess.run(
+            [
+                "bash",
+                "-c",
+                f"source {state / 'env'} && airflow db migrate > /dev/null && timeout -s INT 300 airflow dags test db_maintenance",
+            ],
+            capture_output=True,
+            text=True,
+            env={**env, "PATH": f"{Path(sys.executable).parent}:{env['PATH']}"},
+            timeout=400,
+        )
+        assert dags_test.returncode == 0, dags_test.stderr[-2000:]
+        assert "state=success" in dags_test.stdout + dags_test.stderr
         size = subprocess.run(
             [CLI, "demo-data", "--size", "40MB"],
             capture_output=True,

@@ -43,7 +43,10 @@ def test_failure_message_names_everything_needed() -> None:
 
     assert lines[0] == ":red_circle: [P2] BackupFailed: db_backup.take_backup failed"
     assert "*DAG:* db_backup   *Task:* take_backup" in lines
-    assert "*Run:* scheduled__2025-03-01T02:00:00+00:00   *Try:* 2 of 3" in lines
+    assert (
+        "*Run:* scheduled__2025-03-01T02:00:00+00:00   *Try:* 2 of 3 (not retried: a retry cannot fix this error)"
+        in lines
+    )
     assert f"*Severity:* P2 ({SEVERITY_MEANING['P2']})" in lines
     assert "*Error:* pg_dump: error: connection to server failed" in lines
     assert "*Runbook:* https://runbooks.example.org/db_backup" in lines

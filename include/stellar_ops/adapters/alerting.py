@@ -163,6 +163,14 @@ def _remember_failure(dag_id: str, run_id: str, task_id: str) -> None:
         log.warning("could not record the failing state of %s: %s", dag_id, exc)
 
 
+def _task_state(dag_id: str, run_id: str, task_id: str) -> str | None:
+    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+    states = RuntimeTaskInstance.get_task_states(dag_id=dag_id, run_ids=[run_id], task_ids=[task_id])
+    state = states.get(run_id, {}).get(task_id)
+    return None if state is None else str(getattr(state, "value", state))
+
+
 def announce_recovery(context: Any) -> None:
     """DAG success callback: if the DAG was failing, say it recovered and forget the failure."""
     from airflow.sdk import Variable
@@ -176,9 +184,14 @@ def announce_recovery(context: Any) -> None:
         state = json.loads(raw)
     except ValueError:
         state = {}
+    run_id = context.get("run_id") or context["dag_run"].run_id
+    failed_task = state.get("task")
+    if failed_task and _task_state(dag_id, run_id, failed_task) != "success":
+        # A run can succeed without doing the work that failed (a skip): that is no recovery.
+        log.info("%s run %s succeeded but %s did not run: still failing", dag_id, run_id, failed_task)
+        return
     config = _config_or_defaults()
     procedure = procedure_for(dag_id)
-    run_id = context.get("run_id") or context["dag_run"].run_id
     send(
         config,
         recovery_message(

@@ -205,9 +205,10 @@ class StackInfo:
         env.update({f"STELLAR_{name.upper()}_PORT": str(port) for name, port in self.ports.items()})
         return env
 
-    def write_env_file(self, path: Path) -> None:
+    def write_env_file(self, path: Path, extra: dict[str, str] | None = None) -> None:
         lines = ["# Written by `stellar-ops stack up`: source it to point Airflow and the CLI at the stack."]
-        lines += [f"export {key}={_shell_quote(value)}" for key, value in sorted(self.env().items())]
+        exports = {**self.env(), **(extra or {})}
+        lines += [f"export {key}={_shell_quote(value)}" for key, value in sorted(exports.items())]
         _write_private(path, "\n".join(lines) + "\n")
 
     def save(self) -> None:
