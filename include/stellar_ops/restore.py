@@ -129,32 +129,30 @@ def restore(
     created = _create_database(server, roles)
     target = server.with_dbname(RESTORED_DB)
     if dump_format == "custom":
-        _pg_restore(target, path, jobs, binaries, say)
+        say(f"pg_restore -j {jobs} into {target.describe()}")
+        _pg_restore(target, path, jobs, binaries)
     else:
         _psql_restore(target, path, binaries, say)
     return RestoreResult(seconds=round(time.monotonic() - started, 3), roles_created=created)
 
 
 def _pg_restore(
-    target: PgTarget, path: Path, jobs: int, binaries: PgBinaries, say: Callable[[str], None]
+    target: PgTarget,
+    path: Path,
+    jobs: int,
+    binaries: PgBinaries,
+    *,
+    sections: tuple[str, ...] = (),
+    what: str = "pg_restore",
 ) -> None:
-    say(f"pg_restore -j {jobs} into {target.describe()}")
+    """``pg_restore -j`` of a seekable archive file, stopping at the first error."""
+    argv = [binaries.path("pg_restore"), "--exit-on-error", f"--jobs={jobs}", "--no-password"]
+    argv += [f"--section={section}" for section in sections]
     result = subprocess.run(
-        [
-            binaries.path("pg_restore"),
-            "--exit-on-error",
-            f"--jobs={jobs}",
-            "--no-password",
-            "-d",
-            target.dbname,
-            str(path),
-        ],
-        capture_output=True,
-        text=True,
-        env=target.client_env(),
+        [*argv, "-d", target.dbname, str(path)], capture_output=True, text=True, env=target.client_env()
     )
     if result.returncode != 0:
-        raise RestoreError(f"pg_restore failed: {_first_error(result.stderr)}")
+        raise RestoreError(f"{what} failed: {_first_error(result.stderr)}")
 
 
 def _psql_restore(target: PgTarget, path: Path, binaries: PgBinaries, say: Callable[[str], None]) -> None:
@@ -326,23 +324,9 @@ def restore_streaming(
     say(
         f"tables and data loaded in {loaded:.1f}s; building indexes and constraints with pg_restore -j {jobs}"
     )
-    result = subprocess.run(
-        [
-            binaries.path("pg_restore"),
-            "--exit-on-error",
-            f"--jobs={jobs}",
-            "--no-password",
-            "--section=post-data",
-            "-d",
-            target.dbname,
-            str(path),
-        ],
-        capture_output=True,
-        text=True,
-        env=target.client_env(),
+    _pg_restore(
+        target, path, jobs, binaries, sections=("post-data",), what="pg_restore (indexes and constraints)"
     )
-    if result.returncode != 0:
-        raise RestoreError(f"pg_restore (indexes and constraints) failed: {_first_error(result.stderr)}")
     return RestoreResult(seconds=round(time.monotonic() - started, 3), roles_created=created)
 
 

@@ -25,6 +25,37 @@ VENV_BIN = Path(sys.executable).parent
 FINISHED = {"success", "failed"}
 
 
+def airflow_env(home: Path, stack_env: dict[str, str], port: int) -> dict[str, str]:
+    """What every Airflow process of a test cluster shares: its home, the DAGs, the API, the login.
+
+    Connections and the config Variable come from the metadata DB (loaded from
+    airflow_settings.yaml), as under `make run`: copies in the environment would shadow them.
+    """
+    inherited = ("AIRFLOW_CONN_", "AIRFLOW_VAR_", "AIRFLOW__")
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith(inherited)},
+        **{k: v for k, v in stack_env.items() if not k.startswith(("AIRFLOW_CONN_", "AIRFLOW_VAR_"))},
+        "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__PARALLELISM": "4",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+        # Unpausing would otherwise start each DAG's latest missed slot at once (catchup=False
+        # still runs the most recent one): tests create exactly the runs they look at.
+        "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+        "STELLAR_OPS_RETRY_DELAY_SECONDS": "1",
+    }
+
+
 class AirflowStandalone:
     """One ``airflow standalone`` in its own process group, with its own AIRFLOW_HOME and ports."""
 
@@ -51,37 +82,11 @@ class AirflowStandalone:
                     "kwargs": {"path": str(folder), "refresh_interval": 0},
                 }
             )
-        # Connections and the config Variable come from the metadata DB (loaded from
-        # airflow_settings.yaml), as under `make run`: env copies would shadow them.
-        base = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("AIRFLOW_CONN_", "AIRFLOW_VAR_", "AIRFLOW__"))
-        }
         self.env = {
-            **base,
-            **{k: v for k, v in stack_env.items() if not k.startswith(("AIRFLOW_CONN_", "AIRFLOW_VAR_"))},
-            "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}",
-            "AIRFLOW_HOME": str(home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+            **airflow_env(home, stack_env, self.port),
             "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(bundles),
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__PARALLELISM": "4",
-            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
-            "AIRFLOW__API__PORT": str(self.port),
-            "AIRFLOW__API__HOST": "127.0.0.1",
-            "AIRFLOW__API__BASE_URL": self.base_url,
-            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
-            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
             "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
-            # Unpausing would otherwise start each DAG's latest missed slot at once (catchup=False
-            # still runs the most recent one): tests create exactly the runs they look at.
-            "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
-            "STELLAR_OPS_RETRY_DELAY_SECONDS": "1",
         }
 
     def _airflow(self, *args: str, timeout: float = 300) -> None:

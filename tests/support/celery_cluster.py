@@ -22,7 +22,7 @@ import requests
 from stellar_ops.devstack.stack import StackInfo
 from stellar_ops.pg import connect
 from stellar_ops.processes import free_port, pid_alive, stop_pid
-from tests.support.airflow_server import REPO, VENV_BIN
+from tests.support.airflow_server import REPO, VENV_BIN, airflow_env
 
 ALTERNATE = {
     "db_backup": [
@@ -72,36 +72,15 @@ class CeleryCluster:
         password = secrets.token_urlsafe(12)
         self.db_password = password
         database = f"postgresql+psycopg2://airflow:{password}@127.0.0.1:{stack.ports['postgres']}/airflow"
-        base = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("AIRFLOW_CONN_", "AIRFLOW_VAR_", "AIRFLOW__"))
-        }
         self.env = {
-            **base,
-            **{k: v for k, v in stack.env().items() if not k.startswith(("AIRFLOW_CONN_", "AIRFLOW_VAR_"))},
-            "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}",
-            "AIRFLOW_HOME": str(home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            **airflow_env(home, stack.env(), self.port),
             "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
-            "AIRFLOW__CORE__PARALLELISM": "4",
-            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
             "AIRFLOW__CORE__FERNET_KEY": "",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database,
             "AIRFLOW__CELERY__BROKER_URL": f"redis://127.0.0.1:{stack.ports['redis']}/5",
             "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + database.replace("+psycopg2", ""),
             "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(24),
             "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(24),
-            "AIRFLOW__API__PORT": str(self.port),
-            "AIRFLOW__API__HOST": "127.0.0.1",
-            "AIRFLOW__API__BASE_URL": self.base_url,
-            "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
-            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
-            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
-            "STELLAR_OPS_RETRY_DELAY_SECONDS": "1",
         }
 
     def _airflow(self, *args: str) -> None:
