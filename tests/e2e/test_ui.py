@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from urllib.parse import unquote
 
 import pytest
+
+from tests.support.faults import gauge
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -40,7 +43,9 @@ def page(airflow):
         browser.close()
 
 
-def test_an_operator_triggers_a_forced_backup_from_the_trigger_form(page, airflow, api, stack, e2e_prefix):
+def test_an_operator_triggers_a_forced_backup_from_the_trigger_form(
+    page, airflow, api, stack, receiver, e2e_prefix
+):
     api.unpause("db_backup")
     page.goto(f"{airflow.base_url}/dags/db_backup")
     page.get_by_role("button", name="Trigger Dag").click()
@@ -54,6 +59,15 @@ def test_an_operator_triggers_a_forced_backup_from_the_trigger_form(page, airflo
     assert run["conf"]["force"] is True
     published = api.xcom("db_backup", run_id, "publish_backup")
     assert published["key"].startswith(e2e_prefix)
+    # what the operator then finds: the backup and its manifest, the metrics, the message
+    client = stack.s3_client()
+    manifest = json.loads(
+        client.get_object(Bucket="stellar-backups", Key=published["manifest_key"])["Body"].read()
+    )
+    assert manifest["sha256"] == published["sha256"]
+    labels = {"job": "stellar_ops", "procedure": "db_backup"}
+    assert gauge(stack.url("pushgateway"), "stellar_backup_size_bytes", **labels) == published["size_bytes"]
+    assert any(published["key"] in text for text in receiver.texts())
     page.reload()
     badge = page.locator("[data-testid='state-badge']").first
     badge.wait_for()

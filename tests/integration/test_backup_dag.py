@@ -39,6 +39,10 @@ def test_db_backup_publishes_the_backup_metrics_asset_and_success_message(airflo
         events = [e.extra for e in session.query(AssetEvent).all() if e.extra.get("key") == key]
     assert events
     assert events[-1]["manifest_key"] == key + ".manifest.json"
+    stored = ops.store().get_json(key + ".manifest.json")
+    assert events[-1]["manifest"]["sha256"] == stored["sha256"] == published["sha256"]
+    assert events[-1]["manifest"]["row_counts"] == stored["row_counts"]
+    assert "schema" not in events[-1]["manifest"]
 
     pushgateway = stack.url("pushgateway")
     labels = {"job": "stellar_ops", "procedure": "db_backup"}

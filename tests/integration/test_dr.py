@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import gzip
 import json
+import shutil
 import subprocess
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -246,3 +248,44 @@ def test_the_streaming_restore_rechecks_the_object_it_restores(stack, ops, backu
             )
     finally:
         server.remove()
+
+
+def test_a_failing_statement_fails_the_restore_and_is_quoted(airflow_db, stack, ops):
+    dump = subprocess.run(
+        ["pg_dump", "--format=plain"], capture_output=True, env=stack.db.client_env(), check=True
+    ).stdout
+    broken = dump.replace(
+        b"CREATE TABLE public.trades (",
+        b"CREATE TABLE public.trades (no_such_type_here pg_nonexistent_type, ",
+        1,
+    )
+    assert broken != dump
+    key = ops.prefix + "stellar_escrow_20250303_020000.sql.gz"
+    ops.store().put_bytes(key, gzip.compress(broken))
+    outcome = run_dag("dr_restore_test", conf={"backup": key})
+    assert outcome.state == "failed"
+    assert outcome.tasks["check_backup"] == "success"
+    assert outcome.tasks["restore_backup"] == "failed"
+    assert outcome.tasks["drop_scratch"] == "success"
+    backup = backup_source.resolve(
+        ops.store(), ops.prefix, key, reference=datetime.now(UTC), month_scoped=False
+    )
+    from stellar_ops.errors import RestoreError
+    from stellar_ops.pgserver import LocalPgServer
+    from stellar_ops.processes import unprivileged_user
+
+    tmp = Path(tempfile.mkdtemp(prefix="stellar-test-restore-"))
+    tmp.chmod(0o755)
+    server = LocalPgServer(tmp / "pg", run_as=unprivileged_user("postgres"))
+    server.init()
+    server.start()
+    try:
+        with pytest.raises(RestoreError) as error:
+            restore.recover(server.target(), ops.store(), backup, None, tmp, jobs=2, binaries=find_binaries())
+    finally:
+        server.remove()
+        shutil.rmtree(tmp, ignore_errors=True)
+    message = str(error.value)
+    assert "psql stopped at the first failing statement" in message
+    assert 'type "pg_nonexistent_type" does not exist' in message
+    assert "CREATE TABLE public.trades" in message

@@ -88,7 +88,10 @@ def publish_backup(draft: dict[str, Any], verification: dict[str, Any]) -> dict[
         "slot": manifest.slot.isoformat(),
         "dump_format": manifest.dump_format,
     }
-    current_context()["outlet_events"][BACKUP_ASSET].extra = summary
+    # The Asset event carries the manifest too (all but the schema), so consumers need no S3 read.
+    document = manifest.to_document()
+    document.pop("schema")
+    current_context()["outlet_events"][BACKUP_ASSET].extra = {**summary, "manifest": document}
     log.info("published s3://%s/%s with its manifest", manifest.bucket, manifest.key)
     return summary
 
