@@ -179,3 +179,25 @@ def test_bad_param_is_rejected_before_the_run(airflow_db):
 
     with pytest.raises(ParamValidationError, match="force"):
         run_dag("db_backup", logical_date=SLOT, conf={"force": "yes please"})
+
+
+def test_a_malformed_connection_names_the_missing_field(airflow_db, ops, monkeypatch, capfd):
+    conn = json.loads(os.environ["AIRFLOW_CONN_STELLAR_DB"])
+    del conn["schema"]
+    monkeypatch.setenv("AIRFLOW_CONN_STELLAR_DB", json.dumps(conn))
+    outcome = run_dag("db_backup", logical_date=SLOT)
+    assert outcome.state == "failed"
+    assert outcome.tries["check_prerequisites"] == 1
+    assert "connection 'stellar_db' lacks schema (schema holds the database name)" in "".join(
+        capfd.readouterr()
+    )
+
+
+def test_no_secret_reaches_xcom(airflow_db, stack, ops):
+    outcome = run_dag("db_backup", logical_date=SLOT)
+    assert outcome.state == "success"
+    secrets = [stack.db_password, stack.s3_secret_key, stack.api_key, stack.webhook_token]
+    for task_id in outcome.tasks:
+        stored = json.dumps(outcome.xcom(task_id))
+        for secret in secrets:
+            assert secret not in stored, f"a secret in {task_id}'s XCom"
