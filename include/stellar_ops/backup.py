@@ -95,12 +95,7 @@ class BackupJob:
         with connect(self.target) as conn:
             version_num = server_version_num(conn)
             version = str(conn.execute("SHOW server_version").fetchone()[0])
-        dump_major, dump_version = self.binaries.version("pg_dump")
-        if dump_major < major_of(version_num):
-            raise PrerequisiteError(
-                f"pg_dump {dump_major} ({self.binaries.path('pg_dump')}) is older than the server "
-                f"({version}): install postgresql-client-{major_of(version_num)} or set backup.pg_bin_dir"
-            )
+        dump_version = self._check_pg_dump(version_num, version)
         self.store.check_bucket()
         self.store.check_writable(f"{self.config.prefix}{INCOMING_DIR}.write-probe-{os.getpid()}")
         if self.config.local_dir:
@@ -113,6 +108,16 @@ class BackupJob:
             pg_dump_version=dump_version,
             verified_backup_exists=self.store.exists(key) and self.store.exists(key + MANIFEST_SUFFIX),
         )
+
+    def _check_pg_dump(self, version_num: int, version: str) -> str:
+        """pg_dump must be at least the server's major version; returns its version text."""
+        dump_major, dump_version = self.binaries.version("pg_dump")
+        if dump_major < major_of(version_num):
+            raise PrerequisiteError(
+                f"pg_dump {dump_major} ({self.binaries.path('pg_dump')}) is older than the server "
+                f"({version}): install postgresql-client-{major_of(version_num)} or set backup.pg_bin_dir"
+            )
+        return dump_version
 
     # -- dump ------------------------------------------------------------------------------------
 
@@ -143,6 +148,8 @@ class BackupJob:
             snapshot = str(conn.execute("SELECT pg_export_snapshot()").fetchone()[0])
             version_num = server_version_num(conn)
             version = str(conn.execute("SHOW server_version").fetchone()[0])
+            # again here: this task may run on another worker than the prerequisites did
+            dump_version = self._check_pg_dump(version_num, version)
             inventory = _InventoryThread(conn)
             database_bytes = int(conn.execute("SELECT pg_database_size(current_database())").fetchone()[0])
             upload = self.store.multipart(
@@ -186,7 +193,7 @@ class BackupJob:
             "database": self.target.dbname,
             "server_version": version,
             "server_version_num": version_num,
-            "pg_dump_version": self.binaries.version("pg_dump")[1],
+            "pg_dump_version": dump_version,
             "dump_format": cfg.format,
             "compression": compression_name(cfg.format),
             "compression_level": cfg.compression_level,
