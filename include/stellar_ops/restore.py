@@ -268,7 +268,8 @@ def restore_streaming(
             yield chunk
 
     path = dest / "backup.dump"
-    stream = decompress(counted(), "custom", source=source)
+    compressed = counted()
+    stream = decompress(compressed, "custom", source=source)
     head: list[bytes] = []
     toc = _TocReader(binaries)
     for data in stream:
@@ -296,6 +297,7 @@ def restore_streaming(
             env=target.client_env(),
         )
         assert loader.stdin is not None
+        broken_stream: VerificationError | None = None
         try:
             for data in itertools.chain(head, stream):
                 copy.write(data)
@@ -303,14 +305,21 @@ def restore_streaming(
             loader.stdin.close()
         except BrokenPipeError:
             pass  # pg_restore stopped at an error; its exit code and stderr say which
+        except VerificationError as exc:  # the zstd stream itself is broken
+            broken_stream = exc
+            loader.kill()
         except BaseException:
             loader.kill()
             loader.wait()
             raise
         code = loader.wait()
         errors.seek(0)
-        if code != 0:
-            raise RestoreError(f"pg_restore failed: {_first_error(errors.read().decode(errors='replace'))}")
+        loader_error = errors.read().decode(errors="replace")
+    # Whatever stopped the load, the object's identity is judged first: a changed object explains
+    # a broken frame or a pg_restore error (say, "out of memory" on a garbled length), not the
+    # other way round. So the rest of the download is hashed before anything is reported.
+    for _ in compressed:
+        pass
     expected_size = manifest.size_bytes if manifest else None
     if expected_size is not None and size != expected_size:
         raise VerificationError(
@@ -320,6 +329,10 @@ def restore_streaming(
         raise VerificationError(
             f"checksum mismatch for {source}: manifest says sha256 {manifest.sha256}, object has {digest.hexdigest()}"
         )
+    if broken_stream is not None:
+        raise broken_stream
+    if code != 0:
+        raise RestoreError(f"pg_restore failed: {_first_error(loader_error)}")
     loaded = time.monotonic() - started
     say(
         f"tables and data loaded in {loaded:.1f}s; building indexes and constraints with pg_restore -j {jobs}"

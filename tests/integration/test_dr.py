@@ -66,9 +66,9 @@ def test_dr_test_restores_and_verifies_the_latest_backup(stack, ops, receiver, b
     assert scratch_leftovers(stack) == ([], [])
 
 
-def flip_one_byte(store, key: str) -> None:
+def flip_one_byte(store, key: str, where: float = 0.5) -> None:
     data = bytearray(store.get_bytes(key))
-    data[len(data) // 2] ^= 0x01
+    data[int(len(data) * where)] ^= 0x01
     store.put_bytes(key, bytes(data))
 
 
@@ -227,7 +227,8 @@ def test_latest_for_a_month_is_the_newest_backup_before_the_months_end(ops):
     assert jan
 
 
-def test_the_streaming_restore_rechecks_the_object_it_restores(stack, ops, backup_key, server_dir):
+@pytest.mark.parametrize("where", [0.1, 0.5, 0.9])
+def test_the_streaming_restore_rechecks_the_object_it_restores(stack, ops, backup_key, server_dir, where):
     """check_backup gates the DAG; the restore's own stream is checked again, end to end."""
     from stellar_ops.pgserver import LocalPgServer
     from stellar_ops.processes import unprivileged_user
@@ -237,12 +238,13 @@ def test_the_streaming_restore_rechecks_the_object_it_restores(stack, ops, backu
         store, ops.prefix, backup_key, reference=datetime.now(UTC), month_scoped=False
     )
     manifest = backup_source.load_manifest(store, backup)
-    flip_one_byte(store, backup_key)
+    flip_one_byte(store, backup_key, where)
     server = LocalPgServer(server_dir / "pg", run_as=unprivileged_user("postgres"))
     server.init()
     server.start()
     try:
-        with pytest.raises(VerificationError):
+        # whatever the garbled byte does downstream, the report is the root cause
+        with pytest.raises(VerificationError, match="checksum mismatch"):
             restore.recover(
                 server.target(), store, backup, manifest, server_dir, jobs=2, binaries=find_binaries()
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -121,7 +122,9 @@ class OpsConfig:
 def ops(
     stack: StackInfo, request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> OpsConfig:
-    name = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:60]
+    name = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")
+    if len(name) > 60:  # keep parametrized cases apart: a shortened name ends with a digest of the whole
+        name = f"{name[:51]}-{hashlib.sha256(request.node.name.encode()).hexdigest()[:8]}"
     return OpsConfig(stack, name, tmp_path, monkeypatch)
 
 
