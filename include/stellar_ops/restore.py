@@ -14,10 +14,10 @@ import re
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from stellar_ops import catalog, verify
 from stellar_ops.backup_source import ResolvedBackup, read_chunks, source_label
@@ -157,41 +157,52 @@ def _pg_restore(
 
 def _psql_restore(target: PgTarget, path: Path, binaries: PgBinaries, say: Callable[[str], None]) -> None:
     say(f"psql -v ON_ERROR_STOP=1 into {target.describe()}")
+    argv = [
+        binaries.path("psql"),
+        "-X",
+        "-q",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "--echo-errors",
+        "--no-password",
+        "-f",
+        "-",
+    ]
+    with open(path, "rb") as handle:
+        sql = decompress(iter(lambda: handle.read(4 * MIB), b""), "plain", source=str(path))
+        code, stderr = _run_fed(argv, sql, target.client_env())
+    if code != 0:
+        raise RestoreError(f"psql stopped at the first failing statement: {_first_error(stderr)}")
+
+
+def _run_fed(
+    argv: list[str], chunks: Iterable[bytes], env: dict[str, str], *, copy: BinaryIO | None = None
+) -> tuple[int, str]:
+    """Run a client program fed ``chunks`` on stdin (also written to ``copy``): its exit code and stderr.
+
+    A program that stops reading at its first error is left to say so through its exit code and
+    stderr. If producing the chunks fails, the program is killed and the error raised.
+    """
     with tempfile.TemporaryFile() as errors:
         process = subprocess.Popen(
-            [
-                binaries.path("psql"),
-                "-X",
-                "-q",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "--echo-errors",
-                "--no-password",
-                "-f",
-                "-",
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=errors,
-            env=target.client_env(),
+            argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errors, env=env
         )
         assert process.stdin is not None
         try:
-            with open(path, "rb") as handle:
-                for data in decompress(iter(lambda: handle.read(4 * MIB), b""), "plain", source=str(path)):
-                    process.stdin.write(data)
+            for data in chunks:
+                if copy is not None:
+                    copy.write(data)
+                process.stdin.write(data)
             process.stdin.close()
         except BrokenPipeError:
-            pass  # psql stopped at the first error; its exit code says so
+            pass
         except BaseException:
             process.kill()
             process.wait()
             raise
         code = process.wait()
         errors.seek(0)
-        stderr = errors.read().decode(errors="replace")
-    if code != 0:
-        raise RestoreError(f"psql stopped at the first failing statement: {_first_error(stderr)}")
+        return code, errors.read().decode(errors="replace")
 
 
 def _create_database(server: PgTarget, roles: set[str]) -> list[str]:
@@ -279,42 +290,14 @@ def restore_streaming(
     created = _create_database(server, toc.roles())
     target = server.with_dbname(RESTORED_DB)
     say(f"streaming {source} into pg_restore --single-transaction (tables and data) on {target.describe()}")
-    with open(path, "wb") as copy, tempfile.TemporaryFile() as errors:
-        loader = subprocess.Popen(
-            [
-                binaries.path("pg_restore"),
-                "--single-transaction",
-                "--exit-on-error",
-                "--no-password",
-                "--section=pre-data",
-                "--section=data",
-                "-d",
-                target.dbname,
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=errors,
-            env=target.client_env(),
-        )
-        assert loader.stdin is not None
-        broken_stream: VerificationError | None = None
+    argv = [binaries.path("pg_restore"), "--single-transaction", "--exit-on-error", "--no-password"]
+    argv += ["--section=pre-data", "--section=data", "-d", target.dbname]
+    broken_stream: VerificationError | None = None
+    with open(path, "wb") as copy:
         try:
-            for data in itertools.chain(head, stream):
-                copy.write(data)
-                loader.stdin.write(data)
-            loader.stdin.close()
-        except BrokenPipeError:
-            pass  # pg_restore stopped at an error; its exit code and stderr say which
+            code, loader_error = _run_fed(argv, itertools.chain(head, stream), target.client_env(), copy=copy)
         except VerificationError as exc:  # the zstd stream itself is broken
-            broken_stream = exc
-            loader.kill()
-        except BaseException:
-            loader.kill()
-            loader.wait()
-            raise
-        code = loader.wait()
-        errors.seek(0)
-        loader_error = errors.read().decode(errors="replace")
+            broken_stream, code, loader_error = exc, -1, ""
     # Whatever stopped the load, the object's identity is judged first: a changed object explains
     # a broken frame or a pg_restore error (say, "out of memory" on a garbled length), not the
     # other way round. So the rest of the download is hashed before anything is reported.

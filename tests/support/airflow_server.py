@@ -56,6 +56,18 @@ def airflow_env(home: Path, stack_env: dict[str, str], port: int) -> dict[str, s
     }
 
 
+def airflow_healthy(base_url: str) -> bool:
+    """The metadatabase, scheduler and DAG processor of the Airflow at ``base_url`` all report healthy."""
+    try:
+        health = requests.get(f"{base_url}/api/v2/monitor/health", timeout=2).json()
+    except (requests.RequestException, ValueError):
+        return False
+    return all(
+        health.get(part, {}).get("status") == "healthy"
+        for part in ("metadatabase", "scheduler", "dag_processor")
+    )
+
+
 class AirflowStandalone:
     """One ``airflow standalone`` in its own process group, with its own AIRFLOW_HOME and ports."""
 
@@ -130,14 +142,7 @@ class AirflowStandalone:
         raise RuntimeError(f"airflow standalone did not become healthy in {timeout}s:\n{self.log_tail()}")
 
     def _healthy(self) -> bool:
-        try:
-            health = requests.get(f"{self.base_url}/api/v2/monitor/health", timeout=2).json()
-        except (requests.RequestException, ValueError):
-            return False
-        return all(
-            health.get(part, {}).get("status") == "healthy"
-            for part in ("metadatabase", "scheduler", "dag_processor")
-        )
+        return airflow_healthy(self.base_url)
 
     def log_tail(self, lines: int = 60) -> str:
         try:

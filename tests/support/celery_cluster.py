@@ -17,12 +17,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import requests
-
 from stellar_ops.devstack.stack import StackInfo
 from stellar_ops.pg import connect
 from stellar_ops.processes import free_port, pid_alive, stop_pid
-from tests.support.airflow_server import REPO, VENV_BIN, airflow_env
+from tests.support.airflow_server import REPO, VENV_BIN, airflow_env, airflow_healthy
 
 ALTERNATE = {
     "db_backup": [
@@ -153,20 +151,12 @@ class CeleryCluster:
             for name, process in self.processes.items():
                 if process.poll() is not None:
                     raise RuntimeError(f"{name} exited:\n{self.log(name)[-3000:]}")
-            if self._healthy() and all("ready" in self.log(f"worker-{w}") for w in ("w1", "w2")):
+            if airflow_healthy(self.base_url) and all(
+                "ready" in self.log(f"worker-{w}") for w in ("w1", "w2")
+            ):
                 return
             time.sleep(1)
         raise RuntimeError("the Celery cluster did not become ready")
-
-    def _healthy(self) -> bool:
-        try:
-            health = requests.get(f"{self.base_url}/api/v2/monitor/health", timeout=2).json()
-        except (requests.RequestException, ValueError):
-            return False
-        return all(
-            health.get(p, {}).get("status") == "healthy"
-            for p in ("metadatabase", "scheduler", "dag_processor")
-        )
 
     def stop(self) -> None:
         for process in self.processes.values():
