@@ -164,7 +164,13 @@ class BackupJob:
                 inventory.start()
                 local = open(local_partial, "wb") if local_partial else None  # noqa: SIM115 - closed below
                 digest, raw_bytes = self._stream(pg_dump.process, upload, local, say, clock)
-                pg_dump.check_exit()
+                try:
+                    pg_dump.check_exit()
+                except BackupError:
+                    # A failed count ends the exported snapshot, and pg_dump then fails to import
+                    # it: the count's own error is the one that explains.
+                    inventory.raise_if_failed()
+                    raise
                 counts, schema = inventory.result()
                 upload.complete()
                 if local is not None and local_partial is not None and local_final is not None:
@@ -370,9 +376,14 @@ class _InventoryThread:
 
     def result(self) -> tuple[dict[str, int], dict[str, Any]]:
         self._thread.join()
+        self.raise_if_failed()
+        return self._counts, self._schema
+
+    def raise_if_failed(self, wait: float = 2.0) -> None:
+        """Raise the inventory's error if it has failed (or fails within ``wait`` seconds)."""
+        self._thread.join(timeout=wait)
         if self._error is not None:
             raise BackupError(f"counting rows in the dump's snapshot failed: {self._error}")
-        return self._counts, self._schema
 
 
 def part_size_for(database_bytes: int, configured_mb: int) -> int:

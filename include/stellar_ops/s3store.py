@@ -238,21 +238,23 @@ class MultipartUpload:
             self._fill += taken
             view = view[taken:]
             if self._fill == self.part_size:
-                self._submit(self._current, self._fill)
+                self._submit(self._current)
                 self._current = None
 
-    def _submit(self, buffer: bytearray, length: int) -> None:
+    def _submit(self, buffer: bytearray) -> None:
         if self._error:
             raise self._error
         number = len(self._futures) + 1
-        self._futures.append(self._pool.submit(self._upload_part, number, buffer, length))
+        self._futures.append(self._pool.submit(self._upload_part, number, buffer))
 
-    def _upload_part(self, number: int, buffer: bytearray, length: int) -> None:
-        # A short last part is copied out; a full one goes up straight from its buffer.
-        body: bytes | bytearray = buffer if length == len(buffer) else bytes(buffer[:length])
+    def _upload_part(self, number: int, buffer: bytearray) -> None:
         try:
             response = self.store.client.upload_part(
-                Bucket=self.store.bucket, Key=self.key, UploadId=self.upload_id, PartNumber=number, Body=body
+                Bucket=self.store.bucket,
+                Key=self.key,
+                UploadId=self.upload_id,
+                PartNumber=number,
+                Body=buffer,
             )
             self._parts[number] = response["ETag"]
         except Exception as exc:
@@ -263,10 +265,12 @@ class MultipartUpload:
 
     def complete(self) -> None:
         if self._current is not None and (self._fill or not self._futures):
-            self._submit(self._current, self._fill)
+            # The short last part goes up from its own buffer, cut to length in place: no copy.
+            del self._current[self._fill :]
+            self._submit(self._current)
             self._current = None
         elif not self._futures:
-            self._submit(bytearray(), 0)
+            self._submit(bytearray())
         for future in self._futures:
             future.exception()
         self._pool.shutdown(wait=True)

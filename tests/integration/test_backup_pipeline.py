@@ -146,6 +146,35 @@ def test_pg_dump_killed_mid_stream_leaves_nothing_and_a_retry_succeeds(stack, op
     assert ops.objects() == [manifest.key, manifest.key + ".manifest.json"]
 
 
+@pytest.mark.parametrize("size", [0, 1, 5 << 20, (5 << 20) + 1, (12 << 20) + 123])
+def test_multipart_upload_stores_exactly_what_was_written(ops, size):
+    """Empty, short, exact-multiple and ragged last parts all come back byte for byte."""
+    store = ops.store()
+    data = os.urandom(size)
+    upload = store.multipart(f"{ops.prefix}blob", part_size=5 << 20, max_in_flight=2)
+    for start in range(0, size, 777_777):  # writes that straddle part boundaries
+        upload.write(data[start : start + 777_777])
+    upload.complete()
+    assert store.get_bytes(f"{ops.prefix}blob") == data
+    assert store.unfinished_uploads(ops.prefix) == []
+
+
+def test_a_table_the_backup_role_cannot_read_is_named(stack, ops):
+    """A failed count ends the snapshot pg_dump imports; the error names the table, not the snapshot."""
+    owner = stack.superuser.with_dbname(stack.db.dbname)
+    with connect(owner) as conn:
+        conn.execute("CREATE TABLE public.aaa_private_ledger (id bigint)")
+    try:
+        with pytest.raises(BackupError, match="permission denied for table aaa_private_ledger") as failure:
+            make_job(stack, ops).dump(SLOT, run_id="r", token="t1")
+        assert "snapshot" not in str(failure.value).replace("the dump's snapshot", "")
+        assert ops.objects() == []
+        assert ops.store().unfinished_uploads(ops.prefix) == []
+    finally:
+        with connect(owner) as conn:
+            conn.execute("DROP TABLE public.aaa_private_ledger")
+
+
 def test_s3_outage_during_upload_fails_cleanly_and_a_retry_succeeds(stack, stack_handle, ops):
     job = make_job(stack, ops, part_size_mb=5, local_dir=None, progress_interval_seconds=0.001)
     stopped = []
