@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -80,6 +79,19 @@ def compress_only(info: StackInfo, level: int, threads: int) -> dict:
     return {"seconds": time.perf_counter() - started, "size": size + len(tail)}
 
 
+def peak_rss_mb() -> float:
+    """This process's own peak RSS (``VmHWM``).
+
+    Not ``getrusage().ru_maxrss``: on Linux that survives ``exec`` and so starts at the RSS of the
+    parent this worker was spawned from, the bench driver itself.
+    """
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
 def main() -> None:
     info = StackInfo.load(sys.argv[1])
     mode = sys.argv[2]
@@ -87,7 +99,7 @@ def main() -> None:
         result = backup(info, sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), sys.argv[6])
     else:
         result = compress_only(info, int(sys.argv[3]), int(sys.argv[4]))
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["peak_rss_mb"] = peak_rss_mb()
     print(json.dumps(result, default=str))
 
 
