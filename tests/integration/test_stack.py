@@ -109,41 +109,25 @@ def test_the_api_stand_in_authenticates_every_request(stack):
     assert recorded[-1]["payload"]["metrics"] == [{"name": "x", "value": 1}]
 
 
+def health_status(stack, key: str) -> int:
+    return requests.get(stack.url("api") + "/health", headers={"X-API-Key": key}, timeout=5).status_code
+
+
 def test_the_api_stand_in_reads_rotated_keys_on_restart(stack_handle, stack):
     env_file = stack_handle.api_env_file
     original = env_file.read_text()
     try:
         env_file.write_text(f"API_KEYS=sk_live_rotated,{stack.api_key}\nADMIN_KEYS={stack.admin_key}\n")
-        assert (
-            requests.get(
-                stack.url("api") + "/health", headers={"X-API-Key": "sk_live_rotated"}, timeout=5
-            ).status_code
-            == 403
-        )
+        assert health_status(stack, "sk_live_rotated") == 403  # not before a restart
         stack_handle.restart_api()
-        assert (
-            requests.get(
-                stack.url("api") + "/health", headers={"X-API-Key": "sk_live_rotated"}, timeout=5
-            ).status_code
-            == 200
-        )
+        assert health_status(stack, "sk_live_rotated") == 200
         env_file.write_text(f"API_KEYS=sk_live_rotated\nADMIN_KEYS={stack.admin_key}\n")
         stack_handle.restart_api()
-        assert (
-            requests.get(
-                stack.url("api") + "/health", headers={"X-API-Key": stack.api_key}, timeout=5
-            ).status_code
-            == 403
-        )
+        assert health_status(stack, stack.api_key) == 403
     finally:
         env_file.write_text(original)
         stack_handle.restart_api()
-    assert (
-        requests.get(
-            stack.url("api") + "/health", headers={"X-API-Key": stack.api_key}, timeout=5
-        ).status_code
-        == 200
-    )
+    assert health_status(stack, stack.api_key) == 200
 
 
 def test_demo_data_is_realistic(stack):
