@@ -7,6 +7,7 @@ process (DagBag, ``dag.test()``) sees a private AIRFLOW_HOME and fast retries.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -19,3 +20,8 @@ os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["STELLAR_OPS_RETRY_DELAY_SECONDS"] = "1"
 
 pytest_plugins = ["tests.support.fixtures"]
+
+
+def pytest_unconfigure(config) -> None:
+    """The session's private AIRFLOW_HOME (its SQLite metadata DB and logs) goes with the session."""
+    shutil.rmtree(_AIRFLOW_HOME, ignore_errors=True)
