@@ -111,7 +111,8 @@ def test_a_backfill_over_past_months_tests_each_months_newest_backup(api, stack,
     api.unpause("db_backup")
     seeded = seed_month_backups(stack, api, e2e_prefix)
     api.unpause("dr_restore_test")
-    api.backfill("dr_restore_test", "2026-01-01T00:00:00Z", "2026-03-02T00:00:00Z")
+    backfill_id = api.backfill("dr_restore_test", "2026-01-01T00:00:00Z", "2026-03-02T00:00:00Z")
+    assert [b["id"] for b in api.backfills("dr_restore_test")] == [backfill_id]
     expected = {"2026-01-01": seeded["jan_end"], "2026-02-01": seeded["feb"], "2026-03-01": seeded["mar_1st"]}
     deadline = time.monotonic() + 600
     runs: dict[str, dict] = {}

@@ -276,8 +276,22 @@ class AirflowClient:
         )
 
     def backfill(self, dag_id: str, from_date: str, to_date: str, **options: Any) -> int:
+        """Create a backfill; on SQLite, Airflow refuses one (503) while the scheduler holds the
+        database's write lock and rolls it back, so a refused creation is tried again."""
         body = {"dag_id": dag_id, "from_date": from_date, "to_date": to_date, "max_active_runs": 1, **options}
-        return int(self.request("POST", "/backfills", json=body)["id"])
+        for _ in range(10):
+            response = self.session.post(f"{self.base_url}/api/v2/backfills", json=body, timeout=30)
+            if response.status_code == 503 and "Database is locked" in response.text:
+                assert not self.backfills(dag_id), "a refused backfill creation left a backfill behind"
+                time.sleep(2)
+                continue
+            if response.status_code >= 400:
+                raise AssertionError(f"POST /backfills -> {response.status_code}: {response.text[:1000]}")
+            return int(response.json()["id"])
+        raise AssertionError(f"POST /backfills for {dag_id}: the database stayed locked")
+
+    def backfills(self, dag_id: str) -> list[dict[str, Any]]:
+        return list(self.request("GET", "/backfills", params={"dag_id": dag_id})["backfills"])
 
     def dag_runs(self, dag_id: str) -> list[dict[str, Any]]:
         return list(self.request("GET", f"/dags/{dag_id}/dagRuns", params={"limit": 100})["dag_runs"])
