@@ -14,8 +14,8 @@ from typing import Any
 from bench.report import table, verdict
 from stellar_ops.config import BackupConfig
 from stellar_ops.devstack.stack import StackInfo
+from stellar_ops.s3store import MIB
 
-MIB = 1 << 20
 LEVEL = BackupConfig().compression_level
 
 

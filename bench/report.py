@@ -3,23 +3,11 @@
 from __future__ import annotations
 
 import json
-import statistics
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def timed(action: Callable[[], Any], repeat: int = 1) -> float:
-    """The median wall time of ``repeat`` runs, in seconds."""
-    samples = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        action()
-        samples.append(time.perf_counter() - started)
-    return statistics.median(samples)
 
 
 def table(title: str, header: list[str], rows: list[list[Any]]) -> None:

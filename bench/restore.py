@@ -17,9 +17,6 @@ from stellar_ops.pg import connect, find_binaries
 from stellar_ops.s3store import S3Store
 from stellar_ops.scratch import LocalScratch, scratch_name
 
-MIB = 1 << 20
-
-
 # What the old procedure restored into: a stock PostgreSQL (our scratch server's tuning undone).
 STOCK_SETTINGS = {
     "fsync": "on",

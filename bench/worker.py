@@ -69,14 +69,17 @@ def compress_only(info: StackInfo, level: int, threads: int) -> dict:
     )
     size = 0
     assert process.stdout is not None
-    while chunk := os.read(process.stdout.fileno(), 1 << 20):
-        out = packer.compress(chunk)
+
+    def emit(out: bytes) -> None:
+        nonlocal size
         digest.update(out)
         size += len(out)
-    tail = packer.flush()
-    digest.update(tail)
+
+    while chunk := os.read(process.stdout.fileno(), 1 << 20):
+        packer.push(chunk, emit)
+    packer.finish(emit)
     assert process.wait() == 0
-    return {"seconds": time.perf_counter() - started, "size": size + len(tail)}
+    return {"seconds": time.perf_counter() - started, "size": size}
 
 
 def peak_rss_mb() -> float:

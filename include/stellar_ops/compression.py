@@ -17,8 +17,6 @@ Emit = Callable[[bytes], None]
 
 
 class Compressor(Protocol):
-    def compress(self, data: bytes) -> bytes: ...
-    def flush(self) -> bytes: ...
     def push(self, data: bytes | memoryview, emit: Emit) -> None: ...
     def finish(self, emit: Emit) -> None: ...
 
@@ -35,16 +33,14 @@ class _Zstd:
     def __init__(self, level: int, threads: int) -> None:
         import zstandard
 
-        self._finish = zstandard.COMPRESSOBJ_FLUSH_FINISH
         self._frame_end = zstandard.FLUSH_FRAME
         params = zstandard.ZstdCompressionParameters.from_level(
             level, threads=threads, write_checksum=True, write_content_size=False
         )
-        self._context = zstandard.ZstdCompressor(compression_params=params)
-        self._obj = self._context.compressobj()
+        context = zstandard.ZstdCompressor(compression_params=params)
         self._emit: Emit | None = None
         sink = cast(IO[bytes], self)  # only write() is called on it
-        self._writer = self._context.stream_writer(sink, write_size=self.OUT_CHUNK, closefd=False)
+        self._writer = context.stream_writer(sink, write_size=self.OUT_CHUNK, closefd=False)
 
     def write(self, data: bytes) -> int:  # the stream writer's sink
         assert self._emit is not None
@@ -59,22 +55,10 @@ class _Zstd:
         self._emit = emit
         self._writer.flush(self._frame_end)
 
-    def compress(self, data: bytes) -> bytes:
-        return self._obj.compress(data)
-
-    def flush(self) -> bytes:
-        return self._obj.flush(self._finish)
-
 
 class _Gzip:
     def __init__(self, level: int) -> None:
         self._obj = zlib.compressobj(level, zlib.DEFLATED, 31)
-
-    def compress(self, data: bytes) -> bytes:
-        return self._obj.compress(data)
-
-    def flush(self) -> bytes:
-        return self._obj.flush()
 
     def push(self, data: bytes | memoryview, emit: Emit) -> None:
         out = self._obj.compress(data)

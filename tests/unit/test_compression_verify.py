@@ -38,8 +38,10 @@ def _sql_dump(body_size: int = 50_000) -> bytes:
 
 def _compress(data: bytes, dump_format: DumpFormat, *, level: int = 3, piece: int = 65_536) -> bytes:
     comp = compressor(dump_format, level)
-    out = [comp.compress(data[i : i + piece]) for i in range(0, len(data), piece)]
-    out.append(comp.flush())
+    out: list[bytes] = []
+    for i in range(0, len(data), piece):
+        comp.push(data[i : i + piece], out.append)
+    comp.finish(out.append)
     return b"".join(out)
 
 
@@ -87,7 +89,10 @@ def test_zstd_output_is_a_standard_frame_with_checksum() -> None:
 def test_zstd_with_threads_round_trips() -> None:
     data = _payload(size=120_000)
     comp = compressor("custom", 3, threads=2)
-    compressed = comp.compress(data) + comp.flush()
+    out: list[bytes] = []
+    comp.push(data, out.append)
+    comp.finish(out.append)
+    compressed = b"".join(out)
     assert b"".join(decompress([compressed], "custom", source=SOURCE)) == data
 
 
