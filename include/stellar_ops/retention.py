@@ -21,7 +21,7 @@ from pathlib import Path
 
 from stellar_ops.config import BackupConfig
 from stellar_ops.errors import BackupError
-from stellar_ops.inventory import BackupEntry, Listing
+from stellar_ops.inventory import BackupEntry, Listing, list_backups
 from stellar_ops.keys import BASENAME, MANIFEST_SUFFIX, parse_timestamp
 from stellar_ops.s3store import S3Store
 
@@ -167,8 +167,6 @@ def apply_policy(
     say: Callable[[str], None] = log.info,
 ) -> RetentionOutcome:
     """The whole policy of ``config`` for a run whose slot is ``reference``: S3, then local copies."""
-    from stellar_ops.inventory import list_backups
-
     stale_before = datetime.now(UTC) - timedelta(hours=config.stale_upload_hours)
     plan = plan_s3(
         list_backups(store, config.prefix),
