@@ -127,11 +127,16 @@ def load_manifest(store: S3Store | None, backup: ResolvedBackup) -> Manifest | N
     return Manifest.from_document(document, source=backup.manifest_location)
 
 
+def file_chunks(path: str | Path) -> Iterator[bytes]:
+    """A local file in 4 MiB chunks."""
+    with open(path, "rb") as handle:
+        while chunk := handle.read(4 * MIB):
+            yield chunk
+
+
 def read_chunks(store: S3Store | None, backup: ResolvedBackup) -> Iterator[bytes]:
     if backup.source == "local":
-        with open(backup.location, "rb") as handle:
-            while chunk := handle.read(4 * MIB):
-                yield chunk
+        yield from file_chunks(backup.location)
     else:
         assert store is not None
         yield from store.iter_chunks(backup.location)

@@ -20,13 +20,13 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from stellar_ops import catalog, verify
-from stellar_ops.backup_source import ResolvedBackup, read_chunks, source_label
+from stellar_ops.backup_source import ResolvedBackup, file_chunks, read_chunks, source_label
 from stellar_ops.compression import decompress
 from stellar_ops.errors import RestoreError, VerificationError
 from stellar_ops.keys import DumpFormat
 from stellar_ops.manifest import Manifest
 from stellar_ops.pg import PgBinaries, PgTarget, connect, quote_ident
-from stellar_ops.s3store import MIB, S3Store
+from stellar_ops.s3store import S3Store
 
 log = logging.getLogger(__name__)
 
@@ -87,13 +87,12 @@ def _roles_in_custom(binaries: PgBinaries, path: Path) -> set[str]:
 def _roles_in_plain(path: Path) -> set[str]:
     roles: set[bytes] = set()
     carry = b""
-    with open(path, "rb") as handle:
-        for data in decompress(iter(lambda: handle.read(4 * MIB), b""), "plain", source=str(path)):
-            text = carry + data
-            roles.update(_SQL_OWNER.findall(text))
-            for grantees in _SQL_GRANTEE.findall(text):
-                roles.update(g.strip() for g in grantees.split(b","))
-            carry = text[-512:]
+    for data in decompress(file_chunks(path), "plain", source=str(path)):
+        text = carry + data
+        roles.update(_SQL_OWNER.findall(text))
+        for grantees in _SQL_GRANTEE.findall(text):
+            roles.update(g.strip() for g in grantees.split(b","))
+        carry = text[-512:]
     return {r.decode(errors="replace").strip('"') for r in roles}
 
 
@@ -168,9 +167,8 @@ def _psql_restore(target: PgTarget, path: Path, binaries: PgBinaries, say: Calla
         "-f",
         "-",
     ]
-    with open(path, "rb") as handle:
-        sql = decompress(iter(lambda: handle.read(4 * MIB), b""), "plain", source=str(path))
-        code, stderr = _run_fed(argv, sql, target.client_env())
+    sql = decompress(file_chunks(path), "plain", source=str(path))
+    code, stderr = _run_fed(argv, sql, target.client_env())
     if code != 0:
         raise RestoreError(f"psql stopped at the first failing statement: {_first_error(stderr)}")
 
