@@ -1,4 +1,4 @@
-"""Restore: dr_restore_test's restore (download, pg_restore -j) against the old gunzip | psql."""
+"""Restore: dr_restore_test's streaming restore against the old download, then gunzip | psql."""
 
 from __future__ import annotations
 
@@ -88,7 +88,7 @@ def run(info: StackInfo, label: str, backup: dict[str, Any], work: Path, jobs: i
         ["route", "RTO", "vs ours"],
         [
             [
-                f"dr_restore_test: streamed pg_restore, indexes -j {jobs}, tuned server",
+                f"dr_restore_test: streamed, a table per session ({jobs}), indexes -j {jobs}, tuned server",
                 f"{ours:.2f}s",
                 "1.00x",
             ],

@@ -117,7 +117,12 @@ class DrConfig(_Section):
     trigger_on_new_backup: bool = Field(
         False, description="Also run a DR test whenever db_backup publishes a new backup."
     )
-    restore_jobs: int = Field(2, ge=1, le=32, description="pg_restore -j for custom-format backups.")
+    restore_jobs: int = Field(
+        2,
+        ge=1,
+        le=32,
+        description="Sessions loading a custom-format backup's tables, and pg_restore -j for its indexes.",
+    )
     docker_image: str = Field(
         "postgres:{major}", description="Image of the docker scratch server; {major} is the server major."
     )

@@ -16,7 +16,7 @@ from stellar_ops.errors import BackupError, PrerequisiteError
 from stellar_ops.pg import PgTarget, connect, find_binaries
 from stellar_ops.pgserver import LocalPgServer
 from stellar_ops.processes import unprivileged_user
-from stellar_ops.restore import RESTORED_DB, restore
+from stellar_ops.restore import RESTORED_DB, recover
 from tests.support.faults import PgDumpKiller, PgDumpWatcher
 
 pytestmark = pytest.mark.integration
@@ -108,11 +108,9 @@ def test_row_counts_are_taken_in_the_dumps_own_snapshot(stack, ops, server_dir):
     server.start()
     try:
         from stellar_ops.backup_source import ResolvedBackup
-        from stellar_ops.restore import fetch
 
         backup = ResolvedBackup("s3", manifest.key, "custom", SLOT.isoformat(), "verified")
-        path = fetch(ops.store(), backup, manifest, server_dir)
-        restore(server.target(), path, "custom", jobs=2, binaries=find_binaries())
+        recover(server.target(), ops.store(), backup, manifest, server_dir, jobs=2, binaries=find_binaries())
         with connect(server.target(RESTORED_DB)) as conn:
             restored = catalog.count_rows(conn, catalog.list_tables(conn))
     finally:

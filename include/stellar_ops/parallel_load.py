@@ -1,0 +1,393 @@
+"""Load the data section of a dump over several sessions at once, while it is being written.
+
+``pg_restore --section=data -f FILE`` turns an archive's data into a script: a few ``SET`` lines,
+one ``COPY ... FROM stdin;`` block per table, and ``setval`` calls. Here each COPY block goes to
+one of ``connections`` loaders (the one with the least left to load), each a session of its own.
+A loader wraps each table in a transaction that starts with ``TRUNCATE`` of the (new, empty)
+table, so on a server with ``wal_level=minimal`` the COPY skips the WAL, as ``pg_restore -j``
+does. Other statements run in order on the first loader, session settings on all of them.
+
+The script is read from its file as it grows (:class:`ScriptFile`), and loaders are handed byte
+ranges of it, not bytes: a busy loader's backlog is just file, so the next table starts on an
+idle loader while the big one is still loading, without holding the big one in memory.
+
+A COPY block's rows are passed on whole: in COPY text format a newline inside a value is written
+``\\n``, so every newline ends a row, and a line that is exactly ``\\.`` ends the block.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stellar_ops.errors import RestoreError
+from stellar_ops.pg import PgTarget, connect
+
+CHUNK_BYTES = 1 << 20
+_COPY_START = re.compile(rb"^COPY (.+) FROM stdin;$")
+_COPY_TABLE = re.compile(r"^((?:\"(?:[^\"]|\"\")+\"|[^\s.(\"]+)\.(?:\"(?:[^\"]|\"\")+\"|[^\s.(\"]+))")
+_COPY_END = b"\\.\n"
+_COPY_LINE = re.compile(r"^(COPY \S+, line )(\d+)")
+_SESSION_SETTING = re.compile(r"^\s*(SET\s|SELECT pg_catalog\.set_config\()")
+# psql meta-commands pg_restore 15.14+ writes around a script; they mean nothing to a plain session.
+_IGNORED_META = (b"\\restrict ", b"\\unrestrict ")
+
+
+@dataclass
+class LoadStats:
+    """What was loaded: rows per table, the sessions that loaded each, statements run, bytes read."""
+
+    rows: dict[str, int] = field(default_factory=dict)
+    sessions: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    statements: int = 0
+    bytes: int = 0
+
+
+# -- the script file -------------------------------------------------------------------------------
+
+
+class ScriptFile:
+    """A file another process may still be writing: a read past its end waits until it grows.
+
+    ``writing()`` says whether the writer is still at work; once it is not, the end of the file
+    is the end of the script.
+    """
+
+    def __init__(self, path: Path, writing: Callable[[], bool], poll_seconds: float = 0.005) -> None:
+        self._fd = os.open(path, os.O_RDONLY)
+        self._writing = writing
+        self._poll = poll_seconds
+
+    def read(self, offset: int, size: int) -> bytes:
+        while True:
+            still_writing = self._writing()
+            data = os.pread(self._fd, size, offset)
+            if data or not still_writing:
+                return data
+            time.sleep(self._poll)
+
+    def read_written(self, offset: int, length: int) -> bytes:
+        """Bytes already read once, so already in the file."""
+        data = os.pread(self._fd, length, offset)
+        if len(data) != length:
+            raise RestoreError(f"the data script returned {len(data)} of {length} bytes at {offset}")
+        return data
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+# -- loaders ----------------------------------------------------------------------------------------
+
+
+class _Loader(threading.Thread):
+    """One session: runs what the dispatcher hands it, in order; remembers its first failure."""
+
+    def __init__(self, index: int, target: PgTarget, script: ScriptFile) -> None:
+        super().__init__(name=f"stellar-load-{index}", daemon=True)
+        self.index = index
+        self.target = target
+        self.script = script
+        self.inbox: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self.error: str | None = None
+        self.connected = threading.Event()
+        self.connect_error: BaseException | None = None
+        self.rows: dict[str, int] = {}  # rows COPY reported, by table
+        self._starts: list[tuple[int, int]] = []  # (this session's line, the block's line) per chunk
+        self._lines = 0
+        self._lock = threading.Lock()
+        self._to_load = 0  # bytes handed over and not yet sent to the server
+
+    # the dispatcher's side
+    def give(self, message: tuple[str, Any]) -> None:
+        if message[0] == "rows":
+            with self._lock:
+                self._to_load += message[1][1]
+        self.inbox.put(message)
+
+    def give_rows(self, offset: int, length: int, block_line: int, lines: int) -> None:
+        self.give(("rows", (offset, length, block_line, lines)))
+
+    def to_load(self) -> int:
+        with self._lock:
+            return self._to_load
+
+    # the loader's side
+    def run(self) -> None:
+        try:
+            with connect(self.target, autocommit=False) as conn:
+                self.connected.set()
+                self._serve(conn)
+        except BaseException as exc:  # noqa: BLE001 - reported by the dispatcher
+            if not self.connected.is_set():
+                self.connect_error = exc
+                self.connected.set()
+            elif self.error is None:
+                self.error = _describe(exc)
+            while self.inbox.get()[0] != "stop":
+                pass
+
+    def _serve(self, conn: Any) -> None:
+        self._copy_cm: Any = None
+        self._copy: Any = None
+        self._statement = ""
+        while True:
+            kind, payload = self.inbox.get()
+            if kind == "stop":
+                return
+            if self.error is None:
+                self._serve_one(conn, kind, payload)
+            if kind == "rows":
+                with self._lock:
+                    self._to_load -= payload[1]
+
+    def _serve_one(self, conn: Any, kind: str, payload: Any) -> None:
+        try:
+            if kind == "sql":
+                self._statement = payload
+                conn.execute(payload)
+                conn.commit()
+            elif kind == "begin":
+                self._statement, self._table = payload.statement, payload.table
+                self._starts, self._lines = [], 0
+                if payload.truncate:
+                    conn.execute(payload.truncate)
+                self._cursor = conn.cursor()
+                self._copy_cm = self._cursor.copy(payload.statement)
+                self._copy = self._copy_cm.__enter__()
+            elif kind == "rows":
+                offset, length, block_line, lines = payload
+                self._starts.append((self._lines, block_line))
+                self._lines += lines
+                self._copy.write(self.script.read_written(offset, length))
+            elif kind == "end":
+                copy_cm, self._copy_cm, self._copy = self._copy_cm, None, None
+                copy_cm.__exit__(None, None, None)
+                conn.commit()
+                self.rows[self._table] = self.rows.get(self._table, 0) + self._cursor.rowcount
+        except Exception as exc:  # noqa: BLE001 - the first failure is the one reported
+            self.error = _describe(exc, self._statement, self._block_line)
+            if self._copy_cm is not None:
+                with contextlib.suppress(Exception):
+                    self._copy_cm.__exit__(type(exc), exc, None)
+                self._copy_cm = self._copy = None
+            with contextlib.suppress(Exception):
+                conn.rollback()
+
+    def _block_line(self, line: int) -> int:
+        """This session's COPY line ``line`` (1-based) as a line of the whole block."""
+        local = line - 1
+        start = max((each for each in self._starts if each[0] <= local), default=(0, 0))
+        return start[1] + (local - start[0]) + 1
+
+
+@dataclass(frozen=True)
+class _Block:
+    statement: str
+    table: str
+    truncate: str | None
+
+
+def _describe(exc: BaseException, statement: str = "", block_line: Callable[[int], int] | None = None) -> str:
+    """The server's message and where it happened (for COPY, the table, line and column).
+
+    A COPY line number is the session's own; ``block_line`` turns it into the block's.
+    """
+    diag = getattr(exc, "diag", None)
+    message = " ".join(str(getattr(diag, "message_primary", None) or exc).split())
+    context = " ".join(str(getattr(diag, "context", None) or "").split())
+    if block_line is not None:
+        context = _COPY_LINE.sub(lambda m: f"{m.group(1)}{block_line(int(m.group(2)))}", context, count=1)
+    where = context or " ".join(statement.split())[:300]
+    return f"{message} ({where})" if where else message
+
+
+# -- dispatcher -------------------------------------------------------------------------------------
+
+
+def load(
+    script: ScriptFile,
+    target: PgTarget,
+    *,
+    connections: int,
+    split: Iterable[str] = (),
+    stop: Callable[[], None] = lambda: None,
+) -> LoadStats:
+    """Run the data script in ``script`` over ``connections`` sessions.
+
+    Tables named in ``split`` (as the script names them, ``schema.table``) are dealt across all
+    sessions: worth it for a table bigger than the rest together, which would otherwise leave
+    the other sessions idle.
+
+    Raises :class:`RestoreError` naming the first statement or COPY row that failed; ``stop`` is
+    called first, so whatever writes ``script`` can be ended.
+    """
+    if connections < 1:
+        raise ValueError(f"connections must be at least 1, got {connections}")
+    loaders = [_Loader(i, target, script) for i in range(connections)]
+    for loader in loaders:
+        loader.start()
+    for loader in loaders:
+        loader.connected.wait()
+    stats = LoadStats()
+    try:
+        unreachable = next((each.connect_error for each in loaders if each.connect_error), None)
+        if unreachable is not None:
+            raise RestoreError(f"cannot open a loading session: {unreachable}")
+        _Dispatcher(script, loaders, stats, frozenset(split)).run()
+    except BaseException:
+        stop()
+        raise
+    finally:
+        for loader in loaders:
+            loader.give(("stop", None))
+        for loader in loaders:
+            loader.join()
+    stats.rows = {table: sum(each.rows.get(table, 0) for each in loaders) for table in stats.sessions}
+    errors = [each.error for each in loaders if each.error]
+    if errors:
+        stop()
+        raise RestoreError(f"loading the data failed: {errors[0]}")
+    return stats
+
+
+class _Dispatcher:
+    """Reads the script once, in order: ``pending`` holds the bytes from file offset ``at`` on."""
+
+    def __init__(
+        self, script: ScriptFile, loaders: list[_Loader], stats: LoadStats, split: frozenset[str]
+    ) -> None:
+        self.script = script
+        self.loaders = loaders
+        self.stats = stats
+        self.split = split
+        self.turn = 0
+        self.pending = b""
+        self.at = 0
+        self._relkinds: dict[str, str] | None = None
+
+    def _failed(self) -> bool:
+        return any(each.error for each in self.loaders)
+
+    def _read_more(self) -> bool:
+        data = self.script.read(self.at + len(self.pending), CHUNK_BYTES)
+        self.stats.bytes += len(data)
+        self.pending += data
+        return bool(data)
+
+    def _consume(self, count: int) -> bytes:
+        taken, self.pending = self.pending[:count], self.pending[count:]
+        self.at += count
+        return taken
+
+    def run(self) -> None:
+        statement: list[bytes] = []
+        while not self._failed():
+            newline = self.pending.find(b"\n")
+            if newline < 0:
+                if not self._read_more():
+                    break
+                continue
+            line = self._consume(newline + 1)[:-1]
+            header = _COPY_START.match(line) if not statement else None
+            if header:
+                self._copy_block(line.decode(), header.group(1).decode())
+            else:
+                self._statement_line(line, statement)
+        if not self._failed() and (self.pending.strip() or statement):
+            text = (b"".join(statement) + self.pending)[:200].decode(errors="replace")
+            raise RestoreError(f"the data script ends inside a statement: {text!r}")
+
+    def _statement_line(self, line: bytes, statement: list[bytes]) -> None:
+        if not statement:
+            if not line.strip() or line.startswith(b"--"):
+                return
+            if line.startswith(b"\\"):
+                if line.startswith(_IGNORED_META):
+                    return
+                raise RestoreError(f"unexpected psql meta-command in the data script: {line[:80]!r}")
+        statement.append(line + b"\n")
+        if not line.rstrip().endswith(b";"):
+            return
+        sql = b"".join(statement).decode()
+        statement.clear()
+        self.stats.statements += 1
+        for loader in self.loaders if _SESSION_SETTING.match(sql) else self.loaders[:1]:
+            loader.give(("sql", sql))
+
+    def _copy_block(self, header: str, target: str) -> None:
+        """Hand one COPY block out as byte ranges of the script.
+
+        A table in ``split`` is dealt chunk by chunk to every session (each runs its own COPY,
+        and the WAL is written); any other goes whole to the least busy session, in the
+        transaction that empties it.
+        """
+        table_match = _COPY_TABLE.match(target)
+        table = table_match.group(1) if table_match else target.split(" (", 1)[0]
+        if table in self.split:
+            takers = sorted(self.loaders, key=lambda each: (each.to_load(), each.index))
+            block = _Block(header, table, None)
+        else:
+            takers = [min(self.loaders, key=lambda each: (each.to_load(), each.index))]
+            plain = table_match is not None and self._is_plain_table(table)
+            block = _Block(header, table, f"TRUNCATE TABLE ONLY {table}" if plain else None)
+        started: set[int] = set()
+        block_line = 0
+        while True:
+            end = _find_end(self.pending)
+            # hand over the whole rows; the partial last line may be the start of the end marker
+            length = end if end >= 0 else self.pending.rfind(b"\n") + 1
+            if length > 0:
+                taker = takers[self.turn % len(takers)]
+                self.turn += 1
+                if taker.index not in started:
+                    taker.give(("begin", block))
+                    started.add(taker.index)
+                lines = self.pending.count(b"\n", 0, length) if len(takers) > 1 else 0
+                taker.give_rows(self.at, length, block_line, lines)
+                block_line += lines
+                self._consume(length)
+            if end >= 0:
+                self._consume(len(_COPY_END))
+                break
+            if self._failed():
+                return
+            if not self._read_more():
+                raise RestoreError(f"the data script ends inside the COPY block of {table}")
+        if not started:  # no rows: the table is still loaded (empty), in its own transaction
+            takers[0].give(("begin", block))
+            started.add(takers[0].index)
+        for taker in takers:
+            if taker.index in started:
+                taker.give(("end", None))
+        self.stats.sessions[table] = tuple(sorted(started))
+
+    def _is_plain_table(self, table: str) -> bool:
+        """Whether ``table`` is an ordinary table (TRUNCATE ONLY of a partitioned one fails)."""
+        if self._relkinds is None:
+            with connect(self.loaders[0].target) as conn:
+                self._relkinds = {
+                    name: kind
+                    for name, kind in conn.execute(
+                        "SELECT format('%I.%I', n.nspname, c.relname), c.relkind::text"
+                        " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                        " WHERE c.relkind IN ('r', 'p', 'f')"
+                    ).fetchall()
+                }
+        return self._relkinds.get(table) == "r"
+
+
+def _find_end(pending: bytes) -> int:
+    """Where the ``\\.`` line starts in ``pending`` (which starts at a line start), or -1."""
+    if pending.startswith(_COPY_END):
+        return 0
+    found = pending.find(b"\n" + _COPY_END)
+    return found + 1 if found >= 0 else -1
