@@ -18,6 +18,7 @@ A COPY block's rows are passed on whole: in COPY text format a newline inside a 
 from __future__ import annotations
 
 import contextlib
+import mmap
 import os
 import queue
 import re
@@ -55,33 +56,57 @@ class LoadStats:
 
 
 class ScriptFile:
-    """A file another process may still be writing: a read past its end waits until it grows.
+    """A file another process may still be writing, read through a memory map that follows it.
 
     ``writing()`` says whether the writer is still at work; once it is not, the end of the file
-    is the end of the script.
+    is the end of the script. The file only grows (its writer appends).
     """
 
     def __init__(self, path: Path, writing: Callable[[], bool], poll_seconds: float = 0.005) -> None:
         self._fd = os.open(path, os.O_RDONLY)
         self._writing = writing
         self._poll = poll_seconds
+        self._map: mmap.mmap | None = None
+        self.size = 0  # bytes mapped so far
 
-    def read(self, offset: int, size: int) -> bytes:
+    def grow(self, at_least: int = 1) -> bool:
+        """Wait for ``at_least`` more bytes (fewer if the writer ends); False if none will come."""
         while True:
             still_writing = self._writing()
-            data = os.pread(self._fd, size, offset)
-            if data or not still_writing:
-                return data
+            size = os.fstat(self._fd).st_size
+            if size >= self.size + at_least or (size > self.size and not still_writing):
+                old, self._map = self._map, mmap.mmap(self._fd, size, access=mmap.ACCESS_READ)
+                if old is not None:
+                    old.close()
+                self.size = size
+                return True
+            if not still_writing:
+                return False
             time.sleep(self._poll)
 
-    def read_written(self, offset: int, length: int) -> bytes:
-        """Bytes already read once, so already in the file."""
+    def find(self, needle: bytes, start: int, end: int | None = None) -> int:
+        return self._map.find(needle, start, self.size if end is None else end) if self._map else -1
+
+    def rfind(self, needle: bytes, start: int, end: int) -> int:
+        return self._map.rfind(needle, start, end) if self._map else -1
+
+    def byte(self, offset: int) -> int:
+        assert self._map is not None
+        return self._map[offset]
+
+    def slice(self, start: int, end: int) -> bytes:
+        return self._map[start:end] if self._map else b""
+
+    def read(self, offset: int, length: int) -> bytes:
+        """Bytes the dispatcher has seen (so already in the file); safe from any thread."""
         data = os.pread(self._fd, length, offset)
         if len(data) != length:
             raise RestoreError(f"the data script returned {len(data)} of {length} bytes at {offset}")
         return data
 
     def close(self) -> None:
+        if self._map is not None:
+            self._map.close()
         os.close(self._fd)
 
 
@@ -101,8 +126,7 @@ class _Loader(threading.Thread):
         self.connected = threading.Event()
         self.connect_error: BaseException | None = None
         self.rows: dict[str, int] = {}  # rows COPY reported, by table
-        self._starts: list[tuple[int, int]] = []  # (this session's line, the block's line) per chunk
-        self._lines = 0
+        self._chunks: list[tuple[int, int]] = []  # (offset, length) of this block's rows given here
         self._lock = threading.Lock()
         self._to_load = 0  # bytes handed over and not yet sent to the server
 
@@ -113,8 +137,8 @@ class _Loader(threading.Thread):
                 self._to_load += message[1][1]
         self.inbox.put(message)
 
-    def give_rows(self, offset: int, length: int, block_line: int, lines: int) -> None:
-        self.give(("rows", (offset, length, block_line, lines)))
+    def give_rows(self, offset: int, length: int) -> None:
+        self.give(("rows", (offset, length)))
 
     def to_load(self) -> int:
         with self._lock:
@@ -157,17 +181,15 @@ class _Loader(threading.Thread):
                 conn.commit()
             elif kind == "begin":
                 self._statement, self._table = payload.statement, payload.table
-                self._starts, self._lines = [], 0
+                self._block, self._chunks = payload, []
                 if payload.truncate:
                     conn.execute(payload.truncate)
                 self._cursor = conn.cursor()
                 self._copy_cm = self._cursor.copy(payload.statement)
                 self._copy = self._copy_cm.__enter__()
             elif kind == "rows":
-                offset, length, block_line, lines = payload
-                self._starts.append((self._lines, block_line))
-                self._lines += lines
-                self._copy.write(self.script.read_written(offset, length))
+                self._chunks.append(payload)
+                self._copy.write(self.script.read(*payload))
             elif kind == "end":
                 copy_cm, self._copy_cm, self._copy = self._copy_cm, None, None
                 copy_cm.__exit__(None, None, None)
@@ -183,10 +205,24 @@ class _Loader(threading.Thread):
                 conn.rollback()
 
     def _block_line(self, line: int) -> int:
-        """This session's COPY line ``line`` (1-based) as a line of the whole block."""
-        local = line - 1
-        start = max((each for each in self._starts if each[0] <= local), default=(0, 0))
-        return start[1] + (local - start[0]) + 1
+        """This session's COPY line ``line`` (1-based) as a line of the whole block.
+
+        Worked out only on failure, by counting the rows of the script before it.
+        """
+        remaining = line - 1
+        for offset, length in self._chunks:
+            here = _count_lines(self.script, offset, offset + length)
+            if remaining < here:
+                return _count_lines(self.script, self._block.rows_at, offset) + remaining + 1
+            remaining -= here
+        return line
+
+
+def _count_lines(script: ScriptFile, start: int, end: int) -> int:
+    count = 0
+    for offset in range(start, end, 16 << 20):
+        count += script.read(offset, min(16 << 20, end - offset)).count(b"\n")
+    return count
 
 
 @dataclass(frozen=True)
@@ -194,6 +230,7 @@ class _Block:
     statement: str
     table: str
     truncate: str | None
+    rows_at: int  # where the block's rows start in the script
 
 
 def _describe(exc: BaseException, statement: str = "", block_line: Callable[[int], int] | None = None) -> str:
@@ -260,7 +297,7 @@ def load(
 
 
 class _Dispatcher:
-    """Reads the script once, in order: ``pending`` holds the bytes from file offset ``at`` on."""
+    """Reads the script once, in order, through its map: ``at`` is where reading goes on."""
 
     def __init__(
         self, script: ScriptFile, loaders: list[_Loader], stats: LoadStats, split: frozenset[str]
@@ -270,40 +307,30 @@ class _Dispatcher:
         self.stats = stats
         self.split = split
         self.turn = 0
-        self.pending = b""
         self.at = 0
         self._relkinds: dict[str, str] | None = None
 
     def _failed(self) -> bool:
         return any(each.error for each in self.loaders)
 
-    def _read_more(self) -> bool:
-        data = self.script.read(self.at + len(self.pending), CHUNK_BYTES)
-        self.stats.bytes += len(data)
-        self.pending += data
-        return bool(data)
-
-    def _consume(self, count: int) -> bytes:
-        taken, self.pending = self.pending[:count], self.pending[count:]
-        self.at += count
-        return taken
-
     def run(self) -> None:
         statement: list[bytes] = []
         while not self._failed():
-            newline = self.pending.find(b"\n")
+            newline = self.script.find(b"\n", self.at)
             if newline < 0:
-                if not self._read_more():
+                if not self.script.grow():
                     break
                 continue
-            line = self._consume(newline + 1)[:-1]
+            line, self.at = self.script.slice(self.at, newline), newline + 1
             header = _COPY_START.match(line) if not statement else None
             if header:
                 self._copy_block(line.decode(), header.group(1).decode())
             else:
                 self._statement_line(line, statement)
-        if not self._failed() and (self.pending.strip() or statement):
-            text = (b"".join(statement) + self.pending)[:200].decode(errors="replace")
+        self.stats.bytes = self.script.size
+        rest = self.script.slice(self.at, self.script.size)
+        if not self._failed() and (rest.strip() or statement):
+            text = (b"".join(statement) + rest)[:200].decode(errors="replace")
             raise RestoreError(f"the data script ends inside a statement: {text!r}")
 
     def _statement_line(self, line: bytes, statement: list[bytes]) -> None:
@@ -334,33 +361,34 @@ class _Dispatcher:
         table = table_match.group(1) if table_match else target.split(" (", 1)[0]
         if table in self.split:
             takers = sorted(self.loaders, key=lambda each: (each.to_load(), each.index))
-            block = _Block(header, table, None)
+            block = _Block(header, table, None, self.at)
         else:
             takers = [min(self.loaders, key=lambda each: (each.to_load(), each.index))]
             plain = table_match is not None and self._is_plain_table(table)
-            block = _Block(header, table, f"TRUNCATE TABLE ONLY {table}" if plain else None)
+            block = _Block(header, table, f"TRUNCATE TABLE ONLY {table}" if plain else None, self.at)
         started: set[int] = set()
-        block_line = 0
+        scan = self.at  # where the search for the end marker goes on
         while True:
-            end = _find_end(self.pending)
-            # hand over the whole rows; the partial last line may be the start of the end marker
-            length = end if end >= 0 else self.pending.rfind(b"\n") + 1
-            if length > 0:
+            end, scan = self._find_end(scan)
+            # hand over whole rows; the partial last line may be the start of the end marker
+            ready = end if end >= 0 else self.script.rfind(b"\n", self.at, self.script.size) + 1
+            while ready > self.at:
+                cut = ready
+                if cut - self.at > CHUNK_BYTES:
+                    cut = self.script.rfind(b"\n", self.at, self.at + CHUNK_BYTES) + 1 or ready
                 taker = takers[self.turn % len(takers)]
                 self.turn += 1
                 if taker.index not in started:
                     taker.give(("begin", block))
                     started.add(taker.index)
-                lines = self.pending.count(b"\n", 0, length) if len(takers) > 1 else 0
-                taker.give_rows(self.at, length, block_line, lines)
-                block_line += lines
-                self._consume(length)
+                taker.give_rows(self.at, cut - self.at)
+                self.at = cut
             if end >= 0:
-                self._consume(len(_COPY_END))
+                self.at = end + len(_COPY_END)
                 break
             if self._failed():
                 return
-            if not self._read_more():
+            if not self.script.grow(CHUNK_BYTES):
                 raise RestoreError(f"the data script ends inside the COPY block of {table}")
         if not started:  # no rows: the table is still loaded (empty), in its own transaction
             takers[0].give(("begin", block))
@@ -369,6 +397,23 @@ class _Dispatcher:
             if taker.index in started:
                 taker.give(("end", None))
         self.stats.sessions[table] = tuple(sorted(started))
+
+    def _find_end(self, scan: int) -> tuple[int, int]:
+        """The offset of the ``\\.`` line from ``scan`` on, or -1 and where to look again.
+
+        It is found through its backslash (memchr-fast; backslashes are rare in COPY text, mostly
+        ``\\N``), then checked to be a whole line.
+        """
+        script, size = self.script, self.script.size
+        while True:
+            found = script.find(b"\\", scan, size)
+            if found < 0:
+                return -1, size
+            if found + len(_COPY_END) > size:
+                return -1, found  # the line may not be complete yet
+            if (found == 0 or script.byte(found - 1) == 0x0A) and script.slice(found, found + 3) == _COPY_END:
+                return found, found
+            scan = found + 1
 
     def _is_plain_table(self, table: str) -> bool:
         """Whether ``table`` is an ordinary table (TRUNCATE ONLY of a partitioned one fails)."""
@@ -383,11 +428,3 @@ class _Dispatcher:
                     ).fetchall()
                 }
         return self._relkinds.get(table) == "r"
-
-
-def _find_end(pending: bytes) -> int:
-    """Where the ``\\.`` line starts in ``pending`` (which starts at a line start), or -1."""
-    if pending.startswith(_COPY_END):
-        return 0
-    found = pending.find(b"\n" + _COPY_END)
-    return found + 1 if found >= 0 else -1
