@@ -5,7 +5,9 @@ one ``COPY ... FROM stdin;`` block per table, and ``setval`` calls. Here each CO
 one of ``connections`` loaders (the one with the least left to load), each a session of its own.
 A loader wraps each table in a transaction that starts with ``TRUNCATE`` of the (new, empty)
 table, so on a server with ``wal_level=minimal`` the COPY skips the WAL, as ``pg_restore -j``
-does. Other statements run in order on the first loader, session settings on all of them.
+does. Other statements run in order on the first loader, session settings on all of them. When
+the script is all handed out and some loaders are idle while others still load, a ``meanwhile``
+hook can use the idle sessions' cores (the DR restore builds the loaded tables' indexes there).
 
 The script is read from its file as it grows (:class:`ScriptFile`), and loaders are handed byte
 ranges of it, not bytes: a busy loader's backlog is just file, so the next table starts on an
@@ -24,7 +26,7 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +38,6 @@ CHUNK_BYTES = 1 << 20
 _COPY_START = re.compile(rb"^COPY (.+) FROM stdin;$")
 _COPY_TABLE = re.compile(r"^((?:\"(?:[^\"]|\"\")+\"|[^\s.(\"]+)\.(?:\"(?:[^\"]|\"\")+\"|[^\s.(\"]+))")
 _COPY_END = b"\\.\n"
-_COPY_LINE = re.compile(r"^(COPY \S+, line )(\d+)")
 _SESSION_SETTING = re.compile(r"^\s*(SET\s|SELECT pg_catalog\.set_config\()")
 # psql meta-commands pg_restore 15.14+ writes around a script; they mean nothing to a plain session.
 _IGNORED_META = (b"\\restrict ", b"\\unrestrict ")
@@ -44,10 +45,10 @@ _IGNORED_META = (b"\\restrict ", b"\\unrestrict ")
 
 @dataclass
 class LoadStats:
-    """What was loaded: rows per table, the sessions that loaded each, statements run, bytes read."""
+    """What was loaded: rows per table, the session that loaded each, statements run, bytes read."""
 
     rows: dict[str, int] = field(default_factory=dict)
-    sessions: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    session_of: dict[str, int] = field(default_factory=dict)
     statements: int = 0
     bytes: int = 0
 
@@ -113,6 +114,13 @@ class ScriptFile:
 # -- loaders ----------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Block:
+    statement: str
+    table: str
+    truncate: str | None
+
+
 class _Loader(threading.Thread):
     """One session: runs what the dispatcher hands it, in order; remembers its first failure."""
 
@@ -125,20 +133,27 @@ class _Loader(threading.Thread):
         self.error: str | None = None
         self.connected = threading.Event()
         self.connect_error: BaseException | None = None
-        self.rows: dict[str, int] = {}  # rows COPY reported, by table
-        self._chunks: list[tuple[int, int]] = []  # (offset, length) of this block's rows given here
+        self.rows: dict[str, int] = {}  # rows COPY reported, by table, once committed
         self._lock = threading.Lock()
         self._to_load = 0  # bytes handed over and not yet sent to the server
+        self._unserved = 0  # messages handed over and not yet done
+        self._block = _Block("", "", None)  # the block being loaded
+        self._cursor: Any = None
+        self._copy_cm: Any = None
+        self._copy: Any = None
+        self._statement = ""
 
     # the dispatcher's side
     def give(self, message: tuple[str, Any]) -> None:
-        if message[0] == "rows":
-            with self._lock:
+        with self._lock:
+            self._unserved += 1
+            if message[0] == "rows":
                 self._to_load += message[1][1]
         self.inbox.put(message)
 
-    def give_rows(self, offset: int, length: int) -> None:
-        self.give(("rows", (offset, length)))
+    def busy(self) -> bool:
+        with self._lock:
+            return self._unserved > 0
 
     def to_load(self) -> int:
         with self._lock:
@@ -160,17 +175,15 @@ class _Loader(threading.Thread):
                 pass
 
     def _serve(self, conn: Any) -> None:
-        self._copy_cm: Any = None
-        self._copy: Any = None
-        self._statement = ""
         while True:
             kind, payload = self.inbox.get()
             if kind == "stop":
                 return
             if self.error is None:
                 self._serve_one(conn, kind, payload)
-            if kind == "rows":
-                with self._lock:
+            with self._lock:
+                self._unserved -= 1
+                if kind == "rows":
                     self._to_load -= payload[1]
 
     def _serve_one(self, conn: Any, kind: str, payload: Any) -> None:
@@ -180,23 +193,23 @@ class _Loader(threading.Thread):
                 conn.execute(payload)
                 conn.commit()
             elif kind == "begin":
-                self._statement, self._table = payload.statement, payload.table
-                self._block, self._chunks = payload, []
+                self._statement, self._block = payload.statement, payload
                 if payload.truncate:
                     conn.execute(payload.truncate)
                 self._cursor = conn.cursor()
                 self._copy_cm = self._cursor.copy(payload.statement)
                 self._copy = self._copy_cm.__enter__()
             elif kind == "rows":
-                self._chunks.append(payload)
-                self._copy.write(self.script.read(*payload))
+                offset, length = payload
+                for start in range(offset, offset + length, CHUNK_BYTES):  # COPY data may be cut anywhere
+                    self._copy.write(self.script.read(start, min(CHUNK_BYTES, offset + length - start)))
             elif kind == "end":
                 copy_cm, self._copy_cm, self._copy = self._copy_cm, None, None
                 copy_cm.__exit__(None, None, None)
                 conn.commit()
-                self.rows[self._table] = self.rows.get(self._table, 0) + self._cursor.rowcount
+                self.rows[self._block.table] = self._cursor.rowcount
         except Exception as exc:  # noqa: BLE001 - the first failure is the one reported
-            self.error = _describe(exc, self._statement, self._block_line)
+            self.error = _describe(exc, self._statement)
             if self._copy_cm is not None:
                 with contextlib.suppress(Exception):
                     self._copy_cm.__exit__(type(exc), exc, None)
@@ -204,45 +217,12 @@ class _Loader(threading.Thread):
             with contextlib.suppress(Exception):
                 conn.rollback()
 
-    def _block_line(self, line: int) -> int:
-        """This session's COPY line ``line`` (1-based) as a line of the whole block.
 
-        Worked out only on failure, by counting the rows of the script before it.
-        """
-        remaining = line - 1
-        for offset, length in self._chunks:
-            here = _count_lines(self.script, offset, offset + length)
-            if remaining < here:
-                return _count_lines(self.script, self._block.rows_at, offset) + remaining + 1
-            remaining -= here
-        return line
-
-
-def _count_lines(script: ScriptFile, start: int, end: int) -> int:
-    count = 0
-    for offset in range(start, end, 16 << 20):
-        count += script.read(offset, min(16 << 20, end - offset)).count(b"\n")
-    return count
-
-
-@dataclass(frozen=True)
-class _Block:
-    statement: str
-    table: str
-    truncate: str | None
-    rows_at: int  # where the block's rows start in the script
-
-
-def _describe(exc: BaseException, statement: str = "", block_line: Callable[[int], int] | None = None) -> str:
-    """The server's message and where it happened (for COPY, the table, line and column).
-
-    A COPY line number is the session's own; ``block_line`` turns it into the block's.
-    """
+def _describe(exc: BaseException, statement: str = "") -> str:
+    """The server's message and where it happened (for COPY, the table, line and column)."""
     diag = getattr(exc, "diag", None)
     message = " ".join(str(getattr(diag, "message_primary", None) or exc).split())
     context = " ".join(str(getattr(diag, "context", None) or "").split())
-    if block_line is not None:
-        context = _COPY_LINE.sub(lambda m: f"{m.group(1)}{block_line(int(m.group(2)))}", context, count=1)
     where = context or " ".join(statement.split())[:300]
     return f"{message} ({where})" if where else message
 
@@ -255,17 +235,15 @@ def load(
     target: PgTarget,
     *,
     connections: int,
-    split: Iterable[str] = (),
     stop: Callable[[], None] = lambda: None,
+    meanwhile: Callable[[list[str], int], None] | None = None,
 ) -> LoadStats:
     """Run the data script in ``script`` over ``connections`` sessions.
 
-    Tables named in ``split`` (as the script names them, ``schema.table``) are dealt across all
-    sessions: worth it for a table bigger than the rest together, which would otherwise leave
-    the other sessions idle.
-
-    Raises :class:`RestoreError` naming the first statement or COPY row that failed; ``stop`` is
-    called first, so whatever writes ``script`` can be ended.
+    Once the script is all handed out, if some sessions are idle while others still load,
+    ``meanwhile(tables loaded so far, idle sessions)`` is called once, as the rest loads. Raises
+    :class:`RestoreError` naming the first statement or COPY row that failed; ``stop`` is called
+    first, so whatever writes ``script`` can be ended.
     """
     if connections < 1:
         raise ValueError(f"connections must be at least 1, got {connections}")
@@ -279,7 +257,9 @@ def load(
         unreachable = next((each.connect_error for each in loaders if each.connect_error), None)
         if unreachable is not None:
             raise RestoreError(f"cannot open a loading session: {unreachable}")
-        _Dispatcher(script, loaders, stats, frozenset(split)).run()
+        _Dispatcher(script, loaders, stats).run()
+        if meanwhile is not None:
+            _while_the_last_tables_load(loaders, meanwhile)
     except BaseException:
         stop()
         raise
@@ -288,7 +268,7 @@ def load(
             loader.give(("stop", None))
         for loader in loaders:
             loader.join()
-    stats.rows = {table: sum(each.rows.get(table, 0) for each in loaders) for table in stats.sessions}
+    stats.rows = {table: loaders[index].rows.get(table, 0) for table, index in stats.session_of.items()}
     errors = [each.error for each in loaders if each.error]
     if errors:
         stop()
@@ -296,17 +276,24 @@ def load(
     return stats
 
 
+def _while_the_last_tables_load(loaders: list[_Loader], meanwhile: Callable[[list[str], int], None]) -> None:
+    while not any(each.error for each in loaders):
+        busy = sum(each.busy() for each in loaders)
+        if busy == 0:
+            return
+        if busy < len(loaders):
+            meanwhile([table for each in loaders for table in list(each.rows)], len(loaders) - busy)
+            return
+        time.sleep(0.02)
+
+
 class _Dispatcher:
     """Reads the script once, in order, through its map: ``at`` is where reading goes on."""
 
-    def __init__(
-        self, script: ScriptFile, loaders: list[_Loader], stats: LoadStats, split: frozenset[str]
-    ) -> None:
+    def __init__(self, script: ScriptFile, loaders: list[_Loader], stats: LoadStats) -> None:
         self.script = script
         self.loaders = loaders
         self.stats = stats
-        self.split = split
-        self.turn = 0
         self.at = 0
         self._relkinds: dict[str, str] | None = None
 
@@ -351,38 +338,21 @@ class _Dispatcher:
             loader.give(("sql", sql))
 
     def _copy_block(self, header: str, target: str) -> None:
-        """Hand one COPY block out as byte ranges of the script.
-
-        A table in ``split`` is dealt chunk by chunk to every session (each runs its own COPY,
-        and the WAL is written); any other goes whole to the least busy session, in the
-        transaction that empties it.
-        """
+        """Hand one COPY block to the least busy session, as byte ranges of the script."""
         table_match = _COPY_TABLE.match(target)
         table = table_match.group(1) if table_match else target.split(" (", 1)[0]
-        if table in self.split:
-            takers = sorted(self.loaders, key=lambda each: (each.to_load(), each.index))
-            block = _Block(header, table, None, self.at)
-        else:
-            takers = [min(self.loaders, key=lambda each: (each.to_load(), each.index))]
-            plain = table_match is not None and self._is_plain_table(table)
-            block = _Block(header, table, f"TRUNCATE TABLE ONLY {table}" if plain else None, self.at)
-        started: set[int] = set()
+        loader = min(self.loaders, key=lambda each: (each.to_load(), each.index))
+        plain = table_match is not None and self._is_plain_table(table)
+        loader.give(("begin", _Block(header, table, f"TRUNCATE TABLE ONLY {table}" if plain else None)))
+        self.stats.session_of[table] = loader.index
         scan = self.at  # where the search for the end marker goes on
         while True:
             end, scan = self._find_end(scan)
             # hand over whole rows; the partial last line may be the start of the end marker
             ready = end if end >= 0 else self.script.rfind(b"\n", self.at, self.script.size) + 1
-            while ready > self.at:
-                cut = ready
-                if cut - self.at > CHUNK_BYTES:
-                    cut = self.script.rfind(b"\n", self.at, self.at + CHUNK_BYTES) + 1 or ready
-                taker = takers[self.turn % len(takers)]
-                self.turn += 1
-                if taker.index not in started:
-                    taker.give(("begin", block))
-                    started.add(taker.index)
-                taker.give_rows(self.at, cut - self.at)
-                self.at = cut
+            if ready > self.at:
+                loader.give(("rows", (self.at, ready - self.at)))
+                self.at = ready
             if end >= 0:
                 self.at = end + len(_COPY_END)
                 break
@@ -390,13 +360,7 @@ class _Dispatcher:
                 return
             if not self.script.grow(CHUNK_BYTES):
                 raise RestoreError(f"the data script ends inside the COPY block of {table}")
-        if not started:  # no rows: the table is still loaded (empty), in its own transaction
-            takers[0].give(("begin", block))
-            started.add(takers[0].index)
-        for taker in takers:
-            if taker.index in started:
-                taker.give(("end", None))
-        self.stats.sessions[table] = tuple(sorted(started))
+        loader.give(("end", None))
 
     def _find_end(self, scan: int) -> tuple[int, int]:
         """The offset of the ``\\.`` line from ``scan`` on, or -1 and where to look again.

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from stellar_ops import catalog, parallel_load, verify
+from stellar_ops import catalog, parallel_load, post_data, verify
 from stellar_ops.backup_source import ResolvedBackup, file_chunks, read_chunks, source_label
 from stellar_ops.compression import decompress
 from stellar_ops.errors import RestoreError, VerificationError
@@ -33,6 +33,7 @@ from stellar_ops.s3store import S3Store
 log = logging.getLogger(__name__)
 
 RESTORED_DB = "stellar_escrow"
+_POST_DATA = "pg_restore (indexes and constraints)"
 
 
 def fetch_plain(store: S3Store | None, backup: ResolvedBackup, manifest: Manifest | None, dest: Path) -> Path:
@@ -113,11 +114,21 @@ def _pg_restore(
     *,
     sections: tuple[str, ...],
     what: str,
+    entries: list[str] | None = None,
 ) -> None:
-    """``pg_restore -j`` of an archive file, stopping at the first error (one transaction if ``jobs`` is 1)."""
+    """``pg_restore -j`` of an archive file, stopping at the first error (one transaction if ``jobs`` is 1).
+
+    ``entries``: only these lines of its ``pg_restore -l`` listing.
+    """
     argv = [binaries.path("pg_restore"), "--exit-on-error", "--no-password"]
     argv.append("--single-transaction" if jobs == 1 else f"--jobs={jobs}")
     argv += [f"--section={section}" for section in sections]
+    if entries is not None:
+        if not entries:
+            return
+        listing = path.parent / f"{path.stem}-{len(entries)}-{time.monotonic_ns()}.list"
+        listing.write_text(post_data.list_file_text(entries))
+        argv.append(f"--use-list={listing}")
     result = subprocess.run(
         [*argv, "-d", target.dbname, str(path)], capture_output=True, text=True, env=target.client_env()
     )
@@ -230,13 +241,14 @@ def restore_streaming(
 ) -> RestoreResult:
     """Restore a custom-format backup while it downloads, over ``jobs`` sessions.
 
-    The archive's head (its table of contents) creates the tables. Its data then streams through
-    ``zstd -d`` and ``pg_restore --section=data -f -`` (the decompressed bytes never pass through
-    Python) into :mod:`stellar_ops.parallel_load`, a table per session,
-    each table loaded in the transaction that empties it (no WAL on the scratch server's
-    ``wal_level=minimal``), so a small table loads beside the big one. Indexes and constraints are
-    built last with ``pg_restore -j``. The stream's size and sha256 are checked against the
-    manifest at its end; a mismatch is reported before any loading error it may have caused.
+    The archive's head (its table of contents) creates the tables. The object then streams through
+    ``zstd -d`` and ``pg_restore --section=data`` into a script file (the decompressed bytes never
+    pass through Python), which :mod:`stellar_ops.parallel_load` loads as it grows, a table per
+    session, each in the transaction that empties it (no WAL on the scratch server's
+    ``wal_level=minimal``). While the last tables load, the loaded tables' indexes and
+    constraints are built on the idle sessions (:mod:`stellar_ops.post_data`); the rest with
+    ``pg_restore -j`` at the end. The stream's size and sha256 are checked against the manifest
+    at its end; a mismatch is reported before any loading error it may have caused.
     """
     started = time.monotonic()
     source = source_label(store, backup)
@@ -274,8 +286,20 @@ def restore_streaming(
         _pg_restore(target, toc_path, 1, binaries, sections=("pre-data",), what="pg_restore (tables)")
         say(f"streaming the data of {source} over {jobs} sessions")
         archive = itertools.chain(read_so_far, compressed)  # from the start again, still compressed
-        split = _tables_to_split(manifest, jobs)
-        stats = _load_data(target, archive, source, jobs, binaries, dest, split)
+        plan = _post_data_plan(toc_path, binaries)
+        built_early: list[str] = []
+
+        def meanwhile(loaded: list[str], idle: int) -> None:
+            ready = plan.ready(loaded)
+            say(
+                f"building {len(ready)} indexes and constraints of the loaded tables on {idle} idle session(s)"
+            )
+            _pg_restore(
+                target, toc_path, idle, binaries, sections=("post-data",), what=_POST_DATA, entries=ready
+            )
+            built_early.extend(ready)
+
+        stats = _load_data(target, archive, source, jobs, binaries, dest, meanwhile)
     except (RestoreError, VerificationError) as exc:
         failure = exc
     # Whatever stopped the load, the object's identity is judged first: a changed object explains
@@ -295,10 +319,7 @@ def restore_streaming(
     if failure is not None:
         raise failure
     loaded = time.monotonic() - started
-    spread = ", ".join(
-        f"{table} on session{'s' if len(sessions) > 1 else ''} {'+'.join(str(i + 1) for i in sessions)}"
-        for table, sessions in stats.sessions.items()
-    )
+    spread = ", ".join(f"{table} on session {index + 1}" for table, index in stats.session_of.items())
     say(
         f"data loaded in {loaded:.1f}s ({spread}); building indexes and constraints with pg_restore -j {jobs}"
     )
@@ -308,7 +329,8 @@ def restore_streaming(
         jobs,
         binaries,
         sections=("post-data",),
-        what="pg_restore (indexes and constraints)",
+        what=_POST_DATA,
+        entries=plan.rest(built_early),
     )
     return RestoreResult(seconds=round(time.monotonic() - started, 3), roles_created=created)
 
@@ -320,7 +342,7 @@ def _load_data(
     jobs: int,
     binaries: PgBinaries,
     work_dir: Path,
-    split: set[str],
+    meanwhile: Callable[[list[str], int], None],
 ) -> parallel_load.LoadStats:
     """Feed the compressed archive to ``zstd -d | pg_restore --section=data``; load the script.
 
@@ -375,7 +397,7 @@ def _load_data(
         load_error: RestoreError | None = None
         stats = parallel_load.LoadStats()
         try:
-            stats = parallel_load.load(script, target, connections=jobs, split=split, stop=stop)
+            stats = parallel_load.load(script, target, connections=jobs, stop=stop, meanwhile=meanwhile)
         except RestoreError as exc:
             load_error = exc
         except BaseException:
@@ -403,17 +425,20 @@ def _load_data(
         return stats
 
 
-def _tables_to_split(manifest: Manifest | None, jobs: int) -> set[str]:
-    """Tables with more rows than an even share of the sessions: loaded by all of them at once.
-
-    Such a table would otherwise be the last one loading, alone, with the other cores idle; split,
-    it gives up the WAL skip of a one-session load (about a tenth of its load time) to finish
-    sooner. Without a manifest the sizes are unknown and nothing is split.
-    """
-    if manifest is None or jobs < 2:
-        return set()
-    total = sum(manifest.row_counts.values())
-    return {table for table, rows in manifest.row_counts.items() if total and rows * jobs > total}
+def _post_data_plan(toc_path: Path, binaries: PgBinaries) -> post_data.Plan:
+    """The archive's indexes, constraints and triggers, with the tables each one touches."""
+    outputs = []
+    for option in ("--list", "--file=-"):
+        result = subprocess.run(
+            [binaries.path("pg_restore"), "--section=post-data", option, str(toc_path)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        if result.returncode != 0:
+            raise RestoreError(f"pg_restore cannot list the archive's indexes: {_first_error(result.stderr)}")
+        outputs.append(result.stdout)
+    return post_data.plan(*outputs)
 
 
 def _widen_pipe(fd: int) -> None:

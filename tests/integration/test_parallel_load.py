@@ -116,9 +116,8 @@ def test_every_table_loads_exactly_over_two_sessions_with_the_scripts_settings(d
         assert conn.execute("SELECT count(*) FROM empty").fetchone()[0] == 0
         assert conn.execute("SELECT last_value FROM big_id_seq").fetchone()[0] == 4242
     assert stats.rows == {"public.small": 2, "public.big": 200_000, 'public."Odd Name"': 1, "public.empty": 0}
-    assert all(len(sessions) == 1 for sessions in stats.sessions.values())
     dated = ("public.small", "public.big", 'public."Odd Name"')
-    assert {stats.sessions[table][0] for table in dated} == {0, 1}
+    assert {stats.session_of[table] for table in dated} == {0, 1}
 
 
 def test_a_table_loaded_by_one_session_skips_the_wal_on_a_minimal_wal_server(db, tmp_path):
@@ -133,18 +132,24 @@ def test_a_table_loaded_by_one_session_skips_the_wal_on_a_minimal_wal_server(db,
     assert written < size / 10, f"{written} bytes of WAL for a {size}-byte table"
 
 
-def test_a_split_table_is_loaded_by_every_session(db, tmp_path):
-    big = big_rows(200_000)
-    stats = load(tmp_path, script(big), db, split={"public.big"})
-    assert stats.sessions["public.big"] == (0, 1)
-    assert stats.sessions["public.small"] in ((0,), (1,))
-    assert stats.rows["public.big"] == 200_000
-    with connect(db) as conn:
-        assert conn.execute("SELECT count(*), sum(n), count(DISTINCT id) FROM big").fetchone() == (
-            200_000,
-            3 * 200_000 * 200_001 // 2,
-            200_000,
-        )
+def test_meanwhile_gets_the_loaded_tables_while_a_big_one_still_loads(db, tmp_path):
+    small_first = b"COPY public.small (id, day) FROM stdin;\n1\t03/04/2026\n2\t05/06/2026\n\\.\n\n\n"
+    # the big table first, so that the small one finishes on the other session long before it
+    text = script(big_rows(600_000)).replace(small_first, b"") + small_first
+    calls = []
+
+    def meanwhile(loaded, idle):
+        with connect(db) as conn:  # a loaded table is committed: visible to any session
+            small = conn.execute("SELECT count(*) FROM small").fetchone()[0]
+        calls.append((sorted(loaded), idle, small))
+
+    stats = load(tmp_path, text, db, meanwhile=meanwhile)
+    assert len(calls) == 1
+    loaded, idle, small = calls[0]
+    assert "public.big" not in loaded
+    assert "public.small" in loaded and small == 2
+    assert idle == 1
+    assert stats.rows["public.big"] == 600_000
 
 
 def test_a_script_still_being_written_is_read_to_its_end(db, tmp_path):
@@ -171,16 +176,12 @@ def test_a_script_still_being_written_is_read_to_its_end(db, tmp_path):
     assert stats.rows["public.big"] == 100_000
 
 
-@pytest.mark.parametrize("split", [(), ("public.big",)], ids=["one session", "split"])
-def test_a_bad_row_names_the_table_line_and_column_and_stops_the_producer(db, tmp_path, split):
+def test_a_bad_row_names_the_table_line_and_column_and_stops_the_producer(db, tmp_path):
     stopped = []
     with pytest.raises(RestoreError) as error:
-        load(
-            tmp_path, script(big_rows(60_000, bad_at=45_001)), db, split=split, stop=lambda: stopped.append(1)
-        )
+        load(tmp_path, script(big_rows(60_000, bad_at=45_001)), db, stop=lambda: stopped.append(1))
     message = str(error.value)
     assert 'invalid input syntax for type integer: "x7"' in message
-    # a split table's line is the block's, not the session's share of it
     assert "COPY big, line 45001, column n" in message
     assert stopped
 
