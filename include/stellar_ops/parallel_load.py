@@ -114,11 +114,17 @@ class ScriptFile:
 # -- loaders ----------------------------------------------------------------------------------------
 
 
+def _is_ordinary_table(conn: Any, table: str) -> bool:
+    """Whether ``table`` is an ordinary table (TRUNCATE ONLY of a partitioned one fails)."""
+    row = conn.execute("SELECT relkind::text FROM pg_class WHERE oid = to_regclass(%s)", (table,)).fetchone()
+    return row is not None and row[0] == "r"
+
+
 @dataclass(frozen=True)
 class _Block:
     statement: str
     table: str
-    truncate: str | None
+    truncate: bool  # empty it first (if it is an ordinary table) for the WAL skip
 
 
 class _Loader(threading.Thread):
@@ -137,7 +143,7 @@ class _Loader(threading.Thread):
         self._lock = threading.Lock()
         self._to_load = 0  # bytes handed over and not yet sent to the server
         self._unserved = 0  # messages handed over and not yet done
-        self._block = _Block("", "", None)  # the block being loaded
+        self._block = _Block("", "", False)  # the block being loaded
         self._cursor: Any = None
         self._copy_cm: Any = None
         self._copy: Any = None
@@ -194,8 +200,8 @@ class _Loader(threading.Thread):
                 conn.commit()
             elif kind == "begin":
                 self._statement, self._block = payload.statement, payload
-                if payload.truncate:
-                    conn.execute(payload.truncate)
+                if payload.truncate and _is_ordinary_table(conn, payload.table):
+                    conn.execute(f"TRUNCATE TABLE ONLY {payload.table}")
                 self._cursor = conn.cursor()
                 self._copy_cm = self._cursor.copy(payload.statement)
                 self._copy = self._copy_cm.__enter__()
@@ -295,7 +301,6 @@ class _Dispatcher:
         self.loaders = loaders
         self.stats = stats
         self.at = 0
-        self._relkinds: dict[str, str] | None = None
 
     def _failed(self) -> bool:
         return any(each.error for each in self.loaders)
@@ -342,8 +347,7 @@ class _Dispatcher:
         table_match = _COPY_TABLE.match(target)
         table = table_match.group(1) if table_match else target.split(" (", 1)[0]
         loader = min(self.loaders, key=lambda each: (each.to_load(), each.index))
-        plain = table_match is not None and self._is_plain_table(table)
-        loader.give(("begin", _Block(header, table, f"TRUNCATE TABLE ONLY {table}" if plain else None)))
+        loader.give(("begin", _Block(header, table, truncate=table_match is not None)))
         self.stats.session_of[table] = loader.index
         scan = self.at  # where the search for the end marker goes on
         while True:
@@ -378,17 +382,3 @@ class _Dispatcher:
             if (found == 0 or script.byte(found - 1) == 0x0A) and script.slice(found, found + 3) == _COPY_END:
                 return found, found
             scan = found + 1
-
-    def _is_plain_table(self, table: str) -> bool:
-        """Whether ``table`` is an ordinary table (TRUNCATE ONLY of a partitioned one fails)."""
-        if self._relkinds is None:
-            with connect(self.loaders[0].target) as conn:
-                self._relkinds = {
-                    name: kind
-                    for name, kind in conn.execute(
-                        "SELECT format('%I.%I', n.nspname, c.relname), c.relkind::text"
-                        " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-                        " WHERE c.relkind IN ('r', 'p', 'f')"
-                    ).fetchall()
-                }
-        return self._relkinds.get(table) == "r"

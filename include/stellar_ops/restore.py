@@ -6,6 +6,7 @@ verdicts can be reached anywhere, after the scratch server is gone.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import fcntl
 import hashlib
@@ -272,6 +273,9 @@ def restore_streaming(
 
     head: list[bytes] = []
     failure: Exception | None = None
+    planner = concurrent.futures.ThreadPoolExecutor(
+        max_workers=1, thread_name_prefix="stellar-post-data-plan"
+    )
     try:
         toc = _TocReader(binaries)
         for data in decompress(kept(), "custom", source=source):
@@ -286,11 +290,11 @@ def restore_streaming(
         _pg_restore(target, toc_path, 1, binaries, sections=("pre-data",), what="pg_restore (tables)")
         say(f"streaming the data of {source} over {jobs} sessions")
         archive = itertools.chain(read_so_far, compressed)  # from the start again, still compressed
-        plan = _post_data_plan(toc_path, binaries)
+        planning = planner.submit(_post_data_plan, toc_path, binaries)  # beside the load
         built_early: list[str] = []
 
         def meanwhile(loaded: list[str], idle: int) -> None:
-            ready = plan.ready(loaded)
+            ready = planning.result().ready(loaded)
             say(
                 f"building {len(ready)} indexes and constraints of the loaded tables on {idle} idle session(s)"
             )
@@ -302,6 +306,8 @@ def restore_streaming(
         stats = _load_data(target, archive, source, jobs, binaries, dest, meanwhile)
     except (RestoreError, VerificationError) as exc:
         failure = exc
+    finally:
+        planner.shutdown(wait=failure is None, cancel_futures=True)
     # Whatever stopped the load, the object's identity is judged first: a changed object explains
     # a broken frame or a loader's error (say, "out of memory" on a garbled length), not the other
     # way round. So the rest of the download is hashed before anything is reported.
@@ -330,7 +336,7 @@ def restore_streaming(
         binaries,
         sections=("post-data",),
         what=_POST_DATA,
-        entries=plan.rest(built_early),
+        entries=planning.result().rest(built_early),
     )
     return RestoreResult(seconds=round(time.monotonic() - started, 3), roles_created=created)
 
