@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from stellar_ops import catalog, parallel_load, post_data, verify
 from stellar_ops.backup_source import ResolvedBackup, file_chunks, read_chunks, source_label
@@ -156,10 +156,8 @@ def _psql_restore(target: PgTarget, path: Path, binaries: PgBinaries, say: Calla
         raise RestoreError(f"psql stopped at the first failing statement: {_first_error(stderr)}")
 
 
-def _run_fed(
-    argv: list[str], chunks: Iterable[bytes], env: dict[str, str], *, copy: BinaryIO | None = None
-) -> tuple[int, str]:
-    """Run a client program fed ``chunks`` on stdin (also written to ``copy``): its exit code and stderr.
+def _run_fed(argv: list[str], chunks: Iterable[bytes], env: dict[str, str]) -> tuple[int, str]:
+    """Run a client program fed ``chunks`` on stdin: its exit code and stderr.
 
     A program that stops reading at its first error is left to say so through its exit code and
     stderr. If producing the chunks fails, the program is killed and the error raised.
@@ -171,8 +169,6 @@ def _run_fed(
         assert process.stdin is not None
         try:
             for data in chunks:
-                if copy is not None:
-                    copy.write(data)
                 process.stdin.write(data)
             process.stdin.close()
         except BrokenPipeError:
@@ -401,7 +397,6 @@ def _load_data(
         feeder = threading.Thread(target=feed, name="stellar-restore-feed", daemon=True)
         feeder.start()
         load_error: RestoreError | None = None
-        stats = parallel_load.LoadStats()
         try:
             stats = parallel_load.load(script, target, connections=jobs, stop=stop, meanwhile=meanwhile)
         except RestoreError as exc:
