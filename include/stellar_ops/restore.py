@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from stellar_ops import catalog, parallel_load, post_data, verify
 from stellar_ops.backup_source import ResolvedBackup, file_chunks, read_chunks, source_label
@@ -168,11 +168,7 @@ def _run_fed(argv: list[str], chunks: Iterable[bytes], env: dict[str, str]) -> t
         )
         assert process.stdin is not None
         try:
-            for data in chunks:
-                process.stdin.write(data)
-            process.stdin.close()
-        except BrokenPipeError:
-            pass
+            _write_all(process.stdin, chunks)
         except BaseException:
             process.kill()
             process.wait()
@@ -180,6 +176,17 @@ def _run_fed(argv: list[str], chunks: Iterable[bytes], env: dict[str, str]) -> t
         code = process.wait()
         errors.seek(0)
         return code, errors.read().decode(errors="replace")
+
+
+def _write_all(stdin: IO[bytes], chunks: Iterable[bytes]) -> None:
+    """Write ``chunks`` to a program's stdin and close it; a program that stopped reading (it
+    reports why itself) ends the writing without an error."""
+    try:
+        for data in chunks:
+            stdin.write(data)
+        stdin.close()
+    except BrokenPipeError:
+        pass
 
 
 def _create_database(server: PgTarget, roles: set[str]) -> list[str]:
@@ -385,11 +392,7 @@ def _load_data(
         def feed() -> None:
             assert unzstd.stdin is not None
             try:
-                for data in compressed:
-                    unzstd.stdin.write(data)
-                unzstd.stdin.close()
-            except BrokenPipeError:
-                pass
+                _write_all(unzstd.stdin, compressed)
             except BaseException as exc:  # noqa: BLE001 - raised by the caller's thread
                 feed_error.append(exc)
                 stop()
