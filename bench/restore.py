@@ -100,7 +100,7 @@ def run(
         ["route", "RTO", "vs ours"],
         [
             [
-                f"dr_restore_test: streamed, a table per session ({jobs}), indexes -j {jobs}, tuned server",
+                f"dr_restore_test: streamed over {jobs} sessions, indexes built as tables load, tuned server",
                 f"{ours:.2f}s",
                 "1.00x",
             ],

@@ -1,17 +1,17 @@
 """Load the data section of a dump over several sessions at once, while it is being written.
 
 ``pg_restore --section=data -f FILE`` turns an archive's data into a script: a few ``SET`` lines,
-one ``COPY ... FROM stdin;`` block per table, and ``setval`` calls. Here each COPY block goes to
-one of ``connections`` loaders (the one with the least left to load), each a session of its own.
-A loader wraps each table in a transaction that starts with ``TRUNCATE`` of the (new, empty)
-table, so on a server with ``wal_level=minimal`` the COPY skips the WAL, as ``pg_restore -j``
-does. Other statements run in order on the first loader, session settings on all of them. When
-the script is all handed out and some loaders are idle while others still load, a ``meanwhile``
-hook can use the idle sessions' cores (the DR restore builds the loaded tables' indexes there).
+one ``COPY ... FROM stdin;`` block per table, and ``setval`` calls. Each COPY block goes first to
+one of ``connections`` loaders (the one with the least left to load), each a session of its own,
+in a transaction that starts with ``TRUNCATE`` of the (new, empty) table, so on a server with
+``wal_level=minimal`` the COPY skips the WAL, as ``pg_restore -j`` does. If another loader falls
+idle while a big table still has much to come, the owner commits what it has and the rest of
+the table is shared out in pieces (WAL-logged), so no core waits on one long COPY. Other
+statements run in order on the first loader, session settings on all of them. A caller hears of
+each table once all its rows are committed (the DR restore builds its indexes then).
 
 The script is read from its file as it grows (:class:`ScriptFile`), and loaders are handed byte
-ranges of it, not bytes: a busy loader's backlog is just file, so the next table starts on an
-idle loader while the big one is still loading, without holding the big one in memory.
+ranges of it, a few pieces ahead of their server: what is not handed out yet is just file.
 
 A COPY block's rows are passed on whole: in COPY text format a newline inside a value is written
 ``\\n``, so every newline ends a row, and a line that is exactly ``\\.`` ends the block.
@@ -35,6 +35,9 @@ from stellar_ops.errors import RestoreError
 from stellar_ops.pg import PgTarget, connect
 
 CHUNK_BYTES = 1 << 20
+PIECE_BYTES = 8 << 20  # rows are handed out in pieces of about this size, cut at a row's end
+BACKLOG_BYTES = 16 << 20  # what a session may have been handed ahead of its server
+SHARE_AFTER_BYTES = 32 << 20  # a table is shared only once its owner has had this much of it
 _COPY_START = re.compile(rb"^COPY (.+) FROM stdin;$")
 _COPY_TABLE = re.compile(r"^((?:\"(?:[^\"]|\"\")+\"|[^\s.(\"]+)\.(?:\"(?:[^\"]|\"\")+\"|[^\s.(\"]+))")
 _COPY_END = b"\\.\n"
@@ -45,10 +48,10 @@ _IGNORED_META = (b"\\restrict ", b"\\unrestrict ")
 
 @dataclass
 class LoadStats:
-    """What was loaded: rows per table, the session that loaded each, statements run, bytes read."""
+    """What was loaded: rows per table, the sessions that loaded each, statements run, bytes read."""
 
     rows: dict[str, int] = field(default_factory=dict)
-    session_of: dict[str, int] = field(default_factory=dict)
+    sessions: dict[str, list[int]] = field(default_factory=dict)
     statements: int = 0
     bytes: int = 0
 
@@ -120,21 +123,52 @@ def _is_ordinary_table(conn: Any, table: str) -> bool:
     return row is not None and row[0] == "r"
 
 
+class _Tally:
+    """The pieces of one table handed out; says when the last is committed and no more will come."""
+
+    def __init__(self, table: str, on_loaded: Callable[[str], None]) -> None:
+        self.table = table
+        self._on_loaded = on_loaded
+        self._lock = threading.Lock()
+        self._out = 0
+        self._closed = False
+
+    def piece(self) -> None:
+        with self._lock:
+            self._out += 1
+
+    def committed(self) -> None:
+        with self._lock:
+            self._out -= 1
+            loaded = self._closed and self._out == 0
+        if loaded:
+            self._on_loaded(self.table)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            loaded = self._out == 0
+        if loaded:
+            self._on_loaded(self.table)
+
+
 @dataclass(frozen=True)
 class _Block:
     statement: str
     table: str
     truncate: bool  # empty it first (if it is an ordinary table) for the WAL skip
+    tally: _Tally | None = None
 
 
 class _Loader(threading.Thread):
     """One session: runs what the dispatcher hands it, in order; remembers its first failure."""
 
-    def __init__(self, index: int, target: PgTarget, script: ScriptFile) -> None:
+    def __init__(self, index: int, target: PgTarget, script: ScriptFile, progress: threading.Event) -> None:
         super().__init__(name=f"stellar-load-{index}", daemon=True)
         self.index = index
         self.target = target
         self.script = script
+        self.progress = progress  # set each time a message is done
         self.inbox: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self.error: str | None = None
         self.connected = threading.Event()
@@ -143,7 +177,7 @@ class _Loader(threading.Thread):
         self._lock = threading.Lock()
         self._to_load = 0  # bytes handed over and not yet sent to the server
         self._unserved = 0  # messages handed over and not yet done
-        self._block = _Block("", "", False)  # the block being loaded
+        self._block = _Block("", "", truncate=False)  # the block being loaded
         self._cursor: Any = None
         self._copy_cm: Any = None
         self._copy: Any = None
@@ -176,7 +210,7 @@ class _Loader(threading.Thread):
                 self.connect_error = exc
                 self.connected.set()
             elif self.error is None:
-                self.error = _describe(exc)
+                self.error = describe_failure(exc)
             while self.inbox.get()[0] != "stop":
                 pass
 
@@ -191,6 +225,7 @@ class _Loader(threading.Thread):
                 self._unserved -= 1
                 if kind == "rows":
                     self._to_load -= payload[1]
+            self.progress.set()
 
     def _serve_one(self, conn: Any, kind: str, payload: Any) -> None:
         try:
@@ -213,9 +248,11 @@ class _Loader(threading.Thread):
                 copy_cm, self._copy_cm, self._copy = self._copy_cm, None, None
                 copy_cm.__exit__(None, None, None)
                 conn.commit()
-                self.rows[self._block.table] = self._cursor.rowcount
+                self.rows[self._block.table] = self.rows.get(self._block.table, 0) + self._cursor.rowcount
+                if self._block.tally is not None:
+                    self._block.tally.committed()
         except Exception as exc:  # noqa: BLE001 - the first failure is the one reported
-            self.error = _describe(exc, self._statement)
+            self.error = describe_failure(exc, self._statement)
             if self._copy_cm is not None:
                 with contextlib.suppress(Exception):
                     self._copy_cm.__exit__(type(exc), exc, None)
@@ -224,7 +261,7 @@ class _Loader(threading.Thread):
                 conn.rollback()
 
 
-def _describe(exc: BaseException, statement: str = "") -> str:
+def describe_failure(exc: BaseException, statement: str = "") -> str:
     """The server's message and where it happened (for COPY, the table, line and column)."""
     diag = getattr(exc, "diag", None)
     message = " ".join(str(getattr(diag, "message_primary", None) or exc).split())
@@ -242,18 +279,18 @@ def load(
     *,
     connections: int,
     stop: Callable[[], None] = lambda: None,
-    meanwhile: Callable[[list[str], int], None] | None = None,
+    on_loaded: Callable[[str], None] = lambda table: None,
 ) -> LoadStats:
     """Run the data script in ``script`` over ``connections`` sessions.
 
-    Once the script is all handed out, if some sessions are idle while others still load,
-    ``meanwhile(tables loaded so far, idle sessions)`` is called once, as the rest loads. Raises
-    :class:`RestoreError` naming the first statement or COPY row that failed; ``stop`` is called
-    first, so whatever writes ``script`` can be ended.
+    ``on_loaded(table)`` is called (from a loading thread) once all of a table's rows are
+    committed. Raises :class:`RestoreError` naming the first statement or COPY row that failed;
+    ``stop`` is called first, so whatever writes ``script`` can be ended.
     """
     if connections < 1:
         raise ValueError(f"connections must be at least 1, got {connections}")
-    loaders = [_Loader(i, target, script) for i in range(connections)]
+    progress = threading.Event()
+    loaders = [_Loader(i, target, script, progress) for i in range(connections)]
     for loader in loaders:
         loader.start()
     for loader in loaders:
@@ -263,9 +300,7 @@ def load(
         unreachable = next((each.connect_error for each in loaders if each.connect_error), None)
         if unreachable is not None:
             raise RestoreError(f"cannot open a loading session: {unreachable}")
-        _Dispatcher(script, loaders, stats).run()
-        if meanwhile is not None:
-            _while_the_last_tables_load(loaders, meanwhile)
+        _Dispatcher(script, loaders, stats, progress, on_loaded).run()
     except BaseException:
         stop()
         raise
@@ -274,7 +309,7 @@ def load(
             loader.give(("stop", None))
         for loader in loaders:
             loader.join()
-    stats.rows = {table: loaders[index].rows.get(table, 0) for table, index in stats.session_of.items()}
+    stats.rows = {table: sum(each.rows.get(table, 0) for each in loaders) for table in stats.sessions}
     errors = [each.error for each in loaders if each.error]
     if errors:
         stop()
@@ -282,24 +317,22 @@ def load(
     return stats
 
 
-def _while_the_last_tables_load(loaders: list[_Loader], meanwhile: Callable[[list[str], int], None]) -> None:
-    while not any(each.error for each in loaders):
-        busy = sum(each.busy() for each in loaders)
-        if busy == 0:
-            return
-        if busy < len(loaders):
-            meanwhile([table for each in loaders for table in list(each.rows)], len(loaders) - busy)
-            return
-        time.sleep(0.02)
-
-
 class _Dispatcher:
     """Reads the script once, in order, through its map: ``at`` is where reading goes on."""
 
-    def __init__(self, script: ScriptFile, loaders: list[_Loader], stats: LoadStats) -> None:
+    def __init__(
+        self,
+        script: ScriptFile,
+        loaders: list[_Loader],
+        stats: LoadStats,
+        progress: threading.Event,
+        on_loaded: Callable[[str], None],
+    ) -> None:
         self.script = script
         self.loaders = loaders
         self.stats = stats
+        self.progress = progress
+        self.on_loaded = on_loaded
         self.at = 0
 
     def _failed(self) -> bool:
@@ -343,20 +376,46 @@ class _Dispatcher:
             loader.give(("sql", sql))
 
     def _copy_block(self, header: str, target: str) -> None:
-        """Hand one COPY block to the least busy session, as byte ranges of the script."""
+        """Hand one COPY block out as byte ranges of the script, whole rows at a time.
+
+        The least busy session takes the block in the transaction that empties the table. If
+        another session falls idle while much of the block is still to come, the owner commits
+        what it has and the rest goes out in pieces, each its own COPY, to whichever session has
+        room (those rows are WAL-logged: the table is no longer new to their transactions).
+        """
         table_match = _COPY_TABLE.match(target)
         table = table_match.group(1) if table_match else target.split(" (", 1)[0]
-        loader = min(self.loaders, key=lambda each: (each.to_load(), each.index))
-        loader.give(("begin", _Block(header, table, truncate=table_match is not None)))
-        self.stats.session_of[table] = loader.index
-        scan = self.at  # where the search for the end marker goes on
+        tally = _Tally(table, self.on_loaded)
+        owner: _Loader | None = min(self.loaders, key=lambda each: (each.to_load(), each.index))
+        assert owner is not None
+        tally.piece()
+        owner.give(("begin", _Block(header, table, truncate=table_match is not None, tally=tally)))
+        sessions = self.stats.sessions.setdefault(table, [])
+        sessions.append(owner.index)
+        scan = first_row = self.at  # scan: where the search for the end marker goes on
         while True:
             end, scan = self._find_end(scan)
-            # hand over whole rows; the partial last line may be the start of the end marker
+            # whole rows only; the partial last line may be the start of the end marker
             ready = end if end >= 0 else self.script.rfind(b"\n", self.at, self.script.size) + 1
-            if ready > self.at:
-                loader.give(("rows", (self.at, ready - self.at)))
-                self.at = ready
+            while ready > self.at and not self._failed():
+                self.progress.clear()  # before looking, so that no wake-up is missed
+                if owner is not None and self._worth_sharing(owner, first_row, ready, complete=end >= 0):
+                    owner.give(("end", None))
+                    owner = None
+                loader = self._with_room(owner)
+                if loader is None:
+                    self.progress.wait(0.05)
+                    continue
+                cut = self._row_cut(ready)
+                if owner is None:
+                    tally.piece()
+                    loader.give(("begin", _Block(header, table, truncate=False, tally=tally)))
+                    if loader.index not in sessions:
+                        sessions.append(loader.index)
+                loader.give(("rows", (self.at, cut - self.at)))
+                if owner is None:
+                    loader.give(("end", None))
+                self.at = cut
             if end >= 0:
                 self.at = end + len(_COPY_END)
                 break
@@ -364,7 +423,31 @@ class _Dispatcher:
                 return
             if not self.script.grow(CHUNK_BYTES):
                 raise RestoreError(f"the data script ends inside the COPY block of {table}")
-        loader.give(("end", None))
+        if owner is not None:
+            owner.give(("end", None))
+        tally.close()
+
+    def _worth_sharing(self, owner: _Loader, first_row: int, ready: int, *, complete: bool) -> bool:
+        """The block is big, more than a few pieces of it are still to come, and another session is idle."""
+        if self.at - first_row < SHARE_AFTER_BYTES or (complete and ready - self.at <= 2 * PIECE_BYTES):
+            return False
+        return any(not each.busy() for each in self.loaders if each is not owner)
+
+    def _with_room(self, owner: _Loader | None) -> _Loader | None:
+        """The owner, or once shared the least busy session, if it may be handed another piece."""
+        candidates = [owner] if owner is not None else self.loaders
+        loader = min(candidates, key=lambda each: (each.to_load(), each.index))
+        return loader if loader.to_load() < BACKLOG_BYTES else None
+
+    def _row_cut(self, ready: int) -> int:
+        """Where the next piece ends: the last row end within a piece's size, or the first after."""
+        limit = self.at + PIECE_BYTES
+        if limit >= ready:
+            return ready
+        newline = self.script.rfind(b"\n", self.at, limit)
+        if newline < 0:
+            newline = self.script.find(b"\n", limit, ready)
+        return newline + 1
 
     def _find_end(self, scan: int) -> tuple[int, int]:
         """The offset of the ``\\.`` line from ``scan`` on, or -1 and where to look again.

@@ -29,6 +29,7 @@ from stellar_ops.compression import decompress
 from stellar_ops.errors import RestoreError, VerificationError
 from stellar_ops.manifest import Manifest
 from stellar_ops.pg import PgBinaries, PgTarget, connect, quote_ident
+from stellar_ops.post_data_runner import PostDataRunner
 from stellar_ops.s3store import S3Store
 
 log = logging.getLogger(__name__)
@@ -190,11 +191,19 @@ def _write_all(stdin: IO[bytes], chunks: Iterable[bytes]) -> None:
 
 
 def _create_database(server: PgTarget, roles: set[str]) -> list[str]:
+    _fresh_database(server)
+    return _create_roles(server, roles)
+
+
+def _fresh_database(server: PgTarget) -> None:
     with connect(server.with_dbname("postgres")) as conn:
-        created = _ensure_roles(conn, roles)
         conn.execute(f"DROP DATABASE IF EXISTS {quote_ident(RESTORED_DB)}")
         conn.execute(f"CREATE DATABASE {quote_ident(RESTORED_DB)}")
-    return created
+
+
+def _create_roles(server: PgTarget, roles: set[str]) -> list[str]:
+    with connect(server.with_dbname("postgres")) as conn:
+        return _ensure_roles(conn, roles)
 
 
 class _TocReader:
@@ -247,12 +256,13 @@ def restore_streaming(
 
     The archive's head (its table of contents) creates the tables. The object then streams through
     ``zstd -d`` and ``pg_restore --section=data`` into a script file (the decompressed bytes never
-    pass through Python), which :mod:`stellar_ops.parallel_load` loads as it grows, a table per
-    session, each in the transaction that empties it (no WAL on the scratch server's
-    ``wal_level=minimal``). While the last tables load, the loaded tables' indexes and
-    constraints are built on the idle sessions (:mod:`stellar_ops.post_data`); the rest with
-    ``pg_restore -j`` at the end. The stream's size and sha256 are checked against the manifest
-    at its end; a mismatch is reported before any loading error it may have caused.
+    pass through Python), which :mod:`stellar_ops.parallel_load` loads as it grows over ``jobs``
+    sessions (a table in the transaction that empties it: no WAL on the scratch server's
+    ``wal_level=minimal``; a big one shared out in pieces once a session falls idle). Each
+    table's indexes and constraints are built as soon as it is loaded, over ``jobs`` sessions of
+    their own (:mod:`stellar_ops.post_data_runner`); entries that cannot be placed for sure
+    follow with ``pg_restore -j`` at the end. The stream's size and sha256 are checked against
+    the manifest at its end; a mismatch is reported before any loading error it may have caused.
     """
     started = time.monotonic()
     source = source_label(store, backup)
@@ -276,71 +286,68 @@ def restore_streaming(
 
     head: list[bytes] = []
     failure: Exception | None = None
-    planner = concurrent.futures.ThreadPoolExecutor(
-        max_workers=1, thread_name_prefix="stellar-post-data-plan"
-    )
+    runner: PostDataRunner | None = None
     try:
-        toc = _TocReader(binaries)
-        for data in decompress(kept(), "custom", source=source):
-            head.append(data)
-            if not toc.feed(data):
-                break
-        created = _create_database(server, toc.roles())
-        target = server.with_dbname(RESTORED_DB)
-        toc_path = dest / "toc.dump"  # enough of the archive for pg_restore's schema sections
-        toc_path.write_bytes(b"".join(head))
-        say(f"creating the tables of {source} on {target.describe()}")
-        _pg_restore(target, toc_path, 1, binaries, sections=("pre-data",), what="pg_restore (tables)")
-        say(f"streaming the data of {source} over {jobs} sessions")
-        archive = itertools.chain(read_so_far, compressed)  # from the start again, still compressed
-        planning = planner.submit(_post_data_plan, toc_path, binaries)  # beside the load
-        built_early: list[str] = []
-
-        def meanwhile(loaded: list[str], idle: int) -> None:
-            ready = planning.result().ready(loaded)
-            say(
-                f"building {len(ready)} indexes and constraints of the loaded tables on {idle} idle session(s)"
-            )
-            _pg_restore(
-                target, toc_path, idle, binaries, sections=("post-data",), what=_POST_DATA, entries=ready
-            )
-            built_early.extend(ready)
-
-        stats = _load_data(target, archive, source, jobs, binaries, dest, meanwhile)
-    except (RestoreError, VerificationError) as exc:
-        failure = exc
-    finally:
-        planner.shutdown(wait=failure is None, cancel_futures=True)
-    # Whatever stopped the load, the object's identity is judged first: a changed object explains
-    # a broken frame or a loader's error (say, "out of memory" on a garbled length), not the other
-    # way round. So the rest of the download is hashed before anything is reported.
-    for _ in compressed:
-        pass
-    expected_size = manifest.size_bytes if manifest else None
-    if expected_size is not None and size != expected_size:
-        raise VerificationError(
-            f"size mismatch for {source}: manifest says {expected_size} bytes, object has {size}"
+        beside = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="stellar-restore-beside"
         )
-    if manifest is not None and digest.hexdigest() != manifest.sha256:
-        raise VerificationError(
-            f"checksum mismatch for {source}: manifest says sha256 {manifest.sha256}, object has {digest.hexdigest()}"
+        try:
+            database = beside.submit(_fresh_database, server)  # while the head downloads
+            toc = _TocReader(binaries)
+            for data in decompress(kept(), "custom", source=source):
+                head.append(data)
+                if not toc.feed(data):
+                    break
+            roles = toc.roles()
+            database.result()
+            created = _create_roles(server, roles)
+            target = server.with_dbname(RESTORED_DB)
+            toc_path = dest / "toc.dump"  # enough of the archive for pg_restore's schema sections
+            toc_path.write_bytes(b"".join(head))
+            say(f"creating the tables of {source} on {target.describe()}")
+            _pg_restore(target, toc_path, 1, binaries, sections=("pre-data",), what="pg_restore (tables)")
+            say(f"streaming the data of {source} over {jobs} sessions")
+            archive = itertools.chain(read_so_far, compressed)  # from the start again, still compressed
+            runner = PostDataRunner(target, jobs)
+            planning = beside.submit(_plan_post_data, runner, toc_path, binaries)  # beside the load
+            stats = _load_data(target, archive, source, jobs, binaries, dest, runner.table_loaded)
+        except (RestoreError, VerificationError) as exc:
+            failure = exc
+        finally:
+            beside.shutdown(wait=failure is None, cancel_futures=True)
+        # Whatever stopped the load, the object's identity is judged first: a changed object
+        # explains a broken frame or a loader's error (say, "out of memory" on a garbled length),
+        # not the other way round. So the rest of the download is hashed before anything is reported.
+        for _ in compressed:
+            pass
+        expected_size = manifest.size_bytes if manifest else None
+        if expected_size is not None and size != expected_size:
+            raise VerificationError(
+                f"size mismatch for {source}: manifest says {expected_size} bytes, object has {size}"
+            )
+        if manifest is not None and digest.hexdigest() != manifest.sha256:
+            raise VerificationError(
+                f"checksum mismatch for {source}: manifest says sha256 {manifest.sha256}, object has {digest.hexdigest()}"
+            )
+        if failure is not None:
+            raise failure
+        assert runner is not None
+        loaded = time.monotonic() - started
+        spread = ", ".join(
+            f"{table} on session{'s' if len(indexes) > 1 else ''} {', '.join(str(i + 1) for i in indexes)}"
+            for table, indexes in stats.sessions.items()
         )
-    if failure is not None:
-        raise failure
-    loaded = time.monotonic() - started
-    spread = ", ".join(f"{table} on session {index + 1}" for table, index in stats.session_of.items())
-    say(
-        f"data loaded in {loaded:.1f}s ({spread}); building indexes and constraints with pg_restore -j {jobs}"
-    )
-    _pg_restore(
-        target,
-        toc_path,
-        jobs,
-        binaries,
-        sections=("post-data",),
-        what=_POST_DATA,
-        entries=planning.result().rest(built_early),
-    )
+        say(f"data loaded in {loaded:.1f}s ({spread}); finishing the indexes and constraints")
+        plan = planning.result()
+        built = runner.finish()
+    except BaseException:
+        if runner is not None:
+            runner.stop()  # its sessions, and whatever they were building
+        raise
+    rest = plan.rest(built)
+    if rest:
+        say(f"{len(rest)} more post-data entries with pg_restore -j {jobs}")
+    _pg_restore(target, toc_path, jobs, binaries, sections=("post-data",), what=_POST_DATA, entries=rest)
     return RestoreResult(seconds=round(time.monotonic() - started, 3), roles_created=created)
 
 
@@ -351,7 +358,7 @@ def _load_data(
     jobs: int,
     binaries: PgBinaries,
     work_dir: Path,
-    meanwhile: Callable[[list[str], int], None],
+    on_loaded: Callable[[str], None],
 ) -> parallel_load.LoadStats:
     """Feed the compressed archive to ``zstd -d | pg_restore --section=data``; load the script.
 
@@ -401,7 +408,7 @@ def _load_data(
         feeder.start()
         load_error: RestoreError | None = None
         try:
-            stats = parallel_load.load(script, target, connections=jobs, stop=stop, meanwhile=meanwhile)
+            stats = parallel_load.load(script, target, connections=jobs, stop=stop, on_loaded=on_loaded)
         except RestoreError as exc:
             load_error = exc
         except BaseException:
@@ -429,8 +436,8 @@ def _load_data(
         return stats
 
 
-def _post_data_plan(toc_path: Path, binaries: PgBinaries) -> post_data.Plan:
-    """The archive's indexes, constraints and triggers, with the tables each one touches."""
+def _plan_post_data(runner: PostDataRunner, toc_path: Path, binaries: PgBinaries) -> post_data.Plan:
+    """Read the archive's indexes, constraints and triggers, and start building them as tables load."""
     outputs = []
     for option in ("--list", "--file=-"):
         result = subprocess.run(
@@ -442,7 +449,9 @@ def _post_data_plan(toc_path: Path, binaries: PgBinaries) -> post_data.Plan:
         if result.returncode != 0:
             raise RestoreError(f"pg_restore cannot list the archive's indexes: {_first_error(result.stderr)}")
         outputs.append(result.stdout)
-    return post_data.plan(*outputs)
+    plan = post_data.plan(*outputs)
+    runner.start(plan)
+    return plan
 
 
 def _widen_pipe(fd: int) -> None:

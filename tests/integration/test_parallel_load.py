@@ -117,7 +117,7 @@ def test_every_table_loads_exactly_over_two_sessions_with_the_scripts_settings(d
         assert conn.execute("SELECT last_value FROM big_id_seq").fetchone()[0] == 4242
     assert stats.rows == {"public.small": 2, "public.big": 200_000, 'public."Odd Name"': 1, "public.empty": 0}
     dated = ("public.small", "public.big", 'public."Odd Name"')
-    assert {stats.session_of[table] for table in dated} == {0, 1}
+    assert {index for table in dated for index in stats.sessions[table]} == {0, 1}
 
 
 def test_a_table_loaded_by_one_session_skips_the_wal_on_a_minimal_wal_server(db, tmp_path):
@@ -132,24 +132,41 @@ def test_a_table_loaded_by_one_session_skips_the_wal_on_a_minimal_wal_server(db,
     assert written < size / 10, f"{written} bytes of WAL for a {size}-byte table"
 
 
-def test_meanwhile_gets_the_loaded_tables_while_a_big_one_still_loads(db, tmp_path):
-    small_first = b"COPY public.small (id, day) FROM stdin;\n1\t03/04/2026\n2\t05/06/2026\n\\.\n\n\n"
-    # the big table first, so that the small one finishes on the other session long before it
-    text = script(big_rows(600_000)).replace(small_first, b"") + small_first
-    calls = []
+def test_each_table_is_reported_loaded_once_all_its_rows_are_committed(db, tmp_path):
+    heard = []
 
-    def meanwhile(loaded, idle):
-        with connect(db) as conn:  # a loaded table is committed: visible to any session
-            small = conn.execute("SELECT count(*) FROM small").fetchone()[0]
-        calls.append((sorted(loaded), idle, small))
+    def on_loaded(table):
+        with connect(db) as conn:  # committed: visible to any other session
+            count = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+        heard.append((table, count))
 
-    stats = load(tmp_path, text, db, meanwhile=meanwhile)
-    assert len(calls) == 1
-    loaded, idle, small = calls[0]
-    assert "public.big" not in loaded
-    assert "public.small" in loaded and small == 2
-    assert idle == 1
-    assert stats.rows["public.big"] == 600_000
+    load(tmp_path, script(big_rows(50_000)), db, on_loaded=on_loaded)
+    assert sorted(heard) == sorted(
+        [("public.small", 2), ("public.big", 50_000), ('public."Odd Name"', 1), ("public.empty", 0)]
+    )
+
+
+def test_a_big_table_is_shared_out_once_the_other_session_falls_idle(db, tmp_path, monkeypatch):
+    monkeypatch.setattr(parallel_load, "SHARE_AFTER_BYTES", 1 << 20)
+    monkeypatch.setattr(parallel_load, "PIECE_BYTES", 256 << 10)
+    monkeypatch.setattr(parallel_load, "BACKLOG_BYTES", 512 << 10)
+    heard = []
+
+    def on_loaded(table):
+        with connect(db) as conn:
+            heard.append((table, conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]))
+
+    stats = load(tmp_path, script(big_rows(200_000)), db, on_loaded=on_loaded)
+    assert sorted(stats.sessions["public.big"]) == [0, 1]
+    assert stats.rows["public.big"] == 200_000
+    with connect(db) as conn:
+        assert conn.execute("SELECT count(*), count(DISTINCT id), sum(n) FROM big").fetchone() == (
+            200_000,
+            200_000,
+            3 * 200_000 * 200_001 // 2,
+        )
+    assert ("public.big", 200_000) in heard  # reported once, after its last piece
+    assert [table for table, _ in heard].count("public.big") == 1
 
 
 def test_a_script_still_being_written_is_read_to_its_end(db, tmp_path):

@@ -1,4 +1,4 @@
-"""Placing an archive's indexes and constraints: which can be built while other tables load."""
+"""An archive's indexes and constraints: their SQL, their tables, and the order they may be built in."""
 
 from __future__ import annotations
 
@@ -109,31 +109,37 @@ def line(dump_id: int) -> str:
     return next(each for each in LISTING.splitlines() if each.startswith(f"{dump_id};"))
 
 
-def test_an_entry_is_ready_once_every_table_it_names_is_loaded():
+def early_lines(plan: post_data.Plan) -> list[str]:
+    return [each.list_line for each in plan.early()]
+
+
+def test_each_entry_gets_its_statement_alone_and_the_tables_it_names():
     plan = post_data.plan(LISTING, SCRIPT)
-    ready = plan.ready(["public.accounts", "public.escrows", "public.trades"])
-    assert ready == [line(3242), line(3247), line(3245), line(3262)]
-    # the events foreign key names escrows too: it waits for both
-    assert line(3263) not in plan.ready(["public.events"])
-    assert line(3263) in plan.ready(["public.events", "public.escrows"])
-    assert line(3270) in plan.ready(['public."Odd Table"'])
+    by_line = {each.list_line: each for each in plan.entries}
+    fk = by_line[line(3263)]
+    assert fk.kind == "FK CONSTRAINT"
+    assert fk.tables == {"public.events", "public.escrows"}
+    assert fk.sql == (
+        "ALTER TABLE ONLY public.events\n"
+        "    ADD CONSTRAINT events_escrow_id_fkey FOREIGN KEY (escrow_id) REFERENCES public.escrows(id);"
+    )
+    assert by_line[line(3270)].tables == {'public."Odd Table"'}
+    # the last entry's text ends at the script's end: no comment or meta-command is kept
+    assert (
+        by_line[line(3280)].sql
+        == "CREATE RULE escrows_rule AS ON DELETE TO public.escrows DO INSTEAD NOTHING;"
+    )
+    assert plan.settings == ["SET statement_timeout = 0;"]
+    assert plan.direct
 
 
-def test_what_cannot_be_placed_for_sure_waits_for_the_end():
+def test_what_cannot_be_placed_for_sure_is_left_for_the_end_in_listing_order():
     plan = post_data.plan(LISTING, SCRIPT)
-    everything = ["public.accounts", "public.escrows", "public.events", "public.trades", 'public."Odd Table"']
-    ready = plan.ready(everything)
-    assert line(3280) not in ready  # a rule: not an early type
-    assert line(3290) not in ready  # no SQL found for it
-    assert plan.rest(ready) == [line(3280), line(3290)]
-
-
-def test_the_rest_keeps_the_listing_order():
-    plan = post_data.plan(LISTING, SCRIPT)
-    early = plan.ready(["public.accounts", "public.escrows"])
-    rest = plan.rest(early)
-    assert rest == [each.list_line for each in plan.entries if each.list_line not in early]
-    assert len(rest) + len(early) == len(plan.entries) == 10
+    early = early_lines(plan)
+    assert line(3280) not in early  # a rule: not an early type
+    assert line(3290) not in early  # no SQL found for it
+    assert plan.rest(early) == [line(3280), line(3290)]
+    assert len(early) == 8
 
 
 def test_two_entries_described_alike_are_both_left_for_the_end():
@@ -143,8 +149,80 @@ def test_two_entries_described_alike_are_both_left_for_the_end():
         "CREATE INDEX escrows_buyer_idx ON public.escrows (id);\n\n--\n-- Name: escrows_buyer_idx; Type: INDEX",
     )
     plan = post_data.plan(LISTING, twice)
-    assert line(3245) not in plan.ready(["public.escrows"])
-    assert line(3247) in plan.ready(["public.escrows"])
+    assert line(3245) not in early_lines(plan)
+    assert line(3247) in early_lines(plan)
+
+
+def test_a_script_that_switches_settings_between_entries_leaves_everything_to_pg_restore():
+    switching = SCRIPT.replace(
+        "CREATE INDEX escrows_buyer_idx", "SET default_tablespace = fast;\n\nCREATE INDEX escrows_buyer_idx"
+    )
+    plan = post_data.plan(LISTING, switching)
+    assert not plan.direct
+    assert plan.early() == []
+    assert plan.rest([]) == [each.list_line for each in plan.entries]
+    # the default tablespace pg_restore sets before its first entry is no switch
+    assert post_data.plan(
+        LISTING, SCRIPT.replace("SET statement_timeout = 0;", "SET default_tablespace = '';")
+    ).direct
+
+
+def run_all(schedule: post_data.Schedule) -> list[list[str]]:
+    """Start everything that may start, finish it all, again: the waves, by list line."""
+    waves = []
+    while not schedule.finished():
+        wave = []
+        while (entry := schedule.next()) is not None:
+            wave.append(entry)
+        assert wave, "nothing may start, yet entries wait"
+        for entry in wave:
+            schedule.done(entry)
+        waves.append([each.list_line for each in wave])
+    return waves
+
+
+def test_an_entry_waits_until_every_table_it_names_is_loaded():
+    schedule = post_data.Schedule(post_data.plan(LISTING, SCRIPT).early())
+    assert schedule.next() is None
+    schedule.loaded.add("public.events")
+    events_pkey = schedule.next()
+    assert events_pkey is not None and events_pkey.list_line == line(3256)
+    schedule.done(events_pkey)
+    assert schedule.next().list_line == line(3254)  # its index
+    assert schedule.next() is None  # the foreign key also names escrows, not loaded yet
+    schedule.loaded.add("public.escrows")
+    started = []
+    while (entry := schedule.next()) is not None:
+        started.append(entry.list_line)
+    assert started == [line(3247)]  # escrows' key; its index cannot share the table with it
+
+
+def test_keys_go_first_index_builds_share_a_table_and_a_foreign_key_waits_for_its_tables_keys():
+    schedule = post_data.Schedule(post_data.plan(LISTING, SCRIPT).early())
+    schedule.all_loaded = True  # tables with no data at all are never reported loaded
+    waves = run_all(schedule)
+    assert waves[0] == [line(3242), line(3247), line(3256), line(3270)]  # keys first, one per table
+    assert waves[1] == [line(3245), line(3254)]
+    assert waves[2] == [line(3263)]  # needs escrows' key, and conflicts with events' index
+    assert waves[3] == [line(3262)]  # shares escrows with the other foreign key
+
+
+def test_two_index_builds_on_one_table_run_together_a_key_and_an_index_do_not():
+    index_a = post_data.Entry(
+        "1; 1 1 INDEX public a o", "INDEX", frozenset({"public.t"}), "CREATE INDEX a ON public.t (x);"
+    )
+    index_b = post_data.Entry(
+        "2; 1 1 INDEX public b o", "INDEX", frozenset({"public.t"}), "CREATE INDEX b ON public.t (y);"
+    )
+    key = post_data.Entry(
+        "3; 1 1 CONSTRAINT public t k o", "CONSTRAINT", frozenset({"public.t"}), "ALTER TABLE ...;"
+    )
+    assert not index_a.blocks(index_b)
+    assert key.blocks(index_a) and index_a.blocks(key)
+    other = post_data.Entry(
+        "4; 1 1 CONSTRAINT public u k o", "CONSTRAINT", frozenset({"public.u"}), "ALTER TABLE ...;"
+    )
+    assert not key.blocks(other)
 
 
 def test_a_list_file_has_one_entry_per_line():
