@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +15,6 @@ from stellar_ops import parallel_load, restore
 from stellar_ops.backup_source import ResolvedBackup
 from stellar_ops.errors import RestoreError
 from stellar_ops.pg import PgTarget, connect, find_binaries
-from stellar_ops.scratch import LocalScratch, scratch_name
 
 pytestmark = pytest.mark.integration
 
@@ -28,19 +25,6 @@ CREATE TABLE public.empty (id int);
 CREATE TABLE public."Odd Name" (id int, day date);
 CREATE SEQUENCE public.big_id_seq;
 """
-
-
-@pytest.fixture(scope="module")
-def scratch() -> Iterator[PgTarget]:
-    work = Path(tempfile.mkdtemp(prefix="stellar-test-load-"))
-    work.chmod(0o755)
-    try:
-        with LocalScratch(
-            name=scratch_name("load"), work_dir=work, binaries=find_binaries()
-        ).running() as server:
-            yield server.target()
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 @pytest.fixture

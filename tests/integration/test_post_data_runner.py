@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +12,6 @@ from stellar_ops import post_data
 from stellar_ops.errors import RestoreError
 from stellar_ops.pg import PgTarget, connect, find_binaries
 from stellar_ops.post_data_runner import PostDataRunner
-from stellar_ops.scratch import LocalScratch, scratch_name
 
 pytestmark = pytest.mark.integration
 
@@ -43,19 +40,6 @@ SELECT 'constraint ' || conname || ': ' || pg_get_constraintdef(oid) FROM pg_con
  WHERE conrelid IN ('public.escrows'::regclass, 'public.events'::regclass)
 ORDER BY 1
 """
-
-
-@pytest.fixture(scope="module")
-def scratch() -> Iterator[PgTarget]:
-    work = Path(tempfile.mkdtemp(prefix="stellar-test-post-data-"))
-    work.chmod(0o755)
-    try:
-        with LocalScratch(
-            name=scratch_name("post-data"), work_dir=work, binaries=find_binaries()
-        ).running() as server:
-            yield server.target()
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -17,7 +18,9 @@ import requests
 
 from stellar_ops.config import parse_config
 from stellar_ops.devstack.stack import Stack, StackInfo
+from stellar_ops.pg import PgTarget, find_binaries
 from stellar_ops.s3store import S3Store
+from stellar_ops.scratch import LocalScratch, scratch_name
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_ROWS = int(os.environ.get("STELLAR_TEST_DEMO_ROWS", "30000"))
@@ -128,8 +131,8 @@ def ops(
     return OpsConfig(stack, name, tmp_path, monkeypatch)
 
 
-@pytest.fixture
-def server_dir() -> Iterator[Path]:
+@contextlib.contextmanager
+def _reachable_dir() -> Iterator[Path]:
     """A directory a PostgreSQL server running as an unprivileged user can reach."""
     import shutil
     import tempfile
@@ -143,6 +146,13 @@ def server_dir() -> Iterator[Path]:
 
 
 @pytest.fixture
+def server_dir() -> Iterator[Path]:
+    """A directory a PostgreSQL server running as an unprivileged user can reach."""
+    with _reachable_dir() as path:
+        yield path
+
+
+@pytest.fixture
 def backup_key(airflow_db, ops) -> str:
     """A fresh, verified backup under the test's prefix, taken by the db_backup DAG."""
     from datetime import UTC, datetime
@@ -152,3 +162,13 @@ def backup_key(airflow_db, ops) -> str:
     outcome = run_dag("db_backup", logical_date=datetime(2026, 11, 22, 2, 0, tzinfo=UTC))
     assert outcome.state == "success", outcome.tasks
     return str(outcome.xcom("publish_backup")["key"])
+
+
+@pytest.fixture(scope="module")
+def scratch() -> Iterator[PgTarget]:
+    """A scratch server tuned as the DR test's (``wal_level=minimal``), for one test module."""
+    with (
+        _reachable_dir() as work,
+        LocalScratch(name=scratch_name("test"), work_dir=work, binaries=find_binaries()).running() as server,
+    ):
+        yield server.target()
