@@ -386,12 +386,12 @@ class _Dispatcher:
         table_match = _COPY_TABLE.match(target)
         table = table_match.group(1) if table_match else target.split(" (", 1)[0]
         tally = _Tally(table, self.on_loaded)
-        owner: _Loader | None = min(self.loaders, key=lambda each: (each.to_load(), each.index))
-        assert owner is not None
+        first = min(self.loaders, key=lambda each: (each.to_load(), each.index))
         tally.piece()
-        owner.give(("begin", _Block(header, table, truncate=table_match is not None, tally=tally)))
+        first.give(("begin", _Block(header, table, truncate=table_match is not None, tally=tally)))
         sessions = self.stats.sessions.setdefault(table, [])
-        sessions.append(owner.index)
+        sessions.append(first.index)
+        owner: _Loader | None = first  # None once the block is shared
         scan = first_row = self.at  # scan: where the search for the end marker goes on
         while True:
             end, scan = self._find_end(scan)

@@ -118,7 +118,7 @@ class PostDataRunner:
                 entry = self._schedule.next()
                 if entry is not None:
                     return entry
-                if self._schedule.finished() or (self._schedule.all_loaded and not self._schedule.waiting):
-                    return None
+                if self._schedule.all_loaded and not self._schedule.waiting:
+                    return None  # nothing more to start: the others finish what they run
                 self._cond.wait()
             return None
