@@ -12,6 +12,7 @@ entry it cannot place for sure is left for ``pg_restore -L`` at the end.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -116,6 +117,10 @@ class Schedule:
         self.built: list[Entry] = []
         self.loaded: set[str] = set()
         self.all_loaded = False
+        # per table, its keys, indexes and triggers not built yet: what its foreign keys wait for
+        self._unbuilt: Counter[str] = Counter(
+            table for each in entries if each.kind != "FK CONSTRAINT" for table in each.tables
+        )
 
     def next(self) -> Entry | None:
         """The first waiting entry that may start now (it is then running), or None."""
@@ -129,6 +134,8 @@ class Schedule:
     def done(self, entry: Entry) -> None:
         self.running.remove(entry)
         self.built.append(entry)
+        if entry.kind != "FK CONSTRAINT":
+            self._unbuilt.subtract(entry.tables)
 
     def finished(self) -> bool:
         return not self.waiting and not self.running
@@ -139,7 +146,5 @@ class Schedule:
         if any(entry.blocks(each) for each in self.running):
             return False
         if entry.kind == "FK CONSTRAINT":  # the referenced key (and anything on its tables) first
-            return not any(
-                each.kind != "FK CONSTRAINT" and each.tables & entry.tables for each in self.waiting
-            )
+            return all(self._unbuilt[table] == 0 for table in entry.tables)
         return True

@@ -43,10 +43,11 @@ class PostDataRunner:
             self._plan = plan
             self._schedule = post_data.Schedule(plan.early())
             self._schedule.loaded, self._schedule.all_loaded = loaded, all_loaded
-        for index in range(self.sessions):
-            thread = threading.Thread(target=self._serve, name=f"stellar-post-data-{index}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
+            # started under the lock, so that a stop() meanwhile joins every one of them
+            for index in range(self.sessions):
+                thread = threading.Thread(target=self._serve, name=f"stellar-post-data-{index}", daemon=True)
+                thread.start()
+                self._threads.append(thread)
 
     def table_loaded(self, table: str) -> None:
         with self._cond:
