@@ -121,7 +121,7 @@ class DrConfig(_Section):
         2,
         ge=1,
         le=32,
-        description="Sessions loading a custom-format backup's tables, and pg_restore -j for its indexes.",
+        description="Sessions loading a custom-format backup's tables, and as many building its indexes and constraints.",
     )
     docker_image: str = Field(
         "postgres:{major}", description="Image of the docker scratch server; {major} is the server major."
