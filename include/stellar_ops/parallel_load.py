@@ -1,14 +1,17 @@
 """Load the data section of a dump over several sessions at once, while it is being written.
 
 ``pg_restore --section=data -f FILE`` turns an archive's data into a script: a few ``SET`` lines,
-one ``COPY ... FROM stdin;`` block per table, and ``setval`` calls. Each COPY block goes first to
-one of ``connections`` loaders (the one with the least left to load), each a session of its own,
-in a transaction that starts with ``TRUNCATE`` of the (new, empty) table, so on a server with
-``wal_level=minimal`` the COPY skips the WAL, as ``pg_restore -j`` does. If another loader falls
-idle while a big table still has much to come, the owner commits what it has and the rest of
-the table is shared out in pieces (WAL-logged), so no core waits on one long COPY. Other
-statements run in order on the first loader, session settings on all of them. A caller hears of
-each table once all its rows are committed (the DR restore builds its indexes then).
+one ``COPY ... FROM stdin;`` block per table, and ``setval`` calls. Each COPY block goes to one of
+``connections`` loaders that has no block of its own open (the one with the least left to load),
+each a session of its own, in a transaction that starts with ``TRUNCATE`` of the (new, empty)
+table, so on a server with ``wal_level=minimal`` the COPY skips the WAL, as ``pg_restore -j``
+does. Blocks load side by side: once a big block's end is written, the next one goes to a free
+loader while the big one's rows are still being handed out. If a loader falls idle with no other
+table to take while a big table still has much to come, the owner commits what it has and the
+rest of the table is shared out in pieces (WAL-logged), so no core waits on one long COPY. Other
+statements run in order on the first loader, once the rows before them are handed out; session
+settings on all of them. A caller hears of each table once all its rows are committed (the DR
+restore builds its indexes then).
 
 The script is read from its file as it grows (:class:`ScriptFile`), and loaders are handed byte
 ranges of it, a few pieces ahead of their server: what is not handed out yet is just file.
@@ -25,7 +28,6 @@ import os
 import queue
 import re
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +40,9 @@ CHUNK_BYTES = 1 << 20
 PIECE_BYTES = 8 << 20  # rows are handed out in pieces of about this size, cut at a row's end
 BACKLOG_BYTES = 16 << 20  # what a session may have been handed ahead of its server
 SHARE_AFTER_BYTES = 32 << 20  # a table is shared only once its owner has had this much of it
+# ... and while it is still being written, only once this much of it waits in the file: the writer
+# is then far ahead, and the next table (which would load beside it without WAL) far off
+SHARE_WHILE_WRITTEN_BYTES = 1 << 30
 _COPY_START = re.compile(rb"^COPY (.+) FROM stdin;$")
 _COPY_TABLE = re.compile(r"^((?:\"(?:[^\"]|\"\")+\"|[^\s.(\"]+)\.(?:\"(?:[^\"]|\"\")+\"|[^\s.(\"]+))")
 _COPY_END = b"\\.\n"
@@ -72,21 +77,27 @@ class ScriptFile:
         self._poll = poll_seconds
         self._map: mmap.mmap | None = None
         self.size = 0  # bytes mapped so far
+        self.complete = False  # the writer is done and every byte is mapped
 
-    def grow(self, at_least: int = 1) -> bool:
-        """Wait for ``at_least`` more bytes (fewer if the writer ends); False if none will come."""
-        while True:
-            still_writing = self._writing()
-            size = os.fstat(self._fd).st_size
-            if size >= self.size + at_least or (size > self.size and not still_writing):
-                old, self._map = self._map, mmap.mmap(self._fd, size, access=mmap.ACCESS_READ)
-                if old is not None:
-                    old.close()
-                self.size = size
-                return True
-            if not still_writing:
-                return False
-            time.sleep(self._poll)
+    def refresh(self, at_least: int = 1) -> bool:
+        """Map what the writer has added, if ``at_least`` bytes or it is done; whether anything was.
+
+        Once the writer is seen done and its last bytes are mapped, :attr:`complete` is True.
+        """
+        still_writing = self._writing()
+        size = os.fstat(self._fd).st_size  # read after the writer was seen done: final then
+        grew = size >= self.size + at_least or (size > self.size and not still_writing)
+        if grew:
+            old, self._map = self._map, mmap.mmap(self._fd, size, access=mmap.ACCESS_READ)
+            if old is not None:
+                old.close()
+            self.size = size
+        self.complete = not still_writing
+        return grew
+
+    def wait(self, woken: threading.Event) -> None:
+        """Wait for ``woken`` or one polling interval, whichever comes first."""
+        woken.wait(self._poll)
 
     def find(self, needle: bytes, start: int, end: int | None = None) -> int:
         return self._map.find(needle, start, self.size if end is None else end) if self._map else -1
@@ -176,7 +187,6 @@ class _Loader(threading.Thread):
         self.rows: dict[str, int] = {}  # rows COPY reported, by table, once committed
         self._lock = threading.Lock()
         self._to_load = 0  # bytes handed over and not yet sent to the server
-        self._unserved = 0  # messages handed over and not yet done
         self._block = _Block("", "", truncate=False)  # the block being loaded
         self._cursor: Any = None
         self._copy_cm: Any = None
@@ -185,15 +195,10 @@ class _Loader(threading.Thread):
 
     # the dispatcher's side
     def give(self, message: tuple[str, Any]) -> None:
-        with self._lock:
-            self._unserved += 1
-            if message[0] == "rows":
+        if message[0] == "rows":
+            with self._lock:
                 self._to_load += message[1][1]
         self.inbox.put(message)
-
-    def busy(self) -> bool:
-        with self._lock:
-            return self._unserved > 0
 
     def to_load(self) -> int:
         with self._lock:
@@ -221,9 +226,8 @@ class _Loader(threading.Thread):
                 return
             if self.error is None:
                 self._serve_one(conn, kind, payload)
-            with self._lock:
-                self._unserved -= 1
-                if kind == "rows":
+            if kind == "rows":
+                with self._lock:
                     self._to_load -= payload[1]
             self.progress.set()
 
@@ -317,8 +321,30 @@ def load(
     return stats
 
 
+@dataclass(eq=False)
+class _OpenBlock:
+    """A COPY block being handed out: its rows start at ``first_row`` and end at ``end`` once found."""
+
+    header: str
+    table: str
+    truncate: bool
+    tally: _Tally
+    sessions: list[int]  # the loaders given some of it, first the owner
+    first_row: int
+    owner: _Loader | None  # None once it is shared out in pieces
+    next: int  # the first byte not handed out yet
+    scan: int  # where the search for its end marker goes on
+    end: int = -1  # where its ``\\.`` line starts, once written
+
+
 class _Dispatcher:
-    """Reads the script once, in order, through its map: ``at`` is where reading goes on."""
+    """Reads the script once, in order, through its map, and hands it out.
+
+    ``at`` is where reading goes on. It may pass a COPY block whose rows are still being handed
+    out, once that block's end is written, and open the next block on a free session: the tables
+    after a big one load beside it, each in its own transaction that skips the WAL. Statements
+    wait until the blocks before them are handed out.
+    """
 
     def __init__(
         self,
@@ -334,117 +360,182 @@ class _Dispatcher:
         self.progress = progress
         self.on_loaded = on_loaded
         self.at = 0
+        self.open: list[_OpenBlock] = []
+        self.inside: _OpenBlock | None = None  # the open block being read, until its end is found
+        self.at_header = False  # reading waits at a COPY header for a free session
+        self.statement: list[bytes] = []  # the lines of a statement read so far
 
     def _failed(self) -> bool:
         return any(each.error for each in self.loaders)
 
     def run(self) -> None:
-        statement: list[bytes] = []
         while not self._failed():
-            newline = self.script.find(b"\n", self.at)
-            if newline < 0:
-                if not self.script.grow():
-                    break
+            self.progress.clear()  # before looking, so that no wake-up is missed
+            if self._read_on() | self._hand_out() or self.script.refresh(CHUNK_BYTES):
                 continue
-            line, self.at = self.script.slice(self.at, newline), newline + 1
-            header = _COPY_START.match(line) if not statement else None
-            if header:
-                self._copy_block(line.decode(), header.group(1).decode())
-            else:
-                self._statement_line(line, statement)
+            if self.script.complete:
+                if self.inside is not None:
+                    raise RestoreError(f"the data script ends inside the COPY block of {self.inside.table}")
+                if not self.open:
+                    break
+            self.script.wait(self.progress)
         self.stats.bytes = self.script.size
         rest = self.script.slice(self.at, self.script.size)
-        if not self._failed() and (rest.strip() or statement):
-            text = (b"".join(statement) + rest)[:200].decode(errors="replace")
+        if not self._failed() and (rest.strip() or self.statement):
+            text = (b"".join(self.statement) + rest)[:200].decode(errors="replace")
             raise RestoreError(f"the data script ends inside a statement: {text!r}")
 
-    def _statement_line(self, line: bytes, statement: list[bytes]) -> None:
-        if not statement:
-            if not line.strip() or line.startswith(b"--"):
-                return
-            if line.startswith(b"\\"):
-                if line.startswith(_IGNORED_META):
-                    return
-                raise RestoreError(f"unexpected psql meta-command in the data script: {line[:80]!r}")
-        statement.append(line + b"\n")
+    # reading
+
+    def _read_on(self) -> bool:
+        """Read as far as the script is written and the sessions allow; whether anything was read."""
+        moved = False
+        self.at_header = False
+        while not self._failed():
+            block = self.inside
+            if block is not None:
+                block.end, block.scan = self._find_end(block.scan)
+                if block.end < 0:
+                    break
+                self.at, self.inside = block.end + len(_COPY_END), None
+                moved = True
+                continue
+            newline = self.script.find(b"\n", self.at)
+            if newline < 0:
+                break
+            line = self.script.slice(self.at, newline)
+            header = _COPY_START.match(line) if not self.statement else None
+            if header:
+                loader = self._free_loader()
+                if loader is None:
+                    self.at_header = True  # the table waits for a session to end its own
+                    break
+                self.at = newline + 1
+                self.inside = self._open_block(loader, line.decode(), header.group(1).decode())
+            elif self.open and not self._inert(line):
+                break  # a statement runs after the rows before it are handed out
+            else:
+                self.at = newline + 1
+                self._statement_line(line)
+            moved = True
+        return moved
+
+    def _inert(self, line: bytes) -> bool:
+        """A line outside any statement that means nothing to a session: blank, comment, ``\\restrict``."""
+        return not self.statement and (not line.strip() or line.startswith((b"--", *_IGNORED_META)))
+
+    def _statement_line(self, line: bytes) -> None:
+        if self._inert(line):
+            return
+        if not self.statement and line.startswith(b"\\"):
+            raise RestoreError(f"unexpected psql meta-command in the data script: {line[:80]!r}")
+        self.statement.append(line + b"\n")
         if not line.rstrip().endswith(b";"):
             return
-        sql = b"".join(statement).decode()
-        statement.clear()
+        sql = b"".join(self.statement).decode()
+        self.statement.clear()
         self.stats.statements += 1
         for loader in self.loaders if _SESSION_SETTING.match(sql) else self.loaders[:1]:
             loader.give(("sql", sql))
 
-    def _copy_block(self, header: str, target: str) -> None:
-        """Hand one COPY block out as byte ranges of the script, whole rows at a time.
-
-        The least busy session takes the block in the transaction that empties the table. If
-        another session falls idle while much of the block is still to come, the owner commits
-        what it has and the rest goes out in pieces, each its own COPY, to whichever session has
-        room (those rows are WAL-logged: the table is no longer new to their transactions).
-        """
+    def _open_block(self, loader: _Loader, header: str, target: str) -> _OpenBlock:
+        """Give a COPY block to ``loader``, in the transaction that empties the table."""
         table_match = _COPY_TABLE.match(target)
         table = table_match.group(1) if table_match else target.split(" (", 1)[0]
-        tally = _Tally(table, self.on_loaded)
-        first = min(self.loaders, key=lambda each: (each.to_load(), each.index))
-        tally.piece()
-        first.give(("begin", _Block(header, table, truncate=table_match is not None, tally=tally)))
-        sessions = self.stats.sessions.setdefault(table, [])
-        sessions.append(first.index)
-        owner: _Loader | None = first  # None once the block is shared
-        scan = first_row = self.at  # scan: where the search for the end marker goes on
-        while True:
-            end, scan = self._find_end(scan)
-            # whole rows only; the partial last line may be the start of the end marker
-            ready = end if end >= 0 else self.script.rfind(b"\n", self.at, self.script.size) + 1
-            while ready > self.at and not self._failed():
-                self.progress.clear()  # before looking, so that no wake-up is missed
-                if owner is not None and self._worth_sharing(owner, first_row, ready, complete=end >= 0):
-                    owner.give(("end", None))
-                    owner = None
-                loader = self._with_room(owner)
-                if loader is None:
-                    self.progress.wait(0.05)
-                    continue
-                cut = self._row_cut(ready)
-                if owner is None:
-                    tally.piece()
-                    loader.give(("begin", _Block(header, table, truncate=False, tally=tally)))
-                    if loader.index not in sessions:
-                        sessions.append(loader.index)
-                loader.give(("rows", (self.at, cut - self.at)))
-                if owner is None:
-                    loader.give(("end", None))
-                self.at = cut
-            if end >= 0:
-                self.at = end + len(_COPY_END)
-                break
-            if self._failed():
-                return
-            if not self.script.grow(CHUNK_BYTES):
-                raise RestoreError(f"the data script ends inside the COPY block of {table}")
-        if owner is not None:
-            owner.give(("end", None))
-        tally.close()
+        block = _OpenBlock(
+            header,
+            table,
+            truncate=table_match is not None,
+            tally=_Tally(table, self.on_loaded),
+            sessions=self.stats.sessions.setdefault(table, []),
+            first_row=self.at,
+            owner=loader,
+            next=self.at,
+            scan=self.at,
+        )
+        block.tally.piece()
+        loader.give(("begin", _Block(header, table, truncate=block.truncate, tally=block.tally)))
+        block.sessions.append(loader.index)
+        self.open.append(block)
+        return block
 
-    def _worth_sharing(self, owner: _Loader, first_row: int, ready: int, *, complete: bool) -> bool:
-        """The block is big, more than a few pieces of it are still to come, and another session is idle."""
-        if self.at - first_row < SHARE_AFTER_BYTES or (complete and ready - self.at <= 2 * PIECE_BYTES):
+    # handing out
+
+    def _hand_out(self) -> bool:
+        """Hand each open block's written rows to its owner, or once it is shared, to whoever has room.
+
+        A shared block's pieces are each their own COPY; those rows are WAL-logged (the table is
+        no longer new to their transactions).
+        """
+        moved = False
+        for block in list(self.open):
+            ready = (
+                block.end if block.end >= 0 else self.script.rfind(b"\n", block.next, self.script.size) + 1
+            )
+            while ready > block.next and not self._failed():
+                if block.owner is not None and self._worth_sharing(block, ready):
+                    block.owner.give(("end", None))
+                    block.owner = None
+                loader = self._with_room(block.owner)
+                if loader is None:
+                    break
+                cut = self._row_cut(block.next, ready)
+                if block.owner is None:
+                    block.tally.piece()
+                    loader.give(
+                        ("begin", _Block(block.header, block.table, truncate=False, tally=block.tally))
+                    )
+                    if loader.index not in block.sessions:
+                        block.sessions.append(loader.index)
+                loader.give(("rows", (block.next, cut - block.next)))
+                if block.owner is None:
+                    loader.give(("end", None))
+                block.next, moved = cut, True
+            if block.end >= 0 and block.next >= block.end:  # every row is handed out
+                if block.owner is not None:
+                    block.owner.give(("end", None))
+                block.tally.close()
+                self.open.remove(block)
+                moved = True
+        return moved
+
+    def _worth_sharing(self, block: _OpenBlock, ready: int) -> bool:
+        """Share a block out once a session is about to fall idle with no other table to take, the
+        block is big and more than a few pieces of it are still to come.
+
+        While the block is still being written, the table after it may come soon and load
+        without WAL, so it is shared only if the writer is far ahead.
+        """
+        if self.at_header or block.next - block.first_row < SHARE_AFTER_BYTES:
             return False
-        return any(not each.busy() for each in self.loaders if each is not owner)
+        if block.end >= 0 and ready - block.next <= 2 * PIECE_BYTES:
+            return False
+        if block.end < 0 and ready - block.next < SHARE_WHILE_WRITTEN_BYTES:
+            return False
+        # a free session with no more left to load than the owner: it runs dry about when the
+        # owner can commit what it was handed, so it need not wait long for the table's lock
+        owned = block.owner.to_load() if block.owner is not None else 0
+        return any(self._free(each) and each.to_load() <= owned for each in self.loaders)
+
+    def _free(self, loader: _Loader) -> bool:
+        """Whether ``loader`` owns no open block (a COPY of its own is not in the middle)."""
+        return all(block.owner is not loader for block in self.open)
+
+    def _free_loader(self) -> _Loader | None:
+        free = [each for each in self.loaders if self._free(each)]
+        return min(free, key=lambda each: (each.to_load(), each.index)) if free else None
 
     def _with_room(self, owner: _Loader | None) -> _Loader | None:
-        """The owner, or once shared the least busy session, if it may be handed another piece."""
-        candidates = [owner] if owner is not None else self.loaders
-        loader = min(candidates, key=lambda each: (each.to_load(), each.index))
-        return loader if loader.to_load() < BACKLOG_BYTES else None
+        """The owner, or for a shared block the least busy free session, if it may be handed another piece."""
+        loader = owner if owner is not None else self._free_loader()
+        return loader if loader is not None and loader.to_load() < BACKLOG_BYTES else None
 
-    def _row_cut(self, ready: int) -> int:
-        """Where the next piece ends: the last row end within a piece's size, or the first after."""
-        limit = self.at + PIECE_BYTES
+    def _row_cut(self, start: int, ready: int) -> int:
+        """Where the next piece from ``start`` ends: the last row end within a piece's size, or the first after."""
+        limit = start + PIECE_BYTES
         if limit >= ready:
             return ready
-        newline = self.script.rfind(b"\n", self.at, limit)
+        newline = self.script.rfind(b"\n", start, limit)
         if newline < 0:
             newline = self.script.find(b"\n", limit, ready)
         return newline + 1

@@ -23,6 +23,7 @@ CREATE TABLE public.small (id int PRIMARY KEY, day date NOT NULL);
 CREATE TABLE public.big (id int PRIMARY KEY, n int NOT NULL, note text, day date);
 CREATE TABLE public.empty (id int);
 CREATE TABLE public."Odd Name" (id int, day date);
+CREATE TABLE public.second (id int PRIMARY KEY, n int NOT NULL, note text, day date);
 CREATE SEQUENCE public.big_id_seq;
 """
 
@@ -151,6 +152,115 @@ def test_a_big_table_is_shared_out_once_the_other_session_falls_idle(db, tmp_pat
         )
     assert ("public.big", 200_000) in heard  # reported once, after its last piece
     assert [table for table, _ in heard].count("public.big") == 1
+
+
+def two_big_tables(first: bytes, second: bytes, between: bytes = b"") -> bytes:
+    return (
+        b"SET datestyle = 'ISO, DMY';\n\n"
+        b"COPY public.big (id, n, note, day) FROM stdin;\n"
+        + first
+        + b"\\.\n\n\n"
+        + between
+        + b"COPY public.second (id, n, note, day) FROM stdin;\n"
+        + second
+        + b"\\.\n\n"
+    )
+
+
+def wal_since(db: PgTarget, before: str) -> int:
+    with connect(db) as conn:
+        return conn.execute("SELECT pg_current_wal_lsn() - %s::pg_lsn", (before,)).fetchone()[0]
+
+
+def wal_now(db: PgTarget) -> str:
+    with connect(db) as conn:
+        return conn.execute("SELECT pg_current_wal_lsn()").fetchone()[0]
+
+
+def test_the_table_after_a_big_one_loads_beside_it_each_skipping_the_wal(db, tmp_path, monkeypatch):
+    """The big table's session is held at its start: the table after it loads all the same."""
+    monkeypatch.setattr(parallel_load, "PIECE_BYTES", 128 << 10)
+    monkeypatch.setattr(parallel_load, "BACKLOG_BYTES", 256 << 10)
+    monkeypatch.setattr(parallel_load, "SHARE_AFTER_BYTES", 1 << 30)  # no sharing: one session each
+    second_loaded = threading.Event()
+    loaded: dict = {}
+
+    def on_loaded(table: str) -> None:
+        if table == "public.second":
+            second_loaded.set()
+
+    def run() -> None:
+        text = two_big_tables(big_rows(300_000), big_rows(30_000))
+        loaded["stats"] = load(tmp_path, text, db, on_loaded=on_loaded)
+
+    before = wal_now(db)
+    with connect(db, autocommit=False) as holder:
+        holder.execute("LOCK TABLE big IN ACCESS SHARE MODE")  # big's session waits at its TRUNCATE
+        loading = threading.Thread(target=run)
+        loading.start()
+        beside = second_loaded.wait(30)
+        holder.rollback()
+    loading.join()
+    assert beside, "the table after the big one waited for it"
+    stats = loaded["stats"]
+    written = wal_since(db, before)
+    assert stats.rows == {"public.big": 300_000, "public.second": 30_000}
+    assert len(stats.sessions["public.big"]) == len(stats.sessions["public.second"]) == 1
+    assert stats.sessions["public.big"] != stats.sessions["public.second"]
+    with connect(db) as conn:
+        size = conn.execute("SELECT pg_relation_size('big') + pg_relation_size('second')").fetchone()[0]
+        assert conn.execute("SELECT count(*), sum(n) FROM second").fetchone() == (
+            30_000,
+            3 * 30_000 * 30_001 // 2,
+        )
+    assert written < size / 10, f"{written} bytes of WAL for {size} bytes of tables"
+
+
+def test_a_statement_between_tables_waits_for_the_rows_before_it(db, tmp_path):
+    """A setting between two blocks reaches the second one only: it is not run in the middle of the first."""
+    text = two_big_tables(big_rows(100_000), big_rows(50_000), between=b"SET datestyle = 'ISO, MDY';\n\n")
+    load(tmp_path, text, db)
+    with connect(db) as conn:
+        assert conn.execute("SELECT DISTINCT day::text FROM big").fetchall() == [("2026-04-03",)]
+        assert conn.execute("SELECT DISTINCT day::text FROM second").fetchall() == [("2026-03-04",)]
+
+
+@pytest.mark.parametrize("far_ahead", [False, True])
+def test_a_big_table_still_being_written_is_shared_only_if_the_writer_is_far_ahead(
+    db, tmp_path, monkeypatch, far_ahead
+):
+    """The other session idles while the writer pauses inside the big table: with the writer far
+    ahead it shares the table; otherwise it waits for what comes after (here, one small table)."""
+    monkeypatch.setattr(parallel_load, "SHARE_AFTER_BYTES", 1 << 20)
+    monkeypatch.setattr(parallel_load, "PIECE_BYTES", 1 << 20)
+    monkeypatch.setattr(parallel_load, "BACKLOG_BYTES", 2 << 20)
+    if far_ahead:
+        monkeypatch.setattr(parallel_load, "SHARE_WHILE_WRITTEN_BYTES", 1 << 20)
+    text = script(big_rows(200_000))
+    paused_at = text.index(b"\\.\n", text.index(b"COPY public.big")) - (256 << 10)
+    path = tmp_path / "data.sql"
+    path.write_bytes(text[:paused_at])
+    resume = threading.Event()
+
+    def write_the_rest() -> None:
+        resume.wait(30)
+        with open(path, "ab") as out:
+            out.write(text[paused_at:])
+
+    writer = threading.Thread(target=write_the_rest)
+    writer.start()
+    timer = threading.Timer(1.5, resume.set)  # long enough for the other session to fall idle
+    timer.start()
+    script_file = parallel_load.ScriptFile(path, writing=writer.is_alive)
+    try:
+        stats = parallel_load.load(script_file, db, connections=2)
+    finally:
+        script_file.close()
+        resume.set()
+        timer.cancel()
+        writer.join()
+    assert stats.rows["public.big"] == 200_000
+    assert len(stats.sessions["public.big"]) == (2 if far_ahead else 1)
 
 
 def test_a_script_still_being_written_is_read_to_its_end(db, tmp_path):
