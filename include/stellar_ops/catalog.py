@@ -50,6 +50,16 @@ def list_tables(conn: Any) -> list[str]:
     return [f"{schema}.{table}" for schema, table in conn.execute(_TABLES_SQL).fetchall()]
 
 
+def ordinary_tables(conn: Any) -> list[str]:
+    """``schema.table`` of every ordinary table (not partitioned, foreign or a view), quoted as
+    ``quote_ident`` (and pg_dump) quote names."""
+    rows = conn.execute(
+        "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c"
+        " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r'"
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
 def count_rows(conn: Any, tables: list[str]) -> dict[str, int]:
     """Exact ``count(*)`` of each table (in whatever snapshot ``conn`` is in)."""
     counts: dict[str, int] = {}

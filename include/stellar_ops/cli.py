@@ -263,7 +263,7 @@ def cmd_dr_test(args: argparse.Namespace) -> int:
     """The DR test without Airflow: always the local scratch backend, on this machine."""
     import tempfile
 
-    from stellar_ops import backup_source, dr, restore
+    from stellar_ops import backup_source, dr, restore, staging
     from stellar_ops.pg import find_binaries
     from stellar_ops.scratch import LocalScratch, scratch_name
 
@@ -297,6 +297,7 @@ def cmd_dr_test(args: argparse.Namespace) -> int:
             manifest,
             work_root,
             jobs=config.dr.restore_jobs,
+            memory_dir=staging.MEMORY_DIR if config.dr.stage_in_memory else None,
             binaries=binaries,
             say=_say,
         )

@@ -153,6 +153,11 @@ class DrConfig(_Section):
     work_dir: str | None = Field(
         None, description="Parent directory of local scratch servers; null uses the system temp dir."
     )
+    stage_in_memory: bool = Field(
+        True,
+        description="Stage a custom-format backup's decompressed data in /dev/shm while it loads, "
+        "when it takes at most a quarter of the free space there; otherwise in work_dir.",
+    )
     run_as_user: str = Field(
         "postgres", description="OS user that runs a local scratch server when the worker runs as root."
     )

@@ -7,6 +7,11 @@ their SQL), finds the tables each one touches, and :class:`Schedule` says which 
 next: every table it names is loaded, what it needs is built (a foreign key waits for its tables'
 keys and indexes), and nothing running would block it (only index builds share a table). An
 entry it cannot place for sure is left for ``pg_restore -L`` at the end.
+
+A plain primary key or unique constraint of an ordinary table is built in two steps, to the same
+end: its unique index, an index build that shares the table with the table's other index builds,
+then ``ADD CONSTRAINT ... USING INDEX`` on it, which reads nothing. Built as one statement, the
+key would hold its table alone for a whole index build.
 """
 
 from __future__ import annotations
@@ -24,6 +29,11 @@ _IDENT = r'(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)'
 _TABLE_REF = re.compile(rf"\b(?:ON|ONLY|REFERENCES)\s+({_IDENT}\.{_IDENT})")
 _SETTING = re.compile(r"^(SET |SELECT pg_catalog\.set_config\()")
 _DEFAULT_TABLESPACE = "SET default_tablespace = '';"
+# exactly how pg_dump writes a primary key or unique constraint with no options
+_PLAIN_KEY = re.compile(
+    rf"^ALTER TABLE ONLY (?P<table>{_IDENT}\.{_IDENT})\n"
+    rf"    ADD CONSTRAINT (?P<name>{_IDENT}) (?P<kind>PRIMARY KEY|UNIQUE) \((?P<columns>[^()]+)\);$"
+)
 
 
 @dataclass(frozen=True)
@@ -32,6 +42,8 @@ class Entry:
     kind: str  # "" when its SQL was not found
     tables: frozenset[str]
     sql: str = ""  # its statements alone, without comments
+    needs: Entry | None = None  # a step built before it (a key's unique index)
+    part_of: str = ""  # for a step that is not an archive entry: the entry's own statement
 
     @property
     def early(self) -> bool:
@@ -41,6 +53,27 @@ class Entry:
         """Whether the two cannot run at once: they share a table, and are not both index builds."""
         return bool(self.tables & other.tables) and not (self.kind == other.kind == "INDEX")
 
+    def describe(self) -> str:
+        """Its statement, and the archive's statement it is a step of, if any."""
+        return f"{self.sql} (a step of: {self.part_of})" if self.part_of else self.sql
+
+
+def _in_steps(entry: Entry) -> list[Entry]:
+    """A plain primary key or unique constraint as its unique index, then the constraint on it."""
+    key = _PLAIN_KEY.match(entry.sql) if entry.kind == "CONSTRAINT" else None
+    if key is None:
+        return [entry]
+    table, name = key.group("table"), key.group("name")
+    index = Entry(
+        "",
+        "INDEX",
+        entry.tables,
+        f"CREATE UNIQUE INDEX {name} ON {table} USING btree ({key.group('columns')});",
+        part_of=" ".join(entry.sql.split()),
+    )
+    attach = f"ALTER TABLE ONLY {table}\n    ADD CONSTRAINT {name} {key.group('kind')} USING INDEX {name};"
+    return [index, Entry(entry.list_line, entry.kind, entry.tables, attach, needs=index)]
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -49,17 +82,29 @@ class Plan:
     # False when the script switches settings between entries (say, tablespaces): then every
     # entry is left to pg_restore, which follows them
     direct: bool = True
+    ordinary_tables: frozenset[str] = frozenset()  # whose keys may be built in two steps
 
     def early(self) -> list[Entry]:
-        return [each for each in self.entries if each.early] if self.direct else []
+        """The entries built as tables load, in steps (a plain key of an ordinary table in two)."""
+        if not self.direct:
+            return []
+        steps: list[Entry] = []
+        for each in self.entries:
+            if each.early:
+                steps.extend(_in_steps(each) if each.tables <= self.ordinary_tables else [each])
+        return steps
 
     def rest(self, built: Iterable[str]) -> list[str]:
         skip = set(built)
         return [e.list_line for e in self.entries if e.list_line not in skip]
 
 
-def plan(listing: str, script: str) -> Plan:
-    """Match each list line to its SQL in the script, and name the tables the SQL touches."""
+def plan(listing: str, script: str, ordinary_tables: frozenset[str] = frozenset()) -> Plan:
+    """Match each list line to its SQL in the script, and name the tables the SQL touches.
+
+    ``ordinary_tables``: the restored tables (``schema.table`` as pg_dump quotes them) that are
+    ordinary tables, whose keys may be built in two steps (not a partitioned one's).
+    """
     sql_of: dict[str, tuple[str, str] | None] = {}
     headers = list(_HEADER.finditer(script))
     direct = True
@@ -83,7 +128,7 @@ def plan(listing: str, script: str) -> Plan:
             entries.append(Entry(line, found[0], frozenset(_TABLE_REF.findall(found[1])), found[1]))
     preamble = script[: headers[0].start()] if headers else ""
     settings = [each for each in preamble.splitlines() if _SETTING.match(each)]
-    return Plan(entries, settings, direct)
+    return Plan(entries, settings, direct, ordinary_tables)
 
 
 def _statements(text: str) -> tuple[str, bool]:
@@ -110,9 +155,9 @@ class Schedule:
 
     def __init__(self, entries: list[Entry]) -> None:
         rank = {kind: index for index, kind in enumerate(EARLY_TYPES)}
-        self.waiting = sorted(
-            entries, key=lambda each: rank[each.kind]
-        )  # stable: listing order within a kind
+        keys = {each.needs for each in entries if each.needs is not None}
+        # stable: listing order within a kind; a key's index first among the index builds
+        self.waiting = sorted(entries, key=lambda each: (rank[each.kind], each not in keys))
         self.running: list[Entry] = []
         self.built: list[Entry] = []
         self.loaded: set[str] = set()
@@ -142,6 +187,8 @@ class Schedule:
 
     def _may_start(self, entry: Entry) -> bool:
         if not (self.all_loaded or entry.tables <= self.loaded):
+            return False
+        if entry.needs is not None and entry.needs not in self.built:
             return False
         if any(entry.blocks(each) for each in self.running):
             return False

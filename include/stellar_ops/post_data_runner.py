@@ -55,7 +55,7 @@ class PostDataRunner:
             self._cond.notify_all()
 
     def finish(self) -> list[str]:
-        """Every table is loaded: build the rest of the early entries; their list lines.
+        """Every table is loaded: build the rest of the early entries; the list lines of those built.
 
         Raises :class:`RestoreError` quoting the first statement that failed.
         """
@@ -68,7 +68,7 @@ class PostDataRunner:
             self.stop()
             raise RestoreError(f"building the indexes and constraints failed: {self._error}")
         self._join()
-        return [each.list_line for each in self._schedule.built]
+        return [each.list_line for each in self._schedule.built if each.list_line]
 
     def stop(self) -> None:
         """Give up: cancel what runs and close the sessions."""
@@ -99,7 +99,7 @@ class PostDataRunner:
                     try:
                         conn.execute(entry.sql)
                     except Exception as exc:  # noqa: BLE001 - reported by finish()
-                        self._fail(describe_failure(exc, entry.sql))
+                        self._fail(describe_failure(exc, entry.describe()))
                         return
                     with self._cond:
                         self._schedule.done(entry)

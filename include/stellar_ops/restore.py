@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from stellar_ops import catalog, parallel_load, post_data, verify
+from stellar_ops import catalog, parallel_load, post_data, staging, verify
 from stellar_ops.backup_source import ResolvedBackup, file_chunks, read_chunks, source_label
 from stellar_ops.compression import decompress
 from stellar_ops.errors import RestoreError, VerificationError
@@ -250,15 +250,18 @@ def restore_streaming(
     *,
     jobs: int,
     binaries: PgBinaries,
+    memory_dir: Path | None = staging.MEMORY_DIR,
     say: Callable[[str], None] = log.info,
 ) -> RestoreResult:
     """Restore a custom-format backup while it downloads, over ``jobs`` sessions.
 
     The archive's head (its table of contents) creates the tables. The object then streams through
     ``zstd -d`` and ``pg_restore --section=data`` into a script file (the decompressed bytes never
-    pass through Python), which :mod:`stellar_ops.parallel_load` loads as it grows over ``jobs``
-    sessions (a table in the transaction that empties it: no WAL on the scratch server's
-    ``wal_level=minimal``; a big one shared out in pieces once a session falls idle). Each
+    pass through Python; staged in ``memory_dir`` when it fits, see :mod:`stellar_ops.staging`),
+    which :mod:`stellar_ops.parallel_load` loads as it grows over ``jobs`` sessions (a table in
+    the transaction that empties it: no WAL on the scratch server's ``wal_level=minimal``; the
+    tables after a big one beside it; a big one shared out in pieces once a session falls idle
+    with nothing else to load). Each
     table's indexes and constraints are built as soon as it is loaded, over ``jobs`` sessions of
     their own (:mod:`stellar_ops.post_data_runner`); entries that cannot be placed for sure
     follow with ``pg_restore -j`` at the end. The stream's size and sha256 are checked against
@@ -309,8 +312,10 @@ def restore_streaming(
             say(f"streaming the data of {source} over {jobs} sessions")
             archive = itertools.chain(read_so_far, compressed)  # from the start again, still compressed
             runner = PostDataRunner(target, jobs)
-            planning = beside.submit(_plan_post_data, runner, toc_path, binaries)  # beside the load
-            stats = _load_data(target, archive, source, jobs, binaries, dest, runner.table_loaded)
+            planning = beside.submit(_plan_post_data, runner, target, toc_path, binaries)  # beside the load
+            expected = manifest.uncompressed_bytes if manifest else None
+            with staging.script_dir(dest, expected, memory_dir) as script_dir:
+                stats = _load_data(target, archive, source, jobs, binaries, script_dir, runner.table_loaded)
         except (RestoreError, VerificationError) as exc:
             failure = exc
         finally:
@@ -436,10 +441,14 @@ def _load_data(
         return stats
 
 
-def _plan_post_data(runner: PostDataRunner, toc_path: Path, binaries: PgBinaries) -> post_data.Plan:
+def _plan_post_data(
+    runner: PostDataRunner, target: PgTarget, toc_path: Path, binaries: PgBinaries
+) -> post_data.Plan:
     """Read the archive's indexes, constraints and triggers, and start building them as tables load."""
-    outputs = []
-    for option in ("--list", "--file=-"):
+    with connect(target) as conn:
+        ordinary = frozenset(catalog.ordinary_tables(conn))
+
+    def post_data_section(option: str) -> str:
         result = subprocess.run(
             [binaries.path("pg_restore"), "--section=post-data", option, str(toc_path)],
             capture_output=True,
@@ -448,8 +457,11 @@ def _plan_post_data(runner: PostDataRunner, toc_path: Path, binaries: PgBinaries
         )
         if result.returncode != 0:
             raise RestoreError(f"pg_restore cannot list the archive's indexes: {_first_error(result.stderr)}")
-        outputs.append(result.stdout)
-    plan = post_data.plan(*outputs)
+        return result.stdout
+
+    plan = post_data.plan(
+        post_data_section("--list"), post_data_section("--file=-"), ordinary_tables=ordinary
+    )
     runner.start(plan)
     return plan
 
@@ -469,6 +481,7 @@ def recover(
     *,
     jobs: int,
     binaries: PgBinaries,
+    memory_dir: Path | None = staging.MEMORY_DIR,
     say: Callable[[str], None] = log.info,
 ) -> RestoreResult:
     """Everything from "the backup is in S3" to "the database is usable": the RTO.
@@ -480,7 +493,15 @@ def recover(
     with tempfile.TemporaryDirectory(prefix="stellar-dr-fetch-", dir=work_dir) as work:
         if backup.dump_format == "custom":
             result = restore_streaming(
-                server, store, backup, manifest, Path(work), jobs=jobs, binaries=binaries, say=say
+                server,
+                store,
+                backup,
+                manifest,
+                Path(work),
+                jobs=jobs,
+                binaries=binaries,
+                memory_dir=memory_dir,
+                say=say,
             )
         else:
             path = fetch_plain(store, backup, manifest, Path(work))

@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from stellar_ops import backup_source, restore
+from stellar_ops import backup_source, restore, staging
 from stellar_ops.errors import BackupNotFoundError, VerificationError
 from stellar_ops.pg import find_binaries
 from tests.support.dagrun import run_dag
@@ -23,8 +23,10 @@ pytestmark = pytest.mark.integration
 
 
 def scratch_leftovers(stack) -> tuple[list[str], list[int]]:
+    """Scratch directories (and this process's data scripts staged in memory), and scratch servers."""
     work = Path(stack.data_dir) / "scratch"
     dirs = sorted(p.name for p in work.iterdir()) if work.exists() else []
+    dirs += sorted(p.name for p in staging.MEMORY_DIR.glob(f"{staging.PREFIX}{staging.owner()}-*"))
     procs = []
     for proc in psutil.process_iter(["name", "cmdline"]):
         cmdline = " ".join(proc.info["cmdline"] or [])
@@ -248,6 +250,7 @@ def test_the_streaming_restore_rechecks_the_object_it_restores(stack, ops, backu
             restore.recover(
                 server.target(), store, backup, manifest, server_dir, jobs=2, binaries=find_binaries()
             )
+        assert scratch_leftovers(stack)[0] == [], "the staged data script is removed after a failure"
     finally:
         server.remove()
 

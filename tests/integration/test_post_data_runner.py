@@ -7,8 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import zstandard
 
-from stellar_ops import post_data
+from stellar_ops import catalog, post_data, restore
+from stellar_ops.backup_source import ResolvedBackup
 from stellar_ops.errors import RestoreError
 from stellar_ops.pg import PgTarget, connect, find_binaries
 from stellar_ops.post_data_runner import PostDataRunner
@@ -33,11 +35,13 @@ INSERT INTO public.events
     FROM generate_series(1, 50000) g;
 """
 CATALOG = """
-SELECT 'index ' || indexrelid::regclass::text || ': ' || pg_get_indexdef(indexrelid) FROM pg_index
- WHERE indrelid IN ('public.escrows'::regclass, 'public.events'::regclass)
+SELECT 'index ' || indexrelid::regclass::text || ': ' || pg_get_indexdef(indexrelid)
+       || CASE WHEN indisprimary THEN ' (primary)' ELSE '' END
+  FROM pg_index WHERE indrelid IN (SELECT oid FROM pg_class WHERE relnamespace = 'public'::regnamespace)
 UNION ALL
-SELECT 'constraint ' || conname || ': ' || pg_get_constraintdef(oid) FROM pg_constraint
- WHERE conrelid IN ('public.escrows'::regclass, 'public.events'::regclass)
+SELECT 'constraint ' || conrelid::regclass::text || ' ' || conname || ': ' || pg_get_constraintdef(oid)
+       || ' on ' || conindid::regclass::text
+  FROM pg_constraint WHERE connamespace = 'public'::regnamespace
 ORDER BY 1
 """
 
@@ -78,8 +82,9 @@ def loaded(scratch: PgTarget, archive, request: pytest.FixtureRequest) -> Iterat
         conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
-def plan_of(path: Path) -> post_data.Plan:
-    outputs = [
+def plan_of(path: Path, target: PgTarget) -> post_data.Plan:
+    """The archive's post-data plan, its keys in two steps on the restored ordinary tables."""
+    listing, script = (
         subprocess.run(
             [find_binaries().path("pg_restore"), "--section=post-data", option, str(path)],
             capture_output=True,
@@ -87,8 +92,10 @@ def plan_of(path: Path) -> post_data.Plan:
             check=True,
         ).stdout
         for option in ("--list", "--file=-")
-    ]
-    return post_data.plan(*outputs)
+    )
+    with connect(target) as conn:
+        ordinary = frozenset(catalog.ordinary_tables(conn))
+    return post_data.plan(listing, script, ordinary_tables=ordinary)
 
 
 def sessions_of(target: PgTarget) -> int:
@@ -99,14 +106,16 @@ def sessions_of(target: PgTarget) -> int:
 
 
 def test_everything_is_built_as_the_archive_has_it_once_the_tables_are_reported(loaded, archive):
-    plan = plan_of(archive[0])
-    assert len(plan.early()) == 7 and plan.rest([each.list_line for each in plan.early()]) == []
+    plan = plan_of(archive[0], loaded)
+    built_by_archive = [each.list_line for each in plan.early() if each.list_line]
+    assert len(built_by_archive) == 7 and plan.rest(built_by_archive) == []
+    assert len(plan.early()) == 7 + 2  # the two primary keys, each its index first
     runner = PostDataRunner(loaded, 2)
     runner.start(plan)
     runner.table_loaded("public.escrows")
     runner.table_loaded("public.events")
     built = runner.finish()
-    assert sorted(built) == sorted(each.list_line for each in plan.early())
+    assert sorted(built) == sorted(built_by_archive)
     with connect(loaded) as conn:
         assert [row[0] for row in conn.execute(CATALOG)] == archive[1]
     assert sessions_of(loaded) == 0
@@ -114,7 +123,7 @@ def test_everything_is_built_as_the_archive_has_it_once_the_tables_are_reported(
 
 def test_a_loaded_table_is_built_before_the_rest_are_loaded(loaded, archive):
     runner = PostDataRunner(loaded, 2)
-    runner.start(plan_of(archive[0]))
+    runner.start(plan_of(archive[0], loaded))
     runner.table_loaded("public.escrows")
     with connect(loaded) as conn:
         for _ in range(200):
@@ -133,20 +142,63 @@ def test_a_failing_statement_is_quoted_and_the_sessions_close(loaded, archive):
     with connect(loaded) as conn:
         conn.execute("INSERT INTO events VALUES (7, 1, 'dup', now())")  # a second row with id 7
     runner = PostDataRunner(loaded, 2)
-    runner.start(plan_of(archive[0]))
+    runner.start(plan_of(archive[0], loaded))
     runner.table_loaded("public.escrows")
     runner.table_loaded("public.events")
     with pytest.raises(RestoreError) as error:
         runner.finish()
     message = str(error.value)
-    assert "could not create unique index" in message
-    assert "ADD CONSTRAINT events_pkey PRIMARY KEY (id)" in message
+    assert 'could not create unique index "events_pkey"' in message
+    assert "a step of: ALTER TABLE ONLY public.events ADD CONSTRAINT events_pkey PRIMARY KEY (id)" in message
     assert sessions_of(loaded) == 0
 
 
 def test_stop_gives_up_and_closes_the_sessions(loaded, archive):
     runner = PostDataRunner(loaded, 2)
-    runner.start(plan_of(archive[0]))
+    runner.start(plan_of(archive[0], loaded))
     runner.table_loaded("public.escrows")
     runner.stop()
     assert sessions_of(loaded) == 0
+
+
+PARTITIONED = """
+CREATE TABLE public.ledger (id bigint NOT NULL, day date NOT NULL, amount numeric NOT NULL,
+                            PRIMARY KEY (id, day)) PARTITION BY RANGE (day);
+CREATE TABLE public.ledger_2025 PARTITION OF public.ledger FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+CREATE TABLE public.ledger_2026 PARTITION OF public.ledger FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+CREATE UNIQUE INDEX ledger_amount_key ON public.ledger (amount, id, day);
+INSERT INTO public.ledger SELECT g, '2025-06-01'::date + g % 400, g FROM generate_series(1, 20000) g;
+"""
+
+
+def test_a_restore_builds_the_catalog_the_archive_has_partitioned_keys_included(scratch, tmp_path):
+    """The whole restore, keys in two steps where they may be, whole on a partitioned table."""
+    source = scratch.with_dbname("runner_partitioned")
+    with connect(scratch.with_dbname("postgres")) as conn:
+        conn.execute("CREATE DATABASE runner_partitioned")
+    with connect(source) as conn:
+        conn.execute(SOURCE + PARTITIONED)
+        expected = [row[0] for row in conn.execute(CATALOG)]
+    assert any("ledger_2026_pkey" in each for each in expected)
+    archive = subprocess.run(
+        [find_binaries().path("pg_dump"), "-Fc", "-Z0", "-d", source.dbname],
+        capture_output=True,
+        env=source.client_env(),
+        check=True,
+    ).stdout
+    path = tmp_path / "stellar_escrow_20260101_020000.dump.zst"
+    path.write_bytes(zstandard.ZstdCompressor().compress(archive))
+    memory = tmp_path / "memory"
+    memory.mkdir()
+    tmp_path.chmod(0o755)
+    backup = ResolvedBackup("local", str(path), "custom", "2026-01-01T02:00:00+00:00", "unverified")
+    restore.restore_streaming(
+        scratch, None, backup, None, tmp_path, jobs=2, binaries=find_binaries(), memory_dir=memory
+    )
+    with connect(scratch.with_dbname(restore.RESTORED_DB)) as conn:
+        assert [row[0] for row in conn.execute(CATALOG)] == expected
+        assert conn.execute("SELECT count(*), sum(amount) FROM ledger").fetchone() == (
+            20000,
+            20000 * 20001 // 2,
+        )
+    assert list(memory.iterdir()) == []

@@ -167,6 +167,48 @@ def test_a_script_that_switches_settings_between_entries_leaves_everything_to_pg
     ).direct
 
 
+ORDINARY = frozenset({"public.accounts", "public.escrows", "public.events", 'public."Odd Table"'})
+
+
+def test_a_plain_key_of_an_ordinary_table_is_its_unique_index_then_the_constraint_on_it():
+    plan = post_data.plan(LISTING, SCRIPT, ordinary_tables=ORDINARY)
+    steps = plan.early()
+    index = next(each for each in steps if each.sql.startswith("CREATE UNIQUE INDEX events_pkey"))
+    assert index.sql == "CREATE UNIQUE INDEX events_pkey ON public.events USING btree (id);"
+    assert (index.kind, index.list_line, index.tables) == ("INDEX", "", frozenset({"public.events"}))
+    assert index.describe().endswith(
+        "(a step of: ALTER TABLE ONLY public.events ADD CONSTRAINT events_pkey PRIMARY KEY (id);)"
+    )
+    key = next(each for each in steps if each.list_line == line(3256))
+    assert key.kind == "CONSTRAINT" and key.needs == index
+    assert (
+        key.sql
+        == "ALTER TABLE ONLY public.events\n    ADD CONSTRAINT events_pkey PRIMARY KEY USING INDEX events_pkey;"
+    )
+    assert len(steps) == 8 + 3  # three keys, each one step more
+    # what is left for pg_restore is still told in the archive's own entries
+    assert plan.rest([each.list_line for each in steps if each.list_line]) == [line(3280), line(3290)]
+
+
+def test_a_key_is_built_whole_on_a_table_not_known_ordinary_or_with_options():
+    whole = post_data.plan(LISTING, SCRIPT, ordinary_tables=frozenset({"public.escrows"})).early()
+    assert [each for each in whole if each.list_line == line(3256)][
+        0
+    ].needs is None  # events: maybe partitioned
+    for options in (
+        "PRIMARY KEY (id) DEFERRABLE",
+        "PRIMARY KEY (id) WITH (fillfactor='50')",
+        "UNIQUE NULLS NOT DISTINCT (id)",
+    ):
+        script = SCRIPT.replace(
+            "ADD CONSTRAINT events_pkey PRIMARY KEY (id);", f"ADD CONSTRAINT events_pkey {options};"
+        )
+        steps = post_data.plan(LISTING, script, ordinary_tables=ORDINARY).early()
+        key = next(each for each in steps if each.list_line == line(3256))
+        assert key.needs is None and options in key.sql
+        assert not any(each.sql.startswith("CREATE UNIQUE INDEX events_pkey") for each in steps)
+
+
 def run_all(schedule: post_data.Schedule) -> list[list[str]]:
     """Start everything that may start, finish it all, again: the waves, by list line."""
     waves = []
@@ -205,6 +247,29 @@ def test_keys_go_first_index_builds_share_a_table_and_a_foreign_key_waits_for_it
     assert waves[1] == [line(3245), line(3254)]
     assert waves[2] == [line(3263)]  # needs escrows' key, and conflicts with events' index
     assert waves[3] == [line(3262)]  # shares escrows with the other foreign key
+
+
+def test_a_keys_index_builds_beside_the_other_index_builds_and_its_constraint_follows():
+    schedule = post_data.Schedule(post_data.plan(LISTING, SCRIPT, ordinary_tables=ORDINARY).early())
+    schedule.all_loaded = True
+    waves = []
+    while not schedule.finished():
+        wave = []
+        while (entry := schedule.next()) is not None:
+            wave.append(entry)
+        for entry in wave:
+            schedule.done(entry)
+        waves.append([each.list_line or each.sql.split(" ON ")[0] for each in wave])
+    assert waves[0] == [
+        "CREATE UNIQUE INDEX accounts_pkey",
+        "CREATE UNIQUE INDEX escrows_pkey",
+        "CREATE UNIQUE INDEX events_pkey",
+        line(3245),
+        line(3254),
+        line(3270),
+    ]
+    assert waves[1] == [line(3242), line(3247), line(3256)]  # each key once its index is built
+    assert waves[2:] == [[line(3263)], [line(3262)]]
 
 
 def test_two_index_builds_on_one_table_run_together_a_key_and_an_index_do_not():

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from stellar_ops import alerts, backup_source, dr, metrics, restore
+from stellar_ops import alerts, backup_source, dr, metrics, restore, staging
 from stellar_ops.adapters.alerting import send
 from stellar_ops.adapters.assets import BACKUP_ASSET
 from stellar_ops.adapters.connections import pg_target, s3_store
@@ -161,6 +161,7 @@ def _recover_and_observe(
         manifest,
         _work_dir(config),
         jobs=config.dr.restore_jobs,
+        memory_dir=staging.MEMORY_DIR if config.dr.stage_in_memory else None,
         binaries=find_binaries(config.backup.pg_bin_dir),
         say=log.info,
     )
