@@ -284,12 +284,14 @@ def load(
     connections: int,
     stop: Callable[[], None] = lambda: None,
     on_loaded: Callable[[str], None] = lambda table: None,
+    ready: Callable[[], object] = lambda: None,
 ) -> LoadStats:
     """Run the data script in ``script`` over ``connections`` sessions.
 
-    ``on_loaded(table)`` is called (from a loading thread) once all of a table's rows are
-    committed. Raises :class:`RestoreError` naming the first statement or COPY row that failed;
-    ``stop`` is called first, so whatever writes ``script`` can be ended.
+    The sessions connect, then loading starts once ``ready()`` returns (say, once the tables
+    exist; what it raises is raised). ``on_loaded(table)`` is called (from a loading thread) once
+    all of a table's rows are committed. Raises :class:`RestoreError` naming the first statement
+    or COPY row that failed; ``stop`` is called first, so whatever writes ``script`` can be ended.
     """
     if connections < 1:
         raise ValueError(f"connections must be at least 1, got {connections}")
@@ -304,6 +306,7 @@ def load(
         unreachable = next((each.connect_error for each in loaders if each.connect_error), None)
         if unreachable is not None:
             raise RestoreError(f"cannot open a loading session: {unreachable}")
+        ready()
         _Dispatcher(script, loaders, stats, progress, on_loaded).run()
     except BaseException:
         stop()

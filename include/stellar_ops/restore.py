@@ -307,15 +307,22 @@ def restore_streaming(
             target = server.with_dbname(RESTORED_DB)
             toc_path = dest / "toc.dump"  # enough of the archive for pg_restore's schema sections
             toc_path.write_bytes(b"".join(head))
-            say(f"creating the tables of {source} on {target.describe()}")
-            _pg_restore(target, toc_path, 1, binaries, sections=("pre-data",), what="pg_restore (tables)")
-            say(f"streaming the data of {source} over {jobs} sessions")
-            archive = itertools.chain(read_so_far, compressed)  # from the start again, still compressed
+            say(
+                f"creating the tables of {source} on {target.describe()}, streaming its data over {jobs} sessions"
+            )
+            # the tables are created while the data starts to stream and the sessions connect;
+            # the indexes are planned once the tables exist (one worker: in that order)
+            tables = beside.submit(
+                _pg_restore, target, toc_path, 1, binaries, sections=("pre-data",), what="pg_restore (tables)"
+            )
             runner = PostDataRunner(target, jobs)
-            planning = beside.submit(_plan_post_data, runner, target, toc_path, binaries)  # beside the load
+            planning = beside.submit(_plan_post_data, runner, target, toc_path, binaries)
+            archive = itertools.chain(read_so_far, compressed)  # from the start again, still compressed
             expected = manifest.uncompressed_bytes if manifest else None
             with staging.script_dir(dest, expected, memory_dir) as script_dir:
-                stats = _load_data(target, archive, source, jobs, binaries, script_dir, runner.table_loaded)
+                stats = _load_data(
+                    target, archive, source, jobs, binaries, script_dir, runner.table_loaded, tables.result
+                )
         except (RestoreError, VerificationError) as exc:
             failure = exc
         finally:
@@ -364,12 +371,14 @@ def _load_data(
     binaries: PgBinaries,
     work_dir: Path,
     on_loaded: Callable[[str], None],
+    tables_created: Callable[[], object],
 ) -> parallel_load.LoadStats:
     """Feed the compressed archive to ``zstd -d | pg_restore --section=data``; load the script.
 
-    pg_restore writes the script to a file in ``work_dir``, which the loaders read as it grows.
-    Raises the first cause: a broken compressed stream, then pg_restore's own error, then a
-    loading session's.
+    pg_restore writes the script to a file in ``work_dir``, which the loaders read as it grows,
+    once ``tables_created()`` returns (it raises if the tables could not be created). Raises the
+    first cause: a broken compressed stream, then pg_restore's own error, then a loading
+    session's (or the tables').
     """
     unzstd_program = shutil.which("zstd")
     if unzstd_program is None:
@@ -413,7 +422,9 @@ def _load_data(
         feeder.start()
         load_error: RestoreError | None = None
         try:
-            stats = parallel_load.load(script, target, connections=jobs, stop=stop, on_loaded=on_loaded)
+            stats = parallel_load.load(
+                script, target, connections=jobs, stop=stop, on_loaded=on_loaded, ready=tables_created
+            )
         except RestoreError as exc:
             load_error = exc
         except BaseException:

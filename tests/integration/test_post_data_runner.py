@@ -202,3 +202,24 @@ def test_a_restore_builds_the_catalog_the_archive_has_partitioned_keys_included(
             20000 * 20001 // 2,
         )
     assert list(memory.iterdir()) == []
+
+
+def test_tables_that_cannot_be_created_fail_the_restore_naming_the_statement(scratch, archive, tmp_path):
+    """The data starts to stream while the tables are created; their failure is what is reported."""
+    path = tmp_path / "stellar_escrow_20260101_020000.dump.zst"
+    path.write_bytes(zstandard.ZstdCompressor().compress(archive[0].read_bytes()))
+    tmp_path.chmod(0o755)
+    backup = ResolvedBackup("local", str(path), "custom", "2026-01-01T02:00:00+00:00", "unverified")
+    template = scratch.with_dbname("template1")
+    with connect(template) as conn:
+        conn.execute("CREATE TABLE public.events (taken int)")  # every new database has it already
+    try:
+        with pytest.raises(RestoreError) as error:
+            restore.restore_streaming(scratch, None, backup, None, tmp_path, jobs=2, binaries=find_binaries())
+    finally:
+        with connect(template) as conn:
+            conn.execute("DROP TABLE public.events")
+    message = str(error.value)
+    assert message.startswith("pg_restore (tables) failed")
+    assert 'relation "events" already exists' in message
+    assert sessions_of(scratch.with_dbname(restore.RESTORED_DB)) == 0
