@@ -39,7 +39,7 @@ def _scratch(work: Path, settings: dict[str, str] | None = None) -> LocalScratch
 
 
 def run(
-    info: StackInfo, label: str, backup: dict[str, Any], work: Path, jobs: int = 2, repeat: int = 2
+    info: StackInfo, label: str, backup: dict[str, Any], work: Path, jobs: int = 2, repeat: int = 3
 ) -> dict[str, Any]:
     binaries = find_binaries()
     store = S3Store(info.s3_client(), "stellar-backups")

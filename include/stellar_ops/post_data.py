@@ -43,7 +43,7 @@ class Entry:
     tables: frozenset[str]
     sql: str = ""  # its statements alone, without comments
     needs: Entry | None = None  # a step built before it (a key's unique index)
-    part_of: str = ""  # for a step that is not an archive entry: the entry's own statement
+    part_of: str = ""  # for a step of an archive entry's statement: that statement
 
     @property
     def early(self) -> bool:
@@ -63,16 +63,16 @@ def _in_steps(entry: Entry) -> list[Entry]:
     key = _PLAIN_KEY.match(entry.sql) if entry.kind == "CONSTRAINT" else None
     if key is None:
         return [entry]
-    table, name = key.group("table"), key.group("name")
+    table, name, whole = key.group("table"), key.group("name"), " ".join(entry.sql.split())
     index = Entry(
         "",
         "INDEX",
         entry.tables,
         f"CREATE UNIQUE INDEX {name} ON {table} USING btree ({key.group('columns')});",
-        part_of=" ".join(entry.sql.split()),
+        part_of=whole,
     )
     attach = f"ALTER TABLE ONLY {table}\n    ADD CONSTRAINT {name} {key.group('kind')} USING INDEX {name};"
-    return [index, Entry(entry.list_line, entry.kind, entry.tables, attach, needs=index)]
+    return [index, Entry(entry.list_line, entry.kind, entry.tables, attach, needs=index, part_of=whole)]
 
 
 @dataclass(frozen=True)

@@ -181,6 +181,9 @@ def test_a_plain_key_of_an_ordinary_table_is_its_unique_index_then_the_constrain
     )
     key = next(each for each in steps if each.list_line == line(3256))
     assert key.kind == "CONSTRAINT" and key.needs == index
+    assert key.describe().endswith(
+        "(a step of: ALTER TABLE ONLY public.events ADD CONSTRAINT events_pkey PRIMARY KEY (id);)"
+    )
     assert (
         key.sql
         == "ALTER TABLE ONLY public.events\n    ADD CONSTRAINT events_pkey PRIMARY KEY USING INDEX events_pkey;"
