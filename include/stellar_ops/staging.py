@@ -16,6 +16,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from stellar_ops.processes import pid_alive
+
 MEMORY_DIR = Path("/dev/shm")
 PREFIX = "stellar-dr-script-"
 SHARE_OF_FREE = 4  # in memory only what takes at most 1/4 of the free space there
@@ -50,7 +52,7 @@ def remove_orphans(parent: Path) -> list[Path]:
     removed = []
     for path in parent.glob(f"{mine}*"):
         pid = path.name[len(mine) :].split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
     return removed
@@ -63,13 +65,3 @@ def owner(pid: int | None = None) -> str:
 
 def _host() -> str:
     return "".join(c if c.isalnum() else "_" for c in socket.gethostname())[:40] or "host"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process
-    return True

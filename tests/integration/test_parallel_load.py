@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -154,6 +154,18 @@ def test_a_big_table_is_shared_out_once_the_other_session_falls_idle(db, tmp_pat
     assert [table for table, _ in heard].count("public.big") == 1
 
 
+def load_while_written(path: Path, db: PgTarget, write: Callable[[], None]) -> parallel_load.LoadStats:
+    """Load the script at ``path`` while ``write``, in a thread of its own, still adds to it."""
+    writer = threading.Thread(target=write)
+    writer.start()
+    script_file = parallel_load.ScriptFile(path, writing=writer.is_alive)
+    try:
+        return parallel_load.load(script_file, db, connections=2)
+    finally:
+        script_file.close()
+        writer.join()
+
+
 def two_big_tables(first: bytes, second: bytes, between: bytes = b"") -> bytes:
     return (
         b"SET datestyle = 'ISO, DMY';\n\n"
@@ -247,18 +259,13 @@ def test_a_big_table_still_being_written_is_shared_only_if_the_writer_is_far_ahe
         with open(path, "ab") as out:
             out.write(text[paused_at:])
 
-    writer = threading.Thread(target=write_the_rest)
-    writer.start()
     timer = threading.Timer(1.5, resume.set)  # long enough for the other session to fall idle
     timer.start()
-    script_file = parallel_load.ScriptFile(path, writing=writer.is_alive)
     try:
-        stats = parallel_load.load(script_file, db, connections=2)
+        stats = load_while_written(path, db, write_the_rest)
     finally:
-        script_file.close()
-        resume.set()
         timer.cancel()
-        writer.join()
+        resume.set()
     assert stats.rows["public.big"] == 200_000
     assert len(stats.sessions["public.big"]) == (2 if far_ahead else 1)
 
@@ -275,14 +282,7 @@ def test_a_script_still_being_written_is_read_to_its_end(db, tmp_path):
                 out.flush()
                 time.sleep(0.02)
 
-    writer = threading.Thread(target=write_slowly)
-    writer.start()
-    script_file = parallel_load.ScriptFile(path, writing=writer.is_alive)
-    try:
-        stats = parallel_load.load(script_file, db, connections=2)
-    finally:
-        script_file.close()
-        writer.join()
+    stats = load_while_written(path, db, write_slowly)
     assert stats.bytes == len(text)
     assert stats.rows["public.big"] == 100_000
 
