@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from stellar_ops.errors import ScratchServerError
-from stellar_ops.pg import PgBinaries, PgTarget, find_binaries
+from stellar_ops.pg import PgBinaries, PgTarget, connect, find_binaries
 from stellar_ops.processes import ManagedProcess, chown_tree, free_port, pid_alive, stop_pid
 
 SUPERUSER = "postgres"
@@ -132,11 +132,23 @@ class LocalPgServer:
             raise ScratchServerError(f"PostgreSQL on port {self.port} did not start: {exc}") from None
 
     def _accepts_connections(self) -> bool:
+        """Whether a session can log in and run a query.
+
+        The first session of a new cluster also builds the catalog caches every later session
+        starts from, so the server's first real user does not wait for that.
+        """
         result = subprocess.run(
             [self._bin("pg_isready"), "-h", "127.0.0.1", "-p", str(self.port), "-t", "1"],
             capture_output=True,
         )
-        return result.returncode == 0
+        if result.returncode != 0:
+            return False
+        try:
+            with connect(self.target()) as conn:
+                conn.execute("SELECT 1")
+        except Exception:  # noqa: BLE001 - not ready yet: asked again
+            return False
+        return True
 
     @property
     def pid(self) -> int | None:
