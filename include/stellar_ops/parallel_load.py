@@ -29,7 +29,7 @@ import queue
 import re
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -168,7 +168,7 @@ class _Block:
     statement: str
     table: str
     truncate: bool  # empty it first (if it is an ordinary table) for the WAL skip
-    tally: _Tally | None = None
+    tally: _Tally
 
 
 class _Loader(threading.Thread):
@@ -187,7 +187,7 @@ class _Loader(threading.Thread):
         self.rows: dict[str, int] = {}  # rows COPY reported, by table, once committed
         self._lock = threading.Lock()
         self._to_load = 0  # bytes handed over and not yet sent to the server
-        self._block = _Block("", "", truncate=False)  # the block being loaded
+        self._block: _Block | None = None  # the block being loaded
         self._cursor: Any = None
         self._copy_cm: Any = None
         self._copy: Any = None
@@ -252,9 +252,9 @@ class _Loader(threading.Thread):
                 copy_cm, self._copy_cm, self._copy = self._copy_cm, None, None
                 copy_cm.__exit__(None, None, None)
                 conn.commit()
+                assert self._block is not None
                 self.rows[self._block.table] = self.rows.get(self._block.table, 0) + self._cursor.rowcount
-                if self._block.tally is not None:
-                    self._block.tally.committed()
+                self._block.tally.committed()
         except Exception as exc:  # noqa: BLE001 - the first failure is the one reported
             self.error = describe_failure(exc, self._statement)
             if self._copy_cm is not None:
@@ -328,10 +328,7 @@ def load(
 class _OpenBlock:
     """A COPY block being handed out: its rows start at ``first_row`` and end at ``end`` once found."""
 
-    header: str
-    table: str
-    truncate: bool
-    tally: _Tally
+    first: _Block  # what its owner begins with: the COPY, in the transaction that empties the table
     sessions: list[int]  # the loaders given some of it, first the owner
     first_row: int
     owner: _Loader | None  # None once it is shared out in pieces
@@ -378,7 +375,9 @@ class _Dispatcher:
                 continue
             if self.script.complete:
                 if self.inside is not None:
-                    raise RestoreError(f"the data script ends inside the COPY block of {self.inside.table}")
+                    raise RestoreError(
+                        f"the data script ends inside the COPY block of {self.inside.first.table}"
+                    )
                 if not self.open:
                     break
             self.script.wait(self.progress)
@@ -446,18 +445,15 @@ class _Dispatcher:
         table_match = _COPY_TABLE.match(target)
         table = table_match.group(1) if table_match else target.split(" (", 1)[0]
         block = _OpenBlock(
-            header,
-            table,
-            truncate=table_match is not None,
-            tally=_Tally(table, self.on_loaded),
+            _Block(header, table, truncate=table_match is not None, tally=_Tally(table, self.on_loaded)),
             sessions=self.stats.sessions.setdefault(table, []),
             first_row=self.at,
             owner=loader,
             next=self.at,
             scan=self.at,
         )
-        block.tally.piece()
-        loader.give(("begin", _Block(header, table, truncate=block.truncate, tally=block.tally)))
+        block.first.tally.piece()
+        loader.give(("begin", block.first))
         block.sessions.append(loader.index)
         self.open.append(block)
         return block
@@ -484,10 +480,8 @@ class _Dispatcher:
                     break
                 cut = self._row_cut(block.next, ready)
                 if block.owner is None:
-                    block.tally.piece()
-                    loader.give(
-                        ("begin", _Block(block.header, block.table, truncate=False, tally=block.tally))
-                    )
+                    block.first.tally.piece()
+                    loader.give(("begin", replace(block.first, truncate=False)))
                     if loader.index not in block.sessions:
                         block.sessions.append(loader.index)
                 loader.give(("rows", (block.next, cut - block.next)))
@@ -497,7 +491,7 @@ class _Dispatcher:
             if block.end >= 0 and block.next >= block.end:  # every row is handed out
                 if block.owner is not None:
                     block.owner.give(("end", None))
-                block.tally.close()
+                block.first.tally.close()
                 self.open.remove(block)
                 moved = True
         return moved
