@@ -263,8 +263,9 @@ def restore_streaming(
     tables after a big one beside it; a big one shared out in pieces once a session falls idle
     with nothing else to load). Each table's indexes and constraints are built as soon as it is
     loaded, over ``jobs`` sessions of their own (:mod:`stellar_ops.post_data_runner`); entries
-    that cannot be placed for sure follow with ``pg_restore -j`` at the end. The stream's size and sha256 are checked against
-    the manifest at its end; a mismatch is reported before any loading error it may have caused.
+    that cannot be placed for sure follow with ``pg_restore -j`` at the end. The stream's size
+    and sha256 are checked against the manifest at its end; a mismatch is reported before any
+    loading error it may have caused.
     """
     started = time.monotonic()
     source = source_label(store, backup)
