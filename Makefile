@@ -12,12 +12,12 @@ run: deps
 	@scripts/run.sh
 
 stack: deps
-	@$(VENV)/stellar-ops stack up --state-dir .stack --dags-folder dags
+	@$(VENV)/stellar-dev stack up --state-dir .stack --dags-folder dags
 	@. .stack/env && $(VENV)/airflow db migrate > .stack/logs/airflow-db-migrate.log 2>&1
 	@echo "run: source .stack/env   (then e.g. .venv/bin/airflow dags test db_maintenance)"
 
 stack-down:
-	@$(VENV)/stellar-ops stack down --state-dir .stack
+	@$(VENV)/stellar-dev stack down --state-dir .stack
 
 lint: deps
 	$(VENV)/ruff check .

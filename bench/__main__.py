@@ -12,8 +12,8 @@ from pathlib import Path
 
 from bench import backup, parse, restore
 from bench.report import save
-from stellar_ops import demo_data
-from stellar_ops.devstack.stack import Stack
+from stellar_ops.dev import demo_data
+from stellar_ops.dev.stack import Stack
 
 
 def main() -> None:

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.report import table, verdict
-from stellar_ops.config import BackupConfig
-from stellar_ops.devstack.stack import StackInfo
-from stellar_ops.s3store import MIB
+from stellar_ops.backup.config import BackupConfig
+from stellar_ops.dev.stack import StackInfo
+from stellar_ops.storage.s3 import MIB
 
 LEVEL = BackupConfig().compression_level
 

@@ -9,14 +9,15 @@ from typing import Any
 
 from bench import cores
 from bench.report import table, verdict
-from stellar_ops import restore
-from stellar_ops.backup import BackupJob, verify_upload
-from stellar_ops.backup_source import ResolvedBackup
-from stellar_ops.config import parse_config
-from stellar_ops.devstack.stack import StackInfo
-from stellar_ops.pg import connect, find_binaries
-from stellar_ops.s3store import S3Store
-from stellar_ops.scratch import LocalScratch, scratch_name
+from stellar_ops.backup.dump import BackupJob, verify_upload
+from stellar_ops.backups.source import ResolvedBackup
+from stellar_ops.dev.stack import StackInfo
+from stellar_ops.dr.engine import restore
+from stellar_ops.dr.scratch import LocalScratch, scratch_name
+from stellar_ops.postgres.binaries import find_binaries
+from stellar_ops.postgres.target import connect
+from stellar_ops.registry import parse_config
+from stellar_ops.storage.s3 import S3Store
 
 # What the old procedure restored into: a stock PostgreSQL (our scratch server's tuning undone).
 STOCK_SETTINGS = {

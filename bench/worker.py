@@ -13,11 +13,11 @@ import sys
 import time
 from datetime import datetime
 
-from stellar_ops.backup import BackupJob
-from stellar_ops.config import parse_config
-from stellar_ops.devstack.stack import StackInfo
-from stellar_ops.pg import find_binaries
-from stellar_ops.s3store import S3Store
+from stellar_ops.backup.dump import BackupJob
+from stellar_ops.dev.stack import StackInfo
+from stellar_ops.postgres.binaries import find_binaries
+from stellar_ops.registry import parse_config
+from stellar_ops.storage.s3 import S3Store
 
 
 def _client(info: StackInfo):
@@ -59,7 +59,7 @@ def backup(info: StackInfo, prefix: str, level: int, threads: int, slot: str) ->
 
 def compress_only(info: StackInfo, level: int, threads: int) -> dict:
     """pg_dump -Fc -Z0 through the zstandard binding into a hash, no upload: the compression route alone."""
-    from stellar_ops.compression import compressor
+    from stellar_ops.storage.compression import compressor
 
     packer = compressor("custom", level, threads)
     digest = hashlib.sha256()

@@ -51,26 +51,18 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pendulum
-from airflow.sdk import Param, TriggerRule, dag, task
+from airflow.sdk import Param, TriggerRule, task
 
-from stellar_ops.adapters import backup_tasks as steps
-from stellar_ops.adapters.alerting import dag_callbacks, task_defaults
-from stellar_ops.adapters.assets import BACKUP_ASSET
-from stellar_ops.taxonomy import procedure_for
-
-DAG_ID = "db_backup"
+from stellar_ops.adapters import backup as steps
+from stellar_ops.adapters.common.assets import BACKUP_ASSET
+from stellar_ops.adapters.common.dag import procedure_dag
 
 
-@dag(
-    dag_id=DAG_ID,
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+@procedure_dag(
+    "db_backup",
     schedule="0 2 * * *",
-    catchup=False,
-    max_active_runs=1,
-    tags=procedure_for(DAG_ID).tags,
-    doc_md=__doc__,
-    default_args=task_defaults(DAG_ID, execution_timeout=timedelta(hours=3)),
+    doc=__doc__,
+    execution_timeout=timedelta(hours=3),
     params={
         "force": Param(
             False,
@@ -79,7 +71,6 @@ DAG_ID = "db_backup"
         ),
         "dry_run": Param(False, type="boolean", description="Retention only logs what it would delete"),
     },
-    **dag_callbacks(DAG_ID),
 )
 def db_backup() -> None:
     @task

@@ -34,25 +34,17 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pendulum
-from airflow.sdk import Param, dag, task
+from airflow.sdk import Param, task
 
-from stellar_ops.adapters import maintenance_tasks as steps
-from stellar_ops.adapters.alerting import dag_callbacks, task_defaults
-from stellar_ops.taxonomy import procedure_for
-
-DAG_ID = "db_maintenance"
+from stellar_ops.adapters import maintenance as steps
+from stellar_ops.adapters.common.dag import procedure_dag
 
 
-@dag(
-    dag_id=DAG_ID,
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+@procedure_dag(
+    "db_maintenance",
     schedule="0 3 * * 6",
-    catchup=False,
-    max_active_runs=1,
-    tags=procedure_for(DAG_ID).tags,
-    doc_md=__doc__,
-    default_args=task_defaults(DAG_ID, execution_timeout=timedelta(hours=2)),
+    doc=__doc__,
+    execution_timeout=timedelta(hours=2),
     params={
         "tables": Param(
             [],
@@ -62,7 +54,6 @@ DAG_ID = "db_maintenance"
             "and an empty maintenance.tables means every table",
         ),
     },
-    **dag_callbacks(DAG_ID),
 )
 def db_maintenance() -> None:
     @task

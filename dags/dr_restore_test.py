@@ -44,37 +44,28 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pendulum
 from airflow.sdk import (
     AssetOrTimeSchedule,
     CronTriggerTimetable,
     Param,
     TriggerRule,
-    dag,
     setup,
     task,
     teardown,
 )
 
-from stellar_ops.adapters import dr_tasks as steps
-from stellar_ops.adapters.alerting import dag_callbacks, task_defaults
-from stellar_ops.adapters.assets import BACKUP_ASSET
-from stellar_ops.taxonomy import procedure_for
-
-DAG_ID = "dr_restore_test"
+from stellar_ops.adapters import dr as steps
+from stellar_ops.adapters.common.assets import BACKUP_ASSET
+from stellar_ops.adapters.common.dag import procedure_dag
 
 
-@dag(
-    dag_id=DAG_ID,
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+@procedure_dag(
+    "dr_restore_test",
     schedule=AssetOrTimeSchedule(
         timetable=CronTriggerTimetable("0 4 1 * *", timezone="UTC"), assets=BACKUP_ASSET
     ),
-    catchup=False,
-    max_active_runs=1,
-    tags=procedure_for(DAG_ID).tags,
-    doc_md=__doc__,
-    default_args=task_defaults(DAG_ID, execution_timeout=timedelta(hours=2)),
+    doc=__doc__,
+    execution_timeout=timedelta(hours=2),
     params={
         "backup": Param(
             "latest",
@@ -92,7 +83,6 @@ DAG_ID = "dr_restore_test"
             False, type="boolean", description="Keep the scratch server after a failure, for debugging"
         ),
     },
-    **dag_callbacks(DAG_ID),
 )
 def dr_restore_test() -> None:
     @task

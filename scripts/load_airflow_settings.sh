@@ -4,7 +4,7 @@ set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-"$REPO/.venv/bin/stellar-ops" airflow-settings "$REPO/airflow_settings.yaml" --out "$out"
+"$REPO/.venv/bin/stellar-dev" airflow-settings "$REPO/airflow_settings.yaml" --out "$out"
 airflow connections import "$out/connections.json" --overwrite >/dev/null
 airflow variables import "$out/variables.json" --action-on-existing-key overwrite >/dev/null
 airflow pools import "$out/pools.json" >/dev/null

@@ -6,7 +6,7 @@ REPO=$(cd "$(dirname "$0")/.." && pwd)
 cd "$REPO"
 source scripts/airflow_env.sh
 
-.venv/bin/stellar-ops stack up --state-dir .stack --fixed-ports --demo-rows "${DEMO_ROWS:-20000}"
+.venv/bin/stellar-dev stack up --state-dir .stack --fixed-ports --demo-rows "${DEMO_ROWS:-20000}"
 airflow_pgid=""
 cleanup() {
   trap - EXIT INT TERM
@@ -16,7 +16,7 @@ cleanup() {
     for _ in $(seq 1 30); do kill -0 -- "-$airflow_pgid" 2>/dev/null || break; sleep 1; done
     kill -KILL -- "-$airflow_pgid" 2>/dev/null || true
   fi
-  .venv/bin/stellar-ops stack down --state-dir .stack
+  .venv/bin/stellar-dev stack down --state-dir .stack
 }
 trap cleanup EXIT INT TERM
 

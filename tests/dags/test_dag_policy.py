@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stellar_ops.taxonomy import CATALOGUE, allowed_tags, procedure_for
+from stellar_ops.registry import CATALOGUE, allowed_tags, procedure_for
 
 REPO = Path(__file__).resolve().parents[2]
 DAG_FILES = sorted(p for p in (REPO / "dags").glob("*.py") if not p.name.startswith("_"))
@@ -64,8 +64,18 @@ def test_every_dag_is_in_the_catalogue_with_its_schedule(dags):
         assert str(timetable.timezone) in ("UTC", "Timezone('UTC')"), dag.dag_id
 
 
+def test_every_registered_dag_has_its_file():
+    assert sorted(CATALOGUE) == sorted(p.stem for p in DAG_FILES)
+
+
+def test_every_dag_file_uses_the_one_header():
+    for path in DAG_FILES:
+        text = path.read_text()
+        assert "@procedure_dag(" in text and "@dag(" not in text, path.name
+
+
 def test_the_dr_test_can_follow_new_backups(dags):
-    from stellar_ops.adapters.assets import BACKUP_ASSET
+    from stellar_ops.adapters.common.assets import BACKUP_ASSET
 
     (dr,) = [d for d in dags if d.dag_id == "dr_restore_test"]
     assert BACKUP_ASSET.name in repr(dr.timetable.asset_condition)
@@ -92,7 +102,7 @@ def test_tags_come_from_the_taxonomy(dags):
 
 
 def test_every_task_retries_times_out_and_alerts(dags):
-    from stellar_ops.adapters.alerting import StellarAlertNotifier
+    from stellar_ops.adapters.common.alerting import StellarAlertNotifier
 
     for dag in dags:
         for task in dag.tasks:
@@ -110,7 +120,7 @@ def test_every_task_retries_times_out_and_alerts(dags):
 
 
 def test_recovery_callback_on_every_dag(dags):
-    from stellar_ops.adapters.alerting import announce_recovery
+    from stellar_ops.adapters.common.alerting import announce_recovery
 
     for dag in dags:
         callbacks = (

@@ -1,12 +1,26 @@
-"""The layer rules: pure modules never import Airflow; DAG files only wire adapters together."""
+"""The layer rules of the package (see the README's Layout section).
+
+- pure modules (everything but ``adapters``) never import Airflow;
+- runtime modules (everything but ``dev``) never import the development tooling;
+- a procedure's package never imports another procedure's: shared code goes down into ``core``,
+  ``postgres``, ``storage`` or ``backups``, which import no procedure's package;
+- DAG files import only Airflow's SDK and the adapters.
+"""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
+import pytest
+
+from stellar_ops import registry
+
 REPO = Path(__file__).resolve().parents[2]
 PACKAGE = REPO / "include" / "stellar_ops"
+SHARED = ("core", "postgres", "storage", "backups")
+# a procedure's package is named after its config section
+PROCEDURE_PACKAGES = sorted({p.section for p in registry.PROCEDURES})
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -16,27 +30,73 @@ def imported_modules(path: Path) -> set[str]:
             modules.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module:
             modules.add(node.module)
+            if node.module == "stellar_ops":  # `from stellar_ops import backup` names a package
+                modules.update(f"stellar_ops.{alias.name}" for alias in node.names)
     return modules
+
+
+def room_of(module: str) -> str | None:
+    """The first package below ``stellar_ops`` that ``module`` lives in (None for other modules)."""
+    parts = module.split(".")
+    return parts[1] if parts[0] == "stellar_ops" and len(parts) > 1 else None
+
+
+def modules_in(*rooms: str) -> list[Path]:
+    return sorted(p for room in rooms for p in (PACKAGE / room).rglob("*.py"))
+
+
+def test_every_procedure_has_its_package_and_every_package_a_room():
+    for procedure in registry.PROCEDURES:
+        assert (PACKAGE / procedure.section / "__init__.py").exists(), procedure.section
+    rooms = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()}
+    assert rooms == {*PROCEDURE_PACKAGES, *SHARED, "adapters", "cli", "dev"}
 
 
 def test_pure_modules_do_not_import_airflow():
     pure = [p for p in PACKAGE.rglob("*.py") if "adapters" not in p.relative_to(PACKAGE).parts]
-    assert len(pure) > 15
+    assert len(pure) > 30
     for path in pure:
         offenders = sorted(m for m in imported_modules(path) if m == "airflow" or m.startswith("airflow."))
         assert offenders == [], f"{path.relative_to(REPO)} imports {offenders}"
+
+
+def test_runtime_modules_do_not_import_development_tooling():
+    runtime = [p for p in PACKAGE.rglob("*.py") if p.relative_to(PACKAGE).parts[0] != "dev"]
+    for path in runtime:
+        offenders = sorted(m for m in imported_modules(path) if room_of(m) == "dev")
+        assert offenders == [], f"{path.relative_to(REPO)} imports development tooling {offenders}"
+
+
+@pytest.mark.parametrize("package", PROCEDURE_PACKAGES)
+def test_a_procedure_package_imports_no_other_procedure(package):
+    others = set(PROCEDURE_PACKAGES) - {package}
+    for path in modules_in(package):
+        offenders = sorted(m for m in imported_modules(path) if room_of(m) in others)
+        assert offenders == [], f"{path.relative_to(REPO)} imports another procedure's {offenders}"
+
+
+def test_shared_packages_import_no_procedure_and_no_layer_above():
+    above = set(PROCEDURE_PACKAGES) | {"adapters", "cli", "dev", "registry", "runtime"}
+    for path in modules_in(*SHARED):
+        offenders = sorted(m for m in imported_modules(path) if room_of(m) in above)
+        assert offenders == [], f"{path.relative_to(REPO)} (shared) imports {offenders}"
 
 
 def test_dag_files_import_only_airflow_and_the_adapters():
     for path in sorted((REPO / "dags").glob("*.py")):
         for module in imported_modules(path):
             allowed = module in ("__future__", "datetime", "pendulum") or module.startswith(
-                ("airflow.sdk", "stellar_ops.adapters", "stellar_ops.taxonomy")
+                ("airflow.sdk", "stellar_ops.adapters")
             )
             assert allowed, f"{path.name} imports {module}: logic belongs in include/stellar_ops"
 
 
-def test_the_layer_check_can_fail(tmp_path):
+def test_the_layer_checks_can_fail(tmp_path):
     bad = tmp_path / "bad.py"
-    bad.write_text("from airflow.sdk import Variable\n")
-    assert "airflow.sdk" in imported_modules(bad)
+    bad.write_text(
+        "from airflow.sdk import Variable\nfrom stellar_ops import dev\nfrom stellar_ops.dr.flow import x\n"
+    )
+    found = imported_modules(bad)
+    assert "airflow.sdk" in found
+    assert room_of("stellar_ops.dev") == "dev" and "stellar_ops.dev" in found
+    assert room_of("stellar_ops.dr.flow") == "dr" and "stellar_ops.dr.flow" in found

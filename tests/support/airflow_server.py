@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 import requests
 
-from stellar_ops.processes import free_port
+from stellar_ops.core.processes import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent

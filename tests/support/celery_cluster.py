@@ -17,9 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from stellar_ops.devstack.stack import StackInfo
-from stellar_ops.pg import connect
-from stellar_ops.processes import free_port, pid_alive, stop_pid
+from stellar_ops.core.processes import free_port, pid_alive, stop_pid
+from stellar_ops.dev.stack import StackInfo
+from stellar_ops.postgres.target import connect
 from tests.support.airflow_server import REPO, VENV_BIN, airflow_env, airflow_healthy
 
 ALTERNATE = {

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from stellar_ops.pgserver import LocalPgServer
-from stellar_ops.processes import free_port, unprivileged_user
+from stellar_ops.core.processes import free_port, unprivileged_user
+from stellar_ops.postgres.server import LocalPgServer
 
 API_VERSION = "1.43"
 

@@ -16,11 +16,12 @@ from typing import Any
 import pytest
 import requests
 
-from stellar_ops.config import parse_config
-from stellar_ops.devstack.stack import Stack, StackInfo
-from stellar_ops.pg import PgTarget, find_binaries
-from stellar_ops.s3store import S3Store
-from stellar_ops.scratch import LocalScratch, scratch_name
+from stellar_ops.dev.stack import Stack, StackInfo
+from stellar_ops.dr.scratch import LocalScratch, scratch_name
+from stellar_ops.postgres.binaries import find_binaries
+from stellar_ops.postgres.target import PgTarget
+from stellar_ops.registry import parse_config
+from stellar_ops.storage.s3 import S3Store
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_ROWS = int(os.environ.get("STELLAR_TEST_DEMO_ROWS", "30000"))

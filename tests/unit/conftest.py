@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from stellar_ops import catalog
-from stellar_ops.manifest import Manifest
+from stellar_ops.backups.manifest import Manifest
+from stellar_ops.postgres import catalog
 
 
 def _sample_schema() -> dict[str, Any]:

@@ -1,5 +1,5 @@
 """Thin Airflow adapters over the pure :mod:`stellar_ops` modules.
 
-Only this subpackage imports Airflow. It turns connections into targets, reads the config
-Variable at run time, and provides the alerting conventions and the tasks' one-call bodies.
+Only this subpackage imports Airflow. ``adapters/<procedure>.py`` holds each DAG's task bodies,
+each running one step of its procedure's flow; ``adapters/common/`` what every DAG shares.
 """

@@ -1,0 +1,1 @@
+"""What every DAG shares: the header, alerting, connections, the task runtime, the Assets."""

@@ -1,0 +1,44 @@
+"""The one DAG header every procedure uses, so a DAG file states only what is its own.
+
+:func:`procedure_dag` sets what STYLE.md asks of every DAG (a fixed UTC start date, no catchup,
+one active run, the taxonomy's tags, the runbook as ``doc_md``) and the shared task settings
+(:func:`~stellar_ops.adapters.common.alerting.task_defaults`) and DAG callbacks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pendulum
+
+from stellar_ops.adapters.common.alerting import dag_callbacks, task_defaults
+from stellar_ops.registry import procedure_for
+
+START_DATE = pendulum.datetime(2026, 1, 1, tz="UTC")
+
+
+def procedure_dag(
+    dag_id: str,
+    *,
+    schedule: Any,
+    doc: str | None,
+    execution_timeout: timedelta,
+    params: dict[str, Any] | None = None,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``@dag(...)`` for the registered DAG ``dag_id``."""
+    from airflow.sdk import dag
+
+    return dag(  # type: ignore[no-any-return]
+        dag_id=dag_id,
+        start_date=START_DATE,
+        schedule=schedule,
+        catchup=False,
+        max_active_runs=1,
+        tags=procedure_for(dag_id).tags,
+        doc_md=doc,
+        default_args=task_defaults(dag_id, execution_timeout=execution_timeout),
+        params=params or {},
+        **dag_callbacks(dag_id),
+    )

@@ -1,0 +1,36 @@
+"""Task bodies of ``db_maintenance``: each runs one step of :mod:`stellar_ops.maintenance.flow`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from stellar_ops.adapters.common.runtime import checked, current_context, run_type, task_runtime
+from stellar_ops.maintenance import flow
+
+
+@checked
+def check_pg_stat_statements() -> dict[str, Any]:
+    status = flow.check_pg_stat_statements(task_runtime())
+    return {"installed": status.installed, "preloaded": status.preloaded, "warning": status.warning}
+
+
+@checked
+def measure_bloat(tables: list[str] | None) -> list[dict[str, Any]]:
+    return [row.as_dict() for row in flow.measure_bloat(task_runtime(), tables)]
+
+
+@checked
+def vacuum_analyze(tables: list[str] | None) -> dict[str, float]:
+    rt = task_runtime()
+    outside = flow.window_check(rt, datetime.now(UTC), manual=run_type(current_context()) == "manual")
+    if outside is not None:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        raise AirflowSkipException(outside.reason)
+    return flow.vacuum_analyze(rt, tables)
+
+
+@checked
+def report_bloat(before: list[dict[str, Any]], tables: list[str] | None) -> dict[str, Any]:
+    return flow.report_bloat(task_runtime(), before, tables)

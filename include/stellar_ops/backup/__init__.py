@@ -1,0 +1,1 @@
+"""The daily backup (``db_backup``): pg_dump streamed to S3, verified, published, retention."""

@@ -1,0 +1,430 @@
+"""Take a backup: pg_dump streamed through a compressor into an S3 multipart upload.
+
+One pass, no full-size temporary file: pg_dump's output is compressed, hashed (sha256), copied to
+the optional local directory and uploaded in parts as it is produced. The upload goes to an
+``.incoming/`` key and becomes visible only when pg_dump succeeded; it becomes the final backup
+only after it was read back and verified (:func:`publish`). A failure anywhere aborts the
+multipart upload and removes the partial local copy, so a failed run never leaves something that
+looks like a backup, and never replaces a good one.
+
+The exact row count of every table and the schema are read inside the snapshot that pg_dump
+dumps (``pg_export_snapshot`` + ``pg_dump --snapshot``), so the manifest describes exactly what
+the dump holds.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import fcntl
+import hashlib
+import io
+import logging
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, cast
+
+from stellar_ops.backup.config import BackupConfig
+from stellar_ops.backups import verify
+from stellar_ops.backups.keys import INCOMING_DIR, MANIFEST_SUFFIX, backup_key, incoming_key
+from stellar_ops.backups.manifest import Manifest, Verification
+from stellar_ops.core.errors import BackupError, PrerequisiteError, VerificationError
+from stellar_ops.postgres import catalog
+from stellar_ops.postgres.binaries import PgBinaries
+from stellar_ops.postgres.target import PgTarget, connect, major_of, server_version_num
+from stellar_ops.storage.compression import compression_name, compressor
+from stellar_ops.storage.s3 import MIB, S3Store
+
+log = logging.getLogger(__name__)
+
+CHUNK = 1 * MIB
+MAX_PARTS = 9_000  # S3 allows 10,000; the margin absorbs a dump larger than the estimate
+F_SETPIPE_SZ = 1031
+
+
+@dataclass(frozen=True)
+class Prerequisites:
+    key: str
+    server_version: str
+    server_version_num: int
+    pg_dump_version: str
+    verified_backup_exists: bool
+
+
+@dataclass
+class _Progress:
+    say: Callable[[str], None]
+    interval: float
+    started: float
+    raw: int = 0
+    compressed: int = 0
+    last: float = 0.0
+
+    def tick(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self.last < self.interval:
+            return
+        self.last = now
+        elapsed = max(now - self.started, 1e-6)
+        self.say(
+            f"dumped {self.raw / MIB:,.1f} MiB, uploaded {self.compressed / MIB:,.1f} MiB compressed, "
+            f"{self.raw / MIB / elapsed:,.1f} MiB/s"
+        )
+
+
+class BackupJob:
+    """The backup procedure for one database, bucket and configuration."""
+
+    def __init__(self, target: PgTarget, store: S3Store, config: BackupConfig, binaries: PgBinaries) -> None:
+        self.target = target
+        self.store = store
+        self.config = config
+        self.binaries = binaries
+
+    def key_for(self, slot: datetime) -> str:
+        return backup_key(self.config.prefix, slot, self.config.format)
+
+    # -- prerequisites ---------------------------------------------------------------------------
+
+    def check_prerequisites(self, slot: datetime) -> Prerequisites:
+        """The database answers, pg_dump is new enough, the bucket is writable, local dir too."""
+        with connect(self.target) as conn:
+            version_num = server_version_num(conn)
+            version = str(conn.execute("SHOW server_version").fetchone()[0])
+        dump_version = self._check_pg_dump(version_num, version)
+        self.store.check_bucket()
+        self.store.check_writable(f"{self.config.prefix}{INCOMING_DIR}.write-probe-{os.getpid()}")
+        if self.config.local_dir:
+            _check_local_dir(Path(self.config.local_dir))
+        key = self.key_for(slot)
+        return Prerequisites(
+            key=key,
+            server_version=version,
+            server_version_num=version_num,
+            pg_dump_version=dump_version,
+            verified_backup_exists=self.store.exists(key) and self.store.exists(key + MANIFEST_SUFFIX),
+        )
+
+    def _check_pg_dump(self, version_num: int, version: str) -> str:
+        """pg_dump must be at least the server's major version; returns its version text."""
+        dump_major, dump_version = self.binaries.version("pg_dump")
+        if dump_major < major_of(version_num):
+            raise PrerequisiteError(
+                f"pg_dump {dump_major} ({self.binaries.path('pg_dump')}) is older than the server "
+                f"({version}): install postgresql-client-{major_of(version_num)} or set backup.pg_bin_dir"
+            )
+        return dump_version
+
+    # -- dump ------------------------------------------------------------------------------------
+
+    def dump(
+        self, slot: datetime, *, run_id: str | None, token: str, say: Callable[[str], None] = log.info
+    ) -> dict[str, Any]:
+        """Stream a dump to the incoming key; returns the draft manifest (not yet verified)."""
+        import psycopg
+
+        cfg = self.config
+        key = self.key_for(slot)
+        temp_key = incoming_key(cfg.prefix, key, token)
+        self._abort_earlier_tries(key, say)
+        started_at = datetime.now(UTC)
+        clock = time.monotonic()
+        say(
+            f"dumping {self.target.describe()} to {self.store.url(temp_key)} ({cfg.format}, level {cfg.compression_level})"
+        )
+        local_final = Path(cfg.local_dir) / key.rsplit("/", 1)[-1] if cfg.local_dir else None
+        local_partial = local_final.with_name(f"{local_final.name}.partial-{token}") if local_final else None
+        if local_final is not None:
+            _check_local_dir(local_final.parent)  # this may be another worker than the prerequisites ran on
+
+        with connect(self.target, autocommit=False) as conn:
+            # One REPEATABLE READ snapshot, exported to pg_dump and shared by the inventory.
+            conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            conn.read_only = True
+            snapshot = str(conn.execute("SELECT pg_export_snapshot()").fetchone()[0])
+            version_num = server_version_num(conn)
+            version = str(conn.execute("SHOW server_version").fetchone()[0])
+            # again here: this task may run on another worker than the prerequisites did
+            dump_version = self._check_pg_dump(version_num, version)
+            inventory = _InventoryThread(conn)
+            database_bytes = int(conn.execute("SELECT pg_database_size(current_database())").fetchone()[0])
+            upload = self.store.multipart(
+                temp_key,
+                part_size=part_size_for(database_bytes, cfg.part_size_mb),
+                max_in_flight=cfg.max_parts_in_flight,
+            )
+            pg_dump: _PgDump | None = None
+            local = None
+            try:
+                pg_dump = _PgDump.start(self._pg_dump_argv(snapshot), self.target.client_env())
+                inventory.start()
+                local = open(local_partial, "wb") if local_partial else None  # noqa: SIM115 - closed below
+                digest, raw_bytes = self._stream(pg_dump.process, upload, local, say, clock)
+                try:
+                    pg_dump.check_exit()
+                except BackupError:
+                    # A failed count ends the exported snapshot, and pg_dump then fails to import
+                    # it: the count's own error is the one that explains.
+                    inventory.raise_if_failed()
+                    raise
+                counts, schema = inventory.result()
+                upload.complete()
+                if local is not None and local_partial is not None and local_final is not None:
+                    local.flush()
+                    os.fsync(local.fileno())
+                    local.close()
+                    local = None
+                    os.replace(local_partial, local_final)
+            except BaseException as exc:
+                self._clean_up_failure(pg_dump, upload, local, local_partial, say)
+                if isinstance(exc, BackupError | PrerequisiteError) or not isinstance(exc, Exception):
+                    raise
+                raise BackupError(f"backup to {self.store.url(temp_key)} failed: {exc}") from exc
+            finally:
+                conn.rollback()
+        finished_at = datetime.now(UTC)
+        say(
+            f"dump finished: {raw_bytes / MIB:,.1f} MiB -> {upload.bytes_written / MIB:,.1f} MiB in "
+            f"{time.monotonic() - clock:,.1f}s"
+        )
+        return {
+            "temp_key": temp_key,
+            "key": key,
+            "bucket": self.store.bucket,
+            "slot": slot.isoformat(),
+            "database": self.target.dbname,
+            "server_version": version,
+            "server_version_num": version_num,
+            "pg_dump_version": dump_version,
+            "dump_format": cfg.format,
+            "compression": compression_name(cfg.format),
+            "compression_level": cfg.compression_level,
+            "encryption": cfg.server_side_encryption,
+            "started_at": started_at.isoformat(),
+            "finished_at": finished_at.isoformat(),
+            "duration_seconds": round((finished_at - started_at).total_seconds(), 3),
+            "dag_run_id": run_id,
+            "size_bytes": upload.bytes_written,
+            "sha256": digest,
+            "uncompressed_bytes": raw_bytes,
+            "snapshot": snapshot,
+            "row_counts": counts,
+            "schema": schema,
+            "schema_fingerprint": catalog.fingerprint(schema),
+            "local_copy": str(local_final) if local_final else None,
+        }
+
+    def _abort_earlier_tries(self, key: str, say: Callable[[str], None]) -> None:
+        """Abort this slot's unfinished uploads left by an earlier try (say, while S3 was down).
+
+        Only this slot's own incoming uploads are touched, and a DAG runs one try at a time.
+        """
+        mine = incoming_key(self.config.prefix, key, "")
+        for upload in self.store.unfinished_uploads(mine):
+            say(
+                f"aborting the unfinished upload {upload['UploadId']} of {self.store.url(upload['Key'])} from an earlier try"
+            )
+            self.store.abort_upload(upload["Key"], upload["UploadId"])
+
+    def _pg_dump_argv(self, snapshot: str) -> list[str]:
+        argv = [
+            self.binaries.path("pg_dump"),
+            f"--format={'custom' if self.config.format == 'custom' else 'plain'}",
+            f"--snapshot={snapshot}",
+            "--no-password",
+            "--lock-wait-timeout=120000",
+        ]
+        if self.config.format == "custom":
+            argv.append("--compress=0")  # zstd does it better, outside pg_dump
+        return argv
+
+    def _stream(
+        self,
+        process: subprocess.Popen[bytes],
+        upload: Any,
+        local: Any,
+        say: Callable[[str], None],
+        clock: float,
+    ) -> tuple[str, int]:
+        assert process.stdout is not None
+        reader = cast(io.RawIOBase, process.stdout)  # unbuffered (bufsize=0): a FileIO
+        packer = compressor(
+            self.config.format, self.config.compression_level, self.config.compression_threads
+        )
+        digest = hashlib.sha256()
+        progress = _Progress(say, self.config.progress_interval_seconds, clock, last=clock)
+
+        def emit(data: bytes) -> None:
+            if not data:
+                return
+            digest.update(data)
+            if local is not None:
+                local.write(data)
+            upload.write(data)
+            progress.compressed += len(data)
+
+        buffer = bytearray(CHUNK)  # one input buffer for the whole dump: no per-chunk allocation
+        view = memoryview(buffer)
+        while count := reader.readinto(buffer):
+            progress.raw += count
+            packer.push(view[:count], emit)
+            progress.tick()
+        packer.finish(emit)
+        progress.tick(force=True)
+        return digest.hexdigest(), progress.raw
+
+    def _clean_up_failure(
+        self,
+        pg_dump: _PgDump | None,
+        upload: Any,
+        local: Any,
+        local_partial: Path | None,
+        say: Callable[[str], None],
+    ) -> None:
+        if pg_dump is not None:
+            pg_dump.kill()
+        problem = upload.abort()
+        say(problem or f"aborted the multipart upload of {self.store.url(upload.key)}")
+        if local is not None:
+            local.close()
+        if local_partial is not None:
+            local_partial.unlink(missing_ok=True)
+
+    # -- publish ---------------------------------------------------------------------------------
+
+    def publish(self, draft: dict[str, Any], verification: dict[str, Any]) -> Manifest:
+        """Make a verified upload final: copy to the final key, write the manifest, drop the upload."""
+        fields = {k: v for k, v in draft.items() if k != "temp_key"}
+        fields["verification"] = Verification(**verification)
+        manifest = Manifest.model_validate(fields)
+        temp_key, key = draft["temp_key"], draft["key"]
+        if not self.store.exists(temp_key):
+            raise BackupError(
+                f"{self.store.url(temp_key)} is gone: re-run dump_to_s3 (clear the task in the UI)"
+            )
+        self.store.copy(temp_key, key, metadata={"sha256": manifest.sha256, "stellar-ops-manifest": "1"})
+        head = self.store.head(key)
+        if head is None or int(head["ContentLength"]) != manifest.size_bytes:
+            raise BackupError(
+                f"copy of {self.store.url(temp_key)} to {key!r} did not produce the same object"
+            )
+        self.store.put_json(key + MANIFEST_SUFFIX, manifest.to_document())
+        self.store.delete(temp_key)
+        return manifest
+
+
+class _PgDump:
+    """A running pg_dump whose stderr is drained in the background (the last lines kept)."""
+
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        self.process = process
+        self._tail: collections.deque[str] = collections.deque(maxlen=20)
+        self._reader = threading.Thread(target=self._drain, name="pg_dump-stderr", daemon=True)
+        self._reader.start()
+
+    @classmethod
+    def start(cls, argv: list[str], env: dict[str, str]) -> _PgDump:
+        process = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env, bufsize=0
+        )
+        assert process.stdout is not None
+        with contextlib.suppress(OSError):  # a smaller pipe only costs a few more reads
+            fcntl.fcntl(process.stdout.fileno(), F_SETPIPE_SZ, CHUNK)
+        return cls(process)
+
+    def _drain(self) -> None:
+        assert self.process.stderr is not None
+        for line in iter(self.process.stderr.readline, b""):
+            self._tail.append(line.decode(errors="replace").rstrip())
+
+    def check_exit(self) -> None:
+        code = self.process.wait()
+        if code != 0:
+            self._reader.join(timeout=5)
+            raise BackupError(_pg_dump_failure(code, "\n".join(self._tail)))
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+
+
+class _InventoryThread:
+    """Counts rows and reads the schema on the snapshot connection while pg_dump streams."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self._thread = threading.Thread(target=self._run, name="inventory", daemon=True)
+        self._counts: dict[str, int] = {}
+        self._schema: dict[str, Any] = {}
+        self._error: BaseException | None = None
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            tables = catalog.list_tables(self.conn)
+            self._counts = catalog.count_rows(self.conn, tables)
+            self._schema = catalog.schema_of(self.conn)
+        except BaseException as exc:  # reported by result()
+            self._error = exc
+
+    def result(self) -> tuple[dict[str, int], dict[str, Any]]:
+        self._thread.join()
+        self.raise_if_failed()
+        return self._counts, self._schema
+
+    def raise_if_failed(self, wait: float = 2.0) -> None:
+        """Raise the inventory's error if it has failed (or fails within ``wait`` seconds)."""
+        self._thread.join(timeout=wait)
+        if self._error is not None:
+            raise BackupError(f"counting rows in the dump's snapshot failed: {self._error}")
+
+
+def part_size_for(database_bytes: int, configured_mb: int) -> int:
+    """The configured part size, raised so that S3's 10,000-part limit fits the whole database.
+
+    The database's size bounds its dump's: pg_dump leaves the indexes out and zstd shrinks the rest.
+    """
+    needed_mb = -(-database_bytes // (MAX_PARTS * MIB))
+    return max(configured_mb, needed_mb) * MIB
+
+
+def _pg_dump_failure(code: int, stderr: str) -> str:
+    detail = stderr.strip().splitlines()[-3:] if stderr.strip() else []
+    cause = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+    return f"pg_dump {cause}" + (f": {' | '.join(detail)}" if detail else "")
+
+
+def _check_local_dir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-probe-{os.getpid()}"
+        probe.write_bytes(b"probe")
+        probe.unlink()
+    except OSError as exc:
+        raise PrerequisiteError(
+            f"local backup directory {str(path)!r} is not writable ({exc.strerror}): fix its permissions "
+            "or set backup.local_dir to null"
+        ) from None
+
+
+def verify_upload(store: S3Store, draft: dict[str, Any], binaries: PgBinaries) -> dict[str, Any]:
+    """Read the uploaded object back and check it against the draft manifest."""
+    source = store.url(draft["temp_key"])
+    result = verify.scan(
+        store.iter_chunks(draft["temp_key"]), draft["dump_format"], source=source, binaries=binaries
+    )
+    verify.judge(result, source=source, expected_size=draft["size_bytes"], expected_sha256=draft["sha256"])
+    if result.uncompressed_bytes != draft["uncompressed_bytes"]:
+        raise VerificationError(
+            f"{source} decompresses to {result.uncompressed_bytes} bytes, pg_dump wrote {draft['uncompressed_bytes']}"
+        )
+    return verify.verification_record(result, draft["dump_format"])

@@ -1,0 +1,76 @@
+"""The backup procedure's steps, defined once.
+
+``db_backup`` runs one step per task (the task ids are the step names) and ``stellar-ops backup``
+runs them in order; both hand each step the same :class:`~stellar_ops.runtime.Runtime`, so a
+backup, its manifest, its metrics and its messages are the same whoever takes it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from stellar_ops.backup import report
+from stellar_ops.backup.dump import BackupJob, Prerequisites, verify_upload
+from stellar_ops.backup.report import Published
+from stellar_ops.backup.retention import RetentionOutcome, apply_policy, require_this_run_verified
+from stellar_ops.backups.manifest import Manifest
+from stellar_ops.core.metrics import Metric
+from stellar_ops.runtime import Runtime
+
+DAG_ID = "db_backup"
+
+
+def _job(rt: Runtime) -> BackupJob:
+    return BackupJob(rt.database(), rt.store(), rt.config.backup, rt.binaries)
+
+
+def check_prerequisites(rt: Runtime, slot: datetime) -> Prerequisites:
+    """The database answers, pg_dump is new enough, the bucket and the local directory are writable."""
+    prerequisites = _job(rt).check_prerequisites(slot)
+    rt.say(
+        f"PostgreSQL {prerequisites.server_version}, {prerequisites.pg_dump_version}; "
+        f"backup key for slot {slot.isoformat()} is {prerequisites.key}"
+    )
+    return prerequisites
+
+
+def dump_to_s3(rt: Runtime, slot: datetime, *, run_id: str | None, token: str) -> dict[str, Any]:
+    """Stream a dump to the slot's incoming key; the draft manifest (not yet verified)."""
+    return _job(rt).dump(slot, run_id=run_id, token=token, say=rt.say)
+
+
+def verify_backup(rt: Runtime, draft: dict[str, Any]) -> dict[str, Any]:
+    """Read the upload back and check it against the draft; the verification record."""
+    verification = verify_upload(rt.store(), draft, rt.binaries)
+    rt.say(f"verified {draft['temp_key']}: {', '.join(verification['checks'])}")
+    return verification
+
+
+def publish_backup(rt: Runtime, draft: dict[str, Any], verification: dict[str, Any]) -> Manifest:
+    """Make the verified upload the slot's backup, with its manifest."""
+    manifest = _job(rt).publish(draft, verification)
+    rt.say(f"published {rt.store().url(manifest.key)} with its manifest")
+    return manifest
+
+
+def apply_retention(rt: Runtime, published: Published, *, dry_run: bool) -> RetentionOutcome:
+    """Retention relative to the slot, only once this run's backup is verified."""
+    store = rt.store()
+    require_this_run_verified(store, published.key)
+    reference = datetime.fromisoformat(published.slot)
+    return apply_policy(store, rt.config.backup, reference=reference, dry_run=dry_run, say=rt.say)
+
+
+def notify_success(rt: Runtime, published: Published) -> None:
+    if not rt.config.backup.notify_on_success:
+        rt.say("success notifications are off (backup.notify_on_success)")
+        return
+    rt.notify(report.success_message(published))
+
+
+def publish_metrics(rt: Runtime, published: Published | None) -> list[Metric]:
+    """The run's metrics: the published backup's, or ``stellar_backup_success=0``."""
+    points = report.backup_metrics(published)
+    rt.publish_metrics(DAG_ID, points)
+    return points

@@ -1,0 +1,81 @@
+"""What a backup run reports, whoever ran it: its summary, its metrics and its success message."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from stellar_ops.backups.keys import MANIFEST_SUFFIX
+from stellar_ops.backups.manifest import Manifest
+from stellar_ops.core import alerts
+from stellar_ops.core.metrics import Metric
+
+
+@dataclass(frozen=True)
+class Published:
+    """A published backup, small enough for XCom and an Asset event."""
+
+    key: str
+    manifest_key: str
+    bucket: str
+    size_bytes: int
+    sha256: str
+    duration_seconds: float
+    finished_at: str
+    slot: str
+    dump_format: str
+
+    @classmethod
+    def from_manifest(cls, manifest: Manifest) -> Published:
+        return cls(
+            key=manifest.key,
+            manifest_key=manifest.key + MANIFEST_SUFFIX,
+            bucket=manifest.bucket,
+            size_bytes=manifest.size_bytes,
+            sha256=manifest.sha256,
+            duration_seconds=manifest.duration_seconds,
+            finished_at=manifest.finished_at.isoformat(),
+            slot=manifest.slot.isoformat(),
+            dump_format=manifest.dump_format,
+        )
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Published:
+        return cls(**data)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+
+def backup_metrics(published: Published | None) -> list[Metric]:
+    """``stellar_backup_*`` for a run: success with its size and duration, or ``success=0``."""
+    metrics = [Metric("stellar_backup_success", 1.0 if published else 0.0, "1 if the last backup succeeded")]
+    if published is not None:
+        metrics += [
+            Metric(
+                "stellar_backup_last_success_timestamp_seconds",
+                datetime.fromisoformat(published.finished_at).astimezone(UTC).timestamp(),
+                "Unix time the last successful backup finished",
+            ),
+            Metric(
+                "stellar_backup_size_bytes", float(published.size_bytes), "Compressed size of the last backup"
+            ),
+            Metric(
+                "stellar_backup_duration_seconds",
+                published.duration_seconds,
+                "Duration of the last backup's dump",
+            ),
+        ]
+    return metrics
+
+
+def success_message(published: Published) -> dict[str, Any]:
+    return alerts.info_message(
+        f":white_check_mark: Backup OK: {published.url} "
+        f"({alerts.human_bytes(published.size_bytes)}, {published.duration_seconds:.1f}s)"
+    )

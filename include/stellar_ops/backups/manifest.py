@@ -1,0 +1,79 @@
+"""The manifest sidecar ``<backup key>.manifest.json``: what a backup holds and how to check it.
+
+A manifest is written only after the backup was read back and verified, so its presence is what
+makes a backup "verified". ``format_version`` lets readers refuse a manifest they do not know.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from stellar_ops import __version__
+from stellar_ops.core.errors import VerificationError
+
+FORMAT_VERSION = 1
+
+
+class Verification(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    verified_at: datetime
+    checks: list[str]
+    archive_entries: int | None = None
+    uncompressed_bytes: int | None = None
+
+
+class Manifest(BaseModel):
+    format_version: int = FORMAT_VERSION
+    producer: str = f"stellar-ops {__version__}"
+    key: str
+    bucket: str
+    slot: datetime
+    database: str
+    server_version: str
+    server_version_num: int
+    pg_dump_version: str
+    dump_format: Literal["custom", "plain"]
+    compression: Literal["zstd", "gzip"]
+    compression_level: int
+    encryption: str
+    started_at: datetime
+    finished_at: datetime
+    duration_seconds: float
+    dag_run_id: str | None
+    size_bytes: int = Field(ge=0)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    uncompressed_bytes: int = Field(ge=0)
+    snapshot: str | None
+    row_counts: dict[str, int]
+    schema_: dict[str, Any] = Field(alias="schema")
+    schema_fingerprint: str
+    local_copy: str | None = None
+    verification: Verification | None = None
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    def to_document(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
+
+    @classmethod
+    def from_document(cls, document: Any, *, source: str) -> Manifest:
+        if not isinstance(document, dict):
+            raise VerificationError(f"{source} is not a valid manifest: a JSON object is expected")
+        version = document.get("format_version", FORMAT_VERSION)
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise VerificationError(f"{source} is not a valid manifest: format_version must be an integer")
+        if version > FORMAT_VERSION:
+            raise VerificationError(
+                f"{source} has manifest format {document['format_version']}; this stellar-ops reads up to "
+                f"{FORMAT_VERSION}: upgrade stellar-ops"
+            )
+        try:
+            return cls.model_validate(document)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = ".".join(str(p) for p in first["loc"])
+            raise VerificationError(f"{source} is not a valid manifest: {field}: {first['msg']}") from None

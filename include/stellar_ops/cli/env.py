@@ -1,0 +1,142 @@
+"""Where the CLI finds its targets when Airflow is not there: the environment.
+
+It accepts the old cron scripts' variables, so they keep working unchanged:
+
+- ``DATABASE_URL``: ``postgresql://user:password@host:port/db``
+- ``S3_BUCKET``; ``S3_ENDPOINT_URL`` (or ``AWS_ENDPOINT_URL_S3``) for MinIO/SeaweedFS; AWS
+  credentials the usual boto3 way (``AWS_ACCESS_KEY_ID``...)
+- ``RETENTION_DAYS``: retention of local copies and of S3 backups
+- ``BACKUP_DIR``: the local copy directory; ``BACKUP_ALERT_WEBHOOK``: where alerts go
+- ``STELLAR_OPS_CONFIG``: the ``stellar_ops_config`` JSON, inline or as a file path
+- ``PUSHGATEWAY_URL``; ``ALERTMANAGER_URL``; ``STELLAR_API_URL`` and ``STELLAR_API_KEY``
+- ``AIRFLOW__API__BASE_URL``: the Airflow UI that alerts link runbooks to
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from stellar_ops.cli.output import say, warn
+from stellar_ops.core.alerts import post_webhook
+from stellar_ops.core.errors import ConfigError, MissingConnectionError, StellarOpsError
+from stellar_ops.core.http import HttpEndpoint
+from stellar_ops.postgres.target import PgTarget
+from stellar_ops.registry import StellarOpsConfig, parse_config
+from stellar_ops.runtime import Runtime
+from stellar_ops.storage.s3 import S3Store
+
+
+def config_from_env(env: Mapping[str, str] | None = None) -> StellarOpsConfig:
+    env = os.environ if env is None else env
+    raw = env.get("STELLAR_OPS_CONFIG", "").strip()
+    if raw and not raw.startswith("{"):
+        try:
+            raw = Path(raw).read_text()
+        except OSError as exc:
+            raise ConfigError(
+                f"STELLAR_OPS_CONFIG names {raw!r}, which cannot be read: {exc.strerror}"
+            ) from None
+    config = parse_config(raw or None)
+    overrides: dict[str, Any] = {}
+    backup: dict[str, Any] = {}
+    if env.get("S3_BUCKET"):
+        backup["bucket"] = env["S3_BUCKET"]
+    if env.get("RETENTION_DAYS"):
+        days = env["RETENTION_DAYS"]
+        if not days.isdigit():
+            raise ConfigError(f"RETENTION_DAYS must be a whole number of days, got {days!r}")
+        backup["retention_days"] = int(days)
+        backup["local_retention_days"] = int(days)
+    if env.get("BACKUP_DIR"):
+        backup["local_dir"] = env["BACKUP_DIR"]
+    if backup:
+        overrides["backup"] = backup
+    return config.with_overrides(overrides) if overrides else config
+
+
+def db_target(env: Mapping[str, str] | None = None) -> PgTarget:
+    env = os.environ if env is None else env
+    url = env.get("DATABASE_URL")
+    if not url:
+        raise MissingConnectionError(
+            "DATABASE_URL is not set: export DATABASE_URL=postgresql://user:password@host:5432/dbname"
+        )
+    return PgTarget.from_url(url)
+
+
+def s3_store(config: StellarOpsConfig, env: Mapping[str, str] | None = None) -> S3Store:
+    import boto3
+    from botocore.config import Config
+
+    env = os.environ if env is None else env
+    endpoint = env.get("S3_ENDPOINT_URL") or env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint or None,
+        # The whole object is read back and its sha256 checked before it counts, so per-request
+        # checksums only cost CPU on small workers.
+        config=Config(
+            request_checksum_calculation="when_required", retries={"max_attempts": 3, "mode": "standard"}
+        ),
+    )
+    return S3Store(
+        client,
+        config.backup.bucket,
+        encryption=config.backup.server_side_encryption,
+        kms_key_id=config.backup.kms_key_id,
+    )
+
+
+def optional(name: str, env: Mapping[str, str] | None = None) -> str | None:
+    env = os.environ if env is None else env
+    return env.get(name) or None
+
+
+class EnvResources:
+    """The targets the environment names (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: StellarOpsConfig,
+        env: Mapping[str, str] | None = None,
+        warn: Callable[[str], None] = warn,
+    ) -> None:
+        self.config = config
+        self.env = os.environ if env is None else env
+        self.warn = warn
+
+    def database(self) -> PgTarget:
+        return db_target(self.env)
+
+    def store(self) -> S3Store:
+        return s3_store(self.config, self.env)
+
+    def endpoint(self, name: str) -> HttpEndpoint | None:
+        if name == "api":
+            url, key = optional("STELLAR_API_URL", self.env), optional("STELLAR_API_KEY", self.env)
+            return HttpEndpoint(url, key) if url and key else None
+        url = optional({"pushgateway": "PUSHGATEWAY_URL", "alertmanager": "ALERTMANAGER_URL"}[name], self.env)
+        return HttpEndpoint(url) if url else None
+
+    def send_message(self, payload: dict[str, Any]) -> None:
+        """Post to ``BACKUP_ALERT_WEBHOOK``; a failure to post is a warning, not the run's failure."""
+        webhook = optional("BACKUP_ALERT_WEBHOOK", self.env)
+        if not webhook:
+            return
+        try:
+            post_webhook(webhook, payload)
+        except StellarOpsError as exc:
+            self.warn(str(exc))
+
+
+def runtime(env: Mapping[str, str] | None = None) -> Runtime:
+    """What a step runs with in the CLI: the config and targets of the environment, said on stderr."""
+    config = config_from_env(env)
+    return Runtime(config, EnvResources(config, env), say=say, warn=warn)
+
+
+def airflow_url(env: Mapping[str, str] | None = None) -> str | None:
+    return optional("AIRFLOW__API__BASE_URL", env)

@@ -1,0 +1,1 @@
+"""Shared by every procedure: configuration sections, errors, the taxonomy, alerts, metrics, processes."""

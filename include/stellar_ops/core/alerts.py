@@ -1,0 +1,140 @@
+"""Alert and notification messages (Slack incoming-webhook payloads), and a plain webhook sender.
+
+Every failure alert names the DAG, task, run, try number, severity and runbook, so whoever reads
+it on a phone knows what broke and where to start.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from stellar_ops.core.config import AlertsConfig
+from stellar_ops.core.errors import StellarOpsError
+from stellar_ops.core.taxonomy import SEVERITY_MEANING, DagEntry, Severity
+
+SEVERITY_ICON: dict[str, str] = {
+    "P1": ":rotating_light:",
+    "P2": ":red_circle:",
+    "P3": ":large_orange_circle:",
+}
+MAX_ERROR_CHARS = 600
+
+
+@dataclass(frozen=True)
+class FailureAlert:
+    dag_id: str
+    task_id: str
+    run_id: str
+    try_number: int
+    max_tries: int
+    severity: Severity
+    alert_name: str
+    runbook_url: str
+    error: str
+    log_url: str | None = None
+    mention: str | None = None
+
+
+DEFAULT_AIRFLOW_URL = "http://localhost:8080/"
+
+
+def runbook_url(settings: AlertsConfig, dag_id: str, airflow_url: str | None) -> str:
+    """The runbook link of ``dag_id``'s alerts: the configured template, else its page in the UI."""
+    if settings.runbook_url_template:
+        return settings.runbook_url_template.format(dag_id=dag_id)
+    return f"{(airflow_url or DEFAULT_AIRFLOW_URL).rstrip('/')}/dags/{dag_id}"
+
+
+def failure_alert(
+    entry: DagEntry,
+    settings: AlertsConfig,
+    *,
+    task_id: str,
+    run_id: str,
+    error: BaseException | None,
+    try_number: int = 1,
+    max_tries: int = 1,
+    airflow_url: str | None = None,
+    log_url: str | None = None,
+) -> FailureAlert:
+    """The alert for a failed step of ``entry``'s DAG, whether a task or the CLI ran it."""
+    return FailureAlert(
+        dag_id=entry.dag_id,
+        task_id=task_id,
+        run_id=run_id,
+        try_number=try_number,
+        max_tries=max(try_number, max_tries),
+        severity=entry.severity,
+        alert_name=entry.alert_name,
+        runbook_url=runbook_url(settings, entry.dag_id, airflow_url),
+        error=f"{type(error).__name__}: {error}" if error is not None else "task failed",
+        log_url=log_url,
+        mention=settings.mention,
+    )
+
+
+def _shorten(text: str, limit: int = MAX_ERROR_CHARS) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _early(alert: FailureAlert) -> str:
+    """A final failure before the last try: the retry policy judged a retry useless."""
+    return " (not retried: a retry cannot fix this error)" if alert.try_number < alert.max_tries else ""
+
+
+def failure_message(alert: FailureAlert) -> dict[str, Any]:
+    headline = (
+        f"{SEVERITY_ICON.get(alert.severity, '')} [{alert.severity}] {alert.alert_name}: "
+        f"{alert.dag_id}.{alert.task_id} failed"
+    ).strip()
+    if alert.mention and alert.severity == "P1":
+        headline = f"{alert.mention} {headline}"
+    lines = [
+        headline,
+        f"*DAG:* {alert.dag_id}   *Task:* {alert.task_id}",
+        f"*Run:* {alert.run_id}   *Try:* {alert.try_number} of {alert.max_tries}{_early(alert)}",
+        f"*Severity:* {alert.severity} ({SEVERITY_MEANING[alert.severity]})",
+        f"*Error:* {_shorten(alert.error) or 'no error message'}",
+        f"*Runbook:* {alert.runbook_url}",
+    ]
+    if alert.log_url:
+        lines.append(f"*Log:* {alert.log_url}")
+    text = "\n".join(lines)
+    return {"text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]}
+
+
+def recovery_message(
+    *, dag_id: str, run_id: str, failed_run_id: str | None, alert_name: str, runbook_url: str
+) -> dict[str, Any]:
+    since = f" (failing since run {failed_run_id})" if failed_run_id else ""
+    text = (
+        f":large_green_circle: RESOLVED {alert_name}: {dag_id} succeeded again in run {run_id}{since}\n"
+        f"*Runbook:* {runbook_url}"
+    )
+    return {"text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]}
+
+
+def info_message(text: str) -> dict[str, Any]:
+    return {"text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]}
+
+
+def human_bytes(count: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(count) < 1024 or unit == "TiB":
+            return f"{count:,.1f} {unit}" if unit != "B" else f"{int(count)} B"
+        count /= 1024
+    return f"{count:,.1f} TiB"
+
+
+def post_webhook(url: str, payload: dict[str, Any], *, timeout: float = 10.0) -> None:
+    """POST a JSON payload (the old scripts' ``BACKUP_ALERT_WEBHOOK``); the URL is never echoed."""
+    import requests
+
+    try:
+        response = requests.post(url, json=payload, timeout=timeout)
+    except requests.RequestException as exc:
+        raise StellarOpsError(f"alert webhook could not be reached ({type(exc).__name__})") from None
+    if response.status_code >= 300:
+        raise StellarOpsError(f"alert webhook answered HTTP {response.status_code}")

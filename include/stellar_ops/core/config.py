@@ -1,0 +1,138 @@
+"""What every configuration section shares, and the sections every procedure reads.
+
+At task run time the Airflow Variable ``stellar_ops_config`` (JSON) is laid over the defaults;
+the CLI reads the same JSON from ``STELLAR_OPS_CONFIG`` (inline JSON or a file path). Unknown
+fields and bad values are rejected with a message that names the field, so a typo never silently
+falls back to a default. Each procedure declares its own section in its package;
+:mod:`stellar_ops.registry` composes them into the one root object.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from stellar_ops.core.errors import ConfigError
+
+VARIABLE_NAME = "stellar_ops_config"
+RootT = TypeVar("RootT", bound=BaseModel)
+
+
+class Section(BaseModel):
+    """A configuration section: frozen, strict about unknown fields, every default validated."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False, validate_default=True)
+
+
+class ConnectionIds(Section):
+    db: str = Field("stellar_db", description="Postgres connection of the StellarEscrow database.")
+    s3: str = Field("stellar_s3", description="AWS connection of the backups bucket (endpoint_url in extra).")
+    api: str | None = Field(
+        "stellar_api", description="HTTP connection of the StellarEscrow API; null disables API calls."
+    )
+    redis: str = Field("stellar_redis", description="Redis connection for hit-rate statistics.")
+    docker: str = Field("stellar_docker", description="Docker connection for containers and scratch servers.")
+    alerts: str | None = Field(
+        "slack_alerts", description="Slack incoming-webhook connection for notifications; null disables them."
+    )
+    alertmanager: str = Field("alertmanager", description="HTTP connection of Alertmanager.")
+    pushgateway: str | None = Field(
+        "pushgateway", description="HTTP connection of the Prometheus Pushgateway; null disables pushes."
+    )
+
+
+class AlertsConfig(Section):
+    runbook_url_template: str | None = Field(
+        None,
+        description="Runbook link of alerts, with {dag_id}; null links the DAG's page in the Airflow UI.",
+    )
+    mention: str | None = Field(None, description="Prefix for P1 alerts, for example '<!here>'.")
+
+
+class MetricsConfig(Section):
+    job: str = Field("stellar_ops", description="Pushgateway job name.")
+    push_to_api: bool = Field(True, description="Also POST metrics to the API's /api/metrics.")
+    timeout_seconds: float = Field(10.0, gt=0, description="HTTP timeout of each push.")
+
+
+def deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """``extra`` laid over ``base``, section by section."""
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    location = ".".join(str(part) for part in error["loc"] if part != "__root__")
+    if error["type"] == "extra_forbidden":
+        return f"{location}: unknown field (check the spelling against docs/configuration.md)"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if (
+        error["type"] == "value_error"
+        and re.match(r"\w+: ", message)
+        and isinstance(error.get("input"), dict)
+    ):
+        # A cross-field check on a section names its own field: report it as section.field.
+        return f"{location}.{message}" if location else message
+    got = error.get("input")
+    shown = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"
+    prefix = f"{location}: " if location else ""
+    return f"{prefix}{message}{shown}"
+
+
+class RootSection(Section):
+    """The root configuration object: one field per section."""
+
+    def with_overrides(self: RootT, overrides: Mapping[str, Any]) -> RootT:
+        """A copy with ``{"section": {"field": value}}`` laid over, validated again."""
+        return parse_root(type(self), deep_merge(self.model_dump(), dict(overrides)))
+
+
+def parse_root(model: type[RootT], raw: Mapping[str, Any] | str | None) -> RootT:
+    """Validate ``raw`` (a mapping or a JSON string; None means all defaults) as ``model``."""
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return model()
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(
+                f"{VARIABLE_NAME} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
+            ) from None
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{VARIABLE_NAME} must be a JSON object, got {type(raw).__name__}")
+    try:
+        return model.model_validate(dict(raw))
+    except ValidationError as exc:
+        problems = "; ".join(_describe(err) for err in exc.errors())
+        raise ConfigError(f"Invalid {VARIABLE_NAME}: {problems}") from None
+
+
+def reference_markdown(defaults: BaseModel) -> str:
+    """Render every field with its type, default and description (docs/configuration.md)."""
+    lines = [
+        "# Configuration reference",
+        "",
+        f"Set the Airflow Variable `{VARIABLE_NAME}` to a JSON object; each field left out keeps its",
+        "default. The CLI reads the same JSON from `STELLAR_OPS_CONFIG` (inline JSON or a file path).",
+        "An unknown field or a bad value fails the task with a message naming the field.",
+        "",
+        "This page is generated by `stellar-ops config reference`; a test keeps it current.",
+        "",
+    ]
+    for section_name in type(defaults).model_fields:
+        section = getattr(defaults, section_name)
+        lines += [f"## `{section_name}`", "", "| field | default | description |", "|---|---|---|"]
+        for name, field in type(section).model_fields.items():
+            default = json.dumps(getattr(section, name))
+            lines.append(f"| `{section_name}.{name}` | `{default}` | {field.description} |")
+        lines.append("")
+    return "\n".join(lines)

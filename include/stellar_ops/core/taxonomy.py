@@ -1,0 +1,49 @@
+"""The small, closed vocabulary of DAG tags, owners and alert severities.
+
+Every DAG is tagged ``procedure:<name>``, ``severity:<P1-P3>`` and ``owner:<team>``; the policy
+tests reject anything else, so the UI's tag filter stays useful. Each procedure declares its own
+entries (:class:`Procedure`, one :class:`DagEntry` per DAG) in its package;
+:mod:`stellar_ops.registry` lists them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from stellar_ops.core.config import Section
+
+Severity = Literal["P1", "P2", "P3"]
+
+SEVERITIES: tuple[Severity, ...] = ("P1", "P2", "P3")
+SEVERITY_MEANING: dict[Severity, str] = {
+    "P1": "page now: customer impact or data at risk",
+    "P2": "fix today: a safety net (backup, DR, certificates) is down",
+    "P3": "fix this week: degradation or hygiene",
+}
+OWNERS = ("platform",)
+
+
+@dataclass(frozen=True)
+class DagEntry:
+    """What the alerting conventions need to know about one DAG."""
+
+    dag_id: str
+    procedure: str
+    severity: Severity
+    alert_name: str
+    owner: str = "platform"
+
+    @property
+    def tags(self) -> list[str]:
+        return [f"procedure:{self.procedure}", f"severity:{self.severity}", f"owner:{self.owner}"]
+
+
+@dataclass(frozen=True)
+class Procedure:
+    """One procedure: its name, its config section (the root config's field and its model), its DAGs."""
+
+    name: str
+    section: str
+    config: type[Section]
+    dags: tuple[DagEntry, ...]

@@ -1,0 +1,107 @@
+"""A local HTTP receiver that records what it was sent: the stand-in for Slack's webhook servers.
+
+Any ``POST``/``PUT`` is recorded and answered ``200 ok`` (what Slack answers). Control routes:
+
+- ``GET /_received``: every recorded request as JSON (``[{method, path, body, json, at}]``)
+- ``DELETE /_received``: forget them
+- ``POST /_fail`` with ``{"status": 500, "count": 2}``: answer the next ``count`` requests with
+  ``status`` (to test retries and failure handling)
+
+Run: ``python -m stellar_ops.dev.receiver --port P``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.fail_status = 0
+        self.fail_count = 0
+        self.lock = threading.Lock()
+
+
+def make_handler(recorder: Recorder) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+            print(f"{self.command} {self.path.split('?')[0]}")
+
+        def _send(self, status: int, body: bytes, content_type: str = "text/plain") -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _body(self) -> bytes:
+            length = int(self.headers.get("Content-Length") or 0)
+            return self.rfile.read(length) if length > 0 else b""
+
+        def do_GET(self) -> None:  # noqa: N802 - stdlib name
+            if self.path.split("?")[0] == "/_received":
+                with recorder.lock:
+                    data = json.dumps(recorder.requests).encode()
+                self._send(200, data, "application/json")
+            else:
+                self._send(200, b"stellar-ops receiver")
+
+        def do_DELETE(self) -> None:  # noqa: N802 - stdlib name
+            with recorder.lock:
+                recorder.requests.clear()
+            self._send(200, b"cleared")
+
+        def do_POST(self) -> None:  # noqa: N802 - stdlib name
+            body = self._body()
+            if self.path == "/_fail":
+                spec = json.loads(body or b"{}")
+                with recorder.lock:
+                    recorder.fail_status = int(spec.get("status", 500))
+                    recorder.fail_count = int(spec.get("count", 1))
+                self._send(200, b"armed")
+                return
+            try:
+                parsed = json.loads(body) if body else None
+            except json.JSONDecodeError:
+                parsed = None
+            with recorder.lock:
+                recorder.requests.append(
+                    {
+                        "method": self.command,
+                        "path": self.path,
+                        "body": body.decode(errors="replace"),
+                        "json": parsed,
+                        "at": datetime.now(UTC).isoformat(),
+                    }
+                )
+                failing = recorder.fail_count > 0
+                if failing:
+                    recorder.fail_count -= 1
+            if failing:
+                self._send(recorder.fail_status, b"failure requested")
+            else:
+                self._send(200, b"ok")
+
+        do_PUT = do_POST  # noqa: N815 - stdlib name
+
+    return Handler
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args(argv)
+    server = ThreadingHTTPServer((args.host, args.port), make_handler(Recorder()))
+    print(f"receiver on {args.host}:{args.port}")
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,494 @@
+"""The local stack: real servers on 127.0.0.1 for ``make run``, ``make stack`` and the tests.
+
+- PostgreSQL 15 (initdb, ``pg_stat_statements`` preloaded) holding the demo StellarEscrow DB;
+- SeaweedFS as the S3 server, with the backups bucket created;
+- Redis, Prometheus Pushgateway and Alertmanager from the Debian packages;
+- the API stand-in (:mod:`stellar_ops.dev.api_stub`);
+- a webhook receiver (:mod:`stellar_ops.dev.receiver`) standing in for Slack.
+
+Each server runs in its own session with its data in a temporary directory and its log under
+``<state_dir>/logs``; ``state.json`` records the pids so ``stellar-ops stack down`` (or another
+process) stops exactly what was started.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stellar_ops.core.errors import StellarOpsError
+from stellar_ops.core.processes import (
+    ManagedProcess,
+    free_port,
+    pid_alive,
+    port_open,
+    stop_pid,
+    unprivileged_user,
+)
+from stellar_ops.dev import demo_data
+from stellar_ops.postgres.server import LocalPgServer, read_postmaster_pid
+from stellar_ops.postgres.target import PgTarget
+
+log = logging.getLogger(__name__)
+
+BUCKET = "stellar-backups"
+DB_NAME = "stellar_escrow"
+DB_USER = "stellar"
+S3_REGION = "us-east-1"
+# Stable ports for `make run`, so bookmarks and airflow_settings.yaml stay valid between runs.
+PREFERRED_PORTS = {
+    "postgres": 55432,
+    "s3": 58333,
+    "redis": 56379,
+    "pushgateway": 59091,
+    "alertmanager": 59093,
+    "api": 58080,
+    "receiver": 58090,
+}
+WEED_PORT_FLAGS = (
+    "master.port",
+    "master.port.grpc",
+    "volume.port",
+    "volume.port.grpc",
+    "filer.port",
+    "filer.port.grpc",
+    "s3.port.grpc",
+    "s3.port.iceberg",
+    "s3.port.lance",
+    "debug.port",
+    "metricsPort",
+)
+
+ALERTMANAGER_CONFIG = """route:
+  receiver: webhook
+  group_wait: 1s
+  group_interval: 5s
+  repeat_interval: 1h
+receivers:
+  - name: webhook
+    webhook_configs:
+      - url: http://127.0.0.1:{receiver}/alertmanager
+        send_resolved: true
+"""
+
+
+@dataclass
+class StackInfo:
+    """Everything a client needs to reach the stack; written to ``state.json``."""
+
+    state_dir: str
+    data_dir: str
+    ports: dict[str, int]
+    pids: dict[str, int] = field(default_factory=dict)
+    db_password: str = field(default="", repr=False)
+    superuser_password: str = field(default="", repr=False)
+    api_key: str = field(default="", repr=False)
+    admin_key: str = field(default="", repr=False)
+    s3_access_key: str = "stellar-ops"
+    s3_secret_key: str = field(default="", repr=False)
+    webhook_token: str = field(default="", repr=False)
+
+    @property
+    def db(self) -> PgTarget:
+        return PgTarget("127.0.0.1", self.ports["postgres"], DB_USER, DB_NAME, self.db_password)
+
+    @property
+    def superuser(self) -> PgTarget:
+        return PgTarget("127.0.0.1", self.ports["postgres"], "postgres", DB_NAME, self.superuser_password)
+
+    def url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.ports[service]}"
+
+    @property
+    def webhook_url(self) -> str:
+        return f"{self.url('receiver')}/services/T0STELLAR/B0ALERTS/{self.webhook_token}"
+
+    def s3_client(self) -> Any:
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.url("s3"),
+            aws_access_key_id=self.s3_access_key,
+            aws_secret_access_key=self.s3_secret_key,
+            region_name=S3_REGION,
+        )
+
+    def airflow_connections(self) -> dict[str, dict[str, Any]]:
+        """The stack's connections in Airflow's JSON connection format, by conn id."""
+        return {
+            "stellar_db": {
+                "conn_type": "postgres",
+                "host": "127.0.0.1",
+                "port": self.ports["postgres"],
+                "login": DB_USER,
+                "password": self.db_password,
+                "schema": DB_NAME,
+            },
+            "stellar_s3": {
+                "conn_type": "aws",
+                "login": self.s3_access_key,
+                "password": self.s3_secret_key,
+                "extra": {"endpoint_url": self.url("s3"), "region_name": S3_REGION},
+            },
+            "stellar_api": {
+                "conn_type": "http",
+                "host": "127.0.0.1",
+                "port": self.ports["api"],
+                "schema": "http",
+                "password": self.api_key,
+            },
+            "stellar_redis": {"conn_type": "redis", "host": "127.0.0.1", "port": self.ports["redis"]},
+            "stellar_docker": {"conn_type": "docker", "host": "unix:///var/run/docker.sock"},
+            "slack_alerts": {"conn_type": "slackwebhook", "password": self.webhook_url},
+            "alertmanager": {
+                "conn_type": "http",
+                "host": "127.0.0.1",
+                "port": self.ports["alertmanager"],
+                "schema": "http",
+            },
+            "pushgateway": {
+                "conn_type": "http",
+                "host": "127.0.0.1",
+                "port": self.ports["pushgateway"],
+                "schema": "http",
+            },
+        }
+
+    def ops_config(self) -> dict[str, Any]:
+        """The ``stellar_ops_config`` Variable for the stack: defaults plus what the stack differs in."""
+        return {
+            "backup": {"bucket": BUCKET, "local_dir": str(Path(self.data_dir) / "local-backups")},
+            "dr": {"work_dir": str(Path(self.data_dir) / "scratch")},
+        }
+
+    def env(self) -> dict[str, str]:
+        """Shell exports pointing Airflow (``AIRFLOW_CONN_*``, ``AIRFLOW_VAR_*``) and the CLI here."""
+        env = {
+            f"AIRFLOW_CONN_{conn_id.upper()}": json.dumps(conn)
+            for conn_id, conn in self.airflow_connections().items()
+        }
+        env["AIRFLOW_VAR_STELLAR_OPS_CONFIG"] = json.dumps(self.ops_config())
+        env.update(
+            {
+                "DATABASE_URL": (
+                    f"postgresql://{DB_USER}:{self.db_password}@127.0.0.1:{self.ports['postgres']}/{DB_NAME}"
+                ),
+                "S3_BUCKET": BUCKET,
+                "AWS_ENDPOINT_URL_S3": self.url("s3"),
+                "AWS_ACCESS_KEY_ID": self.s3_access_key,
+                "AWS_SECRET_ACCESS_KEY": self.s3_secret_key,
+                "AWS_DEFAULT_REGION": S3_REGION,
+                "STELLAR_API_URL": self.url("api"),
+                "STELLAR_API_KEY": self.api_key,
+                "PUSHGATEWAY_URL": self.url("pushgateway"),
+                "ALERTMANAGER_URL": self.url("alertmanager"),
+                "BACKUP_ALERT_WEBHOOK": self.webhook_url,
+                "STELLAR_OPS_CONFIG": json.dumps(self.ops_config()),
+                "STELLAR_STACK_STATE": str(Path(self.state_dir) / "state.json"),
+                "STELLAR_STACK_DATA": self.data_dir,
+                "STELLAR_DB_PASSWORD": self.db_password,
+                "STELLAR_S3_ACCESS_KEY": self.s3_access_key,
+                "STELLAR_S3_SECRET_KEY": self.s3_secret_key,
+                "STELLAR_WEBHOOK_URL": self.webhook_url,
+            }
+        )
+        env.update({f"STELLAR_{name.upper()}_PORT": str(port) for name, port in self.ports.items()})
+        return env
+
+    def write_env_file(self, path: Path, extra: dict[str, str] | None = None) -> None:
+        lines = ["# Written by `stellar-ops stack up`: source it to point Airflow and the CLI at the stack."]
+        exports = {**self.env(), **(extra or {})}
+        lines += [f"export {key}={_shell_quote(value)}" for key, value in sorted(exports.items())]
+        _write_private(path, "\n".join(lines) + "\n")
+
+    def save(self) -> None:
+        _write_private(Path(self.state_dir) / "state.json", json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, state_file: Path) -> StackInfo:
+        try:
+            return cls(**json.loads(Path(state_file).read_text()))
+        except (OSError, ValueError, TypeError) as exc:
+            raise StellarOpsError(f"cannot read the stack state {state_file}: {exc}") from None
+
+
+def _shell_quote(value: str) -> str:
+    return "'" + value.replace("'", "'\"'\"'") + "'"
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # O_CREAT's mode does not apply to a file that already existed
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+
+
+def _pick_port(service: str, fixed: bool) -> int:
+    preferred = PREFERRED_PORTS.get(service)
+    if fixed and preferred and not port_open(preferred):
+        return preferred
+    return free_port()
+
+
+def _program(name: str) -> str:
+    beside_python = Path(sys.executable).parent / name
+    if beside_python.exists():
+        return str(beside_python)
+    found = shutil.which(name)
+    if not found:
+        raise StellarOpsError(
+            f"{name} is not installed: run `make deps` (see packages.txt and requirements.txt)"
+        )
+    return found
+
+
+class Stack:
+    """Starts and stops the local stack; see the module docstring."""
+
+    def __init__(self, state_dir: Path, *, fixed_ports: bool = False, demo_rows: int = 3000) -> None:
+        self.state_dir = Path(state_dir).resolve()
+        self.fixed_ports = fixed_ports
+        self.demo_rows = demo_rows
+        self.processes: dict[str, ManagedProcess] = {}
+        self.postgres: LocalPgServer | None = None
+        self.info: StackInfo | None = None
+        self._weed_argv: list[str] = []
+
+    @property
+    def logs(self) -> Path:
+        return self.state_dir / "logs"
+
+    def up(self) -> StackInfo:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        data_dir = Path(tempfile.mkdtemp(prefix="stellar-stack-"))
+        os.chmod(data_dir, 0o755)  # PostgreSQL runs as an unprivileged user when we are root
+        ports = {name: _pick_port(name, self.fixed_ports) for name in PREFERRED_PORTS}
+        self.info = StackInfo(
+            state_dir=str(self.state_dir),
+            data_dir=str(data_dir),
+            ports=ports,
+            db_password=secrets.token_urlsafe(16),
+            api_key="sk_live_" + secrets.token_hex(16),
+            admin_key="sk_admin_" + secrets.token_hex(16),
+            s3_secret_key=secrets.token_urlsafe(24),
+            webhook_token=secrets.token_hex(12),
+        )
+        try:
+            self._start_postgres()
+            self._start_s3()
+            self._start_redis()
+            self._start_pushgateway()
+            self._start_alertmanager()
+            self._start_receiver()
+            self._start_api()
+            self.seed()
+        except BaseException:
+            self.down()
+            raise
+        self.info.save()
+        return self.info
+
+    def _record(self, name: str, process: ManagedProcess) -> None:
+        assert self.info is not None
+        self.processes[name] = process
+        if process.pid:
+            self.info.pids[name] = process.pid
+        self.info.save()
+
+    def _spawn(self, name: str, argv: list[str], ready_port: int, timeout: float = 30.0) -> None:
+        process = ManagedProcess(name=name, argv=argv, log_path=self.logs / f"{name}.log")
+        process.start()
+        self._record(name, process)
+        process.wait_ready(lambda: port_open(ready_port), timeout=timeout)
+
+    def _start_postgres(self) -> None:
+        assert self.info is not None
+        server = LocalPgServer(
+            Path(self.info.data_dir) / "postgres",
+            port=self.info.ports["postgres"],
+            run_as=unprivileged_user("postgres"),
+            settings={
+                "shared_preload_libraries": "'pg_stat_statements'",
+                "pg_stat_statements.track": "all",
+                "max_connections": "100",
+                "shared_buffers": "'256MB'",
+                "maintenance_work_mem": "'256MB'",
+                "fsync": "off",  # a throwaway dev server: speed over durability
+                "synchronous_commit": "off",
+                "full_page_writes": "off",
+            },
+            log_file=self.logs / "postgres.log",
+        )
+        self.postgres = server
+        self.info.superuser_password = server.password
+        server.init()
+        server.start()
+        if server.pid:
+            self.info.pids["postgres"] = server.pid
+        self.info.save()
+        quoted = self.info.db_password.replace("'", "''")
+        server.psql(f"CREATE ROLE {DB_USER} LOGIN PASSWORD '{quoted}'")
+        server.psql(f"CREATE DATABASE {DB_NAME} OWNER {DB_USER}")
+        server.psql(f"GRANT pg_read_all_stats TO {DB_USER}")
+        server.psql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements", DB_NAME)
+
+    def _start_s3(self) -> None:
+        assert self.info is not None
+        weed_dir = Path(self.info.data_dir) / "seaweedfs"
+        weed_dir.mkdir(exist_ok=True)
+        argv = [
+            _program("weed"),
+            "mini",
+            f"-dir={weed_dir}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            "-admin.ui=false",
+            "-webdav=false",
+            "-master.telemetry=false",
+            f"-bucket={BUCKET}",
+            f"-s3.port={self.info.ports['s3']}",
+            f"-filer.localSocket={weed_dir}/filer.sock",
+            f"-s3.localSocket={weed_dir}/s3.sock",
+        ]
+        argv += [f"-{flag}={free_port()}" for flag in WEED_PORT_FLAGS]
+        # The embedded worker dials the admin server at its http port + 10000: keep both ours.
+        admin = _free_port_pair(10000)
+        argv += [f"-admin.port={admin}", f"-admin.port.grpc={admin + 10000}"]
+        self._weed_argv = argv
+        self._launch_s3()
+
+    def _launch_s3(self) -> None:
+        assert self.info is not None
+        env = dict(os.environ, AWS_ACCESS_KEY_ID=self.info.s3_access_key)
+        env["AWS_SECRET_ACCESS_KEY"] = self.info.s3_secret_key
+        process = ManagedProcess(
+            name="seaweedfs", argv=self._weed_argv, log_path=self.logs / "seaweedfs.log", env=env
+        )
+        process.start()
+        self._record("seaweedfs", process)
+        process.wait_ready(self._bucket_ready, timeout=60)
+
+    def stop_s3(self) -> None:
+        """Stop the S3 server, keeping its data (to test an outage)."""
+        process = self.processes.pop("seaweedfs", None)
+        if process is not None:
+            process.stop()
+
+    def start_s3(self) -> None:
+        """Start the S3 server again on the same port and data after :meth:`stop_s3`."""
+        self._launch_s3()
+
+    def _bucket_ready(self) -> bool:
+        assert self.info is not None
+        if not port_open(self.info.ports["s3"]):
+            return False
+        try:
+            self.info.s3_client().head_bucket(Bucket=BUCKET)
+        except Exception:  # noqa: BLE001 - not ready yet, whatever the reason
+            return False
+        return True
+
+    def _start_redis(self) -> None:
+        assert self.info is not None
+        redis_dir = Path(self.info.data_dir) / "redis"
+        redis_dir.mkdir()
+        port = self.info.ports["redis"]
+        argv = [_program("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+        argv += ["--appendonly", "no", "--dir", str(redis_dir), "--protected-mode", "yes"]
+        self._spawn("redis", argv, port)
+
+    def _start_pushgateway(self) -> None:
+        assert self.info is not None
+        port = self.info.ports["pushgateway"]
+        argv = [_program("prometheus-pushgateway"), f"--web.listen-address=127.0.0.1:{port}"]
+        self._spawn("pushgateway", argv, port)
+
+    def _start_alertmanager(self) -> None:
+        assert self.info is not None
+        am_dir = Path(self.info.data_dir) / "alertmanager"
+        am_dir.mkdir()
+        config = am_dir / "alertmanager.yml"
+        config.write_text(ALERTMANAGER_CONFIG.format(receiver=self.info.ports["receiver"]))
+        port = self.info.ports["alertmanager"]
+        argv = [
+            _program("prometheus-alertmanager"),
+            f"--config.file={config}",
+            f"--storage.path={am_dir}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",
+        ]
+        self._spawn("alertmanager", argv, port)
+
+    def _start_receiver(self) -> None:
+        assert self.info is not None
+        port = self.info.ports["receiver"]
+        argv = [sys.executable, "-m", "stellar_ops.dev.receiver", "--port", str(port)]
+        self._spawn("receiver", argv, port)
+
+    @property
+    def api_env_file(self) -> Path:
+        return self.state_dir / "api.env"
+
+    def _start_api(self) -> None:
+        assert self.info is not None
+        if not self.api_env_file.exists() or "API_KEYS" not in self.api_env_file.read_text():
+            _write_private(
+                self.api_env_file, f"API_KEYS={self.info.api_key}\nADMIN_KEYS={self.info.admin_key}\n"
+            )
+        port = self.info.ports["api"]
+        argv = [sys.executable, "-m", "stellar_ops.dev.api_stub", "--port", str(port)]
+        argv += ["--env-file", str(self.api_env_file), "--state-dir", str(Path(self.info.data_dir) / "api")]
+        self._spawn("api", argv, port)
+
+    def restart_api(self) -> None:
+        """Stop and start the API stand-in: it re-reads its env file (rotated keys)."""
+        process = self.processes.get("api")
+        if process is not None:
+            process.stop()
+        self._start_api()
+
+    def seed(self) -> None:
+        """Load the demo StellarEscrow data (``demo_rows`` trades)."""
+        assert self.info is not None
+        demo_data.generate(self.info.db, trades=self.demo_rows)
+
+    def down(self) -> None:
+        if self.info is not None:
+            stop_recorded(self.info)
+        for process in reversed(list(self.processes.values())):
+            process.stop()
+        if self.postgres is not None:
+            self.postgres.stop()
+
+
+def _free_port_pair(offset: int) -> int:
+    for _ in range(50):
+        port = free_port()
+        if port + offset < 65536 and not port_open(port + offset):
+            return port
+    raise StellarOpsError(f"no free port pair {offset} apart")
+
+
+def stop_recorded(info: StackInfo) -> None:
+    """Stop every pid in ``info`` (this process's or another's) and remove the data directory."""
+    order = ["api", "receiver", "alertmanager", "pushgateway", "redis", "seaweedfs", "postgres"]
+    for name in order + [n for n in info.pids if n not in order]:
+        pid = info.pids.get(name)
+        if pid and pid_alive(pid):
+            stop_pid(pid, sig=signal.SIGINT if name == "postgres" else signal.SIGTERM)
+    postmaster = read_postmaster_pid(Path(info.data_dir) / "postgres" / "data")
+    if postmaster:
+        stop_pid(postmaster, sig=signal.SIGINT)
+    shutil.rmtree(info.data_dir, ignore_errors=True)
+    info.pids.clear()

@@ -1,0 +1,13 @@
+"""Disaster recovery in the taxonomy: the monthly drill ``dr_restore_test``, P2."""
+
+from __future__ import annotations
+
+from stellar_ops.core.taxonomy import DagEntry, Procedure
+from stellar_ops.dr.config import DrConfig
+
+PROCEDURE = Procedure(
+    name="dr",
+    section="dr",
+    config=DrConfig,
+    dags=(DagEntry("dr_restore_test", "dr", "P2", "DisasterRecoveryTestFailed"),),
+)

@@ -1,0 +1,69 @@
+"""What a DR test reports, whoever ran it: the JSON report, its metrics and its summary line."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from stellar_ops.backups.manifest import Manifest
+from stellar_ops.core.metrics import Metric
+
+
+def report(
+    *,
+    backup: dict[str, Any],
+    manifest: Manifest | None,
+    verdicts: list[dict[str, Any]],
+    failed_steps: list[str],
+    rto_seconds: float | None,
+    rpo_seconds: float | None,
+    scratch_backend: str,
+    run_id: str | None,
+    warnings: list[str],
+) -> dict[str, Any]:
+    success = not failed_steps and bool(verdicts) and all(v["passed"] for v in verdicts)
+    return {
+        "format_version": 1,
+        "success": success,
+        "backup": backup,
+        "manifest_sha256": manifest.sha256 if manifest else None,
+        "checks": verdicts,
+        "failed_steps": failed_steps,
+        "rto_seconds": rto_seconds,
+        "rpo_seconds": rpo_seconds,
+        "scratch_backend": scratch_backend,
+        "dag_run_id": run_id,
+        "warnings": warnings,
+        "finished_at": datetime.now(UTC).isoformat(),
+    }
+
+
+def summary_line(document: dict[str, Any]) -> str:
+    backup = document["backup"]["location"]
+    if document["success"]:
+        return (
+            f":white_check_mark: DR test passed: {backup} restored in {document['rto_seconds']:.1f}s (RTO), "
+            f"backup age {document['rpo_seconds'] / 3600:.1f}h (RPO), {len(document['checks'])} checks passed"
+        )
+    failing = [c["check"] for c in document["checks"] if not c["passed"]] + document["failed_steps"]
+    return f":red_circle: DR test FAILED for {backup}: {', '.join(failing)}"
+
+
+def dr_metrics(document: dict[str, Any]) -> list[Metric]:
+    """``stellar_dr_*`` of a report: success, and RTO and RPO when they were measured."""
+    metrics = [
+        Metric("stellar_dr_test_success", 1.0 if document["success"] else 0.0, "1 if the last DR test passed")
+    ]
+    if document["rto_seconds"] is not None:
+        metrics.append(
+            Metric(
+                "stellar_dr_restore_seconds",
+                document["rto_seconds"],
+                "Recovery time of the last DR test (RTO)",
+            )
+        )
+    if document["rpo_seconds"] is not None:
+        metrics.append(
+            Metric("stellar_dr_backup_age_seconds", document["rpo_seconds"], "Age of the tested backup (RPO)")
+        )
+    return metrics

@@ -1,0 +1,1 @@
+"""Database maintenance (``db_maintenance``): VACUUM ANALYZE in the window, the bloat report."""

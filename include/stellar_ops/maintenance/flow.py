@@ -1,0 +1,88 @@
+"""The maintenance procedure's steps, defined once: ``db_maintenance``'s tasks and ``stellar-ops maintenance``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from stellar_ops.maintenance import vacuum
+from stellar_ops.maintenance.vacuum import StatStatements, TableBloat
+from stellar_ops.runtime import Runtime
+
+DAG_ID = "db_maintenance"
+
+
+@dataclass(frozen=True)
+class OutsideWindow:
+    """A vacuum that should wait: ``reason`` says why."""
+
+    reason: str
+
+
+def tables(rt: Runtime, chosen: list[str] | None) -> list[str]:
+    """The tables asked for, else ``maintenance.tables`` (empty: every table)."""
+    return list(chosen) if chosen else list(rt.config.maintenance.tables)
+
+
+def check_pg_stat_statements(rt: Runtime) -> StatStatements:
+    status = vacuum.ensure_pg_stat_statements(rt.database())
+    if status.warning:
+        rt.warn(status.warning)
+    else:
+        rt.say("pg_stat_statements is installed and preloaded")
+    return status
+
+
+def measure_bloat(rt: Runtime, chosen: list[str] | None, *, when: str = "before") -> list[TableBloat]:
+    settings = rt.config.maintenance
+    report = vacuum.bloat_report_for(rt.database(), settings, tables(rt, chosen))
+    rt.say(f"bloat {when} VACUUM ANALYZE:\n{vacuum.format_report(report)}")
+    if when == "before":
+        for row in report:
+            if row.warning:
+                rt.warn(
+                    f"table {row.table} is bloated: {row.dead_tuples:,} dead tuples, "
+                    f"{row.dead_ratio * 100:.1f}% of its rows (threshold {settings.bloat_warn_dead_ratio * 100:.1f}%)"
+                )
+    return report
+
+
+def window_check(rt: Runtime, now: datetime, *, manual: bool) -> OutsideWindow | None:
+    """None inside the low-traffic window; outside it, a manual run goes on with a warning."""
+    settings = rt.config.maintenance
+    if vacuum.in_window(now, settings.window_start_utc, settings.window_end_utc):
+        return None
+    window = f"{settings.window_start_utc}-{settings.window_end_utc} UTC"
+    if manual:
+        rt.warn(f"manual run outside the low-traffic window {window}: vacuuming as asked")
+        return None
+    return OutsideWindow(
+        f"{now:%H:%M} UTC is outside the low-traffic window {window}: not vacuuming in a "
+        "late scheduled or backfilled run; trigger it manually to run anyway"
+    )
+
+
+def vacuum_analyze(rt: Runtime, chosen: list[str] | None) -> dict[str, float]:
+    return vacuum.vacuum_analyze(
+        rt.database(),
+        tables=tables(rt, chosen),
+        lock_timeout_seconds=rt.config.maintenance.lock_timeout_seconds,
+        say=rt.say,
+    )
+
+
+def report_bloat(rt: Runtime, before: list[dict[str, Any]], chosen: list[str] | None) -> dict[str, Any]:
+    after = measure_bloat(rt, chosen, when="after")
+    dead_before = {row["table"]: row["dead_tuples"] for row in before}
+    removed = {
+        row.table: dead_before.get(row.table, 0) - row.dead_tuples
+        for row in after
+        if dead_before.get(row.table, 0) > row.dead_tuples
+    }
+    return {
+        "tables": len(after),
+        "warned_before": sorted(row["table"] for row in before if row["warning"]),
+        "still_bloated": sorted(row.table for row in after if row.warning),
+        "dead_tuples_removed": removed,
+    }

@@ -1,0 +1,1 @@
+"""PostgreSQL: targets and connections, client binaries, the catalog, and local servers."""

@@ -1,0 +1,80 @@
+"""What a procedure's steps run with, whoever runs them.
+
+A :class:`Runtime` holds the configuration, the :class:`Resources` (the database, the bucket,
+the HTTP endpoints and the notification channel), and where progress is said. The Airflow
+adapters build it from connections and the config Variable
+(:mod:`stellar_ops.adapters.common.runtime`); the CLI builds it from the environment
+(:mod:`stellar_ops.cli.env`). The steps themselves never know which.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from stellar_ops.core import metrics
+from stellar_ops.core.http import HttpEndpoint
+from stellar_ops.postgres.binaries import PgBinaries, find_binaries
+from stellar_ops.postgres.target import PgTarget
+from stellar_ops.registry import StellarOpsConfig
+from stellar_ops.storage.s3 import S3Store
+
+log = logging.getLogger(__name__)
+
+
+class Resources(Protocol):
+    """Where the procedures' targets are; every secret in them is already registered as one."""
+
+    def database(self) -> PgTarget:
+        """The StellarEscrow database."""
+        ...
+
+    def store(self) -> S3Store:
+        """The backups bucket."""
+        ...
+
+    def endpoint(self, name: str) -> HttpEndpoint | None:
+        """``api``, ``pushgateway`` or ``alertmanager``; None when it is not configured."""
+        ...
+
+    def send_message(self, payload: dict[str, Any]) -> None:
+        """Post a notification (a Slack incoming-webhook payload); a no-op when switched off."""
+        ...
+
+
+@dataclass
+class Runtime:
+    config: StellarOpsConfig
+    resources: Resources
+    say: Callable[[str], None] = log.info
+    warn: Callable[[str], None] = log.warning
+    _store: S3Store | None = field(default=None, init=False, repr=False)
+
+    def database(self) -> PgTarget:
+        return self.resources.database()
+
+    def store(self) -> S3Store:
+        if self._store is None:
+            self._store = self.resources.store()
+        return self._store
+
+    @functools.cached_property
+    def binaries(self) -> PgBinaries:
+        return find_binaries(self.config.backup.pg_bin_dir)
+
+    def notify(self, payload: dict[str, Any]) -> None:
+        self.resources.send_message(payload)
+
+    def publish_metrics(self, procedure: str, points: list[metrics.Metric]) -> None:
+        metrics.publish(
+            points,
+            procedure=procedure,
+            config=self.config.metrics,
+            gateway=self.resources.endpoint("pushgateway"),
+            api=self.resources.endpoint("api"),
+            say=self.say,
+            warn=self.warn,
+        )

@@ -1,0 +1,1 @@
+"""Storage: the S3 bucket and the compression of backup streams."""

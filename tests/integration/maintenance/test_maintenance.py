@@ -1,0 +1,83 @@
+"""db_maintenance against the stack's PostgreSQL: dead tuples, bloat warnings, pg_stat_statements."""
+
+from __future__ import annotations
+
+import pytest
+
+from stellar_ops.core.processes import unprivileged_user
+from stellar_ops.maintenance import vacuum as maintenance
+from stellar_ops.postgres.server import LocalPgServer
+from stellar_ops.postgres.target import connect
+from tests.support.dagrun import run_dag
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def bloated_table(stack):
+    """A table with many dead tuples that autovacuum is told to leave alone."""
+    with connect(stack.db) as conn:
+        conn.execute("DROP TABLE IF EXISTS bloat_probe")
+        conn.execute(
+            "CREATE TABLE bloat_probe (id int PRIMARY KEY, note text) WITH (autovacuum_enabled = false)"
+        )
+        conn.execute("INSERT INTO bloat_probe SELECT g, md5(g::text) FROM generate_series(1, 20000) g")
+        conn.execute("UPDATE bloat_probe SET note = note || 'x'")  # 20000 dead tuples
+        conn.execute("SELECT pg_stat_force_next_flush()")
+    yield "public.bloat_probe"
+    with connect(stack.db) as conn:
+        conn.execute("DROP TABLE IF EXISTS bloat_probe")
+
+
+def test_bloat_report_sees_dead_tuples_and_vacuum_removes_them(stack, bloated_table):
+    report = maintenance.bloat_report(stack.db, warn_ratio=0.2, min_dead=1000, tables=[bloated_table])
+    (row,) = report
+    assert row.table == bloated_table
+    assert row.dead_tuples >= 20000
+    assert row.live_tuples == 20000
+    assert row.dead_ratio == pytest.approx(0.5, abs=0.05)
+    assert row.warning
+
+    timings = maintenance.vacuum_analyze(stack.db, tables=[bloated_table], lock_timeout_seconds=5)
+    assert list(timings) == [bloated_table]
+
+    (after,) = maintenance.bloat_report(stack.db, warn_ratio=0.2, min_dead=1000, tables=[bloated_table])
+    assert after.dead_tuples == 0
+    assert not after.warning
+    assert after.last_vacuum is not None
+    assert after.last_analyze is not None
+
+
+def test_vacuum_of_an_unknown_table_names_it(stack):
+    from stellar_ops.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="public.no_such_table"):
+        maintenance.vacuum_analyze(stack.db, tables=["no_such_table"], lock_timeout_seconds=5)
+
+
+def test_db_maintenance_dag_vacuums_and_reports(airflow_db, ops, bloated_table):
+    ops.update(maintenance={"tables": [bloated_table], "bloat_min_dead_tuples": 100})
+    outcome = run_dag("db_maintenance")
+    assert outcome.state == "success", outcome.tasks
+    assert set(outcome.tasks.values()) == {"success"}
+    before = outcome.xcom("measure_bloat")
+    assert [row["table"] for row in before] == [bloated_table]
+    assert before[0]["warning"] is True
+    summary = outcome.xcom("report_bloat")
+    assert summary["warned_before"] == [bloated_table]
+    assert summary["still_bloated"] == []
+    assert summary["dead_tuples_removed"][bloated_table] >= 20000
+    assert outcome.xcom("check_pg_stat_statements") == {"installed": True, "preloaded": True, "warning": None}
+
+
+def test_pg_stat_statements_not_preloaded_gives_a_clear_warning(server_dir):
+    server = LocalPgServer(server_dir / "pg", run_as=unprivileged_user("postgres"))
+    server.init()
+    server.start()
+    try:
+        status = maintenance.ensure_pg_stat_statements(server.target())
+    finally:
+        server.remove()
+    assert status.installed
+    assert not status.preloaded
+    assert "shared_preload_libraries" in status.warning
