@@ -5,8 +5,9 @@ set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 cd "$REPO"
 source scripts/airflow_env.sh
+STACK_DIR=${STACK_DIR:-.stack}
 
-.venv/bin/stellar-dev stack up --state-dir .stack --fixed-ports --demo-rows "${DEMO_ROWS:-20000}"
+.venv/bin/stellar-dev stack up --state-dir "$STACK_DIR" --fixed-ports --demo-rows "${DEMO_ROWS:-20000}"
 airflow_pgid=""
 cleanup() {
   trap - EXIT INT TERM
@@ -16,7 +17,7 @@ cleanup() {
     for _ in $(seq 1 30); do kill -0 -- "-$airflow_pgid" 2>/dev/null || break; sleep 1; done
     kill -KILL -- "-$airflow_pgid" 2>/dev/null || true
   fi
-  .venv/bin/stellar-dev stack down --state-dir .stack
+  .venv/bin/stellar-dev stack down --state-dir "$STACK_DIR"
 }
 trap cleanup EXIT INT TERM
 
@@ -24,13 +25,16 @@ trap cleanup EXIT INT TERM
 # airflow_settings.yaml, so they show in the UI); the stack's AIRFLOW_* exports are for
 # `airflow dags test` and would shadow them.
 set -a
-source .stack/env
+source "$STACK_DIR/env"
 set +a
 unset $(compgen -e | grep -E '^AIRFLOW_(CONN|VAR)_') || true
 
 # A first backup through the CLI, so the DR test has something to restore from the start.
 .venv/bin/stellar-ops backup > /dev/null
 
+# Every start is a new stack (new data, new credentials), so Airflow's metadata starts anew too:
+# an earlier stack's runs, XComs and alert state would describe backups and servers that are gone.
+rm -rf "$AIRFLOW_HOME/airflow.db" "$AIRFLOW_HOME/logs"
 mkdir -p "$AIRFLOW_HOME"
 [[ -f $AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE ]] ||
   echo '{"admin": "admin"}' > "$AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"
@@ -49,7 +53,7 @@ cat <<MSG
   Airflow UI:   http://127.0.0.1:$AIRFLOW_PORT   (login: admin / admin)
   Webhook log:  http://127.0.0.1:$STELLAR_RECEIVER_PORT/_received   (what alerts were sent)
   Pushgateway:  http://127.0.0.1:$STELLAR_PUSHGATEWAY_PORT
-  Airflow log:  $AIRFLOW_HOME/standalone.log; stack logs in .stack/logs/
+  Airflow log:  $AIRFLOW_HOME/standalone.log; stack logs in $STACK_DIR/logs/
 
   Press Ctrl-C to stop everything.
 MSG

@@ -215,10 +215,22 @@ class AirflowClient:
     def trigger(
         self, dag_id: str, conf: dict[str, Any] | None = None, logical_date: str | None = None
     ) -> str:
-        run = self.request(
-            "POST", f"/dags/{dag_id}/dagRuns", json={"conf": conf or {}, "logical_date": logical_date}
-        )
-        return str(run["dag_run_id"])
+        """Trigger a run; on SQLite, Airflow refuses one (500 "Database error") while the scheduler
+        holds the database's write lock, and nothing is created, so a refused trigger is tried again."""
+        body = {"conf": conf or {}, "logical_date": logical_date}
+        for _ in range(10):
+            response = self.session.post(
+                f"{self.base_url}/api/v2/dags/{dag_id}/dagRuns", json=body, timeout=30
+            )
+            if response.status_code in (500, 503) and "Database" in response.text:
+                time.sleep(2)
+                continue
+            if response.status_code >= 400:
+                raise AssertionError(
+                    f"POST /dags/{dag_id}/dagRuns -> {response.status_code}: {response.text[:1000]}"
+                )
+            return str(response.json()["dag_run_id"])
+        raise AssertionError(f"POST /dags/{dag_id}/dagRuns: the database stayed locked")
 
     def run_state(self, dag_id: str, run_id: str) -> str:
         return str(self.request("GET", f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}")["state"])

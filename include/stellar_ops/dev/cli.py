@@ -6,6 +6,7 @@ Development tooling only: no runtime module imports it.
 from __future__ import annotations
 
 import argparse
+import shutil
 import signal
 import sys
 import time
@@ -71,8 +72,11 @@ def cmd_stack(args: argparse.Namespace) -> int:
     extra = {}
     if args.dags_folder:
         # A private Airflow home beside the stack, so `airflow dags test` runs these DAGs at once.
+        # It starts anew with the stack: an earlier stack's runs and state describe servers gone.
+        airflow_home = state_dir / "airflow-home"
+        shutil.rmtree(airflow_home, ignore_errors=True)
         extra = {
-            "AIRFLOW_HOME": str((state_dir / "airflow-home").resolve()),
+            "AIRFLOW_HOME": str(airflow_home.resolve()),
             "AIRFLOW__CORE__DAGS_FOLDER": str(Path(args.dags_folder).resolve()),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         }

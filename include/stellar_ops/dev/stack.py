@@ -7,8 +7,9 @@
 - a webhook receiver (:mod:`stellar_ops.dev.receiver`) standing in for Slack.
 
 Each server runs in its own session with its data in a temporary directory and its log under
-``<state_dir>/logs``; ``state.json`` records the pids so ``stellar-ops stack down`` (or another
-process) stops exactly what was started.
+``<state_dir>/logs`` (the previous start's in ``logs.previous``); ``state.json`` records the pids so
+``stellar-dev stack down`` (or another process) stops exactly what was started. Every start is a
+new stack: new data, new credentials, new logs; nothing of an earlier start is reused.
 """
 
 from __future__ import annotations
@@ -109,6 +110,11 @@ class StackInfo:
         return f"http://127.0.0.1:{self.ports[service]}"
 
     @property
+    def api_env_file(self) -> Path:
+        """The API stand-in's key file (``API_KEYS``, ``ADMIN_KEYS``), in this run's data directory."""
+        return Path(self.data_dir) / "api" / "api.env"
+
+    @property
     def webhook_url(self) -> str:
         return f"{self.url('receiver')}/services/T0STELLAR/B0ALERTS/{self.webhook_token}"
 
@@ -196,6 +202,7 @@ class StackInfo:
                 "STELLAR_OPS_CONFIG": json.dumps(self.ops_config()),
                 "STELLAR_STACK_STATE": str(Path(self.state_dir) / "state.json"),
                 "STELLAR_STACK_DATA": self.data_dir,
+                "STELLAR_API_ENV_FILE": str(self.api_env_file),
                 "STELLAR_DB_PASSWORD": self.db_password,
                 "STELLAR_S3_ACCESS_KEY": self.s3_access_key,
                 "STELLAR_S3_SECRET_KEY": self.s3_secret_key,
@@ -271,6 +278,7 @@ class Stack:
 
     def up(self) -> StackInfo:
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._set_aside_previous_logs()
         data_dir = Path(tempfile.mkdtemp(prefix="stellar-stack-"))
         os.chmod(data_dir, 0o755)  # PostgreSQL runs as an unprivileged user when we are root
         ports = {name: _pick_port(name, self.fixed_ports) for name in PREFERRED_PORTS}
@@ -291,13 +299,21 @@ class Stack:
             self._start_pushgateway()
             self._start_alertmanager()
             self._start_receiver()
-            self._start_api()
+            self._start_api(fresh_keys=True)
             self.seed()
         except BaseException:
             self.down()
             raise
         self.info.save()
         return self.info
+
+    def _set_aside_previous_logs(self) -> None:
+        """This run's logs start empty; the previous run's are kept once, in ``logs.previous``."""
+        if self.logs.exists():
+            previous = self.state_dir / "logs.previous"
+            shutil.rmtree(previous, ignore_errors=True)
+            self.logs.rename(previous)
+        self.logs.mkdir(parents=True)
 
     def _record(self, name: str, process: ManagedProcess) -> None:
         assert self.info is not None
@@ -438,11 +454,16 @@ class Stack:
 
     @property
     def api_env_file(self) -> Path:
-        return self.state_dir / "api.env"
-
-    def _start_api(self) -> None:
         assert self.info is not None
-        if not self.api_env_file.exists() or "API_KEYS" not in self.api_env_file.read_text():
+        return self.info.api_env_file
+
+    def _start_api(self, *, fresh_keys: bool = False) -> None:
+        assert self.info is not None
+        if fresh_keys:
+            # The stack's credentials are one set: the keys the API accepts are the keys the stack
+            # exports (state.json, the env file, the Airflow connections). The env file lives in
+            # this run's data directory, made for this start, so no key from an earlier stack can
+            # survive into it; within a run, a key rotation rewrites it and a restart reads it.
             _write_private(
                 self.api_env_file, f"API_KEYS={self.info.api_key}\nADMIN_KEYS={self.info.admin_key}\n"
             )

@@ -1,0 +1,186 @@
+"""A second start of the stack in the same state directory is a whole new stack, credentials included.
+
+Both paths a developer takes: ``make stack`` (``stellar-dev stack up``, then ``airflow dags test``)
+and ``make run`` (``scripts/run.sh``, with its ``airflow standalone``), each started, stopped and
+started again in the same directories; each time the key the stack exports must be the key its
+API accepts, and a DAG that posts metrics to the API must succeed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from stellar_ops.core.processes import free_port
+from tests.support.airflow_server import AirflowClient
+from tests.support.faults import api_metrics
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[3]
+VENV_BIN = Path(sys.executable).parent
+DEV_CLI = str(VENV_BIN / "stellar-dev")
+
+
+def exports(env_file: Path) -> dict[str, str]:
+    return dict(re.findall(r"^export (\w+)='(.*)'$", env_file.read_text(), re.MULTILINE))
+
+
+def clean_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_", "STELLAR_"))}
+    env["PATH"] = f"{VENV_BIN}:{env.get('PATH', '/usr/bin:/bin')}"
+    return env
+
+
+def assert_the_exported_key_is_accepted(values: dict[str, str]) -> None:
+    api, key = values["STELLAR_API_URL"], values["STELLAR_API_KEY"]
+    connection = json.loads(values["AIRFLOW_CONN_STELLAR_API"])
+    assert connection["password"] == key
+    assert requests.get(f"{api}/health", headers={"X-API-Key": key}, timeout=5).status_code == 200
+    posted = requests.post(
+        f"{api}/api/metrics",
+        json={"metrics": [{"name": "probe", "value": 1}]},
+        headers={"X-API-Key": key},
+        timeout=5,
+    )
+    assert posted.status_code == 202, posted.text
+    admin = json.loads(Path(values["STELLAR_STACK_STATE"]).read_text())["admin_key"]
+    env_file = Path(values["STELLAR_API_ENV_FILE"]).read_text()
+    assert f"API_KEYS={key}\n" in env_file and f"ADMIN_KEYS={admin}\n" in env_file
+
+
+def test_make_stack_twice_in_the_same_directory_hands_out_keys_the_api_accepts(tmp_path):
+    state = tmp_path / "stack"
+    seen_keys = []
+    for attempt in (1, 2):
+        up = subprocess.run(
+            [
+                DEV_CLI,
+                "stack",
+                "up",
+                "--state-dir",
+                str(state),
+                "--demo-rows",
+                "300",
+                "--dags-folder",
+                str(REPO / "dags"),
+            ],
+            capture_output=True,
+            text=True,
+            env=clean_env(),
+            timeout=300,
+        )
+        assert up.returncode == 0, up.stderr
+        try:
+            values = exports(state / "env")
+            seen_keys.append(values["STELLAR_API_KEY"])
+            assert_the_exported_key_is_accepted(values)
+            assert (state / "logs").is_dir() and (state / "logs.previous").is_dir() == (attempt == 2)
+            dags_test = subprocess.run(
+                [
+                    "bash",
+                    "-c",
+                    f"source {state / 'env'} && airflow db migrate > /dev/null && "
+                    "timeout -s INT 300 airflow dags test db_backup",
+                ],
+                capture_output=True,
+                text=True,
+                env=clean_env(),
+                timeout=400,
+            )
+            output = dags_test.stdout + dags_test.stderr
+            assert dags_test.returncode == 0 and "state=success" in output, output[-3000:]
+            assert "answered 403" not in output
+            posted = api_metrics(
+                values["STELLAR_API_URL"],
+                json.loads(Path(values["STELLAR_STACK_STATE"]).read_text())["admin_key"],
+            )
+            assert any(m["payload"].get("source") == "db_backup" for m in posted), posted
+        finally:
+            down = subprocess.run(
+                [DEV_CLI, "stack", "down", "--state-dir", str(state)],
+                capture_output=True,
+                text=True,
+                env=clean_env(),
+                timeout=120,
+            )
+            assert down.returncode == 0, down.stderr
+    assert seen_keys[0] != seen_keys[1], "each start makes its own credentials"
+
+
+class RunScript:
+    """``scripts/run.sh`` (what ``make run`` runs) in the background, in given directories."""
+
+    def __init__(self, stack_dir: Path, airflow_home: Path) -> None:
+        self.stack_dir = stack_dir
+        self.port = free_port()
+        self.env = {
+            **clean_env(),
+            "STACK_DIR": str(stack_dir),
+            "AIRFLOW_HOME": str(airflow_home),
+            "AIRFLOW_PORT": str(self.port),
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+            "DEMO_ROWS": "300",
+            "STELLAR_OPS_RETRY_DELAY_SECONDS": "1",
+        }
+        self.log = stack_dir.parent / f"run-{time.monotonic_ns()}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> RunScript:
+        with open(self.log, "wb") as out:
+            self.process = subprocess.Popen(
+                [str(REPO / "scripts" / "run.sh")],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
+            )
+        deadline = time.monotonic() + 420
+        while time.monotonic() < deadline:
+            if "Press Ctrl-C to stop everything." in self.log.read_text(errors="replace"):
+                return self
+            if self.process.poll() is not None:
+                raise AssertionError(f"run.sh exited:\n{self.log.read_text()[-3000:]}")
+            time.sleep(1)
+        raise AssertionError(f"run.sh did not come up:\n{self.log.read_text()[-3000:]}")
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise
+        assert "stack stopped" in self.log.read_text(errors="replace")
+
+
+def test_make_run_twice_in_the_same_checkout_hands_out_keys_the_api_accepts(tmp_path):
+    stack_dir, airflow_home = tmp_path / "stack", tmp_path / "airflow"
+    for _ in (1, 2):
+        with RunScript(stack_dir, airflow_home) as run:
+            values = exports(stack_dir / "env")
+            assert_the_exported_key_is_accepted(values)
+            api = AirflowClient(f"http://127.0.0.1:{run.port}")
+            api.wait_for_dag("db_backup")
+            run_id = api.trigger("db_backup", conf={"force": True})
+            assert api.wait_run("db_backup", run_id, timeout=400) == "success", api.task_states(
+                "db_backup", run_id
+            )
+            assert api.task_states("db_backup", run_id)["publish_metrics"] == "success"
+            admin = json.loads(Path(values["STELLAR_STACK_STATE"]).read_text())["admin_key"]
+            sources = [m["payload"].get("source") for m in api_metrics(values["STELLAR_API_URL"], admin)]
+            assert "db_backup" in sources
+            # nothing of an earlier start: one run of db_backup's is this test's own
+            assert run_id in [r["dag_run_id"] for r in api.dag_runs("db_backup")]
+            assert all(r["state"] != "failed" for r in api.dag_runs("db_backup"))
