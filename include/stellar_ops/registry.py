@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import Field
 
-from stellar_ops.backup.config import BackupConfig
+from stellar_ops.backup.config import BackupConfig, RetentionConfig
 from stellar_ops.backup.procedure import PROCEDURE as BACKUP
 from stellar_ops.core.config import (
     AlertsConfig,
@@ -33,6 +33,7 @@ from stellar_ops.maintenance.procedure import PROCEDURE as MAINTENANCE
 class StellarOpsConfig(RootSection):
     connections: ConnectionIds = Field(default_factory=ConnectionIds)  # type: ignore[arg-type]
     backup: BackupConfig = Field(default_factory=BackupConfig)  # type: ignore[arg-type]
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)  # type: ignore[arg-type]
     dr: DrConfig = Field(default_factory=DrConfig)  # type: ignore[arg-type]
     maintenance: MaintenanceConfig = Field(default_factory=MaintenanceConfig)  # type: ignore[arg-type]
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)  # type: ignore[arg-type]

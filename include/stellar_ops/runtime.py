@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from stellar_ops.core import metrics
-from stellar_ops.core.http import HttpEndpoint
+from stellar_ops.core import alerts, metrics
+from stellar_ops.core.http import HttpEndpoint, RedisTarget
 from stellar_ops.postgres.binaries import PgBinaries, find_binaries
 from stellar_ops.postgres.target import PgTarget
 from stellar_ops.registry import StellarOpsConfig
@@ -44,6 +44,14 @@ class Resources(Protocol):
         """Post a notification (a Slack incoming-webhook payload); a no-op when switched off."""
         ...
 
+    def redis(self) -> RedisTarget | None:
+        """The Redis server whose statistics are read; None when it is not configured."""
+        ...
+
+    def docker(self) -> Any | None:
+        """A ``docker.APIClient`` for the Docker daemon; None when no Docker connection is configured."""
+        ...
+
 
 @dataclass
 class Runtime:
@@ -67,6 +75,11 @@ class Runtime:
 
     def notify(self, payload: dict[str, Any]) -> None:
         self.resources.send_message(payload)
+
+    def alert(self, finding: alerts.Finding) -> None:
+        """Send what a procedure found (not a failure of the procedure itself)."""
+        self.warn(f"{finding.alert_name} ({finding.severity}): {finding.summary}")
+        self.notify(alerts.finding_message(finding, self.config.alerts))
 
     def publish_metrics(self, procedure: str, points: list[metrics.Metric]) -> None:
         metrics.publish(

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from tests.support.faults import gauge
+from tests.support.fixtures import published as published_objects
 
 pytestmark = pytest.mark.e2e
 
@@ -46,7 +47,7 @@ def test_db_backup_triggered_through_rest(api, stack, receiver, e2e_prefix):
     assert api.wait_run("db_backup", run_id) == "success", api.task_states("db_backup", run_id)
     assert set(api.task_states("db_backup", run_id).values()) == {"success"}
     published = api.xcom("db_backup", run_id, "publish_backup")
-    assert keys_under(stack, e2e_prefix) == [published["key"], published["key"] + ".manifest.json"]
+    assert keys_under(stack, e2e_prefix) == published_objects(published["key"])
     log = api.task_log("db_backup", run_id, "dump_to_s3")
     assert "dump finished" in log and "MiB/s" in log
     assert stack.db_password not in log

@@ -19,7 +19,7 @@ import requests
 from stellar_ops.dev.stack import Stack, StackInfo
 from stellar_ops.dr.scratch import LocalScratch, scratch_name
 from stellar_ops.postgres.binaries import find_binaries
-from stellar_ops.postgres.target import PgTarget
+from stellar_ops.postgres.target import PgTarget, connect
 from stellar_ops.registry import parse_config
 from stellar_ops.storage.s3 import S3Store
 
@@ -173,3 +173,30 @@ def scratch() -> Iterator[PgTarget]:
         LocalScratch(name=scratch_name("test"), work_dir=work, binaries=find_binaries()).running() as server,
     ):
         yield server.target()
+
+
+RICH_SQL = Path(__file__).resolve().parent / "sql" / "rich_database.sql"
+
+
+@pytest.fixture(scope="session")
+def rich_database(stack: StackInfo) -> PgTarget:
+    """A database like a production one in the stack's server (see sql/rich_database.sql), owned by
+    the stack's application role; its roles stay in the cluster for the session."""
+    owner = stack.db
+    with connect(stack.superuser.with_dbname("postgres")) as conn:
+        conn.execute("DROP DATABASE IF EXISTS rich")
+        conn.execute(f'CREATE DATABASE rich OWNER "{owner.user}"')
+    result = subprocess.run(
+        ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-v", f"owner={owner.user}", "-f", str(RICH_SQL)],
+        capture_output=True,
+        text=True,
+        env=stack.superuser.with_dbname("rich").client_env(),
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    return owner.with_dbname("rich")
+
+
+def published(key: str) -> list[str]:
+    """The objects of one published backup, in listing order: the dump, its roles, its manifest."""
+    return sorted([key, key + ".globals.sql", key + ".manifest.json"])

@@ -58,3 +58,10 @@ def test_procedure_for_unknown_dag_names_it() -> None:
         registry.procedure_for("db_bakcup")
     assert "'db_bakcup'" in str(info.value)
     assert "stellar_ops.registry.PROCEDURES" in str(info.value)
+
+
+def test_every_dag_links_a_known_runbook() -> None:
+    from stellar_ops.core.runbooks import RUNBOOKS
+
+    for entry in registry.CATALOGUE.values():
+        assert entry.runbook in RUNBOOKS, entry.dag_id

@@ -12,8 +12,11 @@ from stellar_ops.core.config import Section
 
 class BackupConfig(Section):
     bucket: str = Field("stellar-backups", min_length=3, max_length=63, description="S3 bucket of backups.")
-    prefix: str = Field(
-        "backups/", description="Key prefix of backups (legacy .sql.gz objects must live under it too)."
+    prefix: str = Field("backups/", description="Key prefix of backups.")
+    legacy_prefix: str = Field(
+        "",
+        description="Where the old scripts' stellar_escrow_<TS>.sql.gz objects are (their objects directly "
+        "under it); empty is the bucket root. They are listed, kept and restorable beside the prefix's.",
     )
     format: Literal["custom", "plain"] = Field(
         "custom",
@@ -43,6 +46,14 @@ class BackupConfig(Section):
     )
     progress_interval_seconds: float = Field(5.0, gt=0, description="Seconds between progress log lines.")
     notify_on_success: bool = Field(True, description="Post a short success message after each backup.")
+    include_globals: bool = Field(
+        True,
+        description="Also store the roles, their memberships and settings (pg_dumpall --globals-only) "
+        "beside each backup, so a restore brings back its grants and ownership.",
+    )
+    globals_with_passwords: bool = Field(
+        False, description="Keep the roles' password hashes in the globals (default: --no-role-passwords)."
+    )
     pg_bin_dir: str | None = Field(
         None, description="Directory holding pg_dump/pg_restore/psql; null picks the newest installed."
     )
@@ -50,7 +61,7 @@ class BackupConfig(Section):
         24, ge=1, description="Unfinished uploads older than this are aborted by retention."
     )
 
-    @field_validator("prefix")
+    @field_validator("prefix", "legacy_prefix")
     @classmethod
     def _prefix_shape(cls, value: str) -> str:
         if value.startswith("/"):
@@ -75,3 +86,11 @@ class BackupConfig(Section):
         if self.local_dir is not None and not self.local_dir.startswith("/"):
             raise ValueError("local_dir: must be an absolute path")
         return self
+
+
+class RetentionConfig(Section):
+    include_legacy: bool = Field(
+        False,
+        description="Let retention delete the old scripts' legacy backups too (off: they count towards "
+        "min_keep but are never deleted).",
+    )

@@ -32,7 +32,7 @@ from typing import Any, cast
 
 from stellar_ops.backup.config import BackupConfig
 from stellar_ops.backups import verify
-from stellar_ops.backups.keys import INCOMING_DIR, MANIFEST_SUFFIX, backup_key, incoming_key
+from stellar_ops.backups.keys import GLOBALS_SUFFIX, INCOMING_DIR, MANIFEST_SUFFIX, backup_key, incoming_key
 from stellar_ops.backups.manifest import Manifest, Verification
 from stellar_ops.core.errors import BackupError, PrerequisiteError, VerificationError
 from stellar_ops.postgres import catalog
@@ -152,6 +152,8 @@ class BackupJob:
             version = str(conn.execute("SHOW server_version").fetchone()[0])
             # again here: this task may run on another worker than the prerequisites did
             dump_version = self._check_pg_dump(version_num, version)
+            # before pg_dump reads them: sequences only move on, so a restore holds at least these
+            sequences = catalog.sequence_values(conn)
             inventory = _InventoryThread(conn)
             database_bytes = int(conn.execute("SELECT pg_database_size(current_database())").fetchone()[0])
             upload = self.store.multipart(
@@ -161,6 +163,7 @@ class BackupJob:
             )
             pg_dump: _PgDump | None = None
             local = None
+            globals_temp: str | None = None
             try:
                 pg_dump = _PgDump.start(self._pg_dump_argv(snapshot), self.target.client_env())
                 inventory.start()
@@ -174,15 +177,24 @@ class BackupJob:
                     inventory.raise_if_failed()
                     raise
                 counts, schema = inventory.result()
+                roles = self._dump_globals() if cfg.include_globals else None
+                if roles is not None:
+                    globals_temp = temp_key + GLOBALS_SUFFIX
+                    self.store.put_bytes(globals_temp, roles, "application/sql")
                 upload.complete()
                 if local is not None and local_partial is not None and local_final is not None:
                     local.flush()
                     os.fsync(local.fileno())
                     local.close()
                     local = None
+                    if roles is not None:
+                        _write_durably(local_final.with_name(local_final.name + GLOBALS_SUFFIX), roles)
                     os.replace(local_partial, local_final)
             except BaseException as exc:
                 self._clean_up_failure(pg_dump, upload, local, local_partial, say)
+                if globals_temp is not None:
+                    with contextlib.suppress(BackupError):
+                        self.store.delete(globals_temp)
                 if isinstance(exc, BackupError | PrerequisiteError) or not isinstance(exc, Exception):
                     raise
                 raise BackupError(f"backup to {self.store.url(temp_key)} failed: {exc}") from exc
@@ -217,8 +229,32 @@ class BackupJob:
             "row_counts": counts,
             "schema": schema,
             "schema_fingerprint": catalog.fingerprint(schema),
+            "sequence_values": sequences,
+            "globals_key": key + GLOBALS_SUFFIX if globals_temp else None,
+            "globals_temp_key": globals_temp,
+            "globals_sha256": hashlib.sha256(roles).hexdigest() if roles is not None else None,
+            "globals_size_bytes": len(roles) if roles is not None else None,
             "local_copy": str(local_final) if local_final else None,
         }
+
+    def _dump_globals(self) -> bytes:
+        """The roles, their memberships and settings (``pg_dumpall --globals-only``)."""
+        argv = [
+            self.binaries.path("pg_dumpall"),
+            "--globals-only",
+            "--no-password",
+            f"--database={self.target.dbname}",
+        ]
+        if not self.config.globals_with_passwords:
+            argv.append("--no-role-passwords")
+        result = subprocess.run(argv, capture_output=True, env=self.target.client_env(), timeout=600)
+        if result.returncode != 0:
+            detail = " | ".join(result.stderr.decode(errors="replace").strip().splitlines()[-3:])
+            raise BackupError(
+                f"pg_dumpall --globals-only exited with code {result.returncode}: {detail} "
+                "(set backup.include_globals to false to back up without the roles)"
+            )
+        return bytes(result.stdout)
 
     def _abort_earlier_tries(self, key: str, say: Callable[[str], None]) -> None:
         """Abort this slot's unfinished uploads left by an earlier try (say, while S3 was down).
@@ -300,7 +336,7 @@ class BackupJob:
 
     def publish(self, draft: dict[str, Any], verification: dict[str, Any]) -> Manifest:
         """Make a verified upload final: copy to the final key, write the manifest, drop the upload."""
-        fields = {k: v for k, v in draft.items() if k != "temp_key"}
+        fields = {k: v for k, v in draft.items() if k not in ("temp_key", "globals_temp_key")}
         fields["verification"] = Verification(**verification)
         manifest = Manifest.model_validate(fields)
         temp_key, key = draft["temp_key"], draft["key"]
@@ -314,8 +350,15 @@ class BackupJob:
             raise BackupError(
                 f"copy of {self.store.url(temp_key)} to {key!r} did not produce the same object"
             )
+        globals_temp = draft.get("globals_temp_key")
+        if globals_temp and manifest.globals_key:
+            self.store.copy(
+                globals_temp, manifest.globals_key, metadata={"sha256": str(manifest.globals_sha256)}
+            )
         self.store.put_json(key + MANIFEST_SUFFIX, manifest.to_document())
         self.store.delete(temp_key)
+        if globals_temp:
+            self.store.delete(globals_temp)
         return manifest
 
 
@@ -403,6 +446,16 @@ def _pg_dump_failure(code: int, stderr: str) -> str:
     return f"pg_dump {cause}" + (f": {' | '.join(detail)}" if detail else "")
 
 
+def _write_durably(path: Path, data: bytes) -> None:
+    """Write ``path`` whole or not at all: a temporary file, fsynced, then renamed over it."""
+    partial = path.with_name(path.name + ".partial")
+    with open(partial, "wb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(partial, path)
+
+
 def _check_local_dir(path: Path) -> None:
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -427,4 +480,15 @@ def verify_upload(store: S3Store, draft: dict[str, Any], binaries: PgBinaries) -
         raise VerificationError(
             f"{source} decompresses to {result.uncompressed_bytes} bytes, pg_dump wrote {draft['uncompressed_bytes']}"
         )
-    return verify.verification_record(result, draft["dump_format"])
+    record = verify.verification_record(result, draft["dump_format"])
+    if draft.get("globals_temp_key"):
+        roles = store.get_bytes(draft["globals_temp_key"])
+        if (
+            len(roles) != draft["globals_size_bytes"]
+            or hashlib.sha256(roles).hexdigest() != draft["globals_sha256"]
+        ):
+            raise VerificationError(
+                f"{store.url(draft['globals_temp_key'])} is not the roles pg_dumpall wrote"
+            )
+        record["checks"].append("globals sha256")
+    return record

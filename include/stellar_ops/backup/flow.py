@@ -59,7 +59,14 @@ def apply_retention(rt: Runtime, published: Published, *, dry_run: bool) -> Rete
     store = rt.store()
     require_this_run_verified(store, published.key)
     reference = datetime.fromisoformat(published.slot)
-    return apply_policy(store, rt.config.backup, reference=reference, dry_run=dry_run, say=rt.say)
+    return apply_policy(
+        store,
+        rt.config.backup,
+        include_legacy=rt.config.retention.include_legacy,
+        reference=reference,
+        dry_run=dry_run,
+        say=rt.say,
+    )
 
 
 def notify_success(rt: Runtime, published: Published) -> None:

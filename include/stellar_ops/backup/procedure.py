@@ -9,5 +9,15 @@ PROCEDURE = Procedure(
     name="backup",
     section="backup",
     config=BackupConfig,
-    dags=(DagEntry("db_backup", "backup", "P2", "BackupFailed"),),
+    dags=(
+        DagEntry(
+            dag_id="db_backup",
+            procedure="backup",
+            severity="P2",
+            alert_name="BackupFailed",
+            schedule="0 2 * * *",
+            runbook="RB-002",
+            expected_minutes=60,
+        ),
+    ),
 )

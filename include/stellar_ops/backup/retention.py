@@ -6,6 +6,8 @@ Rules, relative to the run's slot (so a re-run decides the same way):
 - the newest ``min_keep`` restorable backups (verified, or legacy ``.sql.gz``) are always kept,
   whatever their age, so retention can never delete the last good backups;
 - backups newer than the slot are never touched (a backfill does not prune the present);
+- the old scripts' legacy backups (under the prefix or the legacy prefix) count towards
+  ``min_keep`` but are never deleted, unless ``retention.include_legacy`` is set;
 - a backup's sidecars (manifest, DR report) go with it; orphaned sidecars and uploads that never
   finished (older than ``stale_upload_hours``) are cleaned up too.
 """
@@ -44,13 +46,14 @@ def plan_s3(
     min_keep: int,
     stale_before: datetime,
     unfinished_uploads: list[dict[str, object]] | None = None,
+    include_legacy: bool = False,
 ) -> RetentionPlan:
     plan = RetentionPlan()
     cutoff = reference - timedelta(days=retention_days)
     restorable = [e for e in listing.backups if e.restorable and e.name.timestamp <= reference]
     protected = {e.key for e in sorted(restorable, key=lambda e: e.name, reverse=True)[:min_keep]}
     for entry in listing.backups:
-        reason = _verdict(entry, reference, cutoff, protected)
+        reason = _verdict(entry, reference, cutoff, protected, include_legacy)
         plan.reasons[entry.key] = reason
         if reason.startswith("delete"):
             plan.delete.append(entry.key)
@@ -72,13 +75,17 @@ def plan_s3(
     return plan
 
 
-def _verdict(entry: BackupEntry, reference: datetime, cutoff: datetime, protected: set[str]) -> str:
+def _verdict(
+    entry: BackupEntry, reference: datetime, cutoff: datetime, protected: set[str], include_legacy: bool
+) -> str:
     if entry.name.timestamp > reference:
         return "keep: newer than this run's slot"
     if entry.key in protected:
         return "keep: among the newest restorable backups (min_keep)"
     if entry.name.timestamp >= cutoff:
         return "keep: within retention_days"
+    if entry.state == "legacy" and not include_legacy:
+        return "keep: a legacy backup of the old scripts (retention.include_legacy is off)"
     return f"delete: {entry.state} backup older than the retention cutoff {cutoff.isoformat()}"
 
 
@@ -162,6 +169,7 @@ def apply_policy(
     store: S3Store,
     config: BackupConfig,
     *,
+    include_legacy: bool = False,
     reference: datetime,
     dry_run: bool,
     say: Callable[[str], None] = log.info,
@@ -169,12 +177,13 @@ def apply_policy(
     """The whole policy of ``config`` for a run whose slot is ``reference``: S3, then local copies."""
     stale_before = datetime.now(UTC) - timedelta(hours=config.stale_upload_hours)
     plan = plan_s3(
-        list_backups(store, config.prefix),
+        list_backups(store, config.prefix, config.legacy_prefix),
         reference=reference,
         retention_days=config.retention_days,
         min_keep=config.min_keep,
         stale_before=stale_before,
         unfinished_uploads=store.unfinished_uploads(config.prefix),
+        include_legacy=include_legacy,
     )
     apply_s3(store, plan, dry_run=dry_run, say=say)
     doomed: list[Path] = []

@@ -56,9 +56,27 @@ class Listing:
     incoming: list[ObjectInfo]
 
 
-def list_backups(store: S3Store, prefix: str) -> Listing:
-    """One LIST over the prefix; a HEAD only for manifest-less ``.sql.gz`` objects."""
-    objects = list(store.list_objects(prefix))
+def list_backups(store: S3Store, prefix: str, legacy_prefix: str | None = None) -> Listing:
+    """One LIST over the prefix (and one over the legacy prefix's own objects, when it is another
+    place); a HEAD only for manifest-less ``.sql.gz`` objects."""
+    places = [(prefix, list(store.list_objects(prefix)))]
+    if legacy_prefix is not None and legacy_prefix != prefix:
+        places.append((legacy_prefix, list(store.list_objects(legacy_prefix, recursive=False))))
+    backups: list[BackupEntry] = []
+    orphans: list[ObjectInfo] = []
+    incoming: list[ObjectInfo] = []
+    for place, objects in places:
+        found, lost, uploads = _backups_in(store, place, objects)
+        backups += found
+        orphans += lost
+        incoming += uploads
+    backups.sort(key=lambda entry: entry.name, reverse=True)
+    return Listing(backups=backups, orphan_sidecars=orphans, incoming=incoming)
+
+
+def _backups_in(
+    store: S3Store, prefix: str, objects: list[ObjectInfo]
+) -> tuple[list[BackupEntry], list[ObjectInfo], list[ObjectInfo]]:
     keys = {obj.key for obj in objects}
     backups: list[BackupEntry] = []
     sidecar_owners: set[str] = set()
@@ -70,24 +88,40 @@ def list_backups(store: S3Store, prefix: str) -> Listing:
         name = parse_backup_key(obj.key, prefix)
         if name is None:
             continue
-        sidecars = tuple(obj.key + s for s in SIDECAR_SUFFIXES if obj.key + s in keys)
         sidecar_owners.add(obj.key)
-        if obj.key + MANIFEST_SUFFIX in keys:
-            state: State = "verified"
-        elif name.dump_format == "plain" and not _published_by_us(store, obj.key):
-            state = "legacy"
-        else:
-            state = "unverified"
-        backups.append(BackupEntry(name, obj.size, obj.last_modified, state, sidecars))
+        backups.append(_entry(store, name, obj, keys))
     orphans = [
         obj
         for obj in objects
         if any(obj.key.endswith(s) for s in SIDECAR_SUFFIXES)
         and _owner(obj.key) not in sidecar_owners
         and "/.incoming/" not in obj.key
+        and parse_backup_key(_owner(obj.key), prefix) is not None
     ]
-    backups.sort(key=lambda entry: entry.name, reverse=True)
-    return Listing(backups=backups, orphan_sidecars=orphans, incoming=incoming)
+    return backups, orphans, incoming
+
+
+def _entry(store: S3Store, name: BackupName, obj: ObjectInfo, keys: set[str]) -> BackupEntry:
+    """A backup's entry: verified with a manifest, legacy for the old scripts' .sql.gz, else unverified."""
+    sidecars = tuple(obj.key + s for s in SIDECAR_SUFFIXES if obj.key + s in keys)
+    if obj.key + MANIFEST_SUFFIX in keys:
+        state: State = "verified"
+    elif name.dump_format == "plain" and not _published_by_us(store, obj.key):
+        state = "legacy"
+    else:
+        state = "unverified"
+    return BackupEntry(name, obj.size, obj.last_modified, state, sidecars)
+
+
+def entry_at(store: S3Store, key: str) -> BackupEntry | None:
+    """The backup at exactly ``key``, wherever it is in the bucket (None if there is none)."""
+    name = parse_backup_key(key, key.rsplit("/", 1)[0] + "/" if "/" in key else "")
+    head = store.head(key) if name is not None else None
+    if name is None or head is None:
+        return None
+    sidecars = {key + s for s in SIDECAR_SUFFIXES if store.exists(key + s)}
+    info = ObjectInfo(key, int(head["ContentLength"]), head["LastModified"])
+    return _entry(store, name, info, sidecars)
 
 
 def _owner(sidecar_key: str) -> str:

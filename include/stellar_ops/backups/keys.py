@@ -19,7 +19,9 @@ TIMESTAMP_FORMAT = "%Y%m%dT%H%M%SZ"
 EXTENSIONS: dict[DumpFormat, str] = {"custom": "dump.zst", "plain": "sql.gz"}
 MANIFEST_SUFFIX = ".manifest.json"
 DR_REPORT_SUFFIX = ".dr_report.json"
-SIDECAR_SUFFIXES = (MANIFEST_SUFFIX, DR_REPORT_SUFFIX)
+GLOBALS_SUFFIX = ".globals.sql"  # the roles, their memberships and settings (pg_dumpall --globals-only)
+RESTORE_REPORT_SUFFIX = ".restore_report.json"
+SIDECAR_SUFFIXES = (MANIFEST_SUFFIX, DR_REPORT_SUFFIX, GLOBALS_SUFFIX, RESTORE_REPORT_SUFFIX)
 INCOMING_DIR = ".incoming/"
 
 # Timestamp spellings: ours first, then what the old cron scripts wrote.
@@ -49,6 +51,10 @@ class BackupName:
     @property
     def dr_report_key(self) -> str:
         return self.key + DR_REPORT_SUFFIX
+
+    @property
+    def globals_key(self) -> str:
+        return self.key + GLOBALS_SUFFIX
 
     @property
     def filename(self) -> str:

@@ -2,6 +2,10 @@
 
 A manifest is written only after the backup was read back and verified, so its presence is what
 makes a backup "verified". ``format_version`` lets readers refuse a manifest they do not know.
+
+Format 2 adds the globals sidecar (the roles, ``<key>.globals.sql``, covered by its sha256), the
+sequences' values and the complete schema (see :mod:`stellar_ops.postgres.catalog`); a format 1
+manifest is still read, and compared on the sections it has.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from stellar_ops import __version__
 from stellar_ops.core.errors import VerificationError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 class Verification(BaseModel):
@@ -51,6 +55,10 @@ class Manifest(BaseModel):
     row_counts: dict[str, int]
     schema_: dict[str, Any] = Field(alias="schema")
     schema_fingerprint: str
+    sequence_values: dict[str, int | None] | None = None
+    globals_key: str | None = None
+    globals_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+    globals_size_bytes: int | None = Field(None, ge=0)
     local_copy: str | None = None
     verification: Verification | None = None
 

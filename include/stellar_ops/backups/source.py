@@ -6,6 +6,7 @@ before the end of M; a named key that does not exist fails with the nearest exis
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -14,10 +15,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 from stellar_ops.backups import verify
-from stellar_ops.backups.inventory import Listing, find, list_backups, nearest_keys_hint
-from stellar_ops.backups.keys import MANIFEST_SUFFIX, DumpFormat, format_of_path, parse_backup_key
+from stellar_ops.backups.inventory import BackupEntry, Listing, entry_at, list_backups, nearest_keys_hint
+from stellar_ops.backups.keys import (
+    GLOBALS_SUFFIX,
+    MANIFEST_SUFFIX,
+    DumpFormat,
+    format_of_path,
+    parse_backup_key,
+)
 from stellar_ops.backups.manifest import Manifest
-from stellar_ops.core.errors import BackupNotFoundError
+from stellar_ops.core.errors import BackupNotFoundError, VerificationError
 from stellar_ops.postgres.binaries import PgBinaries
 from stellar_ops.storage.s3 import MIB, S3Store
 
@@ -56,45 +63,69 @@ def month_end(moment: datetime) -> datetime:
 
 
 def resolve(
-    store: S3Store | None, prefix: str, choice: str, *, reference: datetime, month_scoped: bool
+    store: S3Store | None,
+    prefix: str,
+    choice: str,
+    *,
+    reference: datetime,
+    month_scoped: bool,
+    legacy_prefix: str | None = None,
 ) -> ResolvedBackup:
-    """``choice`` is 'latest', an S3 key (or a file name under ``prefix``), or an absolute local path.
+    """``choice`` is 'latest', an S3 key (or a file name), or an absolute local path.
 
     'latest' in a scheduled or backfilled run for month M is the newest restorable backup taken
-    before the end of M; in a manual run it is the newest restorable backup.
+    before the end of M; in a manual run it is the newest restorable backup. Both look under
+    ``prefix`` and ``legacy_prefix``. A key is used as it is wherever it is in the bucket; a file
+    name is looked for under ``prefix``, then ``legacy_prefix``.
     """
     if choice.startswith("/"):
         return _resolve_local(Path(choice))
     if store is None:
         raise BackupNotFoundError("no S3 store is configured: give a local path to a backup")
-    listing = list_backups(store, prefix)
+    listing = list_backups(store, prefix, legacy_prefix)
     if choice == "latest":
         bound = month_end(reference) if month_scoped else None
         for entry in listing.backups:  # newest first
             if entry.restorable and (bound is None or entry.name.timestamp < bound):
-                return _from_entry(entry.key, entry.name.dump_format, entry.name.timestamp, entry.state)
+                return _from_entry(entry)
         scope = f" taken before {bound.isoformat()}" if bound else ""
-        raise BackupNotFoundError(f"no restorable backup{scope} under s3://{store.bucket}/{prefix}")
-    key = choice if choice.startswith(prefix) else prefix + choice
-    entry = _find_key(listing, key)
+        places = " or ".join(f"s3://{store.bucket}/{p}" for p in _places(prefix, legacy_prefix))
+        raise BackupNotFoundError(f"no restorable backup{scope} under {places}")
+    entry = find_backup(store, listing, choice, prefix, legacy_prefix)
     if not entry.restorable:
         raise BackupNotFoundError(
-            f"backup {key!r} has no manifest and is not a legacy .sql.gz: its publication never finished"
+            f"backup {entry.key!r} has no manifest and is not a legacy .sql.gz: its publication never finished"
         )
-    return _from_entry(entry.key, entry.name.dump_format, entry.name.timestamp, entry.state)
+    return _from_entry(entry)
 
 
-def _find_key(listing: Listing, key: str) -> Any:
-    try:
-        return find(listing, key)
-    except BackupNotFoundError:
-        raise BackupNotFoundError(
-            f"backup {key!r} does not exist; {nearest_keys_hint(listing, key)}"
-        ) from None
+def _places(prefix: str, legacy_prefix: str | None) -> list[str]:
+    return [prefix] + ([legacy_prefix] if legacy_prefix is not None and legacy_prefix != prefix else [])
 
 
-def _from_entry(key: str, dump_format: DumpFormat, timestamp: datetime, state: str) -> ResolvedBackup:
-    return ResolvedBackup("s3", key, dump_format, timestamp.isoformat(), state)
+def find_backup(
+    store: S3Store, listing: Listing, choice: str, prefix: str, legacy_prefix: str | None
+) -> BackupEntry:
+    """The backup ``choice`` names: that exact key, else that name under each place searched."""
+    candidates = [choice] + [place + choice for place in _places(prefix, legacy_prefix) if place]
+    for key in dict.fromkeys(candidates):
+        for entry in listing.backups:
+            if entry.key == key:
+                return entry
+    for key in dict.fromkeys(candidates):  # a backup outside the places listed, named exactly
+        found = entry_at(store, key)
+        if found is not None:
+            return found
+    raise BackupNotFoundError(
+        f"backup {choice!r} does not exist (looked for {', '.join(dict.fromkeys(candidates))}); "
+        f"{nearest_keys_hint(listing, choice)}"
+    )
+
+
+def _from_entry(entry: BackupEntry) -> ResolvedBackup:
+    return ResolvedBackup(
+        "s3", entry.key, entry.name.dump_format, entry.name.timestamp.isoformat(), entry.state
+    )
 
 
 def _resolve_local(path: Path) -> ResolvedBackup:
@@ -181,10 +212,38 @@ def backup_time(backup: ResolvedBackup, manifest: Manifest | None) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def verify_published(store: S3Store, listing: Listing, key: str, binaries: PgBinaries) -> dict[str, Any]:
+def verify_published(
+    store: S3Store, prefix: str, legacy_prefix: str | None, key: str, binaries: PgBinaries
+) -> dict[str, Any]:
     """``stellar-ops backups verify``: re-check one backup end to end against its manifest."""
-    entry = _find_key(listing, key)
-    backup = _from_entry(entry.key, entry.name.dump_format, entry.name.timestamp, entry.state)
+    entry = find_backup(store, list_backups(store, prefix, legacy_prefix), key, prefix, legacy_prefix)
+    backup = _from_entry(entry)
     manifest = load_manifest(store, backup)
     outcome = check_backup(store, backup, manifest, binaries)
-    return {"key": key, "state": entry.state, "verified": True, **outcome}
+    if manifest is not None and manifest.globals_key:
+        load_globals(store, backup, manifest)
+    return {"key": entry.key, "state": entry.state, "verified": True, **outcome}
+
+
+def load_globals(store: S3Store | None, backup: ResolvedBackup, manifest: Manifest | None) -> bytes | None:
+    """The backup's roles (``pg_dumpall --globals-only``), checked against the manifest; None if
+    the backup was made without them (a legacy backup, an older manifest, globals switched off)."""
+    if manifest is None or not manifest.globals_key:
+        return None
+    if backup.source == "local":
+        location = backup.location + GLOBALS_SUFFIX
+        try:
+            data = Path(location).read_bytes()
+        except OSError as exc:
+            raise VerificationError(f"the backup's roles {location} cannot be read: {exc.strerror}") from None
+    else:
+        assert store is not None
+        location = store.url(manifest.globals_key)
+        data = store.get_bytes(manifest.globals_key)
+    digest = hashlib.sha256(data).hexdigest()
+    if len(data) != manifest.globals_size_bytes or digest != manifest.globals_sha256:
+        raise VerificationError(
+            f"checksum mismatch for {location}: manifest says {manifest.globals_size_bytes} bytes with sha256 "
+            f"{manifest.globals_sha256}, it has {len(data)} bytes with sha256 {digest}"
+        )
+    return data

@@ -69,9 +69,9 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 def cmd_backups(args: argparse.Namespace) -> int:
     rt = env.runtime()
-    store = rt.store()
-    listing = list_backups(store, rt.config.backup.prefix)
+    store, settings = rt.store(), rt.config.backup
     if args.action == "list":
+        listing = list_backups(store, settings.prefix, settings.legacy_prefix)
         now = datetime.now(UTC)
         rows = [entry.as_dict(now) for entry in listing.backups]
         if args.json:
@@ -84,5 +84,5 @@ def cmd_backups(args: argparse.Namespace) -> int:
                     f"{row['format']:<7} {row['state']}"
                 )
         return 0
-    print_json(verify_published(store, listing, args.key, rt.binaries))
+    print_json(verify_published(store, settings.prefix, settings.legacy_prefix, args.key, rt.binaries))
     return 0

@@ -9,6 +9,7 @@ It accepts the old cron scripts' variables, so they keep working unchanged:
 - ``BACKUP_DIR``: the local copy directory; ``BACKUP_ALERT_WEBHOOK``: where alerts go
 - ``STELLAR_OPS_CONFIG``: the ``stellar_ops_config`` JSON, inline or as a file path
 - ``PUSHGATEWAY_URL``; ``ALERTMANAGER_URL``; ``STELLAR_API_URL`` and ``STELLAR_API_KEY``
+- ``REDIS_URL`` (``redis://[:password@]host:port/db``); ``DOCKER_HOST`` for the Docker daemon
 - ``AIRFLOW__API__BASE_URL``: the Airflow UI that alerts link runbooks to
 """
 
@@ -18,11 +19,12 @@ import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from stellar_ops.cli.output import say, warn
 from stellar_ops.core.alerts import post_webhook
 from stellar_ops.core.errors import ConfigError, MissingConnectionError, StellarOpsError
-from stellar_ops.core.http import HttpEndpoint
+from stellar_ops.core.http import HttpEndpoint, RedisTarget
 from stellar_ops.postgres.target import PgTarget
 from stellar_ops.registry import StellarOpsConfig, parse_config
 from stellar_ops.runtime import Runtime
@@ -121,6 +123,18 @@ class EnvResources:
         url = optional({"pushgateway": "PUSHGATEWAY_URL", "alertmanager": "ALERTMANAGER_URL"}[name], self.env)
         return HttpEndpoint(url) if url else None
 
+    def redis(self) -> RedisTarget | None:
+        url = optional("REDIS_URL", self.env)
+        return redis_target(url) if url else None
+
+    def docker(self) -> Any | None:
+        host = optional("DOCKER_HOST", self.env)
+        if not host:
+            return None
+        import docker
+
+        return docker.APIClient(base_url=host, version="auto", timeout=30)
+
     def send_message(self, payload: dict[str, Any]) -> None:
         """Post to ``BACKUP_ALERT_WEBHOOK``; a failure to post is a warning, not the run's failure."""
         webhook = optional("BACKUP_ALERT_WEBHOOK", self.env)
@@ -130,6 +144,26 @@ class EnvResources:
             post_webhook(webhook, payload)
         except StellarOpsError as exc:
             self.warn(str(exc))
+
+
+def redis_target(url: str) -> RedisTarget:
+    """``redis://[user:password@]host:port/db`` (``rediss://`` for TLS)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+        raise ConfigError("REDIS_URL must be a redis:// URL with a host, e.g. redis://127.0.0.1:6379/0")
+    try:
+        db = int(parts.path.lstrip("/") or 0)
+        port = parts.port or 6379
+    except ValueError:
+        raise ConfigError("REDIS_URL has an invalid port or database number") from None
+    return RedisTarget(
+        host=parts.hostname,
+        port=port,
+        db=db,
+        password=unquote(parts.password) if parts.password else None,
+        username=unquote(parts.username) if parts.username else None,
+        tls=parts.scheme == "rediss",
+    )
 
 
 def runtime(env: Mapping[str, str] | None = None) -> Runtime:

@@ -6,11 +6,12 @@ it on a phone knows what broke and where to start.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from stellar_ops.core.config import AlertsConfig
 from stellar_ops.core.errors import StellarOpsError
+from stellar_ops.core.runbooks import runbook, runbook_link
 from stellar_ops.core.taxonomy import SEVERITY_MEANING, DagEntry, Severity
 
 SEVERITY_ICON: dict[str, str] = {
@@ -117,6 +118,34 @@ def recovery_message(
 
 
 def info_message(text: str) -> dict[str, Any]:
+    return {"text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """Something a procedure found that someone must act on (a certificate near expiry, a slow
+    query), as opposed to the procedure itself failing: the run goes on and reports it."""
+
+    alert_name: str  # e.g. TLSCertExpiringSoon
+    severity: Severity
+    summary: str  # one line: what, where, how bad
+    runbook: str  # an id of stellar_ops.core.runbooks, e.g. RB-004
+    dag_id: str
+    details: tuple[str, ...] = ()
+    labels: dict[str, str] = field(default_factory=dict)  # what tells it apart: domain, check...
+
+
+def finding_message(finding: Finding, settings: AlertsConfig) -> dict[str, Any]:
+    """The message of a finding: severity and its meaning, the summary, details, the runbook."""
+    book = runbook(finding.runbook)
+    headline = f"{SEVERITY_ICON.get(finding.severity, '')} [{finding.severity}] {finding.alert_name}: {finding.summary}"
+    if settings.mention and finding.severity == "P1":
+        headline = f"{settings.mention} {headline}"
+    lines = [headline.strip(), f"*Severity:* {finding.severity} ({SEVERITY_MEANING[finding.severity]})"]
+    lines += [f"• {_shorten(detail)}" for detail in finding.details]
+    lines.append(f"*Found by:* {finding.dag_id}")
+    lines.append(f"*Runbook:* {book.id} {book.title}: {runbook_link(book.id, settings.runbook_base_url)}")
+    text = "\n".join(lines)
     return {"text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]}
 
 

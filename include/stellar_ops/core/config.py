@@ -50,6 +50,11 @@ class AlertsConfig(Section):
         None,
         description="Runbook link of alerts, with {dag_id}; null links the DAG's page in the Airflow UI.",
     )
+    runbook_base_url: str | None = Field(
+        None,
+        description="Where docs/runbooks.md is published (RB-001 to RB-006 are its anchors); null names "
+        "the document's path in the project.",
+    )
     mention: str | None = Field(None, description="Prefix for P1 alerts, for example '<!here>'.")
 
 

@@ -32,6 +32,9 @@ class DagEntry:
     procedure: str
     severity: Severity
     alert_name: str
+    schedule: str | None  # the cron expression (UTC) its DAG file states; None: manual only
+    runbook: str  # an id of stellar_ops.core.runbooks: what its alerts link
+    expected_minutes: int  # a run normally completes within this long of being queued (its deadline)
     owner: str = "platform"
 
     @property

@@ -6,11 +6,16 @@ Endpoints (every request needs ``X-API-Key``):
 - ``GET /health/metrics``: request latency percentiles of this process
 - ``POST /api/metrics``: records a metrics payload (JSON object)
 - ``GET /api/metrics``: the recorded payloads (admin keys only)
+- ``POST /_reload`` (admin keys): read the env file again, as a restart would, without one
+- ``POST /_control`` (admin keys): ``{"delay_ms": N, "indexer_lag_seconds": X, "health_status": S}``,
+  any of them: every later answer waits ``delay_ms`` first (a slow API), and ``/health`` reports
+  the lag and status given (a lagging indexer, a sick service)
 
-Keys come from an env file (``API_KEYS=a,b`` and ``ADMIN_KEYS=c``), read at start, so a restart
-picks up a rotated key set. ``INDEXER_LAG_SECONDS`` and ``HEALTH_STATUS`` in the same file
-shape the health answer. Recorded metrics are appended to ``<state-dir>/metrics.jsonl``, so they
-survive a restart.
+Keys come from an env file (``API_KEYS=a,b`` and ``ADMIN_KEYS=c``), read at start and on
+``/_reload``, so a restart or a reload picks up a rotated key set. ``INDEXER_LAG_SECONDS`` and
+``HEALTH_STATUS`` in the same file shape the health answer. Recorded metrics are appended to
+``<state-dir>/metrics.jsonl``, so they survive a restart. Every request is counted, by key
+fingerprint and outcome, at ``GET /_requests`` (admin keys).
 
 Run: ``python -m stellar_ops.dev.api_stub --port P --env-file F --state-dir D``
 """
@@ -18,11 +23,12 @@ Run: ``python -m stellar_ops.dev.api_stub --port P --env-file F --state-dir D``
 from __future__ import annotations
 
 import argparse
+import hashlib
 import hmac
 import json
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -47,23 +53,40 @@ def _keys(value: str | None) -> tuple[str, ...]:
     return tuple(k.strip() for k in (value or "").split(",") if k.strip())
 
 
+def fingerprint(key: str) -> str:
+    """What names a key in logs and counts: the first 8 hex digits of its sha256."""
+    return hashlib.sha256(key.encode()).hexdigest()[:8]
+
+
 class ApiState:
-    def __init__(self, env: dict[str, str], state_dir: Path) -> None:
-        self.api_keys = _keys(env.get("API_KEYS"))
-        self.admin_keys = _keys(env.get("ADMIN_KEYS"))
-        self.indexer_lag = float(env.get("INDEXER_LAG_SECONDS", "2.5"))
-        self.health_status = env.get("HEALTH_STATUS", "ok")
+    def __init__(self, env_file: Path, state_dir: Path) -> None:
+        self.env_file = env_file
         self.started_at = datetime.now(UTC).isoformat()
         self.metrics_path = state_dir / "metrics.jsonl"
         self.latencies: deque[float] = deque(maxlen=5000)
         self.lock = threading.Lock()
+        self.delay_seconds = 0.0
+        self.requests: Counter[tuple[str, str]] = Counter()  # (key fingerprint, "accepted"/"rejected")
+        self.reload()
+
+    def reload(self) -> None:
+        env = read_env_file(self.env_file)
+        with self.lock:
+            self.api_keys = _keys(env.get("API_KEYS"))
+            self.admin_keys = _keys(env.get("ADMIN_KEYS"))
+            self.indexer_lag = float(env.get("INDEXER_LAG_SECONDS", "2.5"))
+            self.health_status = env.get("HEALTH_STATUS", "ok")
 
     def authorised(self, key: str | None, *, admin: bool = False) -> bool:
         if not key:
             return False
-        allowed = self.admin_keys if admin else self.api_keys + self.admin_keys
+        with self.lock:
+            allowed = self.admin_keys if admin else self.api_keys + self.admin_keys
         # compare every key in constant time, so timing does not reveal a prefix
-        return any(hmac.compare_digest(key.encode(), k.encode()) for k in allowed)
+        ok = any(hmac.compare_digest(key.encode(), k.encode()) for k in allowed)
+        with self.lock:
+            self.requests[(fingerprint(key), "accepted" if ok else "rejected")] += 1
+        return ok
 
     def record_metrics(self, payload: dict[str, Any]) -> None:
         line = json.dumps({"received_at": datetime.now(UTC).isoformat(), "payload": payload})
@@ -113,7 +136,17 @@ def make_handler(state: ApiState) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:  # noqa: N802 - stdlib name
             started = time.perf_counter()
+            time.sleep(state.delay_seconds)
             path = self.path.split("?")[0]
+            if path == "/_requests":
+                if self._guard(admin=True):
+                    with state.lock:
+                        counts = [
+                            {"key": key, "outcome": outcome, "count": count}
+                            for (key, outcome), count in sorted(state.requests.items())
+                        ]
+                    self._send(200, {"requests": counts})
+                return
             if path == "/health":
                 if self._guard():
                     self._send(
@@ -137,7 +170,12 @@ def make_handler(state: ApiState) -> type[BaseHTTPRequestHandler]:
                 state.latencies.append(time.perf_counter() - started)
 
         def do_POST(self) -> None:  # noqa: N802 - stdlib name
+            time.sleep(state.delay_seconds)
             path = self.path.split("?")[0]
+            if path in ("/_reload", "/_control"):
+                if self._guard(admin=True):
+                    self._control(path)
+                return
             if path != "/api/metrics":
                 self._send(404, {"error": f"no route {path}"})
                 return
@@ -158,6 +196,33 @@ def make_handler(state: ApiState) -> type[BaseHTTPRequestHandler]:
             state.record_metrics(payload)
             self._send(202, {"accepted": len(payload["metrics"])})
 
+        def _control(self, path: str) -> None:
+            if path == "/_reload":
+                state.reload()
+                self._send(200, {"api_keys": len(state.api_keys), "admin_keys": len(state.admin_keys)})
+                return
+            length = int(self.headers.get("Content-Length") or 0)
+            try:
+                settings = json.loads(self.rfile.read(length) or b"{}")
+                with state.lock:
+                    if "delay_ms" in settings:
+                        state.delay_seconds = float(settings["delay_ms"]) / 1000
+                    if "indexer_lag_seconds" in settings:
+                        state.indexer_lag = float(settings["indexer_lag_seconds"])
+                    if "health_status" in settings:
+                        state.health_status = str(settings["health_status"])
+            except (ValueError, TypeError) as exc:
+                self._send(400, {"error": f"invalid control settings: {exc}"})
+                return
+            self._send(
+                200,
+                {
+                    "delay_ms": state.delay_seconds * 1000,
+                    "indexer_lag_seconds": state.indexer_lag,
+                    "health_status": state.health_status,
+                },
+            )
+
     return Handler
 
 
@@ -169,7 +234,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--state-dir", type=Path, required=True)
     args = parser.parse_args(argv)
     args.state_dir.mkdir(parents=True, exist_ok=True)
-    state = ApiState(read_env_file(args.env_file), args.state_dir)
+    state = ApiState(args.env_file, args.state_dir)
     server = ThreadingHTTPServer((args.host, args.port), make_handler(state))
     print(
         f"api stub on {args.host}:{args.port} with {len(state.api_keys)} API and {len(state.admin_keys)} admin keys"

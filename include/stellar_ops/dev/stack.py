@@ -197,6 +197,7 @@ class StackInfo:
                 "STELLAR_API_URL": self.url("api"),
                 "STELLAR_API_KEY": self.api_key,
                 "PUSHGATEWAY_URL": self.url("pushgateway"),
+                "REDIS_URL": f"redis://127.0.0.1:{self.ports['redis']}/0",
                 "ALERTMANAGER_URL": self.url("alertmanager"),
                 "BACKUP_ALERT_WEBHOOK": self.webhook_url,
                 "STELLAR_OPS_CONFIG": json.dumps(self.ops_config()),

@@ -16,6 +16,11 @@ class DrConfig(Section):
     trigger_on_new_backup: bool = Field(
         False, description="Also run a DR test whenever db_backup publishes a new backup."
     )
+    restore_engine: Literal["streaming", "pg_restore"] = Field(
+        "streaming",
+        description="streaming: restore while the object downloads, loading over restore_jobs sessions; "
+        "pg_restore: download it whole, then pg_restore -j restore_jobs.",
+    )
     restore_jobs: int = Field(
         2,
         ge=1,

@@ -58,7 +58,15 @@ class Sources:
 def resolve_backup(rt: Runtime, choice: str, *, slot: datetime, month_scoped: bool) -> Resolved:
     """``choice`` ('latest', a key, a local path); for month M, 'latest' is M's newest backup."""
     store = None if choice.startswith("/") else rt.store()
-    backup = source.resolve(store, rt.config.backup.prefix, choice, reference=slot, month_scoped=month_scoped)
+    settings = rt.config.backup
+    backup = source.resolve(
+        store,
+        settings.prefix,
+        choice,
+        reference=slot,
+        month_scoped=month_scoped,
+        legacy_prefix=settings.legacy_prefix,
+    )
     scope = f" (newest before the end of {slot:%Y-%m})" if month_scoped and choice == "latest" else ""
     rt.say(f"backup to test{scope}: {backup.location} ({backup.dump_format}, {backup.state})")
     now = datetime.now(UTC)
@@ -130,14 +138,24 @@ def restore_backup(rt: Runtime, resolved: Resolved, server: PgTarget) -> dict[st
         found.manifest,
         work_dir(rt),
         jobs=settings.restore_jobs,
+        engine=settings.restore_engine,
+        globals_sql=source.load_globals(found.store, found.backup, found.manifest),
         memory_dir=staging.MEMORY_DIR if settings.stage_in_memory else None,
         binaries=rt.binaries,
         say=rt.say,
     )
-    rt.say(f"recovered {found.backup.location} in {result.seconds:.1f}s (RTO: download and restore)")
+    for warning in result.warnings:
+        rt.warn(warning)
+    rt.say(
+        f"restored {found.backup.location} in {result.seconds:.1f}s with the {settings.restore_engine} engine "
+        f"({settings.restore_jobs} sessions): the drill's restore time, on a scratch server tuned for throwaway use"
+    )
     return {
         "rto_seconds": result.seconds,
         "roles_created": result.roles_created,
+        "roles_from_globals": result.roles_from_globals,
+        "warnings": result.warnings,
+        "restore": report.restore_conditions(settings),
         "observation": restore.observe(server, list(settings.sanity_queries)),
     }
 
@@ -153,8 +171,15 @@ def verify_row_counts(rt: Runtime, resolved: Resolved, restored: dict[str, Any])
 def verify_schema(rt: Runtime, resolved: Resolved, restored: dict[str, Any]) -> Verdict:
     settings = rt.config.dr
     manifest = sources(rt, resolved).manifest
-    observed = restored["observation"]["schema"]
-    return _said(rt, verdicts.schema(manifest, observed, list(settings.key_tables), settings.min_tables))
+    observation = restored["observation"]
+    verdict = verdicts.schema(
+        manifest,
+        observation["schema"],
+        list(settings.key_tables),
+        settings.min_tables,
+        observation.get("sequence_values"),
+    )
+    return _said(rt, verdict)
 
 
 def verify_sanity_queries(rt: Runtime, restored: dict[str, Any]) -> Verdict:
@@ -192,7 +217,8 @@ def publish_report(
         rpo_seconds=rpo,
         scratch_backend=backend,
         run_id=run_id,
-        warnings=list(checked.get("warnings", [])),
+        warnings=list(checked.get("warnings", [])) + list(restored.get("warnings", [])),
+        restore=restored.get("restore") or report.restore_conditions(rt.config.dr),
     )
     if resolved:
         _save_report(rt, resolved.backup, document)

@@ -9,5 +9,15 @@ PROCEDURE = Procedure(
     name="dr",
     section="dr",
     config=DrConfig,
-    dags=(DagEntry("dr_restore_test", "dr", "P2", "DisasterRecoveryTestFailed"),),
+    dags=(
+        DagEntry(
+            dag_id="dr_restore_test",
+            procedure="dr",
+            severity="P2",
+            alert_name="DisasterRecoveryTestFailed",
+            schedule="0 4 1 * *",
+            runbook="RB-003",
+            expected_minutes=120,
+        ),
+    ),
 )

@@ -9,5 +9,15 @@ PROCEDURE = Procedure(
     name="maintenance",
     section="maintenance",
     config=MaintenanceConfig,
-    dags=(DagEntry("db_maintenance", "maintenance", "P3", "MaintenanceFailed"),),
+    dags=(
+        DagEntry(
+            dag_id="db_maintenance",
+            procedure="maintenance",
+            severity="P3",
+            alert_name="MaintenanceFailed",
+            schedule="0 3 * * 6",
+            runbook="RB-006",
+            expected_minutes=180,
+        ),
+    ),
 )

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from stellar_ops.core.errors import ConfigError, PrerequisiteError
 
-CLIENT_PROGRAMS = ("pg_dump", "pg_restore", "psql")
+CLIENT_PROGRAMS = ("pg_dump", "pg_dumpall", "pg_restore", "psql")
 
 
 @dataclass(frozen=True)

@@ -91,10 +91,12 @@ class S3Store:
                 "connection's permissions and backup.server_side_encryption"
             ) from None
 
-    def list_objects(self, prefix: str) -> Iterator[ObjectInfo]:
+    def list_objects(self, prefix: str, *, recursive: bool = True) -> Iterator[ObjectInfo]:
+        """Objects under ``prefix``; with ``recursive=False``, only those directly under it."""
         paginator = self.client.get_paginator("list_objects_v2")
+        options = {} if recursive else {"Delimiter": "/"}
         try:
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, **options):
                 for item in page.get("Contents", []):
                     yield ObjectInfo(item["Key"], int(item["Size"]), item["LastModified"])
         except Exception as exc:

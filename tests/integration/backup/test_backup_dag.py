@@ -11,6 +11,7 @@ import pytest
 
 from tests.support.dagrun import run_dag
 from tests.support.faults import PgDumpKiller, api_metrics, gauge
+from tests.support.fixtures import published as published_objects
 
 pytestmark = pytest.mark.integration
 
@@ -23,7 +24,7 @@ def test_db_backup_publishes_the_backup_metrics_asset_and_success_message(airflo
     assert outcome.state == "success", outcome.tasks
     assert set(outcome.tasks.values()) == {"success"}
     key = ops.prefix + KEY_NAME
-    assert ops.objects() == [key, key + ".manifest.json"]
+    assert ops.objects() == published_objects(key)
 
     published = outcome.xcom("publish_backup")
     assert published["key"] == key
@@ -77,12 +78,12 @@ def test_a_rerun_of_the_same_slot_does_not_create_a_second_backup(airflow_db, op
     assert again.state == "success"
     assert again.tasks["check_prerequisites"] == "skipped"
     assert again.tasks["dump_to_s3"] == "skipped"
-    assert ops.objects() == [ops.prefix + KEY_NAME, ops.prefix + KEY_NAME + ".manifest.json"]
+    assert ops.objects() == published_objects(ops.prefix + KEY_NAME)
 
     forced = run_dag("db_backup", logical_date=SLOT, conf={"force": True})
     assert forced.state == "success"
     assert forced.tasks["dump_to_s3"] == "success"
-    assert ops.objects() == [ops.prefix + KEY_NAME, ops.prefix + KEY_NAME + ".manifest.json"]
+    assert ops.objects() == published_objects(ops.prefix + KEY_NAME)
     manifest_after = ops.store().get_json(ops.prefix + KEY_NAME + ".manifest.json")
     assert manifest_after["started_at"] != manifest_before["started_at"]
 
@@ -93,7 +94,7 @@ def test_pg_dump_killed_once_is_retried_and_the_backup_succeeds(airflow_db, ops,
     assert len(killer.killed) == 1
     assert outcome.state == "success", outcome.tasks
     assert outcome.tries["dump_to_s3"] == 2
-    assert ops.objects() == [ops.prefix + KEY_NAME, ops.prefix + KEY_NAME + ".manifest.json"]
+    assert ops.objects() == published_objects(ops.prefix + KEY_NAME)
     assert not any("BackupFailed" in text for text in receiver.texts())
 
 

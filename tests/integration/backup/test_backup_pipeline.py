@@ -19,6 +19,7 @@ from stellar_ops.postgres.binaries import find_binaries
 from stellar_ops.postgres.server import LocalPgServer
 from stellar_ops.postgres.target import PgTarget, connect
 from tests.support.faults import PgDumpKiller, PgDumpWatcher
+from tests.support.fixtures import published as published_objects
 
 pytestmark = pytest.mark.integration
 
@@ -55,7 +56,7 @@ def test_backup_is_published_with_an_exact_manifest_and_local_copy(stack, ops):
     manifest = take_backup(job)
     store = ops.store()
     key = f"{ops.prefix}stellar_escrow_20261120T020000Z.dump.zst"
-    assert ops.objects() == [key, key + ".manifest.json"]
+    assert ops.objects() == published_objects(key)
     assert manifest.key == key
     assert manifest.row_counts == live_counts(stack)
     assert manifest.row_counts["public.trades"] > 0
@@ -76,9 +77,13 @@ def test_backup_is_published_with_an_exact_manifest_and_local_copy(stack, ops):
     assert "pg_restore full read" in manifest.verification.checks
     local = ops.local_dir / "stellar_escrow_20261120T020000Z.dump.zst"
     assert hashlib.sha256(local.read_bytes()).hexdigest() == manifest.sha256
-    assert sorted(p.name for p in ops.local_dir.iterdir()) == [local.name]
+    assert sorted(p.name for p in ops.local_dir.iterdir()) == [local.name, local.name + ".globals.sql"]
+    roles = (ops.local_dir / (local.name + ".globals.sql")).read_bytes()
+    assert ops.store().get_bytes(manifest.globals_key) == roles
+    assert hashlib.sha256(roles).hexdigest() == manifest.globals_sha256
+    assert b"CREATE ROLE stellar;" in roles and b"PASSWORD" not in roles
     stored = store.get_json(key + ".manifest.json")
-    assert stored["format_version"] == 1
+    assert stored["format_version"] == 2
     assert stored["sha256"] == manifest.sha256
 
 
@@ -142,7 +147,7 @@ def test_pg_dump_killed_mid_stream_leaves_nothing_and_a_retry_succeeds(stack, op
     assert list(ops.local_dir.iterdir()) == []  # the partial local copy is gone
 
     manifest = take_backup(job, token="try2")
-    assert ops.objects() == [manifest.key, manifest.key + ".manifest.json"]
+    assert ops.objects() == published_objects(manifest.key)
 
 
 @pytest.mark.parametrize("size", [0, 1, 5 << 20, (5 << 20) + 1, (12 << 20) + 123])
@@ -192,7 +197,7 @@ def test_s3_outage_during_upload_fails_cleanly_and_a_retry_succeeds(stack, stack
     store = ops.store()
     assert ops.objects() == []
     manifest = take_backup(job, token="try2")
-    assert ops.objects() == [manifest.key, manifest.key + ".manifest.json"]
+    assert ops.objects() == published_objects(manifest.key)
     assert store.unfinished_uploads(ops.prefix) == []  # the first try's upload was aborted
 
 
@@ -249,7 +254,7 @@ def test_pg_dump_older_than_the_server_is_refused(stack, ops, tmp_path):
     script = old / "pg_dump"
     script.write_text('#!/bin/sh\necho "pg_dump (PostgreSQL) 14.11"\n')
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
-    for program in ("pg_restore", "psql"):
+    for program in ("pg_dumpall", "pg_restore", "psql"):
         os.symlink(find_binaries().path(program), old / program)
     job = make_job(stack, ops, pg_bin_dir=str(old))
     with pytest.raises(PrerequisiteError, match=r"pg_dump 14 .* is older than the server \(15"):

@@ -52,7 +52,7 @@ def remaining(store, prefix: str) -> set[str]:
     return {o.key for o in store.list_objects(prefix)}
 
 
-def plan(store, prefix: str, *, min_keep: int, stale_before: datetime):
+def plan(store, prefix: str, *, min_keep: int, stale_before: datetime, include_legacy: bool = True):
     return retention.plan_s3(
         list_backups(store, prefix),
         reference=NOW,
@@ -60,6 +60,7 @@ def plan(store, prefix: str, *, min_keep: int, stale_before: datetime):
         min_keep=min_keep,
         stale_before=stale_before,
         unfinished_uploads=store.unfinished_uploads(prefix),
+        include_legacy=include_legacy,
     )
 
 

@@ -141,7 +141,8 @@ def test_a_nonexistent_key_lists_the_nearest_keys(ops, backup_key):
         backup_source.resolve(
             ops.store(), ops.prefix, missing, reference=datetime.now(UTC), month_scoped=False
         )
-    assert f"backup {missing!r} does not exist; nearest: {backup_key}" in str(error.value)
+    assert f"backup {missing!r} does not exist (looked for {missing}" in str(error.value)
+    assert f"; nearest: {backup_key}" in str(error.value)
     outcome = run_dag("dr_restore_test", conf={"backup": missing})
     assert outcome.state == "failed"
     assert outcome.tasks["resolve_backup"] == "failed"

@@ -133,9 +133,7 @@ def test_each_table_is_reported_loaded_once_all_its_rows_are_committed(db, tmp_p
 
 
 def test_a_big_table_is_shared_out_once_the_other_session_falls_idle(db, tmp_path, monkeypatch):
-    monkeypatch.setattr(parallel_load, "SHARE_AFTER_BYTES", 1 << 20)
-    monkeypatch.setattr(parallel_load, "PIECE_BYTES", 256 << 10)
-    monkeypatch.setattr(parallel_load, "BACKLOG_BYTES", 512 << 10)
+    share(monkeypatch, piece_bytes=256 << 10, backlog_bytes=512 << 10, share_after_bytes=1 << 20)
     heard = []
 
     def on_loaded(table):
@@ -153,6 +151,21 @@ def test_a_big_table_is_shared_out_once_the_other_session_falls_idle(db, tmp_pat
         )
     assert ("public.big", 200_000) in heard  # reported once, after its last piece
     assert [table for table, _ in heard].count("public.big") == 1
+
+
+def share(monkeypatch, **thresholds: int) -> None:
+    """Load with these sharing thresholds (the defaults, sized for big restores, never share here)."""
+    monkeypatch.setattr(parallel_load, "SHARING", parallel_load.Sharing(**thresholds))
+
+
+def test_unsafe_sharing_thresholds_are_refused():
+    with pytest.raises(
+        ValueError, match=r"share_after_bytes \(3145728\) must exceed backlog_bytes \+ piece_bytes"
+    ):
+        parallel_load.Sharing(piece_bytes=1 << 20, backlog_bytes=2 << 20, share_after_bytes=3 << 20)
+    with pytest.raises(ValueError, match="must be positive"):
+        parallel_load.Sharing(piece_bytes=0)
+    assert parallel_load.Sharing() == parallel_load.SHARING  # the defaults are safe
 
 
 def load_while_written(path: Path, db: PgTarget, write: Callable[[], None]) -> parallel_load.LoadStats:
@@ -192,9 +205,8 @@ def wal_now(db: PgTarget) -> str:
 
 def test_the_table_after_a_big_one_loads_beside_it_each_skipping_the_wal(db, tmp_path, monkeypatch):
     """The big table's session is held at its start: the table after it loads all the same."""
-    monkeypatch.setattr(parallel_load, "PIECE_BYTES", 128 << 10)
-    monkeypatch.setattr(parallel_load, "BACKLOG_BYTES", 256 << 10)
-    monkeypatch.setattr(parallel_load, "SHARE_AFTER_BYTES", 1 << 30)  # no sharing: one session each
+    # no sharing: one session each
+    share(monkeypatch, piece_bytes=128 << 10, backlog_bytes=256 << 10, share_after_bytes=1 << 30)
     second_loaded = threading.Event()
     loaded: dict = {}
 
@@ -244,11 +256,13 @@ def test_a_big_table_still_being_written_is_shared_only_if_the_writer_is_far_ahe
 ):
     """The other session idles while the writer pauses inside the big table: with the writer far
     ahead it shares the table; otherwise it waits for what comes after (here, one small table)."""
-    monkeypatch.setattr(parallel_load, "SHARE_AFTER_BYTES", 1 << 20)
-    monkeypatch.setattr(parallel_load, "PIECE_BYTES", 1 << 20)
-    monkeypatch.setattr(parallel_load, "BACKLOG_BYTES", 2 << 20)
-    if far_ahead:
-        monkeypatch.setattr(parallel_load, "SHARE_WHILE_WRITTEN_BYTES", 1 << 20)
+    share(
+        monkeypatch,
+        piece_bytes=1 << 20,
+        backlog_bytes=2 << 20,
+        share_after_bytes=(3 << 20) + 1,
+        share_while_written_bytes=(1 << 20) if far_ahead else 1 << 30,
+    )
     text = script(big_rows(200_000))
     paused_at = text.index(b"\\.\n", text.index(b"COPY public.big")) - (256 << 10)
     path = tmp_path / "data.sql"

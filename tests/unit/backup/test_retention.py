@@ -64,9 +64,11 @@ def plan(
     min_keep: int = 2,
     reference: datetime = REFERENCE,
     unfinished: list[dict[str, object]] | None = None,
+    include_legacy: bool = True,
 ) -> RetentionPlan:
     return plan_s3(
         the_listing,
+        include_legacy=include_legacy,
         reference=reference,
         retention_days=retention_days,
         min_keep=min_keep,
@@ -120,6 +122,25 @@ def test_mixed_ages_and_states_delete_exactly_the_old_ones() -> None:
     assert set(result.keep).isdisjoint(result.delete)
     assert set(result.reasons) == {b.key for b in backups}
     assert result.abort_uploads == []
+
+
+def test_legacy_backups_count_for_min_keep_but_are_kept_unless_included() -> None:
+    old_legacy = entry("20250110_020000", "legacy")
+    older_legacy = entry("20241201_020000", "legacy")
+    old_verified = verified("20250105T020000Z")
+    the_listing = listing(old_legacy, older_legacy, old_verified)
+
+    kept = plan(the_listing, min_keep=1, include_legacy=False)
+    assert kept.delete == [old_verified.key, old_verified.key + ".manifest.json"]
+    assert kept.reasons[older_legacy.key] == (
+        "keep: a legacy backup of the old scripts (retention.include_legacy is off)"
+    )
+    assert kept.reasons[old_legacy.key].startswith("keep: among the newest restorable")
+
+    included = plan(the_listing, min_keep=1, include_legacy=True)
+    assert sorted(included.delete) == sorted(
+        [older_legacy.key, old_verified.key, old_verified.key + ".manifest.json"]
+    )
 
 
 def test_reasons_explain_each_verdict() -> None:

@@ -26,9 +26,9 @@ class FakeStore:
         self.metadata = metadata or {}
         self.heads: list[str] = []
 
-    def list_objects(self, prefix: str) -> Iterator[ObjectInfo]:
+    def list_objects(self, prefix: str, *, recursive: bool = True) -> Iterator[ObjectInfo]:
         for index, key in enumerate(self.keys):
-            if key.startswith(prefix):
+            if key.startswith(prefix) and (recursive or "/" not in key[len(prefix) :]):
                 yield ObjectInfo(key, 100 + index, WHEN - timedelta(hours=index))
 
     def head(self, key: str) -> dict[str, Any] | None:
@@ -112,3 +112,23 @@ def test_find_and_nearest_keys() -> None:
 def test_nearest_keys_hint_of_an_empty_listing() -> None:
     listing = list_backups(FakeStore([]), PREFIX)  # type: ignore[arg-type]
     assert nearest_keys_hint(listing, "x") == "there are no backups under that prefix"
+
+
+ROOT_LEGACY = "stellar_escrow_20241231_020000.sql.gz"
+
+
+def test_the_legacy_prefix_adds_its_own_objects_only() -> None:
+    """At the bucket root: the old scripts' objects there, not everything below it."""
+    store = FakeStore([*KEYS, ROOT_LEGACY, "notes.txt", "other/stellar_escrow_20241230_020000.sql.gz"])
+
+    listing = list_backups(store, PREFIX, legacy_prefix="")  # type: ignore[arg-type]
+
+    states = {entry.key: entry.state for entry in listing.backups}
+    assert states[ROOT_LEGACY] == "legacy"
+    assert states[LEGACY] == "legacy"
+    assert "other/stellar_escrow_20241230_020000.sql.gz" not in states
+    assert len([k for k in states if k.startswith(PREFIX + "old/")]) == 0
+    assert [entry.key for entry in listing.backups] == sorted(
+        states, key=lambda key: next(e.name for e in listing.backups if e.key == key), reverse=True
+    )
+    assert list_backups(store, PREFIX).backups == [e for e in listing.backups if e.key != ROOT_LEGACY]  # type: ignore[arg-type]

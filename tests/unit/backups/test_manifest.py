@@ -114,3 +114,23 @@ def test_non_object_document_message_has_no_empty_field() -> None:
     with pytest.raises(VerificationError) as info:
         Manifest.from_document([], source=SOURCE)
     assert ": :" not in str(info.value)
+
+
+def test_a_format_1_manifest_is_still_read_without_the_new_fields(manifest_doc: dict[str, Any]) -> None:
+    manifest = Manifest.from_document({**manifest_doc, "format_version": 1}, source=SOURCE)
+    assert manifest.format_version == 1
+    assert manifest.globals_key is None and manifest.sequence_values is None
+
+
+def test_the_roles_sidecar_is_named_and_covered_by_its_sha256(manifest_doc: dict[str, Any]) -> None:
+    document = {
+        **manifest_doc,
+        "globals_key": manifest_doc["key"] + ".globals.sql",
+        "globals_sha256": "cd" * 32,
+        "globals_size_bytes": 512,
+        "sequence_values": {"public.trades_id_seq": 3000, "public.unused_seq": None},
+    }
+    manifest = Manifest.from_document(document, source=SOURCE)
+    assert manifest.globals_key.endswith(".dump.zst.globals.sql")
+    with pytest.raises(VerificationError, match="globals_sha256"):
+        Manifest.from_document({**document, "globals_sha256": "not-a-digest"}, source=SOURCE)

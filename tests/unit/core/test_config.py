@@ -8,7 +8,7 @@ import re
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from stellar_ops.backup.config import BackupConfig
+from stellar_ops.backup.config import BackupConfig, RetentionConfig
 from stellar_ops.core.config import VARIABLE_NAME, AlertsConfig, ConnectionIds, MetricsConfig
 from stellar_ops.core.errors import ConfigError
 from stellar_ops.dr.config import DrConfig
@@ -369,6 +369,7 @@ def test_with_overrides_rejects_unknown_fields() -> None:
 SECTIONS: dict[str, type[BaseModel]] = {
     "connections": ConnectionIds,
     "backup": BackupConfig,
+    "retention": RetentionConfig,
     "dr": DrConfig,
     "maintenance": MaintenanceConfig,
     "alerts": AlertsConfig,

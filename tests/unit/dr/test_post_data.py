@@ -297,3 +297,55 @@ def test_a_list_file_has_one_entry_per_line():
     assert post_data.list_file_text(["1; 2 3 INDEX public a o", "4; 5 6 INDEX public b o"]) == (
         "1; 2 3 INDEX public a o\n4; 5 6 INDEX public b o\n"
     )
+
+
+PARTITIONED_LISTING = """3300; 2606 16600 FK CONSTRAINT ledger entries entries_customer_id_fkey stellar
+3301; 1259 16601 INDEX ledger entries_customer_idx stellar
+3302; 2620 16602 TRIGGER ledger entries entries_audit stellar
+3303; 0 0 INDEX ATTACH ledger entries_2026h1_pkey stellar
+"""
+PARTITIONED_SCRIPT = """--
+-- Name: entries entries_customer_id_fkey; Type: FK CONSTRAINT; Schema: ledger; Owner: stellar
+--
+
+ALTER TABLE ledger.entries
+    ADD CONSTRAINT entries_customer_id_fkey FOREIGN KEY (customer_id) REFERENCES ledger.customers(id);
+
+
+--
+-- Name: entries_customer_idx; Type: INDEX; Schema: ledger; Owner: stellar
+--
+
+CREATE INDEX entries_customer_idx ON ONLY ledger.entries USING btree (customer_id, booked_on);
+
+
+--
+-- Name: entries entries_audit; Type: TRIGGER; Schema: ledger; Owner: stellar
+--
+
+CREATE TRIGGER entries_audit AFTER INSERT ON ledger.entries FOR EACH ROW EXECUTE FUNCTION ledger.remember_change();
+
+
+--
+-- Name: entries_2026h1_pkey; Type: INDEX ATTACH; Schema: ledger; Owner: stellar
+--
+
+ALTER INDEX ledger.entries_pkey ATTACH PARTITION ledger.entries_2026h1_pkey;
+"""
+
+
+def test_a_partitioned_tables_statements_name_their_table_with_or_without_only():
+    """pg_dump writes a partitioned table's foreign key as ALTER TABLE without ONLY: its table counts."""
+    plan = post_data.plan(PARTITIONED_LISTING, PARTITIONED_SCRIPT)
+    tables = {entry.list_line.split()[-2]: entry.tables for entry in plan.entries}
+    assert tables["entries_customer_id_fkey"] == {"ledger.entries", "ledger.customers"}
+    assert tables["entries_customer_idx"] == {"ledger.entries"}
+    assert tables["entries_audit"] == {"ledger.entries"}
+    # the partitioned table is never loaded itself (its rows are its partitions'): its entries wait
+    # for every table to be loaded, and an INDEX ATTACH is left to pg_restore
+    schedule = post_data.Schedule(plan.early())
+    schedule.loaded = {"ledger.customers", "ledger.entries_2026h1"}
+    assert schedule.next() is None
+    schedule.all_loaded = True
+    assert schedule.next() is not None
+    assert [e.list_line for e in plan.entries if not e.early] == [PARTITIONED_LISTING.splitlines()[3]]

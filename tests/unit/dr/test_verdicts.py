@@ -112,7 +112,7 @@ def test_schema_matches_the_manifest(
 
     assert verdict.passed
     assert verdict.check == "schema"
-    assert verdict.detail == "4 tables, 4 indexes; fingerprint matches the manifest"
+    assert verdict.detail == "4 tables, 8 objects in 2 sections; fingerprint matches the manifest"
 
 
 def test_schema_too_few_tables(schema_doc: dict[str, Any]) -> None:
@@ -135,7 +135,7 @@ def test_schema_missing_key_table(schema_doc: dict[str, Any]) -> None:
 def test_schema_without_manifest_is_legacy(schema_doc: dict[str, Any]) -> None:
     verdict = verdicts.schema(None, schema_doc, KEY_TABLES, min_tables=4)
     assert verdict.passed
-    assert verdict.detail == "4 tables, 4 indexes; no manifest fingerprint (legacy)"
+    assert verdict.detail == "4 tables; no manifest fingerprint (legacy)"
 
 
 def test_schema_of_an_empty_database(make_manifest: Callable[..., Manifest]) -> None:
@@ -162,15 +162,15 @@ def test_schema_fingerprint_mismatch_lists_the_differences(
     assert not verdict.passed
     assert verdict.problems == [
         "column public.trades.amount is ['double precision', True], manifest says ['numeric(20,7)', True]",
-        "index public.events_pkey is missing",
+        "index public.events_pkey is missing (CREATE UNIQUE INDEX events_pkey ON public.events USING btree (id))",
     ]
     assert verdict.detail == "; ".join(verdict.problems)
 
 
-def test_schema_fingerprint_mismatch_without_visible_difference(
+def test_schema_columns_in_another_order_are_named(
     make_manifest: Callable[..., Manifest], schema_doc: dict[str, Any]
 ) -> None:
-    # Same columns in another order: the fingerprint differs but no column is missing or changed.
+    # Same columns in another order: no column is missing or changed, but the table differs.
     observed = copy.deepcopy(schema_doc)
     observed["tables"]["public.trades"]["columns"].reverse()
     manifest = make_manifest()
@@ -178,9 +178,71 @@ def test_schema_fingerprint_mismatch_without_visible_difference(
     verdict = verdicts.schema(manifest, observed, KEY_TABLES, min_tables=3)
 
     assert not verdict.passed
+    assert verdict.problems == ["table public.trades's columns are in another order than the manifest's"]
+
+
+def test_schema_mismatch_without_a_nameable_difference_reports_the_fingerprints(
+    make_manifest: Callable[..., Manifest], schema_doc: dict[str, Any]
+) -> None:
+    manifest = make_manifest(schema_fingerprint="0" * 64)  # a fingerprint of some other schema
+
+    verdict = verdicts.schema(manifest, schema_doc, KEY_TABLES, min_tables=3)
+
+    assert not verdict.passed
+    assert verdict.problems == [f"fingerprint {catalog.fingerprint(schema_doc)} differs from {'0' * 64}"]
+
+
+def test_a_format_1_manifest_is_compared_on_its_own_sections(
+    make_manifest: Callable[..., Manifest], schema_doc: dict[str, Any]
+) -> None:
+    observed = {**copy.deepcopy(schema_doc), "triggers": {"public.trades.t": "CREATE TRIGGER t ..."}}
+    verdict = verdicts.schema(make_manifest(), observed, KEY_TABLES, min_tables=3)
+    assert verdict.passed, verdict.problems
+
+
+def test_every_object_kind_of_a_complete_schema_is_compared_by_name(
+    make_manifest: Callable[..., Manifest], schema_doc: dict[str, Any]
+) -> None:
+    complete = {
+        **copy.deepcopy(schema_doc),
+        "constraints": {"public.trades.trades_amount_check": ["c", "CHECK (amount > 0::numeric)"]},
+        "triggers": {
+            "public.trades.trades_audit": "CREATE TRIGGER trades_audit AFTER INSERT ON public.trades"
+        },
+        "sequences": {"public.trades_id_seq": ["bigint", 1, 1, 1, 9223372036854775807, False]},
+        "views": {"public.open_trades": " SELECT id FROM trades;"},
+        "materialized_views": {},
+        "functions": {"public.f()": ["f", "CREATE FUNCTION public.f() ..."]},
+        "types": {"public.kind": ["e", ["a", "b"]]},
+        "extensions": {"plpgsql": "pg_catalog"},
+        "acls": {"public.trades": ["r", "stellar", ["app_reader=r/stellar", "stellar=arwdDxt/stellar"]]},
+        "default_acls": {},
+    }
+    manifest = make_manifest(
+        schema=complete,
+        schema_fingerprint=catalog.fingerprint(complete),
+        sequence_values={"public.trades_id_seq": 3000},
+    )
+    observed = copy.deepcopy(complete)
+    del observed["triggers"]["public.trades.trades_audit"]
+    observed["constraints"]["public.trades.trades_amount_check"] = ["c", "CHECK (amount >= 0::numeric)"]
+    observed["acls"]["public.trades"] = ["r", "stellar", ["stellar=arwdDxt/stellar"]]
+    observed["views"]["public.open_trades"] = " SELECT id FROM trades WHERE false;"
+
+    verdict = verdicts.schema(manifest, observed, KEY_TABLES, 3, {"public.trades_id_seq": 1})
+
+    assert not verdict.passed
     assert verdict.problems == [
-        f"fingerprint {catalog.fingerprint(observed)} differs from {manifest.schema_fingerprint}"
+        "constraint public.trades.trades_amount_check differs: restored "
+        '["c","CHECK (amount >= 0::numeric)"], manifest ["c","CHECK (amount > 0::numeric)"]',
+        "trigger public.trades.trades_audit is missing (CREATE TRIGGER trades_audit AFTER INSERT ON public.trades)",
+        "view public.open_trades differs: restored SELECT id FROM trades WHERE false;, manifest SELECT id FROM trades;",
+        'privileges of public.trades differs: restored ["r","stellar",["stellar=arwdDxt/stellar"]], '
+        'manifest ["r","stellar",["app_reader=r/stellar","stellar=arwdDxt/stellar"]]',
+        "sequence public.trades_id_seq is at 1, manifest says at least 3000",
     ]
+    moved_on = verdicts.schema(manifest, complete, KEY_TABLES, 3, {"public.trades_id_seq": 3100})
+    assert moved_on.passed, moved_on.problems  # used after the backup saw it: no loss
 
 
 # -- sanity queries -------------------------------------------------------------------------------

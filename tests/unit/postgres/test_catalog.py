@@ -74,11 +74,12 @@ def test_every_kind_of_difference_is_named(schema_doc: dict[str, Any]) -> None:
         "column public.escrows.status is ['character varying(20)', False], manifest says ['text', True]",
         "column public.trades.escrow_id is missing",
         "column public.trades.note is not in the manifest",
-        "index public.events_pkey is missing",
-        "index public.extra_pkey is not in the manifest",
+        "index public.events_pkey is missing (CREATE UNIQUE INDEX events_pkey ON public.events USING btree (id))",
+        "index public.extra_pkey is not in the manifest "
+        "(CREATE UNIQUE INDEX extra_pkey ON public.extra USING btree (id))",
         "index public.trades_pkey differs: "
-        "'CREATE UNIQUE INDEX trades_pkey ON public.trades USING hash (id)' vs "
-        "'CREATE UNIQUE INDEX trades_pkey ON public.trades USING btree (id)'",
+        "restored CREATE UNIQUE INDEX trades_pkey ON public.trades USING hash (id), "
+        "manifest CREATE UNIQUE INDEX trades_pkey ON public.trades USING btree (id)",
     ]
 
 
@@ -86,5 +87,5 @@ def test_differences_against_an_empty_restore(schema_doc: dict[str, Any]) -> Non
     problems = schema_differences(schema_doc, {})
 
     assert problems == [f"table {t} is missing" for t in sorted(schema_doc["tables"])] + [
-        f"index {i} is missing" for i in sorted(schema_doc["indexes"])
+        f"index {i} is missing ({d})" for i, d in sorted(schema_doc["indexes"].items())
     ]

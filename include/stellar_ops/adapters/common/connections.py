@@ -10,7 +10,7 @@ import logging
 from typing import Any
 
 from stellar_ops.core.errors import ConfigError, MissingConnectionError
-from stellar_ops.core.http import HttpEndpoint
+from stellar_ops.core.http import HttpEndpoint, RedisTarget
 from stellar_ops.postgres.target import PgTarget
 from stellar_ops.registry import StellarOpsConfig
 from stellar_ops.storage.s3 import S3Store
@@ -141,6 +141,27 @@ class AirflowResources:
             "alertmanager": (self.config.connections.alertmanager, "Alertmanager"),
         }[name]
         return optional_endpoint(conn_id, purpose)
+
+    def redis(self) -> RedisTarget | None:
+        try:
+            conn = _connection(self.config.connections.redis, "Redis")
+        except MissingConnectionError:
+            return None
+        extra = conn.extra_dejson or {}
+        return RedisTarget(
+            host=conn.host or "127.0.0.1",
+            port=int(conn.port or 6379),
+            db=int(extra.get("db", 0)),
+            password=conn.password,
+            username=conn.login,
+            tls=bool(extra.get("ssl", False)),
+        )
+
+    def docker(self) -> Any | None:
+        try:
+            return docker_client(self.config.connections.docker)
+        except MissingConnectionError:
+            return None
 
     def send_message(self, payload: dict[str, Any]) -> None:
         """Post to the alerts webhook connection; a null ``connections.alerts`` switches alerts off."""

@@ -37,12 +37,40 @@ from stellar_ops.core.errors import RestoreError
 from stellar_ops.postgres.target import PgTarget, connect
 
 CHUNK_BYTES = 1 << 20
-PIECE_BYTES = 8 << 20  # rows are handed out in pieces of about this size, cut at a row's end
-BACKLOG_BYTES = 16 << 20  # what a session may have been handed ahead of its server
-SHARE_AFTER_BYTES = 32 << 20  # a table is shared only once its owner has had this much of it
-# ... and while it is still being written, only once this much of it waits in the file: the writer
-# is then far ahead, and the next table (which would load beside it without WAL) far off
-SHARE_WHILE_WRITTEN_BYTES = 1 << 30
+
+
+@dataclass(frozen=True)
+class Sharing:
+    """How rows are handed out, and when a big table is shared out across the sessions.
+
+    Sharing is safe only once the owner's COPY has begun, since the pieces shared out commit in
+    transactions of their own, and the owner's ``TRUNCATE`` must not empty the table after them.
+    An owner has at most ``backlog_bytes`` and one piece handed out and not yet sent, so having
+    been handed more than that (``share_after_bytes``) proves its server has its first rows.
+    """
+
+    piece_bytes: int = 8 << 20  # rows are handed out in pieces of about this size, cut at a row's end
+    backlog_bytes: int = 16 << 20  # what a session may have been handed ahead of its server
+    share_after_bytes: int = 32 << 20  # a table is shared only once its owner has had this much of it
+    # ... and while it is still being written, only once this much of it waits in the file: the
+    # writer is then far ahead, and the next table (which would load beside it without WAL) far off
+    share_while_written_bytes: int = 1 << 30
+
+    def __post_init__(self) -> None:
+        if (
+            min(self.piece_bytes, self.backlog_bytes, self.share_after_bytes, self.share_while_written_bytes)
+            <= 0
+        ):
+            raise ValueError(f"sharing thresholds must be positive: {self}")
+        if self.share_after_bytes <= self.backlog_bytes + self.piece_bytes:
+            raise ValueError(
+                f"unsafe sharing thresholds: share_after_bytes ({self.share_after_bytes}) must exceed "
+                f"backlog_bytes + piece_bytes ({self.backlog_bytes + self.piece_bytes}), or a shared "
+                "piece could commit before the owner's TRUNCATE empties the table"
+            )
+
+
+SHARING = Sharing()
 _COPY_START = re.compile(rb"^COPY (.+) FROM stdin;$")
 _COPY_TABLE = re.compile(r"^((?:\"(?:[^\"]|\"\")+\"|[^\s.(\"]+)\.(?:\"(?:[^\"]|\"\")+\"|[^\s.(\"]+))")
 _COPY_END = b"\\.\n"
@@ -237,6 +265,11 @@ class _Loader(threading.Thread):
                 self._statement = payload
                 conn.execute(payload)
                 conn.commit()
+            elif kind == "transaction":
+                for statement in payload:
+                    self._statement = statement
+                    conn.execute(statement)
+                conn.commit()
             elif kind == "begin":
                 self._statement, self._block = payload.statement, payload
                 if payload.truncate and _is_ordinary_table(conn, payload.table):
@@ -285,6 +318,7 @@ def load(
     stop: Callable[[], None] = lambda: None,
     on_loaded: Callable[[str], None] = lambda table: None,
     ready: Callable[[], object] = lambda: None,
+    sharing: Sharing | None = None,
 ) -> LoadStats:
     """Run the data script in ``script`` over ``connections`` sessions.
 
@@ -307,7 +341,9 @@ def load(
         if unreachable is not None:
             raise RestoreError(f"cannot open a loading session: {unreachable}")
         ready()
-        _Dispatcher(script, loaders, stats, progress, on_loaded).run()
+        _Dispatcher(
+            script, loaders, stats, progress, on_loaded, SHARING if sharing is None else sharing
+        ).run()
     except BaseException:
         stop()
         raise
@@ -353,7 +389,9 @@ class _Dispatcher:
         stats: LoadStats,
         progress: threading.Event,
         on_loaded: Callable[[str], None],
+        sharing: Sharing,
     ) -> None:
+        self.sharing = sharing
         self.script = script
         self.loaders = loaders
         self.stats = stats
@@ -364,6 +402,7 @@ class _Dispatcher:
         self.inside: _OpenBlock | None = None  # the open block being read, until its end is found
         self.at_header = False  # reading waits at a COPY header for a free session
         self.statement: list[bytes] = []  # the lines of a statement read so far
+        self.transaction: list[str] | None = None  # the statements since a BEGIN, until its COMMIT
 
     def _failed(self) -> bool:
         return any(each.error for each in self.loaders)
@@ -383,6 +422,8 @@ class _Dispatcher:
             self.script.wait(self.progress)
         self.stats.bytes = self.script.size
         rest = self.script.slice(self.at, self.script.size)
+        if not self._failed() and self.transaction is not None:
+            raise RestoreError("the data script ends inside a transaction (BEGIN without its COMMIT)")
         if not self._failed() and (rest.strip() or self.statement):
             text = (b"".join(self.statement) + rest)[:200].decode(errors="replace")
             raise RestoreError(f"the data script ends inside a statement: {text!r}")
@@ -437,6 +478,18 @@ class _Dispatcher:
         sql = b"".join(self.statement).decode()
         self.statement.clear()
         self.stats.statements += 1
+        # A BEGIN ... COMMIT block (the large objects' lo_open, lowrite, lo_close) runs as one
+        # transaction: a large object's descriptor lives only as long as its transaction.
+        if self.transaction is not None:
+            if sql.strip() == "COMMIT;":
+                self.loaders[0].give(("transaction", self.transaction))
+                self.transaction = None
+            else:
+                self.transaction.append(sql)
+            return
+        if sql.strip() == "BEGIN;":
+            self.transaction = []
+            return
         for loader in self.loaders if _SESSION_SETTING.match(sql) else self.loaders[:1]:
             loader.give(("sql", sql))
 
@@ -503,11 +556,11 @@ class _Dispatcher:
         While the block is still being written, the table after it may come soon and load
         without WAL, so it is shared only if the writer is far ahead.
         """
-        if self.at_header or block.next - block.first_row < SHARE_AFTER_BYTES:
+        if self.at_header or block.next - block.first_row < self.sharing.share_after_bytes:
             return False
-        if block.end >= 0 and ready - block.next <= 2 * PIECE_BYTES:
+        if block.end >= 0 and ready - block.next <= 2 * self.sharing.piece_bytes:
             return False
-        if block.end < 0 and ready - block.next < SHARE_WHILE_WRITTEN_BYTES:
+        if block.end < 0 and ready - block.next < self.sharing.share_while_written_bytes:
             return False
         # a free session with no more left to load than the owner: it runs dry about when the
         # owner can commit what it was handed, so it need not wait long for the table's lock
@@ -525,11 +578,11 @@ class _Dispatcher:
     def _with_room(self, owner: _Loader | None) -> _Loader | None:
         """The owner, or for a shared block the least busy free session, if it may be handed another piece."""
         loader = owner if owner is not None else self._free_loader()
-        return loader if loader is not None and loader.to_load() < BACKLOG_BYTES else None
+        return loader if loader is not None and loader.to_load() < self.sharing.backlog_bytes else None
 
     def _row_cut(self, start: int, ready: int) -> int:
         """Where the next piece from ``start`` ends: the last row end within a piece's size, or the first after."""
-        limit = start + PIECE_BYTES
+        limit = start + self.sharing.piece_bytes
         if limit >= ready:
             return ready
         newline = self.script.rfind(b"\n", start, limit)

@@ -26,7 +26,9 @@ EARLY_TYPES = ("CONSTRAINT", "INDEX", "TRIGGER", "FK CONSTRAINT")
 _HEADER = re.compile(r"^-- Name: (.*); Type: (.*); Schema: (.*); Owner: (.*)$", re.MULTILINE)
 _LIST_LINE = re.compile(r"^\d+; \d+ \d+ (.+)$")
 _IDENT = r'(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)'
-_TABLE_REF = re.compile(rf"\b(?:ON|ONLY|REFERENCES)\s+({_IDENT}\.{_IDENT})")
+# every table a post-data statement names: ALTER TABLE [ONLY] t, CREATE INDEX ... ON [ONLY] t,
+# CREATE TRIGGER ... ON t, REFERENCES t, a constraint trigger's FROM t
+_TABLE_REF = re.compile(rf"\b(?:ALTER TABLE|ON|ONLY|REFERENCES|FROM)\s+(?:ONLY\s+)?({_IDENT}\.{_IDENT})")
 _SETTING = re.compile(r"^(SET |SELECT pg_catalog\.set_config\()")
 _DEFAULT_TABLESPACE = "SET default_tablespace = '';"
 # exactly how pg_dump writes a primary key or unique constraint with no options

@@ -12,14 +12,13 @@ import fcntl
 import hashlib
 import itertools
 import logging
-import re
 import shutil
 import subprocess
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -29,6 +28,7 @@ from stellar_ops.backups.source import ResolvedBackup, file_chunks, read_chunks,
 from stellar_ops.core.errors import RestoreError, VerificationError
 from stellar_ops.dr.engine import parallel_load, post_data, staging
 from stellar_ops.dr.engine.post_data_runner import PostDataRunner
+from stellar_ops.dr.engine.roles import PreparedRoles, prepare, referenced_roles
 from stellar_ops.postgres import catalog
 from stellar_ops.postgres.binaries import PgBinaries
 from stellar_ops.postgres.target import PgTarget, connect, quote_ident
@@ -67,48 +67,58 @@ def fetch_plain(store: S3Store | None, backup: ResolvedBackup, manifest: Manifes
 
 # -- restore ----------------------------------------------------------------------------------------
 
-_TOC_OWNER = re.compile(r"^\d+;\s+\d+\s+\d+\s+.*\s(\S+)$")
-_SQL_OWNER = re.compile(rb"OWNER TO ([^;\s]+);")
-_SQL_GRANTEE = re.compile(rb"^(?:GRANT|REVOKE) [^;]* (?:TO|FROM) ([^;]+);", re.MULTILINE)
-
 
 def _roles_in_plain(path: Path) -> set[str]:
-    roles: set[bytes] = set()
+    """The roles a plain SQL dump names, read through once."""
+    roles: set[str] = set()
     carry = b""
     for data in decompress(file_chunks(path), "plain", source=str(path)):
         text = carry + data
-        roles.update(_SQL_OWNER.findall(text))
-        for grantees in _SQL_GRANTEE.findall(text):
-            roles.update(g.strip() for g in grantees.split(b","))
-        carry = text[-512:]
-    return {r.decode(errors="replace").strip('"') for r in roles}
-
-
-def _ensure_roles(conn: Any, roles: set[str]) -> list[str]:
-    existing = {row[0] for row in conn.execute("SELECT rolname FROM pg_roles").fetchall()}
-    created = []
-    for role in sorted(roles):
-        if role in existing or role in ("-", "PUBLIC", "public") or role.startswith("pg_"):
-            continue
-        conn.execute(f"CREATE ROLE {quote_ident(role)} NOLOGIN")
-        created.append(role)
-    return created
+        cut = text.rfind(b"\n") + 1
+        roles |= referenced_roles(text[:cut].decode(errors="replace"))
+        carry = text[cut:]
+    return roles | referenced_roles(carry.decode(errors="replace"))
 
 
 @dataclass(frozen=True)
 class RestoreResult:
     seconds: float
-    roles_created: list[str]
+    roles_created: list[str]  # named by the archive but missing: created NOLOGIN
+    roles_from_globals: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _with_roles(
+    server: PgTarget, referenced: set[str], globals_sql: bytes | None, alter_existing: bool
+) -> PreparedRoles:
+    with connect(server.with_dbname("postgres")) as conn:
+        return prepare(conn, referenced, globals_sql, alter_existing=alter_existing)
 
 
 def restore_plain(
-    server: PgTarget, path: Path, *, binaries: PgBinaries, say: Callable[[str], None] = log.info
+    server: PgTarget,
+    path: Path,
+    *,
+    binaries: PgBinaries,
+    globals_sql: bytes | None = None,
+    alter_existing_roles: bool = True,
+    say: Callable[[str], None] = log.info,
 ) -> RestoreResult:
     """Restore a gzip-compressed SQL file into a fresh database ``stellar_escrow`` on ``server``."""
     started = time.monotonic()
-    created = _create_database(server, _roles_in_plain(path))
+    _fresh_database(server)
+    roles = _with_roles(server, _roles_in_plain(path), globals_sql, alter_existing_roles)
     _psql_restore(server.with_dbname(RESTORED_DB), path, binaries, say)
-    return RestoreResult(seconds=round(time.monotonic() - started, 3), roles_created=created)
+    return _result(started, roles)
+
+
+def _result(started: float, roles: PreparedRoles) -> RestoreResult:
+    return RestoreResult(
+        seconds=round(time.monotonic() - started, 3),
+        roles_created=roles.assumed,
+        roles_from_globals=roles.from_globals,
+        warnings=roles.warnings,
+    )
 
 
 def _pg_restore(
@@ -193,30 +203,22 @@ def _write_all(stdin: IO[bytes], chunks: Iterable[bytes]) -> None:
         pass
 
 
-def _create_database(server: PgTarget, roles: set[str]) -> list[str]:
-    _fresh_database(server)
-    return _create_roles(server, roles)
-
-
 def _fresh_database(server: PgTarget) -> None:
     with connect(server.with_dbname("postgres")) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {quote_ident(RESTORED_DB)}")
         conn.execute(f"CREATE DATABASE {quote_ident(RESTORED_DB)}")
 
 
-def _create_roles(server: PgTarget, roles: set[str]) -> list[str]:
-    with connect(server.with_dbname("postgres")) as conn:
-        return _ensure_roles(conn, roles)
-
-
 class _TocReader:
-    """Reads the owners from an archive's table of contents, which pg_dump writes first."""
+    """Tells when an archive's table of contents, which pg_dump writes first, has been read whole."""
 
     def __init__(self, binaries: PgBinaries) -> None:
-        self._out = tempfile.TemporaryFile()  # noqa: SIM115 - closed in roles()
-        self._err = tempfile.TemporaryFile()  # noqa: SIM115 - closed in roles()
+        self._err = tempfile.TemporaryFile()  # noqa: SIM115 - closed in finish()
         self.process = subprocess.Popen(
-            [binaries.path("pg_restore"), "--list"], stdin=subprocess.PIPE, stdout=self._out, stderr=self._err
+            [binaries.path("pg_restore"), "--list"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=self._err,
         )
 
     def feed(self, data: bytes) -> bool:
@@ -229,19 +231,29 @@ class _TocReader:
             return False
         return self.process.poll() is None
 
-    def roles(self) -> set[str]:
+    def finish(self) -> None:
         with contextlib.suppress(BrokenPipeError):
             assert self.process.stdin is not None
             self.process.stdin.close()
         code = self.process.wait(timeout=300)
-        self._out.seek(0)
         self._err.seek(0)
-        listing, errors = self._out.read().decode(errors="replace"), self._err.read().decode(errors="replace")
-        self._out.close()
+        errors = self._err.read().decode(errors="replace")
         self._err.close()
         if code != 0:
             raise RestoreError(f"pg_restore --list cannot read the archive: {_first_error(errors)}")
-        return {m.group(1) for m in map(_TOC_OWNER.match, listing.splitlines()) if m}
+
+
+def _archive_roles(archive: Path, binaries: PgBinaries) -> set[str]:
+    """The roles an archive's schema names (owners, grantees, default privileges)."""
+    result = subprocess.run(
+        [binaries.path("pg_restore"), "--schema-only", "--file=-", str(archive)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if result.returncode != 0:
+        raise RestoreError(f"pg_restore cannot read the archive's schema: {_first_error(result.stderr)}")
+    return referenced_roles(result.stdout)
 
 
 def restore_streaming(
@@ -254,6 +266,8 @@ def restore_streaming(
     jobs: int,
     binaries: PgBinaries,
     memory_dir: Path | None = staging.MEMORY_DIR,
+    globals_sql: bytes | None = None,
+    alter_existing_roles: bool = True,
     say: Callable[[str], None] = log.info,
 ) -> RestoreResult:
     """Restore a custom-format backup while it downloads, over ``jobs`` sessions.
@@ -304,12 +318,12 @@ def restore_streaming(
                 head.append(data)
                 if not toc.feed(data):
                     break
-            roles = toc.roles()
-            database.result()
-            created = _create_roles(server, roles)
-            target = server.with_dbname(RESTORED_DB)
+            toc.finish()
             toc_path = dest / "toc.dump"  # enough of the archive for pg_restore's schema sections
             toc_path.write_bytes(b"".join(head))
+            database.result()
+            roles = _with_roles(server, _archive_roles(toc_path, binaries), globals_sql, alter_existing_roles)
+            target = server.with_dbname(RESTORED_DB)
             say(
                 f"creating the tables of {source} on {target.describe()}, streaming its data over {jobs} sessions"
             )
@@ -363,7 +377,7 @@ def restore_streaming(
     if rest:
         say(f"{len(rest)} more post-data entries with pg_restore -j {jobs}")
     _pg_restore(target, toc_path, jobs, binaries, sections=("post-data",), what=_POST_DATA, entries=rest)
-    return RestoreResult(seconds=round(time.monotonic() - started, 3), roles_created=created)
+    return _result(started, roles)
 
 
 def _load_data(
@@ -486,6 +500,59 @@ def _widen_pipe(fd: int) -> None:
         fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, 1 << 20)
 
 
+def fetch_custom(
+    store: S3Store | None, backup: ResolvedBackup, manifest: Manifest | None, dest: Path
+) -> Path:
+    """Download a custom-format backup into ``dest``, decompressed, checking size and sha256."""
+    source = source_label(store, backup)
+    path = dest / "backup.dump"
+    with open(path, "wb") as sink:
+        result = verify.scan(
+            read_chunks(store, backup), "custom", source=source, check_archive=False, decompressed_sink=sink
+        )
+    try:
+        verify.judge(
+            result,
+            source=source,
+            expected_size=manifest.size_bytes if manifest else None,
+            expected_sha256=manifest.sha256 if manifest else None,
+        )
+    except VerificationError:
+        path.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def restore_downloaded(
+    server: PgTarget,
+    path: Path,
+    *,
+    jobs: int,
+    binaries: PgBinaries,
+    globals_sql: bytes | None = None,
+    alter_existing_roles: bool = True,
+    say: Callable[[str], None] = log.info,
+) -> RestoreResult:
+    """Restore a downloaded custom-format archive with ``pg_restore -j jobs`` into a fresh database.
+
+    Section by section, so every trigger is created after all the data is in: in one
+    ``pg_restore -j`` run, a trigger on a partitioned table (whose data is its partitions') may be
+    created while its partitions still load, and fire on the restored rows.
+    """
+    started = time.monotonic()
+    _fresh_database(server)
+    roles = _with_roles(server, _archive_roles(path, binaries), globals_sql, alter_existing_roles)
+    target = server.with_dbname(RESTORED_DB)
+    say(f"pg_restore -j {jobs} into {target.describe()}")
+    _pg_restore(target, path, 1, binaries, sections=("pre-data",), what="pg_restore (tables)")
+    _pg_restore(target, path, jobs, binaries, sections=("data",), what="pg_restore (data)")
+    _pg_restore(target, path, jobs, binaries, sections=("post-data",), what=_POST_DATA)
+    return _result(started, roles)
+
+
+ENGINES = ("streaming", "pg_restore")
+
+
 def recover(
     server: PgTarget,
     store: S3Store | None,
@@ -495,17 +562,24 @@ def recover(
     *,
     jobs: int,
     binaries: PgBinaries,
+    engine: str = "streaming",
+    globals_sql: bytes | None = None,
+    alter_existing_roles: bool = True,
     memory_dir: Path | None = staging.MEMORY_DIR,
     say: Callable[[str], None] = log.info,
 ) -> RestoreResult:
     """Everything from "the backup is in S3" to "the database is usable": the RTO.
 
-    Custom-format backups restore while they download (:func:`restore_streaming`); plain SQL is
-    downloaded and checked first, then decompressed into psql.
+    The backup's roles (``globals_sql``) are created first. A custom-format backup restores while
+    it downloads (engine ``streaming``, :func:`restore_streaming`), or is downloaded whole and
+    restored with ``pg_restore -j`` (engine ``pg_restore``); plain SQL is downloaded and checked
+    first, then decompressed into psql.
     """
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="stellar-dr-fetch-", dir=work_dir) as work:
-        if backup.dump_format == "custom":
+        if backup.dump_format == "custom" and engine == "streaming":
             result = restore_streaming(
                 server,
                 store,
@@ -515,13 +589,34 @@ def recover(
                 jobs=jobs,
                 binaries=binaries,
                 memory_dir=memory_dir,
+                globals_sql=globals_sql,
+                alter_existing_roles=alter_existing_roles,
                 say=say,
             )
         else:
-            path = fetch_plain(store, backup, manifest, Path(work))
+            fetch = fetch_custom if backup.dump_format == "custom" else fetch_plain
+            path = fetch(store, backup, manifest, Path(work))
             say(f"downloaded and checked {source_label(store, backup)} in {time.monotonic() - started:.1f}s")
-            result = restore_plain(server, path, binaries=binaries, say=say)
-    return RestoreResult(seconds=round(time.monotonic() - started, 3), roles_created=result.roles_created)
+            if backup.dump_format == "custom":
+                result = restore_downloaded(
+                    server,
+                    path,
+                    jobs=jobs,
+                    binaries=binaries,
+                    globals_sql=globals_sql,
+                    alter_existing_roles=alter_existing_roles,
+                    say=say,
+                )
+            else:
+                result = restore_plain(
+                    server,
+                    path,
+                    binaries=binaries,
+                    globals_sql=globals_sql,
+                    alter_existing_roles=alter_existing_roles,
+                    say=say,
+                )
+    return replace(result, seconds=round(time.monotonic() - started, 3))
 
 
 def _first_error(stderr: str) -> str:
@@ -545,6 +640,7 @@ def observe(
         tables = catalog.list_tables(conn)
         counts = catalog.count_rows(conn, tables)
         schema = catalog.schema_of(conn)
+        sequences = catalog.sequence_values(conn)
         conn.execute(f"SET statement_timeout = '{int(statement_timeout_seconds)}s'")
         sanity = []
         for query in sanity_queries:
@@ -559,6 +655,7 @@ def observe(
         "tables": tables,
         "row_counts": counts,
         "schema": schema,
+        "sequence_values": sequences,
         "schema_fingerprint": catalog.fingerprint(schema),
         "sanity": sanity,
     }
