@@ -18,6 +18,8 @@ os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags")
 os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(REPO / "plugins")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["STELLAR_OPS_RETRY_DELAY_SECONDS"] = "1"
+# dag.test() cannot run a DAG that has a deadline: the deadlines are tested under a live scheduler
+os.environ["STELLAR_OPS_DEADLINES"] = '{"enabled": false}'
 
 pytest_plugins = ["tests.support.fixtures"]
 

@@ -15,8 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from stellar_ops.core import alerts, metrics
+from stellar_ops.core import alertmanager, alerts, metrics
+from stellar_ops.core.config import Channel
+from stellar_ops.core.errors import StellarOpsError
 from stellar_ops.core.http import HttpEndpoint, RedisTarget
+from stellar_ops.core.runbooks import runbook_link
+from stellar_ops.core.taxonomy import Severity
 from stellar_ops.postgres.binaries import PgBinaries, find_binaries
 from stellar_ops.postgres.target import PgTarget
 from stellar_ops.registry import StellarOpsConfig
@@ -40,8 +44,9 @@ class Resources(Protocol):
         """``api``, ``pushgateway`` or ``alertmanager``; None when it is not configured."""
         ...
 
-    def send_message(self, payload: dict[str, Any]) -> None:
-        """Post a notification (a Slack incoming-webhook payload); a no-op when switched off."""
+    def send_message(self, payload: dict[str, Any], channel: Channel = "ops") -> None:
+        """Post a notification (a Slack incoming-webhook payload) to the ops or the paging channel;
+        a no-op when notifications are switched off."""
         ...
 
     def redis(self) -> RedisTarget | None:
@@ -73,13 +78,31 @@ class Runtime:
     def binaries(self) -> PgBinaries:
         return find_binaries(self.config.backup.pg_bin_dir)
 
-    def notify(self, payload: dict[str, Any]) -> None:
-        self.resources.send_message(payload)
+    def notify(self, payload: dict[str, Any], severity: Severity | None = None) -> None:
+        """Send a message on the route of ``severity`` (``alerts.routes``); without one, to ops."""
+        channel: Channel = self.config.alerts.routes[severity] if severity else "ops"
+        self.resources.send_message(payload, channel)
 
     def alert(self, finding: alerts.Finding) -> None:
-        """Send what a procedure found (not a failure of the procedure itself)."""
+        """Send what a procedure found (not a failure of the procedure itself), on its severity's
+        route, and to Alertmanager when ``alerts.alertmanager_severities`` names its severity."""
         self.warn(f"{finding.alert_name} ({finding.severity}): {finding.summary}")
-        self.notify(alerts.finding_message(finding, self.config.alerts))
+        self.notify(alerts.finding_message(finding, self.config.alerts), finding.severity)
+        settings = self.config.alerts
+        endpoint = self.resources.endpoint("alertmanager")
+        if finding.severity in settings.alertmanager_severities and endpoint is not None:
+            document = alertmanager.alert(
+                name=finding.alert_name,
+                severity=finding.severity,
+                labels={"dag_id": finding.dag_id, **finding.labels},
+                summary=finding.summary,
+                runbook=finding.runbook,
+                runbook_url=runbook_link(finding.runbook, settings.runbook_base_url),
+            )
+            try:
+                alertmanager.post(endpoint, [document])
+            except StellarOpsError as exc:
+                self.warn(f"the finding was sent, but not to Alertmanager: {exc}")
 
     def publish_metrics(self, procedure: str, points: list[metrics.Metric]) -> None:
         metrics.publish(

@@ -81,7 +81,7 @@ def test_every_dag_is_in_the_catalogue_with_its_schedule(dags):
         assert dag.dag_id in CATALOGUE
         expected = CATALOGUE[dag.dag_id].schedule
         if expected is None:
-            assert dag.timetable.summary == "None", f"{dag.dag_id} is manual only"
+            assert type(dag.timetable).__name__ == "NullTimetable", f"{dag.dag_id} is manual only"
             continue
         timetable = getattr(dag.timetable, "timetable", dag.timetable)  # AssetOrTimeSchedule wraps one
         assert timetable.expression == expected, dag.dag_id
@@ -141,6 +141,61 @@ def test_every_task_retries_times_out_and_alerts(dags):
             ), where
             assert task.owner == procedure_for(dag.dag_id).owner, where
             assert task.retry_policy is not None, where
+
+
+@pytest.fixture(scope="module")
+def dags_with_deadlines():
+    """The DAGs as the DAG processor of a deployment parses them: with their deadlines."""
+    import os
+
+    from airflow.dag_processing.dagbag import DagBag
+
+    before = os.environ.get("STELLAR_OPS_DEADLINES")
+    os.environ["STELLAR_OPS_DEADLINES"] = '{"enabled": true}'
+    try:
+        bag = DagBag(str(REPO / "dags"))
+    finally:
+        os.environ["STELLAR_OPS_DEADLINES"] = before or ""
+    assert bag.import_errors == {}
+    return list(bag.dags.values())
+
+
+def test_every_dag_has_its_deadline_alert(dags_with_deadlines):
+    from datetime import timedelta
+
+    from airflow.sdk.definitions.deadline import DeadlineReference
+
+    from stellar_ops.adapters.common.deadlines import missed_deadline
+
+    assert sorted(d.dag_id for d in dags_with_deadlines) == sorted(CATALOGUE)
+    for dag in dags_with_deadlines:
+        alerts = dag.deadline if isinstance(dag.deadline, list) else [dag.deadline]
+        assert len(alerts) == 1 and alerts[0] is not None, dag.dag_id
+        (alert,) = alerts
+        assert isinstance(alert.reference, type(DeadlineReference.DAGRUN_QUEUED_AT)), dag.dag_id
+        assert alert.interval == timedelta(minutes=CATALOGUE[dag.dag_id].expected_minutes), dag.dag_id
+        assert alert.callback.path == f"{missed_deadline.__module__}.{missed_deadline.__qualname__}"
+        assert alert.callback.kwargs["dag_id"] == dag.dag_id
+
+
+def test_every_failed_try_is_recorded_and_every_final_failure_routed(dags):
+    from stellar_ops.adapters.common.alerting import IncidentRecorder, StellarAlertNotifier
+
+    for dag in dags:
+        for task in dag.tasks:
+            where = f"{dag.dag_id}.{task.task_id}"
+            retries = (
+                task.on_retry_callback
+                if isinstance(task.on_retry_callback, list)
+                else [task.on_retry_callback]
+            )
+            assert any(isinstance(cb, IncidentRecorder) and cb.dag_id == dag.dag_id for cb in retries), where
+            failures = (
+                task.on_failure_callback
+                if isinstance(task.on_failure_callback, list)
+                else [task.on_failure_callback]
+            )
+            assert any(isinstance(cb, StellarAlertNotifier) for cb in failures), where
 
 
 def test_recovery_callback_on_every_dag(dags):
@@ -234,8 +289,15 @@ print(json.dumps({"events": events, "heavy": heavy, "error": error}))
 
 @pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.stem)
 def test_parsing_does_no_io_and_imports_no_heavy_sdk(path):
+    import os
+
+    with_deadlines = {**os.environ, "STELLAR_OPS_DEADLINES": '{"enabled": true}'}
     result = subprocess.run(
-        [sys.executable, "-c", PARSE_PROBE, str(path)], capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", PARSE_PROBE, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=with_deadlines,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])

@@ -23,6 +23,7 @@ from stellar_ops.core.processes import free_port
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 FINISHED = {"success", "failed"}
+DEADLINE_MINUTES = 1.0
 
 
 def airflow_env(home: Path, stack_env: dict[str, str], port: int) -> dict[str, str]:
@@ -53,6 +54,10 @@ def airflow_env(home: Path, stack_env: dict[str, str], port: int) -> dict[str, s
         # still runs the most recent one): tests create exactly the runs they look at.
         "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
         "STELLAR_OPS_RETRY_DELAY_SECONDS": "1",
+        # every DAG has its deadline here; db_maintenance's is short enough to be missed in a test
+        "STELLAR_OPS_DEADLINES": json.dumps(
+            {"enabled": True, "minutes": {"db_maintenance": DEADLINE_MINUTES}}
+        ),
     }
 
 

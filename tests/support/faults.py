@@ -23,7 +23,10 @@ def _written(pid: int) -> int:
 
 
 class _PgDumpPoller:
-    """Polls this process's pg_dump children on a thread while active (a context manager)."""
+    """Polls this process's ``program`` children (pg_dump by default) on a thread while active
+    (a context manager)."""
+
+    program = "pg_dump"
 
     def __init__(self) -> None:
         self._seen: set[int] = set()
@@ -43,7 +46,7 @@ class _PgDumpPoller:
         while not self._stop.is_set() and not self.done():
             for child in me.children(recursive=True):
                 try:
-                    if child.name() == "pg_dump" and child.pid not in self._seen and self.visit(child):
+                    if child.name() == self.program and child.pid not in self._seen and self.visit(child):
                         self._seen.add(child.pid)
                 except psutil.Error:
                     continue
@@ -63,8 +66,11 @@ class PgDumpKiller(_PgDumpPoller):
     ``times`` bounds how many it kills (None: every one), so a first try can die and a retry live.
     """
 
-    def __init__(self, *, after_bytes: int = 1 << 20, times: int | None = 1) -> None:
+    def __init__(
+        self, *, after_bytes: int = 1 << 20, times: int | None = 1, program: str = "pg_dump"
+    ) -> None:
         super().__init__()
+        self.program = program
         self.after_bytes = after_bytes
         self.times = times
         self.killed: list[int] = []

@@ -154,6 +154,9 @@ class BackupJob:
             dump_version = self._check_pg_dump(version_num, version)
             # before pg_dump reads them: sequences only move on, so a restore holds at least these
             sequences = catalog.sequence_values(conn)
+            system_identifier = str(
+                conn.execute("SELECT system_identifier FROM pg_control_system()").fetchone()[0]
+            )
             inventory = _InventoryThread(conn)
             database_bytes = int(conn.execute("SELECT pg_database_size(current_database())").fetchone()[0])
             upload = self.store.multipart(
@@ -211,6 +214,7 @@ class BackupJob:
             "bucket": self.store.bucket,
             "slot": slot.isoformat(),
             "database": self.target.dbname,
+            "system_identifier": system_identifier,
             "server_version": version,
             "server_version_num": version_num,
             "pg_dump_version": dump_version,

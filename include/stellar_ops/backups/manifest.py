@@ -37,6 +37,9 @@ class Manifest(BaseModel):
     bucket: str
     slot: datetime
     database: str
+    system_identifier: str | None = (
+        None  # the source cluster's (pg_control_system): a restore must not overwrite it
+    )
     server_version: str
     server_version_num: int
     pg_dump_version: str

@@ -6,7 +6,8 @@ It accepts the old cron scripts' variables, so they keep working unchanged:
 - ``S3_BUCKET``; ``S3_ENDPOINT_URL`` (or ``AWS_ENDPOINT_URL_S3``) for MinIO/SeaweedFS; AWS
   credentials the usual boto3 way (``AWS_ACCESS_KEY_ID``...)
 - ``RETENTION_DAYS``: retention of local copies and of S3 backups
-- ``BACKUP_DIR``: the local copy directory; ``BACKUP_ALERT_WEBHOOK``: where alerts go
+- ``BACKUP_DIR``: the local copy directory; ``BACKUP_ALERT_WEBHOOK``: where alerts go (the ops
+  channel); ``PAGING_WEBHOOK``: where what pages goes (P1 by default; without it, to ops)
 - ``STELLAR_OPS_CONFIG``: the ``stellar_ops_config`` JSON, inline or as a file path
 - ``PUSHGATEWAY_URL``; ``ALERTMANAGER_URL``; ``STELLAR_API_URL`` and ``STELLAR_API_KEY``
 - ``REDIS_URL`` (``redis://[:password@]host:port/db``); ``DOCKER_HOST`` for the Docker daemon
@@ -22,7 +23,8 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from stellar_ops.cli.output import say, warn
-from stellar_ops.core.alerts import post_webhook
+from stellar_ops.core.alerts import post_webhook, unpaged
+from stellar_ops.core.config import Channel
 from stellar_ops.core.errors import ConfigError, MissingConnectionError, StellarOpsError
 from stellar_ops.core.http import HttpEndpoint, RedisTarget
 from stellar_ops.postgres.target import PgTarget
@@ -135,9 +137,16 @@ class EnvResources:
 
         return docker.APIClient(base_url=host, version="auto", timeout=30)
 
-    def send_message(self, payload: dict[str, Any]) -> None:
-        """Post to ``BACKUP_ALERT_WEBHOOK``; a failure to post is a warning, not the run's failure."""
+    def send_message(self, payload: dict[str, Any], channel: Channel = "ops") -> None:
+        """Post to ``BACKUP_ALERT_WEBHOOK`` (ops) or ``PAGING_WEBHOOK`` (paging; without one, to ops,
+        marked so); a failure to post is a warning, not the run's failure."""
         webhook = optional("BACKUP_ALERT_WEBHOOK", self.env)
+        if channel == "paging":
+            paging = optional("PAGING_WEBHOOK", self.env)
+            if paging:
+                webhook = paging
+            else:
+                payload = unpaged(payload)
         if not webhook:
             return
         try:

@@ -47,4 +47,4 @@ class Steps:
             error=error,
             airflow_url=airflow_url(),
         )
-        self.rt.notify(failure_message(alert))
+        self.rt.notify(failure_message(alert), self.entry.severity)

@@ -12,7 +12,7 @@ from typing import Any
 from stellar_ops.core.config import AlertsConfig
 from stellar_ops.core.errors import StellarOpsError
 from stellar_ops.core.runbooks import runbook, runbook_link
-from stellar_ops.core.taxonomy import SEVERITY_MEANING, DagEntry, Severity
+from stellar_ops.core.taxonomy import SEVERITY_MEANING, DagEntry, Severity, response_time
 
 SEVERITY_ICON: dict[str, str] = {
     "P1": ":rotating_light:",
@@ -31,10 +31,12 @@ class FailureAlert:
     max_tries: int
     severity: Severity
     alert_name: str
-    runbook_url: str
+    runbook_url: str  # the DAG's own runbook (its page in the UI)
     error: str
     log_url: str | None = None
     mention: str | None = None
+    runbook: str = ""  # the RB id of the incident: what the on-call engineer reads
+    runbook_link: str = ""
 
 
 DEFAULT_AIRFLOW_URL = "http://localhost:8080/"
@@ -72,7 +74,20 @@ def failure_alert(
         error=f"{type(error).__name__}: {error}" if error is not None else "task failed",
         log_url=log_url,
         mention=settings.mention,
+        runbook=entry.runbook,
+        runbook_link=runbook_link(entry.runbook, settings.runbook_base_url),
     )
+
+
+def severity_line(severity: Severity) -> str:
+    """The severity, what it means, and how soon someone must respond."""
+    return f"*Severity:* {severity} ({SEVERITY_MEANING[severity]}); respond within {response_time(severity)}"
+
+
+def runbook_line(book_id: str, link: str, dag_page: str | None = None) -> str:
+    book = runbook(book_id)
+    page = f" · DAG runbook: {dag_page}" if dag_page else ""
+    return f"*Runbook:* {book.id} {book.title}: {link}{page}"
 
 
 def _shorten(text: str, limit: int = MAX_ERROR_CHARS) -> str:
@@ -96,9 +111,11 @@ def failure_message(alert: FailureAlert) -> dict[str, Any]:
         headline,
         f"*DAG:* {alert.dag_id}   *Task:* {alert.task_id}",
         f"*Run:* {alert.run_id}   *Try:* {alert.try_number} of {alert.max_tries}{_early(alert)}",
-        f"*Severity:* {alert.severity} ({SEVERITY_MEANING[alert.severity]})",
+        severity_line(alert.severity),
         f"*Error:* {_shorten(alert.error) or 'no error message'}",
-        f"*Runbook:* {alert.runbook_url}",
+        runbook_line(alert.runbook, alert.runbook_link, alert.runbook_url)
+        if alert.runbook
+        else f"*Runbook:* {alert.runbook_url}",
     ]
     if alert.log_url:
         lines.append(f"*Log:* {alert.log_url}")
@@ -107,13 +124,56 @@ def failure_message(alert: FailureAlert) -> dict[str, Any]:
 
 
 def recovery_message(
-    *, dag_id: str, run_id: str, failed_run_id: str | None, alert_name: str, runbook_url: str
+    *,
+    dag_id: str,
+    run_id: str,
+    failed_run_id: str | None,
+    alert_name: str,
+    runbook_url: str,
+    severity: Severity | None = None,
+    review: str | None = None,
 ) -> dict[str, Any]:
     since = f" (failing since run {failed_run_id})" if failed_run_id else ""
-    text = (
-        f":large_green_circle: RESOLVED {alert_name}: {dag_id} succeeded again in run {run_id}{since}\n"
-        f"*Runbook:* {runbook_url}"
+    lines = [f":large_green_circle: RESOLVED {alert_name}: {dag_id} succeeded again in run {run_id}{since}"]
+    if severity is not None:
+        lines.append(f"*Severity:* {severity}")
+    lines.append(f"*Runbook:* {runbook_url}")
+    if review:
+        lines.append(f"*Post-incident review (within 48 hours):* {review}")
+    text = "\n".join(lines)
+    return {"text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]}
+
+
+def deadline_message(
+    entry: DagEntry,
+    settings: AlertsConfig,
+    *,
+    run_id: str,
+    queued_at: str | None,
+    minutes: float,
+    dag_page: str,
+) -> dict[str, Any]:
+    """A run not done by its deadline, sent while it may still be running."""
+    headline = (
+        f"{SEVERITY_ICON.get(entry.severity, '')} [{entry.severity}] DeadlineMissed: {entry.dag_id} run "
+        f"{run_id} is not done {minutes:g} minutes after it was queued"
     )
+    if settings.mention and entry.severity == "P1":
+        headline = f"{settings.mention} {headline}"
+    lines = [
+        headline,
+        f"*DAG:* {entry.dag_id}   *Run:* {run_id}   *Queued at:* {queued_at or 'unknown'}",
+        severity_line(entry.severity),
+        f"*Expected:* done within {minutes:g} minutes of being queued; it may still be running or stuck",
+        runbook_line(entry.runbook, runbook_link(entry.runbook, settings.runbook_base_url), dag_page),
+    ]
+    text = "\n".join(lines)
+    return {"text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]}
+
+
+def unpaged(payload: dict[str, Any]) -> dict[str, Any]:
+    """A message meant for the paging channel, sent to the ops channel because there is none."""
+    text = ":warning: (no paging channel is configured: this should have paged) " + payload["text"]
     return {"text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]}
 
 
@@ -141,10 +201,10 @@ def finding_message(finding: Finding, settings: AlertsConfig) -> dict[str, Any]:
     headline = f"{SEVERITY_ICON.get(finding.severity, '')} [{finding.severity}] {finding.alert_name}: {finding.summary}"
     if settings.mention and finding.severity == "P1":
         headline = f"{settings.mention} {headline}"
-    lines = [headline.strip(), f"*Severity:* {finding.severity} ({SEVERITY_MEANING[finding.severity]})"]
+    lines = [headline.strip(), severity_line(finding.severity)]
     lines += [f"• {_shorten(detail)}" for detail in finding.details]
     lines.append(f"*Found by:* {finding.dag_id}")
-    lines.append(f"*Runbook:* {book.id} {book.title}: {runbook_link(book.id, settings.runbook_base_url)}")
+    lines.append(runbook_line(book.id, runbook_link(book.id, settings.runbook_base_url)))
     text = "\n".join(lines)
     return {"text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]}
 

@@ -12,13 +12,17 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from stellar_ops.core.errors import ConfigError
 
 VARIABLE_NAME = "stellar_ops_config"
+SeverityName = Literal["P1", "P2", "P3"]
+Channel = Literal["paging", "ops"]
+DEFAULT_ROUTES: dict[SeverityName, Channel] = {"P1": "paging", "P2": "ops", "P3": "ops"}
+DEFAULT_REVIEWED: list[SeverityName] = ["P1", "P2"]
 RootT = TypeVar("RootT", bound=BaseModel)
 
 
@@ -37,7 +41,13 @@ class ConnectionIds(Section):
     redis: str = Field("stellar_redis", description="Redis connection for hit-rate statistics.")
     docker: str = Field("stellar_docker", description="Docker connection for containers and scratch servers.")
     alerts: str | None = Field(
-        "slack_alerts", description="Slack incoming-webhook connection for notifications; null disables them."
+        "slack_alerts",
+        description="Slack incoming-webhook connection of the ops channel; null disables notifications.",
+    )
+    paging: str | None = Field(
+        "slack_paging",
+        description="Slack incoming-webhook connection of the paging channel; when it is null or not "
+        "defined, what would page goes to the ops channel, marked so.",
     )
     alertmanager: str = Field("alertmanager", description="HTTP connection of Alertmanager.")
     pushgateway: str | None = Field(
@@ -56,6 +66,39 @@ class AlertsConfig(Section):
         "the document's path in the project.",
     )
     mention: str | None = Field(None, description="Prefix for P1 alerts, for example '<!here>'.")
+    routes: dict[SeverityName, Channel] = Field(
+        default_factory=lambda: dict(DEFAULT_ROUTES),
+        description="The channel each severity's alerts (and their recoveries) go to.",
+    )
+    alertmanager_severities: list[SeverityName] = Field(
+        default_factory=list,
+        description="Severities whose alerts also go to Alertmanager (connections.alertmanager), so its "
+        "silences and inhibition apply; their recoveries resolve them there.",
+    )
+    review_severities: list[SeverityName] = Field(
+        default_factory=lambda: list(DEFAULT_REVIEWED),
+        description="Severities whose resolved incidents leave a post-incident review draft in S3.",
+    )
+
+    @field_validator("routes")
+    @classmethod
+    def _every_severity(cls, value: dict[str, str]) -> dict[str, str]:
+        missing = sorted({"P1", "P2", "P3"} - set(value))
+        if missing:
+            raise ValueError(f"needs a channel for {', '.join(missing)}")
+        return value
+
+
+class DeadlinesConfig(Section):
+    """Read by the DAG processor from the environment variable ``STELLAR_OPS_DEADLINES`` (JSON):
+    a deadline is part of a DAG's definition, and a DAG is parsed without I/O."""
+
+    enabled: bool = Field(True, description="Give every DAG its deadline alert.")
+    minutes: dict[str, float] = Field(
+        default_factory=dict,
+        description="Minutes after being queued by which a DAG's run must be done, by DAG id; a DAG "
+        "left out keeps its procedure's expected time.",
+    )
 
 
 class MetricsConfig(Section):
@@ -121,6 +164,14 @@ def parse_root(model: type[RootT], raw: Mapping[str, Any] | str | None) -> RootT
         raise ConfigError(f"Invalid {VARIABLE_NAME}: {problems}") from None
 
 
+def section_table(name: str, section: BaseModel) -> list[str]:
+    lines = ["| field | default | description |", "|---|---|---|"]
+    for field_name, field in type(section).model_fields.items():
+        default = json.dumps(getattr(section, field_name))
+        lines.append(f"| `{name}.{field_name}` | `{default}` | {field.description} |")
+    return lines
+
+
 def reference_markdown(defaults: BaseModel) -> str:
     """Render every field with its type, default and description (docs/configuration.md)."""
     lines = [
@@ -135,9 +186,15 @@ def reference_markdown(defaults: BaseModel) -> str:
     ]
     for section_name in type(defaults).model_fields:
         section = getattr(defaults, section_name)
-        lines += [f"## `{section_name}`", "", "| field | default | description |", "|---|---|---|"]
-        for name, field in type(section).model_fields.items():
-            default = json.dumps(getattr(section, name))
-            lines.append(f"| `{section_name}.{name}` | `{default}` | {field.description} |")
-        lines.append("")
+        lines += [f"## `{section_name}`", "", *section_table(section_name, section), ""]
+    deadlines = DeadlinesConfig()
+    lines += [
+        "## Deadlines: `STELLAR_OPS_DEADLINES`",
+        "",
+        "Not in the Variable: a deadline is part of a DAG's definition, which the DAG processor parses",
+        "without I/O, so it reads this JSON object from its environment variable `STELLAR_OPS_DEADLINES`.",
+        "",
+        *section_table("deadlines", deadlines),
+        "",
+    ]
     return "\n".join(lines)

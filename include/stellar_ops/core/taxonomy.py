@@ -9,6 +9,7 @@ entries (:class:`Procedure`, one :class:`DagEntry` per DAG) in its package;
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Literal
 
 from stellar_ops.core.config import Section
@@ -21,7 +22,22 @@ SEVERITY_MEANING: dict[Severity, str] = {
     "P2": "fix today: a safety net (backup, DR, certificates) is down",
     "P3": "fix this week: degradation or hygiene",
 }
+# How soon someone must respond (section 5.2 of the procedures).
+RESPONSE_TIME: dict[Severity, timedelta] = {
+    "P1": timedelta(minutes=15),
+    "P2": timedelta(hours=1),
+    "P3": timedelta(hours=4),
+}
 OWNERS = ("platform",)
+
+
+def response_time(severity: Severity) -> str:
+    """``15 minutes``, ``1 hour``, ``4 hours``."""
+    minutes = int(RESPONSE_TIME[severity].total_seconds() // 60)
+    if minutes < 60:
+        return f"{minutes} minutes"
+    hours = minutes // 60
+    return f"{hours} hour{'s' if hours > 1 else ''}"
 
 
 @dataclass(frozen=True)

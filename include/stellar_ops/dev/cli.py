@@ -79,6 +79,8 @@ def cmd_stack(args: argparse.Namespace) -> int:
             "AIRFLOW_HOME": str(airflow_home.resolve()),
             "AIRFLOW__CORE__DAGS_FOLDER": str(Path(args.dags_folder).resolve()),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            # `airflow dags test` cannot run a DAG that has a deadline
+            "STELLAR_OPS_DEADLINES": '{"enabled": false}',
         }
     info.write_env_file(state_dir / "env", extra)
     say(f"stack up in {time.monotonic() - started:.1f}s; exports in {state_dir / 'env'}")

@@ -116,7 +116,13 @@ class StackInfo:
 
     @property
     def webhook_url(self) -> str:
+        """The ops channel's webhook (P2, P3 and everything informational)."""
         return f"{self.url('receiver')}/services/T0STELLAR/B0ALERTS/{self.webhook_token}"
+
+    @property
+    def paging_webhook_url(self) -> str:
+        """The paging channel's webhook (P1)."""
+        return f"{self.url('receiver')}/services/T0STELLAR/B0PAGING/{self.webhook_token}"
 
     def s3_client(self) -> Any:
         import boto3
@@ -156,6 +162,7 @@ class StackInfo:
             "stellar_redis": {"conn_type": "redis", "host": "127.0.0.1", "port": self.ports["redis"]},
             "stellar_docker": {"conn_type": "docker", "host": "unix:///var/run/docker.sock"},
             "slack_alerts": {"conn_type": "slackwebhook", "password": self.webhook_url},
+            "slack_paging": {"conn_type": "slackwebhook", "password": self.paging_webhook_url},
             "alertmanager": {
                 "conn_type": "http",
                 "host": "127.0.0.1",
@@ -175,6 +182,7 @@ class StackInfo:
         return {
             "backup": {"bucket": BUCKET, "local_dir": str(Path(self.data_dir) / "local-backups")},
             "dr": {"work_dir": str(Path(self.data_dir) / "scratch")},
+            "alerts": {"alertmanager_severities": ["P1", "P2"]},
         }
 
     def env(self) -> dict[str, str]:
@@ -200,6 +208,7 @@ class StackInfo:
                 "REDIS_URL": f"redis://127.0.0.1:{self.ports['redis']}/0",
                 "ALERTMANAGER_URL": self.url("alertmanager"),
                 "BACKUP_ALERT_WEBHOOK": self.webhook_url,
+                "PAGING_WEBHOOK": self.paging_webhook_url,
                 "STELLAR_OPS_CONFIG": json.dumps(self.ops_config()),
                 "STELLAR_STACK_STATE": str(Path(self.state_dir) / "state.json"),
                 "STELLAR_STACK_DATA": self.data_dir,
@@ -208,6 +217,7 @@ class StackInfo:
                 "STELLAR_S3_ACCESS_KEY": self.s3_access_key,
                 "STELLAR_S3_SECRET_KEY": self.s3_secret_key,
                 "STELLAR_WEBHOOK_URL": self.webhook_url,
+                "STELLAR_PAGING_WEBHOOK_URL": self.paging_webhook_url,
             }
         )
         env.update({f"STELLAR_{name.upper()}_PORT": str(port) for name, port in self.ports.items()})

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from stellar_ops.backups import source
+from stellar_ops.backups.keys import DR_REPORT_SUFFIX
 from stellar_ops.backups.manifest import Manifest
 from stellar_ops.backups.source import ResolvedBackup
 from stellar_ops.core import alerts
@@ -221,7 +222,7 @@ def publish_report(
         restore=restored.get("restore") or report.restore_conditions(rt.config.dr),
     )
     if resolved:
-        _save_report(rt, resolved.backup, document)
+        save_beside(rt, resolved.backup, DR_REPORT_SUFFIX, document)
     rt.publish_metrics(DAG_ID, report.dr_metrics(document))
     rt.say(report.summary_line(document))
     if document["success"]:
@@ -229,8 +230,9 @@ def publish_report(
     return document
 
 
-def _save_report(rt: Runtime, backup: ResolvedBackup, document: dict[str, Any]) -> None:
-    target = backup.location + ".dr_report.json"
+def save_beside(rt: Runtime, backup: ResolvedBackup, suffix: str, document: dict[str, Any]) -> None:
+    """A report beside the backup it is about: in S3, or next to a local file."""
+    target = backup.location + suffix
     if backup.source == "s3":
         rt.store().put_json(target, document)
         rt.say(f"report saved to {rt.store().url(target)}")

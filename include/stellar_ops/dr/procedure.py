@@ -1,4 +1,5 @@
-"""Disaster recovery in the taxonomy: the monthly drill ``dr_restore_test``, P2."""
+"""Disaster recovery in the taxonomy: the monthly drill ``dr_restore_test`` (P2) and the real
+recovery ``db_restore`` (P1: it runs when the database is already lost)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,15 @@ PROCEDURE = Procedure(
             schedule="0 4 1 * *",
             runbook="RB-003",
             expected_minutes=120,
+        ),
+        DagEntry(
+            dag_id="db_restore",
+            procedure="dr",
+            severity="P1",
+            alert_name="DatabaseRestoreFailed",
+            schedule=None,
+            runbook="RB-001",
+            expected_minutes=240,
         ),
     ),
 )

@@ -34,6 +34,7 @@ class LocalPgServer:
     settings: dict[str, str] = field(default_factory=dict)
     log_file: Path | None = None
     password: str = field(default_factory=lambda: secrets.token_urlsafe(18), repr=False)
+    superuser: str = SUPERUSER
     _process: ManagedProcess | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -56,7 +57,7 @@ class LocalPgServer:
         return self.data_dir / "postmaster.pid"
 
     def target(self, dbname: str = "postgres") -> PgTarget:
-        return PgTarget("127.0.0.1", self.port, SUPERUSER, dbname, self.password)
+        return PgTarget("127.0.0.1", self.port, self.superuser, dbname, self.password)
 
     def _bin(self, program: str) -> str:
         assert self.binaries is not None
@@ -85,7 +86,7 @@ class LocalPgServer:
                     "-D",
                     str(self.data_dir),
                     "-U",
-                    SUPERUSER,
+                    self.superuser,
                     "--pwfile",
                     str(pwfile),
                     "--auth-host=scram-sha-256",

@@ -26,6 +26,7 @@ class PgTarget:
     dbname: str
     password: str | None = field(default=None, repr=False)
     sslmode: str | None = None
+    passfile: str | None = None  # a libpq password file, when the password is not given
 
     @classmethod
     def from_url(cls, url: str, *, source: str = "DATABASE_URL") -> PgTarget:
@@ -52,7 +53,7 @@ class PgTarget:
         )
 
     def with_dbname(self, dbname: str) -> PgTarget:
-        return PgTarget(self.host, self.port, self.user, dbname, self.password, self.sslmode)
+        return PgTarget(self.host, self.port, self.user, dbname, self.password, self.sslmode, self.passfile)
 
     def describe(self) -> str:
         """Where, without the secret: safe for logs and error messages."""
@@ -69,6 +70,8 @@ class PgTarget:
         env["PGAPPNAME"] = "stellar-ops"
         if self.password is not None:
             env["PGPASSWORD"] = self.password
+        elif self.passfile:
+            env["PGPASSFILE"] = self.passfile
         if self.sslmode:
             env["PGSSLMODE"] = self.sslmode
         return env
@@ -84,6 +87,8 @@ class PgTarget:
         }
         if self.password is not None:
             kwargs["password"] = self.password
+        elif self.passfile:
+            kwargs["passfile"] = self.passfile
         if self.sslmode:
             kwargs["sslmode"] = self.sslmode
         return kwargs

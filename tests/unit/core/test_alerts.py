@@ -28,6 +28,8 @@ ALERT = FailureAlert(
     error="pg_dump: error: connection to server failed",
     log_url="https://airflow.example.org/dags/db_backup/runs/x/tasks/take_backup",
     mention="<!here>",
+    runbook="RB-002",
+    runbook_link="https://ops.example.org/runbooks#rb-002",
 )
 
 
@@ -47,9 +49,12 @@ def test_failure_message_names_everything_needed() -> None:
         "*Run:* scheduled__2025-03-01T02:00:00+00:00   *Try:* 2 of 3 (not retried: a retry cannot fix this error)"
         in lines
     )
-    assert f"*Severity:* P2 ({SEVERITY_MEANING['P2']})" in lines
+    assert f"*Severity:* P2 ({SEVERITY_MEANING['P2']}); respond within 1 hour" in lines
     assert "*Error:* pg_dump: error: connection to server failed" in lines
-    assert "*Runbook:* https://runbooks.example.org/db_backup" in lines
+    assert (
+        "*Runbook:* RB-002 Backup failed or stale: https://ops.example.org/runbooks#rb-002"
+        " · DAG runbook: https://runbooks.example.org/db_backup"
+    ) in lines
     assert lines[-1] == "*Log:* https://airflow.example.org/dags/db_backup/runs/x/tasks/take_backup"
 
 

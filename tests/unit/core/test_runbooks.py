@@ -42,7 +42,7 @@ def test_a_findings_message_states_severity_summary_details_and_runbook() -> Non
     text = finding_message(finding, AlertsConfig(runbook_base_url="https://ops.example.org/runbooks"))["text"]
     assert text.splitlines() == [
         ":red_circle: [P2] TLSCertExpiringSoon: escrow.example.org expires in 9 days",
-        "*Severity:* P2 (fix today: a safety net (backup, DR, certificates) is down)",
+        "*Severity:* P2 (fix today: a safety net (backup, DR, certificates) is down); respond within 1 hour",
         "• not after 2026-12-11T00:00:00Z",
         "• issuer Pebble Intermediate CA",
         "*Found by:* tls_cert_check",

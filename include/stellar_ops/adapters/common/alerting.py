@@ -3,11 +3,17 @@
 - :func:`task_defaults` is the one ``default_args`` builder: retries >= 2 with exponential
   backoff and a cap, an ``execution_timeout``, a retry policy that fails at once on errors a retry
   cannot fix (bad config, a corrupt backup), and the failure notifier.
-- :class:`StellarAlertNotifier` posts to the ``slack_alerts`` incoming webhook: DAG, task, run,
-  try, severity and runbook.
-- :func:`announce_recovery` (the DAG's ``on_success_callback``) posts a recovery message when a
-  DAG succeeds after a failed run. The failing state is kept in a per-DAG Variable
-  (``stellar_ops_alert_state__<dag_id>``), set by the notifier and cleared on recovery.
+- :class:`StellarAlertNotifier` sends a task's final failure on its DAG's severity route
+  (``alerts.routes``: P1 pages, P2 and P3 go to ops), and to Alertmanager for the severities of
+  ``alerts.alertmanager_severities``: DAG, task, run, try, severity and response time, error,
+  runbook. :class:`IncidentRecorder` notes every retried try.
+- :func:`announce_recovery` (the DAG's ``on_success_callback``) sends the ``RESOLVED`` message on
+  the same route when a DAG succeeds after a failure, resolves the Alertmanager alert, and for a
+  P1 or P2 incident writes the post-incident review draft to S3 and links it.
+
+The open incident of a DAG (every failed try, alert and missed deadline, see
+:mod:`stellar_ops.core.incidents`) is kept in a per-DAG Variable (``stellar_ops_incident__<dag_id>``),
+in Airflow's own metadata database, so a broken S3 or database never loses it.
 """
 
 from __future__ import annotations
@@ -16,12 +22,13 @@ import json
 import logging
 import os
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow.sdk import BaseNotifier
 from airflow.sdk.definitions.retry_policy import ExceptionRetryPolicy, RetryAction, RetryRule
 
+from stellar_ops.core import alertmanager
 from stellar_ops.core.alerts import (
     DEFAULT_AIRFLOW_URL,
     failure_alert,
@@ -30,12 +37,14 @@ from stellar_ops.core.alerts import (
     runbook_url,
 )
 from stellar_ops.core.errors import StellarOpsError
+from stellar_ops.core.incidents import VARIABLE_PREFIX, Event, EventKind, Incident, draft_key, review_draft
+from stellar_ops.core.runbooks import runbook_link
+from stellar_ops.core.taxonomy import DagEntry
 from stellar_ops.registry import StellarOpsConfig, procedure_for
 
 log = logging.getLogger(__name__)
 
 RETRY_DELAY_ENV = "STELLAR_OPS_RETRY_DELAY_SECONDS"
-STATE_VARIABLE_PREFIX = "stellar_ops_alert_state__"
 # Retrying cannot fix these: fail at once so the on-call engineer hears about it sooner.
 NOT_RETRYABLE = [
     "stellar_ops.core.errors.ConfigError",
@@ -75,6 +84,7 @@ def task_defaults(
         ),
         "execution_timeout": execution_timeout,
         "on_failure_callback": [StellarAlertNotifier(dag_id=dag_id)],
+        "on_retry_callback": [IncidentRecorder(dag_id=dag_id)],
     }
 
 
@@ -109,10 +119,64 @@ def _redact(text: str) -> str:
     return str(redact(text))
 
 
+def route(config: StellarOpsConfig, entry: DagEntry, payload: dict[str, Any]) -> str:
+    """Send ``payload`` on the route of ``entry``'s severity; the channel it went to."""
+    from stellar_ops.adapters.common.connections import AirflowResources
+
+    channel = config.alerts.routes[entry.severity]
+    AirflowResources(config).send_message(payload, channel)
+    return channel
+
+
 def send(config: StellarOpsConfig, payload: dict[str, Any]) -> None:
+    """An informational message (no severity): to the ops channel."""
     from stellar_ops.adapters.common.connections import AirflowResources
 
     AirflowResources(config).send_message(payload)
+
+
+def tell_alertmanager(
+    config: StellarOpsConfig, entry: DagEntry, *, summary: str, resolved: bool = False, **labels: str
+) -> None:
+    """Post (or resolve) ``entry``'s alert in Alertmanager, if its severity goes there."""
+    from stellar_ops.adapters.common.connections import AirflowResources
+
+    if entry.severity not in config.alerts.alertmanager_severities:
+        return
+    endpoint = AirflowResources(config).endpoint("alertmanager")
+    if endpoint is None:
+        log.warning(
+            "alerts.alertmanager_severities names %s, but there is no Alertmanager connection", entry.severity
+        )
+        return
+    document = alertmanager.alert(
+        name=entry.alert_name,
+        severity=entry.severity,
+        labels={"dag_id": entry.dag_id, **labels},
+        summary=summary,
+        runbook=entry.runbook,
+        runbook_url=runbook_link(entry.runbook, config.alerts.runbook_base_url),
+        generator_url=runbook_url(config.alerts, entry.dag_id, airflow_url()),
+        resolved=resolved,
+    )
+    try:
+        alertmanager.post(endpoint, [document])
+    except StellarOpsError as exc:  # the message itself went out
+        log.warning("not sent to Alertmanager: %s", exc)
+
+
+class IncidentRecorder(BaseNotifier):
+    """Notes a failed try that will be retried in its DAG's open incident (no message is sent)."""
+
+    template_fields = ()
+
+    def __init__(self, *, dag_id: str) -> None:
+        super().__init__()
+        self.dag_id = dag_id
+
+    def notify(self, context: Any) -> None:
+        ti = context["ti"]
+        record(self.dag_id, _try_event("retry", ti, context.get("exception")))
 
 
 class StellarAlertNotifier(BaseNotifier):
@@ -126,10 +190,11 @@ class StellarAlertNotifier(BaseNotifier):
 
     def notify(self, context: Any) -> None:
         config = _config_or_defaults()
+        entry = procedure_for(self.dag_id)
         ti = context["ti"]
         try_number = int(ti.try_number or 1)
         alert = failure_alert(
-            procedure_for(self.dag_id),
+            entry,
             config.alerts,
             task_id=ti.task_id,
             run_id=ti.run_id,
@@ -139,21 +204,66 @@ class StellarAlertNotifier(BaseNotifier):
             airflow_url=airflow_url(),
             log_url=getattr(ti, "log_url", None),
         )
-        send(config, failure_message(replace(alert, error=_redact(alert.error))))
-        _remember_failure(self.dag_id, ti.run_id, ti.task_id)
+        alert = replace(alert, error=_redact(alert.error))
+        record(self.dag_id, _try_event("failure", ti, context.get("exception")))
+        channel = route(config, entry, failure_message(alert))
+        tell_alertmanager(config, entry, summary=f"{self.dag_id}.{ti.task_id} failed: {alert.error[:200]}")
+        record(
+            self.dag_id,
+            Event(
+                _now(),
+                "alert",
+                ti.run_id,
+                detail=f"{entry.severity} {entry.alert_name} to the {channel} channel",
+            ),
+        )
 
 
-def _state_key(dag_id: str) -> str:
-    return STATE_VARIABLE_PREFIX + dag_id
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
 
 
-def _remember_failure(dag_id: str, run_id: str, task_id: str) -> None:
+def _try_event(kind: EventKind, ti: Any, exception: BaseException | None) -> Event:
+    error = _redact(f"{type(exception).__name__}: {exception}") if exception is not None else None
+    return Event(
+        _now(),
+        kind,
+        ti.run_id,
+        task_id=ti.task_id,
+        try_number=int(ti.try_number or 1),
+        error=" ".join(error.split())[:600] if error else None,
+        log_url=getattr(ti, "log_url", None),
+    )
+
+
+def _incident_key(dag_id: str) -> str:
+    return VARIABLE_PREFIX + dag_id
+
+
+def open_incident(dag_id: str) -> Incident | None:
     from airflow.sdk import Variable
 
+    raw = Variable.get(_incident_key(dag_id), default=None)
+    if not raw:
+        return None
     try:
-        Variable.set(_state_key(dag_id), json.dumps({"failing_since_run": run_id, "task": task_id}))
-    except Exception as exc:  # noqa: BLE001 - the alert itself went out; recovery is best effort
-        log.warning("could not record the failing state of %s: %s", dag_id, exc)
+        return Incident.from_dict(json.loads(raw))
+    except (ValueError, KeyError, TypeError) as exc:
+        log.warning("the open incident of %s cannot be read (%s): starting a new one", dag_id, exc)
+        return None
+
+
+def record(dag_id: str, event: Event) -> None:
+    """Add ``event`` to ``dag_id``'s open incident (opening one)."""
+    from airflow.sdk import Variable
+
+    entry = procedure_for(dag_id)
+    incident = open_incident(dag_id) or Incident(dag_id, entry.alert_name, entry.severity)
+    incident.add(event)
+    try:
+        Variable.set(_incident_key(dag_id), json.dumps(incident.as_dict()))
+    except Exception as exc:  # noqa: BLE001 - the alert itself goes out; the timeline is best effort
+        log.warning("could not record the incident of %s: %s", dag_id, exc)
 
 
 def _task_state(dag_id: str, run_id: str, task_id: str) -> str | None:
@@ -165,34 +275,66 @@ def _task_state(dag_id: str, run_id: str, task_id: str) -> str | None:
 
 
 def announce_recovery(context: Any) -> None:
-    """DAG success callback: if the DAG was failing, say it recovered and forget the failure."""
+    """DAG success callback: if the DAG was failing, say it recovered, on the same route, and close
+    its incident (with the review draft for a P1 or P2 incident)."""
     from airflow.sdk import Variable
 
     dag = context.get("dag")
     dag_id = getattr(dag, "dag_id", None) or context["dag_run"].dag_id
-    raw = Variable.get(_state_key(dag_id), default=None)
-    if not raw:
+    incident = open_incident(dag_id)
+    if incident is None:
         return
-    try:
-        state = json.loads(raw)
-    except ValueError:
-        state = {}
     run_id = context.get("run_id") or context["dag_run"].run_id
-    failed_task = state.get("task")
+    failed_task = incident.failing_task
     if failed_task and _task_state(dag_id, run_id, failed_task) != "success":
         # A run can succeed without doing the work that failed (a skip): that is no recovery.
         log.info("%s run %s succeeded but %s did not run: still failing", dag_id, run_id, failed_task)
         return
+    if not incident.alerted:  # only retried tries that then succeeded: nobody was told
+        Variable.delete(_incident_key(dag_id))
+        return
     config = _config_or_defaults()
-    procedure = procedure_for(dag_id)
-    send(
+    entry = procedure_for(dag_id)
+    review = (
+        write_review(config, incident, run_id) if entry.severity in config.alerts.review_severities else None
+    )
+    route(
         config,
+        entry,
         recovery_message(
             dag_id=dag_id,
             run_id=run_id,
-            failed_run_id=state.get("failing_since_run"),
-            alert_name=procedure.alert_name,
+            failed_run_id=incident.failing_since_run,
+            alert_name=entry.alert_name,
             runbook_url=runbook_url(config.alerts, dag_id, airflow_url()),
+            severity=entry.severity,
+            review=review,
         ),
     )
-    Variable.delete(_state_key(dag_id))
+    tell_alertmanager(config, entry, summary=f"{dag_id} succeeded again in run {run_id}", resolved=True)
+    Variable.delete(_incident_key(dag_id))
+
+
+def write_review(config: StellarOpsConfig, incident: Incident, run_id: str) -> str | None:
+    """The post-incident review draft (and the incident itself, as JSON) in S3; its URL."""
+    from stellar_ops.adapters.common.connections import s3_store
+
+    resolved_at = datetime.now(UTC)
+    entry = procedure_for(incident.dag_id)
+    book = f"{entry.runbook}: {runbook_link(entry.runbook, config.alerts.runbook_base_url)}"
+    key = draft_key(config.backup.prefix, incident, resolved_at)
+    try:
+        store = s3_store(config)
+        store.put_bytes(
+            key,
+            review_draft(incident, resolved_at=resolved_at, recovery_run=run_id, runbook=book).encode(),
+            "text/markdown",
+        )
+        store.put_json(
+            key.removesuffix(".md") + ".json",
+            {**incident.as_dict(), "recovery_run": run_id, "resolved_at": resolved_at.isoformat()},
+        )
+    except StellarOpsError as exc:
+        log.warning("the post-incident review draft of %s could not be written: %s", incident.dag_id, exc)
+        return None
+    return store.url(key)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from stellar_ops.core.alerts import unpaged
+from stellar_ops.core.config import Channel
 from stellar_ops.core.errors import ConfigError, MissingConnectionError
 from stellar_ops.core.http import HttpEndpoint, RedisTarget
 from stellar_ops.postgres.target import PgTarget
@@ -96,6 +98,12 @@ def optional_endpoint(conn_id: str | None, purpose: str) -> HttpEndpoint | None:
         return None
 
 
+def _post_slack(conn_id: str, payload: dict[str, Any]) -> None:
+    from airflow.providers.slack.hooks.slack_webhook import SlackWebhookHook
+
+    SlackWebhookHook(slack_webhook_conn_id=conn_id).send(text=payload["text"], blocks=payload["blocks"])
+
+
 def docker_client(conn_id: str) -> Any:
     """A ``docker.APIClient`` for the daemon named by the connection.
 
@@ -163,14 +171,24 @@ class AirflowResources:
         except MissingConnectionError:
             return None
 
-    def send_message(self, payload: dict[str, Any]) -> None:
-        """Post to the alerts webhook connection; a null ``connections.alerts`` switches alerts off."""
-        conn_id = self.config.connections.alerts
-        if not conn_id:
+    def send_message(self, payload: dict[str, Any], channel: Channel = "ops") -> None:
+        """Post to the channel's webhook connection; a null ``connections.alerts`` switches alerts
+        off. What would page goes to the ops channel, marked so, when no paging channel is set up."""
+        ops = self.config.connections.alerts
+        if not ops:
             log.info(
                 "alerts are switched off (connections.alerts is null): %s", payload["text"].splitlines()[0]
             )
             return
-        from airflow.providers.slack.hooks.slack_webhook import SlackWebhookHook
-
-        SlackWebhookHook(slack_webhook_conn_id=conn_id).send(text=payload["text"], blocks=payload["blocks"])
+        if channel == "paging":
+            paging = self.config.connections.paging
+            try:
+                if paging:
+                    _connection(paging, "the paging channel")
+                    _post_slack(paging, payload)
+                    return
+            except MissingConnectionError:
+                pass
+            log.warning("no paging channel (connections.paging %r): paging through the ops channel", paging)
+            payload = unpaged(payload)
+        _post_slack(ops, payload)

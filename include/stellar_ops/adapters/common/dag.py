@@ -2,7 +2,8 @@
 
 :func:`procedure_dag` sets what STYLE.md asks of every DAG (a fixed UTC start date, no catchup,
 one active run, the taxonomy's tags, the runbook as ``doc_md``) and the shared task settings
-(:func:`~stellar_ops.adapters.common.alerting.task_defaults`) and DAG callbacks.
+(:func:`~stellar_ops.adapters.common.alerting.task_defaults`), DAG callbacks, and the deadline
+alert of :mod:`stellar_ops.adapters.common.deadlines`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 import pendulum
 
 from stellar_ops.adapters.common.alerting import dag_callbacks, task_defaults
+from stellar_ops.adapters.common.deadlines import deadline_for
 from stellar_ops.registry import procedure_for
 
 START_DATE = pendulum.datetime(2026, 1, 1, tz="UTC")
@@ -30,15 +32,18 @@ def procedure_dag(
     """``@dag(...)`` for the registered DAG ``dag_id``."""
     from airflow.sdk import dag
 
+    entry = procedure_for(dag_id)
+    deadline = deadline_for(entry)
     return dag(  # type: ignore[no-any-return]
         dag_id=dag_id,
         start_date=START_DATE,
         schedule=schedule,
         catchup=False,
         max_active_runs=1,
-        tags=procedure_for(dag_id).tags,
+        tags=entry.tags,
         doc_md=doc,
         default_args=task_defaults(dag_id, execution_timeout=execution_timeout),
         params=params or {},
         **dag_callbacks(dag_id),
+        **({"deadline": deadline} if deadline is not None else {}),
     )

@@ -38,6 +38,18 @@ from stellar_ops.storage.s3 import S3Store
 log = logging.getLogger(__name__)
 
 RESTORED_DB = "stellar_escrow"
+
+
+@dataclass(frozen=True)
+class NewDatabase:
+    """The database a restore creates: a drill's scratch one (dropped first if it is there), or a
+    recovery's, which must not exist (whatever was there was renamed aside before)."""
+
+    name: str = RESTORED_DB
+    drop_existing: bool = True
+
+
+SCRATCH = NewDatabase()
 _POST_DATA = "pg_restore (indexes and constraints)"
 
 
@@ -102,13 +114,14 @@ def restore_plain(
     binaries: PgBinaries,
     globals_sql: bytes | None = None,
     alter_existing_roles: bool = True,
+    database: NewDatabase = SCRATCH,
     say: Callable[[str], None] = log.info,
 ) -> RestoreResult:
-    """Restore a gzip-compressed SQL file into a fresh database ``stellar_escrow`` on ``server``."""
+    """Restore a gzip-compressed SQL file into a new database on ``server``."""
     started = time.monotonic()
-    _fresh_database(server)
+    _fresh_database(server, database)
     roles = _with_roles(server, _roles_in_plain(path), globals_sql, alter_existing_roles)
-    _psql_restore(server.with_dbname(RESTORED_DB), path, binaries, say)
+    _psql_restore(server.with_dbname(database.name), path, binaries, say)
     return _result(started, roles)
 
 
@@ -203,10 +216,17 @@ def _write_all(stdin: IO[bytes], chunks: Iterable[bytes]) -> None:
         pass
 
 
-def _fresh_database(server: PgTarget) -> None:
+def _fresh_database(server: PgTarget, database: NewDatabase) -> None:
     with connect(server.with_dbname("postgres")) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {quote_ident(RESTORED_DB)}")
-        conn.execute(f"CREATE DATABASE {quote_ident(RESTORED_DB)}")
+        if database.drop_existing:
+            conn.execute(f"DROP DATABASE IF EXISTS {quote_ident(database.name)}")
+        try:
+            conn.execute(f"CREATE DATABASE {quote_ident(database.name)}")
+        except Exception as exc:
+            message = " ".join(str(exc).split())
+            raise RestoreError(
+                f"cannot create database {database.name!r} on {server.describe()}: {message}"
+            ) from None
 
 
 class _TocReader:
@@ -268,6 +288,7 @@ def restore_streaming(
     memory_dir: Path | None = staging.MEMORY_DIR,
     globals_sql: bytes | None = None,
     alter_existing_roles: bool = True,
+    database: NewDatabase = SCRATCH,
     say: Callable[[str], None] = log.info,
 ) -> RestoreResult:
     """Restore a custom-format backup while it downloads, over ``jobs`` sessions.
@@ -312,7 +333,7 @@ def restore_streaming(
             max_workers=1, thread_name_prefix="stellar-restore-beside"
         )
         try:
-            database = beside.submit(_fresh_database, server)  # while the head downloads
+            created = beside.submit(_fresh_database, server, database)  # while the head downloads
             toc = _TocReader(binaries)
             for data in decompress(kept(), "custom", source=source):
                 head.append(data)
@@ -321,9 +342,9 @@ def restore_streaming(
             toc.finish()
             toc_path = dest / "toc.dump"  # enough of the archive for pg_restore's schema sections
             toc_path.write_bytes(b"".join(head))
-            database.result()
+            created.result()
             roles = _with_roles(server, _archive_roles(toc_path, binaries), globals_sql, alter_existing_roles)
-            target = server.with_dbname(RESTORED_DB)
+            target = server.with_dbname(database.name)
             say(
                 f"creating the tables of {source} on {target.describe()}, streaming its data over {jobs} sessions"
             )
@@ -531,6 +552,7 @@ def restore_downloaded(
     binaries: PgBinaries,
     globals_sql: bytes | None = None,
     alter_existing_roles: bool = True,
+    database: NewDatabase = SCRATCH,
     say: Callable[[str], None] = log.info,
 ) -> RestoreResult:
     """Restore a downloaded custom-format archive with ``pg_restore -j jobs`` into a fresh database.
@@ -540,9 +562,9 @@ def restore_downloaded(
     created while its partitions still load, and fire on the restored rows.
     """
     started = time.monotonic()
-    _fresh_database(server)
+    _fresh_database(server, database)
     roles = _with_roles(server, _archive_roles(path, binaries), globals_sql, alter_existing_roles)
-    target = server.with_dbname(RESTORED_DB)
+    target = server.with_dbname(database.name)
     say(f"pg_restore -j {jobs} into {target.describe()}")
     _pg_restore(target, path, 1, binaries, sections=("pre-data",), what="pg_restore (tables)")
     _pg_restore(target, path, jobs, binaries, sections=("data",), what="pg_restore (data)")
@@ -565,6 +587,7 @@ def recover(
     engine: str = "streaming",
     globals_sql: bytes | None = None,
     alter_existing_roles: bool = True,
+    database: NewDatabase = SCRATCH,
     memory_dir: Path | None = staging.MEMORY_DIR,
     say: Callable[[str], None] = log.info,
 ) -> RestoreResult:
@@ -591,6 +614,7 @@ def recover(
                 memory_dir=memory_dir,
                 globals_sql=globals_sql,
                 alter_existing_roles=alter_existing_roles,
+                database=database,
                 say=say,
             )
         else:
@@ -605,6 +629,7 @@ def recover(
                     binaries=binaries,
                     globals_sql=globals_sql,
                     alter_existing_roles=alter_existing_roles,
+                    database=database,
                     say=say,
                 )
             else:
@@ -614,6 +639,7 @@ def recover(
                     binaries=binaries,
                     globals_sql=globals_sql,
                     alter_existing_roles=alter_existing_roles,
+                    database=database,
                     say=say,
                 )
     return replace(result, seconds=round(time.monotonic() - started, 3))
@@ -632,10 +658,14 @@ def _first_error(stderr: str) -> str:
 
 
 def observe(
-    server: PgTarget, sanity_queries: list[str], *, statement_timeout_seconds: int = 300
+    server: PgTarget,
+    sanity_queries: list[str],
+    *,
+    statement_timeout_seconds: int = 300,
+    database: str = RESTORED_DB,
 ) -> dict[str, Any]:
     """What the restored database holds: exact row counts, schema, and each sanity query's outcome."""
-    target = server.with_dbname(RESTORED_DB)
+    target = server.with_dbname(database)
     with connect(target) as conn:
         tables = catalog.list_tables(conn)
         counts = catalog.count_rows(conn, tables)

@@ -1,0 +1,120 @@
+"""
+# db_restore: the real recovery, into a server you name
+
+**Schedule:** none: triggered by hand when the database is lost or must be rebuilt.
+**Severity:** P1 (DatabaseRestoreFailed). **Owner:** platform. **Runbook:** RB-001.
+
+## What it does
+1. `resolve_backup`: the `backup` param: `latest`, an S3 key (wherever it is in the bucket, legacy
+   ones at the bucket root included), or an absolute local path.
+2. `check_backup`: streams it once: size and sha256 against its manifest, frames, the archive.
+   Nothing touches the target before this passes.
+3. `check_target`: the `target_conn_id` connection's server is at least the backup's pg_dump
+   major and has the extensions it needs; the target database (`target_database`, default a new
+   one named after the backup's time) is not the backup's own source and does not exist, unless
+   `replace` is set: then it will be renamed aside to `<name>_before_<time>`, never dropped.
+4. `approve_restore`: a person approves the plan (backup, age, size, target, database, what is
+   renamed) under *Required Actions*. Reject, and nothing changes.
+5. `restore_backup`: renames the old database aside if asked, creates the backup's roles, and
+   restores with the drill's engine (`dr.restore_engine`, `dr.restore_jobs`).
+6. `verify_row_counts`, `verify_schema`, `verify_sanity_queries`: the drill's checks, on the
+   restored database.
+7. `publish_report`: `<backup key>.restore_report.json`, `stellar_restore_seconds`, a message.
+
+## Is it safe to re-run?
+Yes. It writes nothing before the approval, and never drops a database: with `replace`, what
+was there is renamed aside each time.
+
+## When it fails
+- *older than the backup's pg_dump* / *lacks the extensions*: pick or prepare another server.
+- *is the backup's own source* / *already exists*: choose another database, or set `replace`.
+- *restore failed half-way*: the database it was writing is left for inspection; the previous
+  one (if `replace`) is intact under its `_before_` name. Fix the cause and run again.
+- If Airflow itself is down, run the same steps from a terminal:
+  `stellar-ops restore --backup KEY --target postgresql://user@host:5432/postgres` (README,
+  "Disaster recovery").
+
+## Triage
+P1: the database is down or lost. Respond within 15 minutes; follow RB-001.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from airflow.providers.standard.operators.hitl import ApprovalOperator
+from airflow.sdk import Param, TriggerRule, task
+
+from stellar_ops.adapters import recovery as steps
+from stellar_ops.adapters.common.dag import procedure_dag
+
+CHECKS = ("verify_row_counts", "verify_schema", "verify_sanity_queries")
+
+
+@procedure_dag(
+    "db_restore",
+    schedule=None,
+    doc=__doc__,
+    execution_timeout=timedelta(hours=6),
+    params={
+        "backup": Param(
+            "latest", type="string", minLength=1, description="'latest', an S3 key, or an absolute local path"
+        ),
+        "target_conn_id": Param(
+            None,
+            type=["null", "string"],
+            description="Postgres connection of the server to restore into (required)",
+        ),
+        "target_database": Param(
+            None,
+            type=["null", "string"],
+            description="Database to restore into; empty: a new one named after the backup",
+        ),
+        "replace": Param(
+            False,
+            type="boolean",
+            description="Restore over an existing database (or the source): it is renamed aside",
+        ),
+    },
+)
+def db_restore() -> None:
+    @task
+    def resolve_backup(params: dict | None = None) -> dict:
+        return steps.resolve_backup((params or {})["backup"])
+
+    @task
+    def check_backup(resolved: dict) -> dict:
+        return steps.check_backup(resolved)
+
+    @task
+    def check_target(resolved: dict, params: dict | None = None) -> dict:
+        p = params or {}
+        return steps.check_target(
+            resolved, p.get("target_conn_id"), p.get("target_database"), bool(p.get("replace"))
+        )
+
+    approve_restore = ApprovalOperator(
+        task_id="approve_restore",
+        subject="Restore a backup into {{ ti.xcom_pull(task_ids='check_target')['target'] }}?",
+        body="{{ ti.xcom_pull(task_ids='check_target')['summary'] }}",
+        response_timeout=timedelta(hours=24),
+    )
+
+    @task
+    def restore_backup(resolved: dict, plan: dict, params: dict | None = None) -> dict:
+        return steps.restore_backup(resolved, plan, (params or {}).get("target_conn_id"))
+
+    @task(trigger_rule=TriggerRule.ALL_DONE, execution_timeout=timedelta(minutes=10))
+    def publish_report() -> dict:
+        return steps.publish_report()
+
+    resolved = resolve_backup()
+    plan = check_target(resolved)
+    check_backup(resolved) >> plan >> approve_restore
+    restored = restore_backup(resolved, plan)
+    approve_restore >> restored
+    verdicts = [task(task_id=check)(steps.verify)(check, resolved, restored) for check in CHECKS]
+    verdicts >> publish_report()
+
+
+db_restore()

@@ -1,0 +1,102 @@
+"""Task bodies of ``db_restore``: each runs one step of :mod:`stellar_ops.dr.recovery`.
+
+The target comes from a postgres connection the operator names in the trigger form; its password
+is masked and travels only in the child processes' environment.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stellar_ops.adapters.common.connections import pg_target
+from stellar_ops.adapters.common.runtime import (
+    checked,
+    current_context,
+    run_slot,
+    task_logger,
+    task_runtime,
+    task_states,
+)
+from stellar_ops.core.errors import ConfigError
+from stellar_ops.dr import flow, recovery
+from stellar_ops.dr.flow import Resolved
+from stellar_ops.dr.recovery import RestorePlan
+
+log = task_logger()
+
+
+@checked
+def resolve_backup(choice: str) -> dict[str, Any]:
+    return flow.resolve_backup(
+        task_runtime(), choice, slot=run_slot(current_context()), month_scoped=False
+    ).as_dict()
+
+
+@checked
+def check_backup(resolved: dict[str, Any]) -> dict[str, Any]:
+    return flow.check_backup(task_runtime(), Resolved.from_dict(resolved))
+
+
+def _target_conn_id(conn_id: str | None) -> str:
+    if not conn_id:
+        raise ConfigError(
+            "target_conn_id is empty: name the postgres connection of the server to restore into"
+        )
+    return conn_id
+
+
+@checked
+def check_target(
+    resolved: dict[str, Any], conn_id: str | None, database: str | None, replace: bool
+) -> dict[str, Any]:
+    target = pg_target(_target_conn_id(conn_id))
+    plan = recovery.check_target(
+        task_runtime(), Resolved.from_dict(resolved), target, database=database or None, replace=replace
+    )
+    log.info("%s", plan.summary())
+    return {**plan.as_dict(), "summary": plan.summary()}
+
+
+def _plan(data: dict[str, Any]) -> RestorePlan:
+    return RestorePlan.from_dict({k: v for k, v in data.items() if k != "summary"})
+
+
+@checked
+def restore_backup(resolved: dict[str, Any], plan: dict[str, Any], conn_id: str | None) -> dict[str, Any]:
+    target = pg_target(_target_conn_id(conn_id))
+    return recovery.restore_backup(task_runtime(), Resolved.from_dict(resolved), target, _plan(plan))
+
+
+@checked
+def verify(check: str, resolved: dict[str, Any], restored: dict[str, Any]) -> dict[str, Any]:
+    rt = task_runtime()
+    backup = Resolved.from_dict(resolved)
+    verdict = {
+        "verify_row_counts": lambda: flow.verify_row_counts(rt, backup, restored),
+        "verify_schema": lambda: flow.verify_schema(rt, backup, restored),
+        "verify_sanity_queries": lambda: flow.verify_sanity_queries(rt, restored),
+    }[check]()
+    verdict.raise_if_failed()
+    return verdict.as_dict()
+
+
+@checked
+def publish_report() -> dict[str, Any]:
+    """Runs whatever happened (a rejection too): the report beside the backup, metrics, the outcome."""
+    ti = current_context()["ti"]
+    states = task_states(ti, recovery.STEPS)
+    resolved = ti.xcom_pull(task_ids="resolve_backup")
+    plan = ti.xcom_pull(task_ids="check_target")
+    failed = sorted(t for t, s in states.items() if s in ("failed", "upstream_failed"))
+    if states.get("restore_backup") == "skipped" and not failed:
+        failed = ["approve_restore (rejected)"]
+    document = recovery.publish_report(
+        task_runtime(),
+        resolved=Resolved.from_dict(resolved) if resolved else None,
+        plan=_plan(plan) if plan else None,
+        restored=ti.xcom_pull(task_ids="restore_backup") or {},
+        checks=[v for v in (ti.xcom_pull(task_ids=t) for t in recovery.CHECK_STEPS) if v],
+        failed_steps=failed,
+        run_id=ti.run_id,
+    )
+    return {"success": document["success"], "rto_seconds": document["rto_seconds"]}

@@ -1,0 +1,53 @@
+"""Alerts sent to Alertmanager (its v2 API), so its silences, grouping and inhibition apply.
+
+An alert is identified by its labels (``alertname``, ``severity``, ``dag_id`` and what tells it
+apart, such as ``domain``); posting it again with ``endsAt`` in the past resolves it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from stellar_ops.core.errors import StellarOpsError
+from stellar_ops.core.http import HttpEndpoint
+
+
+def alert(
+    *,
+    name: str,
+    severity: str,
+    labels: dict[str, str],
+    summary: str,
+    runbook: str,
+    runbook_url: str,
+    generator_url: str | None = None,
+    resolved: bool = False,
+) -> dict[str, Any]:
+    now = datetime.now(UTC).isoformat()
+    document: dict[str, Any] = {
+        "labels": {"alertname": name, "severity": severity, "source": "stellar_ops", **labels},
+        "annotations": {"summary": summary, "runbook": runbook, "runbook_url": runbook_url},
+        "startsAt": now,
+    }
+    if resolved:
+        document["endsAt"] = now
+    if generator_url:
+        document["generatorURL"] = generator_url
+    return document
+
+
+def post(endpoint: HttpEndpoint, alerts: list[dict[str, Any]], *, timeout: float = 10.0) -> None:
+    import requests
+
+    url = endpoint.url("/api/v2/alerts")
+    try:
+        response = requests.post(url, json=alerts, timeout=timeout)
+    except requests.RequestException as exc:
+        raise StellarOpsError(
+            f"Alertmanager at {endpoint.base_url} could not be reached ({type(exc).__name__})"
+        ) from None
+    if response.status_code >= 300:
+        raise StellarOpsError(
+            f"Alertmanager at {endpoint.base_url} answered {response.status_code}: {response.text[:200]}"
+        )

@@ -1,0 +1,93 @@
+"""db_restore under a live scheduler: the approval answered through the REST API, or rejected."""
+
+from __future__ import annotations
+
+import pytest
+
+from stellar_ops.core.processes import unprivileged_user
+from stellar_ops.postgres.server import LocalPgServer
+from stellar_ops.postgres.target import connect
+
+pytestmark = pytest.mark.e2e
+
+PASSWORD = "e2e:p@ss/w?rd"
+
+
+@pytest.fixture(scope="module")
+def target_server(api, tmp_path_factory):
+    base = tmp_path_factory.mktemp("restore-target")
+    base.chmod(0o755)
+    server = LocalPgServer(
+        base / "pg", run_as=unprivileged_user("postgres"), superuser="dba", password=PASSWORD
+    )
+    server.init()
+    server.start()
+    api.request(
+        "POST",
+        "/connections",
+        json={
+            "connection_id": "restore_target",
+            "conn_type": "postgres",
+            "host": "127.0.0.1",
+            "port": server.port,
+            "login": "dba",
+            "password": PASSWORD,
+            "schema": "postgres",
+        },
+    )
+    try:
+        yield server
+    finally:
+        api.request("DELETE", "/connections/restore_target")
+        server.remove()
+
+
+def databases(server) -> set[str]:
+    with connect(server.target()) as conn:
+        return {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
+
+
+def a_backup(api) -> str:
+    api.unpause("db_backup")
+    run_id = api.trigger("db_backup", conf={"force": True})
+    assert api.wait_run("db_backup", run_id) == "success"
+    return str(api.xcom("db_backup", run_id, "publish_backup")["key"])
+
+
+def test_an_approved_restore_lands_verified_and_a_rejected_one_changes_nothing(
+    api, stack, e2e_prefix, target_server
+):
+    key = a_backup(api)
+    api.unpause("db_restore")
+    conf = {
+        "backup": key,
+        "target_conn_id": "restore_target",
+        "target_database": "restored_e2e",
+        "replace": False,
+    }
+    run_id = api.trigger("db_restore", conf=conf)
+    api.wait_for_approval("db_restore", run_id, "approve_restore")
+    details = [
+        d for d in api.pending_approvals() if d.get("task_instance", d).get("dag_run_id", run_id) == run_id
+    ]
+    assert any("restored_e2e" in (d.get("body") or "") for d in details), details
+    api.answer_approval("db_restore", run_id, "approve_restore", "Approve")
+    assert api.wait_run("db_restore", run_id, timeout=600) == "success", api.task_states("db_restore", run_id)
+    assert set(api.task_states("db_restore", run_id).values()) == {"success"}
+    assert "restored_e2e" in databases(target_server)
+    report = (
+        stack.s3_client()
+        .get_object(Bucket="stellar-backups", Key=key + ".restore_report.json")["Body"]
+        .read()
+    )
+    assert b'"success": true' in report
+    log = api.task_log("db_restore", run_id, "restore_backup")
+    assert PASSWORD not in log
+
+    rejected = api.trigger("db_restore", conf={**conf, "target_database": "never_restored"})
+    api.wait_for_approval("db_restore", rejected, "approve_restore")
+    api.answer_approval("db_restore", rejected, "approve_restore", "Reject")
+    api.wait_run("db_restore", rejected, timeout=300)
+    states = api.task_states("db_restore", rejected)
+    assert states["restore_backup"] == "skipped" and states["publish_report"] == "success", states
+    assert "never_restored" not in databases(target_server)

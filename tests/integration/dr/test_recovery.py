@@ -1,0 +1,200 @@
+"""The real recovery: a backup into a second server, verified, and every refusal that keeps data safe.
+
+The second server runs on another port with another superuser, whose password has URL-special
+characters: it must appear in no output and in no process's argv.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from stellar_ops.core.processes import unprivileged_user
+from stellar_ops.postgres.server import LocalPgServer
+from stellar_ops.postgres.target import connect
+from tests.support.faults import PgDumpKiller, gauge
+
+pytestmark = pytest.mark.integration
+
+CLI = str(Path(sys.executable).parent / "stellar-ops")
+PASSWORD = "p@ss:w/rd?#%&'x y"
+DATABASE = "stellar_escrow_20261122_020000"  # named after the backup_key fixture's slot
+
+
+@pytest.fixture(scope="module")
+def second_server(tmp_path_factory):
+    base = tmp_path_factory.mktemp("second-server")
+    base.chmod(0o755)
+    server = LocalPgServer(
+        base / "pg", run_as=unprivileged_user("postgres"), superuser="dba", password=PASSWORD
+    )
+    server.init()
+    server.start()
+    server.psql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements", "postgres")
+    try:
+        yield server
+    finally:
+        server.remove()
+
+
+class ArgvWatch:
+    """Samples every process's argv while running, looking for a secret."""
+
+    def __init__(self, secret: str) -> None:
+        self.secret = secret
+        self.seen: list[str] = []
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> ArgvWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for proc in psutil.process_iter(["cmdline"]):
+                line = " ".join(proc.info["cmdline"] or [])
+                self.samples += 1
+                if self.secret in line:
+                    self.seen.append(line)
+            time.sleep(0.01)
+
+
+def restore(stack, ops, server, *args: str, env_extra: dict | None = None, killer=None):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_", "PG"))}
+    env.update(
+        {
+            "DATABASE_URL": stack.env()["DATABASE_URL"],
+            "S3_BUCKET": "stellar-backups",
+            "STELLAR_OPS_CONFIG": json.dumps(ops.document),
+            "PUSHGATEWAY_URL": stack.url("pushgateway"),
+            "BACKUP_ALERT_WEBHOOK": stack.webhook_url,
+            "PGPASSWORD": PASSWORD,
+            **(env_extra or {}),
+        }
+    )
+    target = f"postgresql://dba@127.0.0.1:{server.port}/postgres"
+    return subprocess.run(
+        [CLI, "restore", "--target", target, "--yes", "--json", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+
+
+def counts(server, database: str) -> dict[str, int]:
+    with connect(server.target(database)) as conn:
+        return {
+            t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+            for t in ("trades", "events", "escrows")
+        }
+
+
+def test_a_backup_restores_into_a_second_server_verified_and_reported(
+    stack, ops, second_server, backup_key, receiver
+):
+    with ArgvWatch(PASSWORD) as watch:
+        result = restore(stack, ops, second_server, "--backup", backup_key)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    assert report["success"] is True and report["rto_kind"] == "recovery"
+    assert [c["check"] for c in report["checks"]] == ["row counts", "schema", "sanity queries"]
+    assert report["target"]["database"] == DATABASE and report["target"]["rename_existing_to"] is None
+    assert ops.store().get_json(backup_key + ".restore_report.json") == report
+    manifest = ops.store().get_json(backup_key + ".manifest.json")
+    assert counts(second_server, DATABASE) == {
+        t: manifest["row_counts"][f"public.{t}"] for t in ("trades", "events", "escrows")
+    }
+    assert gauge(
+        stack.url("pushgateway"), "stellar_restore_seconds", job="stellar_ops", procedure="db_restore"
+    ) == pytest.approx(report["rto_seconds"])
+    assert any("Restore done" in text and DATABASE in text for text in receiver.texts())
+    assert watch.samples > 0 and watch.seen == [], "the target's password was in a process's argv"
+    assert PASSWORD not in result.stdout + result.stderr
+
+    again = restore(stack, ops, second_server, "--backup", backup_key)
+    assert again.returncode == 2
+    assert f"database {DATABASE!r} already exists" in again.stderr and "set replace" in again.stderr
+
+
+def test_a_password_in_the_target_url_is_refused(stack, ops, second_server, backup_key):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW_")}
+    url = f"postgresql://dba:secret@127.0.0.1:{second_server.port}/postgres"
+    result = subprocess.run(
+        [CLI, "restore", "--backup", backup_key, "--target", url, "--yes"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert result.returncode == 2 and "--target must not carry a password" in result.stderr
+
+
+def test_with_replace_a_restore_that_fails_half_way_keeps_the_old_database(
+    stack, ops, second_server, backup_key
+):
+    assert restore(stack, ops, second_server, "--backup", backup_key, "--database", "kept").returncode == 0
+    before = counts(second_server, "kept")
+    with PgDumpKiller(program="pg_restore", after_bytes=256 << 10, times=1) as killer:
+        failed = restore(stack, ops, second_server, "--backup", backup_key, "--database", "kept", "--replace")
+    assert killer.killed, "pg_restore was never killed"
+    assert failed.returncode == 2
+    assert "the previous database is intact as 'kept_before_" in failed.stderr
+    with connect(second_server.target()) as conn:
+        names = [
+            r[0]
+            for r in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'kept%' ORDER BY 1")
+        ]
+    (aside,) = [n for n in names if n.startswith("kept_before_")]
+    assert counts(second_server, aside) == before, "the renamed-aside database lost rows"
+
+
+def test_the_backups_own_source_is_refused_without_replace(stack, ops, backup_key):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_", "PG"))}
+    env.update(
+        {
+            "STELLAR_OPS_CONFIG": json.dumps(ops.document),
+            "S3_BUCKET": "stellar-backups",
+            "PGPASSWORD": stack.superuser_password,
+        }
+    )
+    target = f"postgresql://postgres@127.0.0.1:{stack.ports['postgres']}/postgres"
+    result = subprocess.run(
+        [CLI, "restore", "--backup", backup_key, "--target", target, "--database", "stellar_escrow", "--yes"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == 2
+    assert "database 'stellar_escrow' is the backup's own source" in result.stderr
+
+
+def test_an_older_server_or_a_missing_extension_is_refused_naming_it(stack, ops, second_server, backup_key):
+    store = ops.store()
+    manifest = store.get_json(backup_key + ".manifest.json")
+    newer = {**manifest, "pg_dump_version": "pg_dump (PostgreSQL) 17.2 (Debian 17.2-1)"}
+    store.put_json(backup_key + ".manifest.json", newer)
+    result = restore(stack, ops, second_server, "--backup", backup_key, "--database", "never")
+    assert result.returncode == 2
+    assert "runs PostgreSQL 15." in result.stderr and "older than the backup's pg_dump 17" in result.stderr
+
+    schema = {**manifest["schema"], "extensions": {**manifest["schema"]["extensions"], "postgis": "public"}}
+    store.put_json(backup_key + ".manifest.json", {**manifest, "schema": schema})
+    result = restore(stack, ops, second_server, "--backup", backup_key, "--database", "never")
+    assert result.returncode == 2 and "lacks the extensions the backup needs: postgis" in result.stderr
+    with connect(second_server.target()) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_database WHERE datname = 'never'").fetchone()[0] == 0

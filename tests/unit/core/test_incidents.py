@@ -1,0 +1,92 @@
+"""stellar_ops.core.incidents: an incident's timeline, and its post-incident review draft."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from stellar_ops.core.incidents import MAX_EVENTS, Event, Incident, draft_key, review_draft
+
+T0 = datetime(2026, 11, 30, 2, 0, 5, tzinfo=UTC)
+
+
+def at(seconds: int) -> str:
+    return datetime.fromtimestamp(T0.timestamp() + seconds, UTC).isoformat()
+
+
+def backup_incident() -> Incident:
+    incident = Incident("db_backup", "BackupFailed", "P2")
+    incident.add(
+        Event(
+            at(0),
+            "retry",
+            "scheduled__1",
+            "dump_to_s3",
+            1,
+            "BackupError: S3 upload failed",
+            "http://af/log/1",
+        )
+    )
+    incident.add(Event(at(65), "retry", "scheduled__1", "dump_to_s3", 2, "BackupError: S3 upload failed"))
+    incident.add(Event(at(190), "failure", "scheduled__1", "dump_to_s3", 3, "BackupError: S3 upload failed"))
+    incident.add(Event(at(191), "alert", "scheduled__1", detail="P2 BackupFailed to the ops channel"))
+    return incident
+
+
+def test_an_incident_knows_what_failed_and_whether_anyone_was_told():
+    incident = backup_incident()
+    assert incident.alerted and incident.failing_task == "dump_to_s3"
+    assert incident.failing_since_run == "scheduled__1"
+    quiet = Incident("db_backup", "BackupFailed", "P2", [Event(at(0), "retry", "r", "t", 1)])
+    assert not quiet.alerted and quiet.failing_task is None
+    assert Incident.from_dict(incident.as_dict()) == incident
+
+
+def test_a_long_incident_keeps_its_first_and_latest_events():
+    incident = Incident("db_backup", "BackupFailed", "P2")
+    for second in range(MAX_EVENTS + 50):
+        incident.add(Event(at(second), "retry", f"run{second}", "t", 1))
+    assert len(incident.events) <= MAX_EVENTS
+    assert incident.events[0].run_id == "run0"
+    assert incident.events[-1].run_id == f"run{MAX_EVENTS + 49}"
+
+
+def test_the_review_draft_has_the_timeline_detection_time_duration_and_sections():
+    resolved = datetime.fromtimestamp(T0.timestamp() + 3600 + 190, UTC)
+    text = review_draft(
+        backup_incident(), resolved_at=resolved, recovery_run="manual__2", runbook="RB-002: x"
+    )
+    lines = text.splitlines()
+    assert lines[0] == "# Post-incident review: BackupFailed in db_backup"
+    assert "- **Severity:** P2 (respond within 1 hour)" in lines
+    assert "- **Started:** 2026-11-30 02:00:05 UTC (first failure)" in lines
+    assert "- **Resolved:** 2026-11-30 03:03:15 UTC (run `manual__2`)" in lines
+    assert "- **Detection time:** 3m 11s (first failure to first alert)" in lines
+    assert "- **Duration:** 1h 03m 10s" in lines
+    assert "- **Review due:** 2026-12-02 03:03 UTC (48 hours after the incident)" in lines
+    timeline = lines[lines.index("## Timeline (UTC)") + 2 : lines.index("## Root cause") - 1]
+    assert timeline == [
+        "- 2026-11-30 02:00:05 `dump_to_s3` try 1 of run `scheduled__1` retried: BackupError: S3 upload failed ([log](http://af/log/1))",
+        "- 2026-11-30 02:01:10 `dump_to_s3` try 2 of run `scheduled__1` retried: BackupError: S3 upload failed",
+        "- 2026-11-30 02:03:15 `dump_to_s3` try 3 of run `scheduled__1` failed for good: BackupError: S3 upload failed",
+        "- 2026-11-30 02:03:16 alert sent: P2 BackupFailed to the ops channel",
+        "- 2026-11-30 03:03:15 run `manual__2` succeeded again: resolved",
+    ]
+    for section in (
+        "Root cause",
+        "Impact",
+        "Remediation",
+        "Corrective actions",
+        "Detection gap",
+        "Runbook improvements",
+    ):
+        assert f"## {section}" in lines
+    assert "| action | owner | due date |" in lines
+    assert draft_key("backups/", backup_incident(), resolved) == "backups/incidents/2026-11-30-db_backup.md"
+
+
+def test_a_draft_of_an_incident_still_open_says_so():
+    now = datetime.fromtimestamp(T0.timestamp() + 600, UTC)
+    text = review_draft(backup_incident(), resolved_at=None, recovery_run=None, runbook="RB-002", now=now)
+    assert "- **Resolved:** not yet (this draft is as of 2026-11-30 02:10:05 UTC)" in text
+    assert "- **Duration:** 10m 00s so far" in text
+    assert "succeeded again" not in text
