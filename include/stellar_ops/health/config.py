@@ -62,7 +62,8 @@ class HealthConfig(Section):
     )
     ignore_alert_dags: list[str] = Field(
         default_factory=lambda: ["morning_health_check"],
-        description="Alerts whose dag_id label is one of these are left out (this check's own).",
+        description="Alerts whose dag_id or procedure label is one of these are left out (this check's own "
+        "failure and the rules on its metrics).",
     )
     alerts_lookback_hours: float = Field(
         24.0, gt=0, description="Without a previous check on record, alerts newer than this are overnight."

@@ -101,6 +101,7 @@ def test_alerts_grouped_by_severity_with_age_and_new_since_the_previous_check():
         _alert("Old", "P3", NOW - timedelta(days=3), "f3"),
         _alert("Muted", "P1", NOW - timedelta(hours=1), "f4", state="suppressed"),
         _alert("Self", "P1", NOW - timedelta(hours=1), "f5", dag_id="morning_health_check"),
+        _alert("HealthCheckCritical", "P2", NOW - timedelta(hours=1), "f6", procedure="morning_health_check"),
     ]
     previous = {"checked_at": (NOW - timedelta(days=1)).isoformat(), "alerts": {"f3": {"alertname": "Old"}}}
     result, record = overnight.summarize(
