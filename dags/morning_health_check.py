@@ -15,7 +15,8 @@ under its own timeout (`health.check_timeout_seconds`; a check that takes longer
 3. `check_backups`: the newest *verified* backup (its manifest) finished within
    `health.backup_max_age_hours` (26 h) and is not below `health.backup_min_size_ratio` of the
    previous one; the newest DR report passed and is recent.
-4. `check_disk`: each of `health.disk_paths` below 70% (warning) and 85% (critical).
+4. `check_disk`: each of `health.disk_paths` and `health.disk_volumes` (Docker volumes, by
+   their mountpoint) below 70% (warning) and 85% (critical).
 5. `check_indexer_lag`: the API's `/health`; over 5 minutes is P2 IndexerLag.
 6. `check_certificates`: the days left that `tls_cert_check` recorded
    (`<backup.prefix>tls/latest.json`), or a fresh probe of `health.tls_domains` when none is recent.

@@ -88,6 +88,11 @@ class HealthConfig(Section):
         default_factory=lambda: ["/"],
         description="Paths whose filesystems are checked (data directories, docker volume mountpoints).",
     )
+    disk_volumes: list[str] = Field(
+        default_factory=list,
+        description="Docker volumes whose filesystems are checked, found by their mountpoint through the "
+        "Docker connection (the mountpoint must be visible where the check runs).",
+    )
     disk_warning_percent: float = Field(70.0, gt=0, le=100, description="Disk use at or above this warns.")
     disk_critical_percent: float = Field(
         85.0, gt=0, le=100, description="Disk use at or above this is critical."

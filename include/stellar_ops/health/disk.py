@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from stellar_ops.core.alerts import human_bytes
@@ -27,17 +28,43 @@ def usage(path: str, statvfs: Callable[[str], Any] = os.statvfs) -> dict[str, An
     return {"path": path, "used_bytes": used, "available_bytes": available, "percent": round(percent, 1)}
 
 
-def check(settings: HealthConfig, statvfs: Callable[[str], Any] = os.statvfs) -> CheckResult:
+@dataclass(frozen=True)
+class Place:
+    """A filesystem to measure: a configured path, or a Docker volume's mountpoint (None when it
+    could not be found, with the reason)."""
+
+    label: str
+    path: str | None
+    problem: str | None = None
+
+
+def places(settings: HealthConfig) -> list[Place]:
+    return [Place(path, path) for path in settings.disk_paths]
+
+
+def check(
+    settings: HealthConfig, statvfs: Callable[[str], Any] = os.statvfs, where: list[Place] | None = None
+) -> CheckResult:
+    where = places(settings) if where is None else where
+    if not where:
+        return CheckResult(
+            NAME, "unknown", "no path or volume is configured (health.disk_paths, health.disk_volumes)"
+        )
     items: list[dict[str, Any]] = []
     states: list[Status] = []
     lines: list[str] = []
-    for path in settings.disk_paths:
-        try:
-            item = usage(path, statvfs)
-        except OSError as exc:
-            items.append({"path": path, "error": exc.strerror or str(exc)})
+    for place in where:
+        if place.path is None:
+            items.append({"name": place.label, "path": None, "error": place.problem})
             states.append("unknown")
-            lines.append(f"{path}: cannot be read ({exc.strerror or exc})")
+            lines.append(f"{place.label}: {place.problem}")
+            continue
+        try:
+            item = {"name": place.label, **usage(place.path, statvfs)}
+        except OSError as exc:
+            items.append({"name": place.label, "path": place.path, "error": exc.strerror or str(exc)})
+            states.append("unknown")
+            lines.append(f"{place.label}: {place.path} cannot be read ({exc.strerror or exc})")
             continue
         percent = item["percent"]
         if percent >= settings.disk_critical_percent:
@@ -49,9 +76,6 @@ def check(settings: HealthConfig, statvfs: Callable[[str], Any] = os.statvfs) ->
         item["state"] = state
         items.append(item)
         states.append(state)
-        lines.append(f"{path} {percent:.0f}% ({human_bytes(item['available_bytes'])} free)")
-    if not settings.disk_paths:
-        return CheckResult(NAME, "unknown", "no path is configured (health.disk_paths)")
+        lines.append(f"{place.label} {percent:.0f}% ({human_bytes(item['available_bytes'])} free)")
     status = worst(states)
-    alert = FULL if status in ("warning", "critical") else None
-    return CheckResult(NAME, status, "; ".join(lines), items, alert if status == "critical" else None)
+    return CheckResult(NAME, status, "; ".join(lines), items, FULL if status == "critical" else None)

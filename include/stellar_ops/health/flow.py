@@ -7,6 +7,7 @@ says whether the run must fail.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -116,7 +117,28 @@ def check_backups(rt: Runtime) -> CheckResult:
 
 
 def check_disk(rt: Runtime) -> CheckResult:
-    return disk.check(rt.config.health)
+    settings = rt.config.health
+    where = disk.places(settings)
+    if settings.disk_volumes:
+        client, why_not = _docker(rt)
+        for name in settings.disk_volumes:
+            where.append(_volume(client, name, why_not))
+    return disk.check(settings, where=where)
+
+
+def _volume(client: Any | None, name: str, why_not: str | None) -> disk.Place:
+    label = f"volume {name}"
+    if client is None:
+        return disk.Place(label, None, f"not measured: {why_not}")
+    try:
+        mountpoint = str(client.inspect_volume(name)["Mountpoint"])
+    except Exception as exc:  # noqa: BLE001 - docker raises NotFound, APIError, connection errors
+        return disk.Place(label, None, f"not found through Docker ({' '.join(str(exc).split())[:160]})")
+    if not os.path.isdir(mountpoint):
+        return disk.Place(
+            label, None, f"its mountpoint {mountpoint} is not visible here (mount it on the worker)"
+        )
+    return disk.Place(label, mountpoint)
 
 
 def check_indexer_lag(rt: Runtime) -> CheckResult:

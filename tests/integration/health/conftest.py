@@ -249,8 +249,9 @@ class FakeDockerApi:
     """The Docker Engine API's container listing and inspection, for the services check: the Docker
     path is tested at this boundary, since no daemon runs here."""
 
-    def __init__(self, containers: list[dict[str, Any]]) -> None:
+    def __init__(self, containers: list[dict[str, Any]], volumes: dict[str, str] | None = None) -> None:
         self.containers = containers
+        self.volumes = volumes or {}
         api = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -286,6 +287,13 @@ class FakeDockerApi:
                         for c in api.containers
                     ]
                     return self._reply(200, listing)
+                if path.startswith("volumes/"):
+                    name = path.removeprefix("volumes/")
+                    if name not in api.volumes:
+                        return self._reply(404, {"message": f"get {name}: no such volume"})
+                    return self._reply(
+                        200, {"Name": name, "Driver": "local", "Mountpoint": api.volumes[name]}
+                    )
                 for c in api.containers:
                     if path == f"containers/{c['id']}/json":
                         state: dict[str, Any] = {"Status": c["state"]}

@@ -297,6 +297,26 @@ def test_services_through_docker_state_health_and_restarts(ops):
         fake.close()
 
 
+def test_disk_of_docker_volumes_by_their_mountpoints(ops, tmp_path):
+    fake = FakeDockerApi(
+        [], volumes={"pgdata": str(tmp_path), "elsewhere": "/var/lib/docker/volumes/x/_data"}
+    )
+    try:
+        ops.update(health={"disk_paths": [], "disk_volumes": ["pgdata", "elsewhere", "missing"]})
+        rt = runtime()
+        result = flow.check(Runtime(rt.config, _WithDocker(rt.config, fake.url)), "disk")
+    finally:
+        fake.close()
+    by_name = {i["name"]: i for i in result.items}
+    assert by_name["volume pgdata"]["path"] == str(tmp_path)
+    assert by_name["volume pgdata"]["state"] == "ok"
+    assert "is not visible here" in by_name["volume elsewhere"]["error"]
+    assert "no such volume" in by_name["volume missing"]["error"]
+    assert result.status == "unknown"
+    without_docker = flow.check(runtime(), "disk")
+    assert "volume pgdata: not measured: " in without_docker.detail
+
+
 def test_docker_required_but_absent_is_unknown(ops):
     ops.update(health={"services_source": "docker"})
     result = flow.check(runtime(), "services")

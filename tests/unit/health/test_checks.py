@@ -156,6 +156,20 @@ def test_disk_thresholds(percent, status):
     result = disk.check(HealthConfig(disk_paths=["/data"]), statvfs=_statvfs(percent))
     assert result.status == status
     assert result.items[0]["path"] == "/data"
+    assert (result.alert is not None) == (status == "critical")
+
+
+def test_nothing_to_measure_is_unknown():
+    result = disk.check(HealthConfig(disk_paths=[]))
+    assert result.status == "unknown"
+    assert "health.disk_volumes" in result.detail
+
+
+def test_a_volume_without_a_mountpoint_is_unknown_with_the_reason():
+    where = [disk.Place("/", "/"), disk.Place("volume pgdata", None, "not measured: no Docker connection")]
+    result = disk.check(HealthConfig(), statvfs=_statvfs(10), where=where)
+    assert result.status == "unknown"
+    assert result.detail.endswith("volume pgdata: not measured: no Docker connection")
 
 
 def test_disk_counts_the_root_reserve_as_used_like_df():
