@@ -58,11 +58,7 @@ def _docker(rt: Runtime) -> tuple[Any | None, str | None]:
 def check_services(rt: Runtime, *, record: bool = True) -> CheckResult:
     settings = rt.config.health
     timeout = settings.probe_timeout_seconds
-    client, why_not = (
-        (None, "health.services_source is endpoints")
-        if settings.services_source == "endpoints"
-        else _docker(rt)
-    )
+    client, why_not = (None, None) if settings.services_source == "endpoints" else _docker(rt)
     if client is not None:
         previous = _read_state(rt, "restarts") or {}
         result, restarts = services.by_docker(client, settings, dict(previous.get("restarts") or {}))

@@ -3,6 +3,8 @@ servers that are stopped or hang."""
 
 from __future__ import annotations
 
+import json
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -417,3 +419,52 @@ def test_every_check_at_once(ops, backups):
     assert statuses["services"] == "ok" and statuses["indexer_lag"] == "ok"
     assert statuses["backups"] == "warning"  # no DR report yet
     assert statuses["certificates"] == "unknown"
+
+
+@pytest.fixture
+def redis_with_password(tmp_path):
+    import shutil
+    import subprocess
+
+    from stellar_ops.core.processes import free_port, port_open
+
+    port = free_port()
+    argv = [shutil.which("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+    argv += ["--requirepass", "s3cret-redis-pw", "--dir", str(tmp_path)]
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            if port_open(port):
+                break
+            time.sleep(0.1)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def test_redis_ping_with_a_password(redis_with_password):
+    from stellar_ops.core.http import RedisTarget
+    from stellar_ops.health import services
+
+    port = redis_with_password
+    assert services.redis_ping(RedisTarget("127.0.0.1", port, password="s3cret-redis-pw"), 2) == "PONG"
+    wrong = services.timed(
+        "redis", lambda: services.redis_ping(RedisTarget("127.0.0.1", port, password="nope"), 2)
+    )
+    assert not wrong.up and wrong.detail == f"redis://127.0.0.1:{port}/0 refused AUTH"
+    none = services.timed("redis", lambda: services.redis_ping(RedisTarget("127.0.0.1", port), 2))
+    assert not none.up and "NOAUTH" in none.detail
+
+
+def test_a_refused_database_login_is_down_without_the_password(ops, stack, monkeypatch):
+    wrong = "wrong-pw-" + "x" * 12
+    monkeypatch.setenv(
+        "DATABASE_URL", f"postgresql://stellar:{wrong}@127.0.0.1:{stack.ports['postgres']}/stellar_escrow"
+    )
+    result = flow.check(runtime(), "services")
+    assert result.status == "critical"
+    (postgres,) = [i for i in result.items if i["name"] == "postgres"]
+    assert not postgres["up"]
+    assert "password authentication failed" in postgres["detail"]
+    assert wrong not in json.dumps(result.as_dict())
