@@ -57,6 +57,13 @@ class BackupConfig(Section):
     pg_bin_dir: str | None = Field(
         None, description="Directory holding pg_dump/pg_restore/psql; null picks the newest installed."
     )
+    verify_read_back: bool = Field(
+        False,
+        description="Also download each new backup and read it whole before its manifest is written. "
+        "Off: the checks run on the stream as it is uploaded (part Content-MD5 checked by the server, "
+        "the part list and size, sha256, the zstd frame, pg_restore over the archive) and the "
+        "monthly drill reads every byte.",
+    )
     supported_server_majors: list[int] = Field(
         [15, 16, 17],
         min_length=1,

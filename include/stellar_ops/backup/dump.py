@@ -1,11 +1,20 @@
 """Take a backup: pg_dump streamed through a compressor into an S3 multipart upload.
 
-One pass, no full-size temporary file: pg_dump's output is compressed, hashed (sha256), copied to
-the optional local directory and uploaded in parts as it is produced. The upload goes to an
-``.incoming/`` key and becomes visible only when pg_dump succeeded; it becomes the final backup
-only after it was read back and verified (:func:`publish`). A failure anywhere aborts the
-multipart upload and removes the partial local copy, so a failed run never leaves something that
-looks like a backup, and never replaces a good one.
+One pass, no full-size temporary file and no second one: pg_dump's output is compressed, hashed
+(sha256), copied to the optional local directory and uploaded in parts as it is produced, and
+the compressed stream is verified on its way (:class:`~stellar_ops.backups.verify.InFlightScan`:
+decompressed into ``pg_restore --list`` and a full ``pg_restore`` read, or the SQL trailer).
+The upload goes straight to the backup's final key and is completed only after pg_dump exited 0,
+the in-flight checks passed and the server's part list matched what was sent (each part with its
+Content-MD5, which the server checks). Nothing is copied afterwards. The backup becomes
+*verified* when its manifest is written, last (:func:`publish`); until then it is listed as
+unverified, and retention's ``min_keep`` and ``latest`` ignore it.
+
+When the slot already has a verified backup (a forced re-run), the new one goes to an
+``.incoming/`` key first and is copied over the old one only once verified, so a failure never
+touches it. A failure anywhere aborts the multipart upload and removes the partial local copy:
+a failed run never leaves something that looks like a backup, and never replaces a good one.
+``backup.verify_read_back`` adds a full download and read of the object before the manifest.
 
 The exact row count of every table and the schema are read inside the snapshot that pg_dump
 dumps (``pg_export_snapshot`` + ``pg_dump --snapshot``), so the manifest describes exactly what
@@ -32,7 +41,15 @@ from typing import Any, cast
 
 from stellar_ops.backup.config import BackupConfig
 from stellar_ops.backups import verify
-from stellar_ops.backups.keys import GLOBALS_SUFFIX, INCOMING_DIR, MANIFEST_SUFFIX, backup_key, incoming_key
+from stellar_ops.backups.inventory import OURS_METADATA
+from stellar_ops.backups.keys import (
+    GLOBALS_SUFFIX,
+    INCOMING_DIR,
+    MANIFEST_SUFFIX,
+    DumpFormat,
+    backup_key,
+    incoming_key,
+)
 from stellar_ops.backups.manifest import Manifest, Verification
 from stellar_ops.core.errors import BackupError, PrerequisiteError, VerificationError
 from stellar_ops.postgres import catalog
@@ -132,17 +149,19 @@ class BackupJob:
     def dump(
         self, slot: datetime, *, run_id: str | None, token: str, say: Callable[[str], None] = log.info
     ) -> dict[str, Any]:
-        """Stream a dump to the incoming key; returns the draft manifest (not yet verified)."""
+        """Stream a dump to its key, verified in flight; the draft manifest (not yet published)."""
         import psycopg
 
         cfg = self.config
         key = self.key_for(slot)
-        temp_key = incoming_key(cfg.prefix, key, token)
+        replacing = self.store.exists(key + MANIFEST_SUFFIX)  # a forced re-run over a good backup
+        temp_key = incoming_key(cfg.prefix, key, token) if replacing else None
+        upload_key = temp_key or key
         self._abort_earlier_tries(key, say)
         started_at = datetime.now(UTC)
         clock = time.monotonic()
         say(
-            f"dumping {self.target.describe()} to {self.store.url(temp_key)} ({cfg.format}, level {cfg.compression_level})"
+            f"dumping {self.target.describe()} to {self.store.url(upload_key)} ({cfg.format}, level {cfg.compression_level})"
         )
         local_final = Path(cfg.local_dir) / key.rsplit("/", 1)[-1] if cfg.local_dir else None
         local_partial = local_final.with_name(f"{local_final.name}.partial-{token}") if local_final else None
@@ -166,18 +185,23 @@ class BackupJob:
             inventory = _InventoryThread(conn)
             database_bytes = int(conn.execute("SELECT pg_database_size(current_database())").fetchone()[0])
             upload = self.store.multipart(
-                temp_key,
+                upload_key,
                 part_size=part_size_for(database_bytes, cfg.part_size_mb),
                 max_in_flight=cfg.max_parts_in_flight,
+                metadata={OURS_METADATA: "1"},  # ours even before its manifest: never taken for a legacy dump
             )
             pg_dump: _PgDump | None = None
             local = None
             globals_temp: str | None = None
+            inflight: verify.InFlightScan | None = None
             try:
+                inflight = verify.InFlightScan(
+                    cfg.format, source=self.store.url(upload_key), binaries=self.binaries
+                )
                 pg_dump = _PgDump.start(self._pg_dump_argv(snapshot), self.target.client_env())
                 inventory.start()
                 local = open(local_partial, "wb") if local_partial else None  # noqa: SIM115 - closed below
-                digest, raw_bytes = self._stream(pg_dump.process, upload, local, say, clock)
+                digest, raw_bytes = self._stream(pg_dump.process, upload, local, inflight, say, clock)
                 try:
                     pg_dump.check_exit()
                 except BackupError:
@@ -185,10 +209,15 @@ class BackupJob:
                     # it: the count's own error is the one that explains.
                     inventory.raise_if_failed()
                     raise
+                scanned = inflight.finish()
+                inflight = None
+                verification = _judge_in_flight(
+                    scanned, self.store.url(upload_key), upload, digest, raw_bytes, cfg.format
+                )
                 counts, schema = inventory.result()
                 roles = self._dump_globals() if cfg.include_globals else None
                 if roles is not None:
-                    globals_temp = temp_key + GLOBALS_SUFFIX
+                    globals_temp = upload_key + GLOBALS_SUFFIX
                     self.store.put_bytes(globals_temp, roles, "application/sql")
                 upload.complete()
                 if local is not None and local_partial is not None and local_final is not None:
@@ -200,13 +229,15 @@ class BackupJob:
                         _write_durably(local_final.with_name(local_final.name + GLOBALS_SUFFIX), roles)
                     os.replace(local_partial, local_final)
             except BaseException as exc:
+                if inflight is not None:
+                    inflight.abort()
                 self._clean_up_failure(pg_dump, upload, local, local_partial, say)
                 if globals_temp is not None:
                     with contextlib.suppress(BackupError):
                         self.store.delete(globals_temp)
                 if isinstance(exc, BackupError | PrerequisiteError) or not isinstance(exc, Exception):
                     raise
-                raise BackupError(f"backup to {self.store.url(temp_key)} failed: {exc}") from exc
+                raise BackupError(f"backup to {self.store.url(upload_key)} failed: {exc}") from exc
             finally:
                 conn.rollback()
         finished_at = datetime.now(UTC)
@@ -241,7 +272,8 @@ class BackupJob:
             "schema_fingerprint": catalog.fingerprint(schema),
             "sequence_values": sequences,
             "globals_key": key + GLOBALS_SUFFIX if globals_temp else None,
-            "globals_temp_key": globals_temp,
+            "globals_temp_key": globals_temp if temp_key else None,
+            "verification": verification,
             "globals_sha256": hashlib.sha256(roles).hexdigest() if roles is not None else None,
             "globals_size_bytes": len(roles) if roles is not None else None,
             "local_copy": str(local_final) if local_final else None,
@@ -271,8 +303,11 @@ class BackupJob:
 
         Only this slot's own incoming uploads are touched, and a DAG runs one try at a time.
         """
-        mine = incoming_key(self.config.prefix, key, "")
-        for upload in self.store.unfinished_uploads(mine):
+        earlier = [
+            *self.store.unfinished_uploads(incoming_key(self.config.prefix, key, "")),
+            *(u for u in self.store.unfinished_uploads(key) if u["Key"] == key),
+        ]
+        for upload in earlier:
             say(
                 f"aborting the unfinished upload {upload['UploadId']} of {self.store.url(upload['Key'])} from an earlier try"
             )
@@ -295,6 +330,7 @@ class BackupJob:
         process: subprocess.Popen[bytes],
         upload: Any,
         local: Any,
+        inflight: verify.InFlightScan,
         say: Callable[[str], None],
         clock: float,
     ) -> tuple[str, int]:
@@ -313,6 +349,7 @@ class BackupJob:
             if local is not None:
                 local.write(data)
             upload.write(data)
+            inflight.feed(data)
             progress.compressed += len(data)
 
         buffer = bytearray(CHUNK)  # one input buffer for the whole dump: no per-chunk allocation
@@ -345,28 +382,34 @@ class BackupJob:
     # -- publish ---------------------------------------------------------------------------------
 
     def publish(self, draft: dict[str, Any], verification: dict[str, Any]) -> Manifest:
-        """Make a verified upload final: copy to the final key, write the manifest, drop the upload."""
-        fields = {k: v for k, v in draft.items() if k not in ("temp_key", "globals_temp_key")}
+        """Make a verified upload the slot's backup: its manifest, written last.
+
+        The upload is at its final key already, unless it replaces a verified backup of the slot:
+        then it is copied over it from its incoming key, and the incoming objects are removed.
+        """
+        fields = {k: v for k, v in draft.items() if k not in ("temp_key", "globals_temp_key", "verification")}
         fields["verification"] = Verification(**verification)
         manifest = Manifest.model_validate(fields)
-        temp_key, key = draft["temp_key"], draft["key"]
-        if not self.store.exists(temp_key):
+        temp_key, key = draft.get("temp_key"), draft["key"]
+        uploaded = temp_key or key
+        head = self.store.head(uploaded)
+        if head is None:
             raise BackupError(
-                f"{self.store.url(temp_key)} is gone: re-run dump_to_s3 (clear the task in the UI)"
+                f"{self.store.url(uploaded)} is gone: re-run dump_to_s3 (clear the task in the UI)"
             )
-        self.store.copy(temp_key, key, metadata={"sha256": manifest.sha256, "stellar-ops-manifest": "1"})
-        head = self.store.head(key)
+        if temp_key:
+            self.store.copy(temp_key, key, metadata={"sha256": manifest.sha256, OURS_METADATA: "1"})
+            head = self.store.head(key)
         if head is None or int(head["ContentLength"]) != manifest.size_bytes:
-            raise BackupError(
-                f"copy of {self.store.url(temp_key)} to {key!r} did not produce the same object"
-            )
+            raise BackupError(f"{self.store.url(key)} is not the object that was verified: its size differs")
         globals_temp = draft.get("globals_temp_key")
         if globals_temp and manifest.globals_key:
             self.store.copy(
                 globals_temp, manifest.globals_key, metadata={"sha256": str(manifest.globals_sha256)}
             )
         self.store.put_json(key + MANIFEST_SUFFIX, manifest.to_document())
-        self.store.delete(temp_key)
+        if temp_key:
+            self.store.delete(temp_key)
         if globals_temp:
             self.store.delete(globals_temp)
         return manifest
@@ -479,26 +522,56 @@ def _check_local_dir(path: Path) -> None:
         ) from None
 
 
-def verify_upload(store: S3Store, draft: dict[str, Any], binaries: PgBinaries) -> dict[str, Any]:
-    """Read the uploaded object back and check it against the draft manifest."""
-    source = store.url(draft["temp_key"])
-    result = verify.scan(
-        store.iter_chunks(draft["temp_key"]), draft["dump_format"], source=source, binaries=binaries
-    )
-    verify.judge(result, source=source, expected_size=draft["size_bytes"], expected_sha256=draft["sha256"])
-    if result.uncompressed_bytes != draft["uncompressed_bytes"]:
+def _judge_in_flight(
+    scanned: verify.ScanResult, source: str, upload: Any, sha256: str, raw_bytes: int, dump_format: DumpFormat
+) -> dict[str, Any]:
+    """The in-flight checks' verdict on what was sent; the verification record, or VerificationError."""
+    verify.judge(scanned, source=source, expected_size=upload.bytes_written, expected_sha256=sha256)
+    if scanned.uncompressed_bytes != raw_bytes:
         raise VerificationError(
-            f"{source} decompresses to {result.uncompressed_bytes} bytes, pg_dump wrote {draft['uncompressed_bytes']}"
+            f"{source} decompresses to {scanned.uncompressed_bytes} bytes, pg_dump wrote {raw_bytes}"
         )
-    record = verify.verification_record(result, draft["dump_format"])
-    if draft.get("globals_temp_key"):
-        roles = store.get_bytes(draft["globals_temp_key"])
+    return verify.verification_record(scanned, dump_format, method="in-flight")
+
+
+def verify_upload(
+    store: S3Store, draft: dict[str, Any], binaries: PgBinaries, *, read_back: bool = False
+) -> dict[str, Any]:
+    """The upload's verification record, checked against the draft manifest.
+
+    By default the in-flight checks of :meth:`BackupJob.dump` stand, and the object's size is
+    confirmed; with ``read_back`` (or a draft without them) the object is downloaded and read
+    whole. The roles' globals, a few kilobytes, are always read back.
+    """
+    uploaded = draft.get("temp_key") or draft["key"]
+    source = store.url(uploaded)
+    if read_back or not draft.get("verification"):
+        result = verify.scan(
+            store.iter_chunks(uploaded), draft["dump_format"], source=source, binaries=binaries
+        )
+        verify.judge(
+            result, source=source, expected_size=draft["size_bytes"], expected_sha256=draft["sha256"]
+        )
+        if result.uncompressed_bytes != draft["uncompressed_bytes"]:
+            raise VerificationError(
+                f"{source} decompresses to {result.uncompressed_bytes} bytes, pg_dump wrote {draft['uncompressed_bytes']}"
+            )
+        record = verify.verification_record(result, draft["dump_format"])
+    else:
+        head = store.head(uploaded)
+        if head is None or int(head["ContentLength"]) != draft["size_bytes"]:
+            size = None if head is None else int(head["ContentLength"])
+            raise VerificationError(
+                f"{source} holds {size} bytes, {draft['size_bytes']} were uploaded and verified"
+            )
+        record = {**draft["verification"], "checks": list(draft["verification"]["checks"])}
+    globals_key = draft.get("globals_temp_key") or draft.get("globals_key")
+    if globals_key and draft.get("globals_sha256"):
+        roles = store.get_bytes(globals_key)
         if (
             len(roles) != draft["globals_size_bytes"]
             or hashlib.sha256(roles).hexdigest() != draft["globals_sha256"]
         ):
-            raise VerificationError(
-                f"{store.url(draft['globals_temp_key'])} is not the roles pg_dumpall wrote"
-            )
+            raise VerificationError(f"{store.url(globals_key)} is not the roles pg_dumpall wrote")
         record["checks"].append("globals sha256")
     return record

@@ -36,14 +36,18 @@ def check_prerequisites(rt: Runtime, slot: datetime) -> Prerequisites:
 
 
 def dump_to_s3(rt: Runtime, slot: datetime, *, run_id: str | None, token: str) -> dict[str, Any]:
-    """Stream a dump to the slot's incoming key; the draft manifest (not yet verified)."""
+    """Stream a dump to the slot's key, checked on its way; the draft manifest (not yet published)."""
     return _job(rt).dump(slot, run_id=run_id, token=token, say=rt.say)
 
 
 def verify_backup(rt: Runtime, draft: dict[str, Any]) -> dict[str, Any]:
-    """Read the upload back and check it against the draft; the verification record."""
-    verification = verify_upload(rt.store(), draft, rt.binaries)
-    rt.say(f"verified {draft['temp_key']}: {', '.join(verification['checks'])}")
+    """The upload's verification record: the in-flight checks (or a read-back), against the draft."""
+    read_back = rt.config.backup.verify_read_back
+    verification = verify_upload(rt.store(), draft, rt.binaries, read_back=read_back)
+    where = rt.store().url(draft.get("temp_key") or draft["key"])
+    rt.say(
+        f"verified {where} {'by reading it back' if read_back else 'in flight'}: {', '.join(verification['checks'])}"
+    )
     return verification
 
 

@@ -26,6 +26,7 @@ class Verification(BaseModel):
 
     verified_at: datetime
     checks: list[str]
+    method: Literal["in-flight", "read-back"] = "read-back"
     archive_entries: int | None = None
     uncompressed_bytes: int | None = None
 

@@ -1,6 +1,7 @@
 """Read a backup end to end and check it: size, sha256, compression frames and the archive itself.
 
-One streaming pass over the object. For custom-format dumps the decompressed stream feeds
+One streaming pass over the object, or over the compressed stream while it is uploaded
+(:class:`InFlightScan`): the same checks, without downloading what was just sent. For custom-format dumps the decompressed stream feeds
 ``pg_restore --list`` (the table of contents) and ``pg_restore --file=/dev/null`` (every data
 block is read), so a backup that passes can be restored. For plain SQL the gzip stream is fully
 decompressed and must end with pg_dump's completion trailer, which catches a ``pg_dump | gzip``
@@ -11,8 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import queue
 import subprocess
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -188,12 +191,81 @@ def judge(
         raise VerificationError("; ".join(result.problems))
 
 
-def verification_record(result: ScanResult, dump_format: DumpFormat) -> dict[str, Any]:
-    checks = ["size", "sha256", "zstd frame" if dump_format == "custom" else "gzip stream"]
+class InFlightScan:
+    """:func:`scan` over a stream while it is being written: the compressed chunks an upload sends
+    are handed to :meth:`feed`, and a thread decompresses them into ``pg_restore --list`` and
+    ``pg_restore --file=/dev/null`` (or checks the SQL's trailer), as a read-back would.
+
+    At most ``max_chunks`` chunks wait for the thread, so memory stays flat; a writer that outruns
+    it waits.
+    """
+
+    def __init__(
+        self, dump_format: DumpFormat, *, source: str, binaries: PgBinaries, max_chunks: int = 32
+    ) -> None:
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=max_chunks)
+        self._result: ScanResult | None = None
+        self._error: BaseException | None = None
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(dump_format, source, binaries), name="in-flight-scan", daemon=True
+        )
+        self._thread.start()
+
+    def _chunks(self) -> Iterator[bytes]:
+        while (chunk := self._queue.get()) is not None:
+            yield chunk
+
+    def _run(self, dump_format: DumpFormat, source: str, binaries: PgBinaries) -> None:
+        try:
+            self._result = scan(self._chunks(), dump_format, source=source, binaries=binaries)
+        except BaseException as exc:  # raised again by feed() or finish()
+            self._error = exc
+        finally:
+            self._stopped.set()
+
+    def _put(self, item: bytes | None) -> None:
+        while not self._stopped.is_set():
+            try:
+                self._queue.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+        if self._error is not None:
+            raise VerificationError(f"the in-flight check stopped: {self._error}") from None
+
+    def feed(self, chunk: bytes) -> None:
+        self._put(chunk)
+
+    def finish(self) -> ScanResult:
+        """End the stream and wait for the checks' result."""
+        self._put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise VerificationError(f"the in-flight check failed: {self._error}") from None
+        assert self._result is not None
+        return self._result
+
+    def abort(self) -> None:
+        """Stop the checks (the stream failed): the thread ends, pg_restore is killed."""
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self._queue.get_nowait()
+        with contextlib.suppress(queue.Full):
+            self._queue.put_nowait(None)
+        self._thread.join(timeout=60)
+
+
+def verification_record(
+    result: ScanResult, dump_format: DumpFormat, *, method: str = "read-back"
+) -> dict[str, Any]:
+    checks = ["part Content-MD5", "part list"] if method == "in-flight" else []
+    checks += ["size", "sha256", "zstd frame" if dump_format == "custom" else "gzip stream"]
     checks += ["pg_restore --list", "pg_restore full read"] if dump_format == "custom" else ["dump trailer"]
     return {
         "verified_at": datetime.now(UTC).isoformat(),
         "checks": checks,
+        "method": method,
         "archive_entries": result.archive_entries,
         "uncompressed_bytes": result.uncompressed_bytes,
     }

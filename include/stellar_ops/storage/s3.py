@@ -5,6 +5,8 @@ Errors are translated into one-line messages that name the bucket and the key.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import logging
 import queue
@@ -177,8 +179,10 @@ class S3Store:
         except Exception as exc:
             raise self._fail("abort of the multipart upload", key, exc) from None
 
-    def multipart(self, key: str, *, part_size: int, max_in_flight: int) -> MultipartUpload:
-        return MultipartUpload(self, key, part_size=part_size, max_in_flight=max_in_flight)
+    def multipart(
+        self, key: str, *, part_size: int, max_in_flight: int, metadata: dict[str, str] | None = None
+    ) -> MultipartUpload:
+        return MultipartUpload(self, key, part_size=part_size, max_in_flight=max_in_flight, metadata=metadata)
 
 
 class MultipartUpload:
@@ -188,9 +192,22 @@ class MultipartUpload:
     so memory stays flat at about ``part_size * (max_in_flight + 1)`` whatever the backup's size,
     and a writer that outruns S3 waits for a buffer to come back. Nothing is visible under the key
     until :meth:`complete`; :meth:`abort` discards every uploaded part.
+
+    The stored bytes are the bytes sent: every part carries its ``Content-MD5``, which the server
+    checks before it accepts the part (a part changed on the way is refused with ``BadDigest``),
+    and :meth:`complete` first compares the server's list of parts (numbers, sizes, ETags) with
+    what was sent, then the completed object's size.
     """
 
-    def __init__(self, store: S3Store, key: str, *, part_size: int, max_in_flight: int) -> None:
+    def __init__(
+        self,
+        store: S3Store,
+        key: str,
+        *,
+        part_size: int,
+        max_in_flight: int,
+        metadata: dict[str, str] | None = None,
+    ) -> None:
         if part_size < 5 * MIB:
             raise ValueError("S3 parts must be at least 5 MiB")
         self.store = store
@@ -202,13 +219,18 @@ class MultipartUpload:
         self._current: bytearray | None = None
         self._fill = 0
         self._parts: dict[int, str] = {}
+        self._sent: dict[int, tuple[int, str]] = {}  # part number -> (size, md5 hex)
         self._futures: list[Future[None]] = []
         self._pool = ThreadPoolExecutor(max_workers=max_in_flight, thread_name_prefix="s3-part")
         self._error: Exception | None = None
         self.bytes_written = 0
         try:
             response = store.client.create_multipart_upload(
-                Bucket=store.bucket, Key=key, ContentType="application/octet-stream", **store.write_args
+                Bucket=store.bucket,
+                Key=key,
+                ContentType="application/octet-stream",
+                Metadata=metadata or {},
+                **store.write_args,
             )
         except Exception as exc:
             self._pool.shutdown(wait=False)
@@ -251,13 +273,16 @@ class MultipartUpload:
 
     def _upload_part(self, number: int, buffer: bytearray) -> None:
         try:
+            md5 = hashlib.md5(buffer, usedforsecurity=False).digest()
             response = self.store.client.upload_part(
                 Bucket=self.store.bucket,
                 Key=self.key,
                 UploadId=self.upload_id,
                 PartNumber=number,
                 Body=buffer,
+                ContentMD5=base64.b64encode(md5).decode(),
             )
+            self._sent[number] = (len(buffer), md5.hex())
             self._parts[number] = response["ETag"]
         except Exception as exc:
             self._error = self.store._fail(f"upload of part {number}", self.key, exc)
@@ -278,6 +303,7 @@ class MultipartUpload:
         self._pool.shutdown(wait=True)
         if self._error:
             raise self._error
+        self._check_part_list()
         parts = [{"PartNumber": n, "ETag": self._parts[n]} for n in sorted(self._parts)]
         try:
             self.store.client.complete_multipart_upload(
@@ -288,6 +314,33 @@ class MultipartUpload:
             )
         except Exception as exc:
             raise self.store._fail("completion of the multipart upload", self.key, exc) from None
+        head = self.store.head(self.key)
+        if head is None or int(head["ContentLength"]) != self.bytes_written:
+            size = None if head is None else int(head["ContentLength"])
+            raise BackupError(
+                f"the completed {self.store.url(self.key)} holds {size} bytes, {self.bytes_written} were sent"
+            )
+
+    def _check_part_list(self) -> None:
+        """The server holds exactly the parts sent: the same numbers and sizes, and the same MD5s
+        where its ETags are MD5s (with SSE-KMS they are not)."""
+        listed: dict[int, tuple[int, str]] = {}
+        try:
+            paginator = self.store.client.get_paginator("list_parts")
+            pages = paginator.paginate(Bucket=self.store.bucket, Key=self.key, UploadId=self.upload_id)
+            for page in pages:
+                for part in page.get("Parts", []):
+                    listed[int(part["PartNumber"])] = (int(part["Size"]), str(part["ETag"]).strip('"'))
+        except Exception as exc:
+            raise self.store._fail("listing of the uploaded parts", self.key, exc) from None
+        compare_md5 = self.store.write_args.get("ServerSideEncryption") != "aws:kms"
+        for number in sorted(set(listed) | set(self._sent)):
+            sent, held = self._sent.get(number), listed.get(number)
+            if sent is None or held is None or sent[0] != held[0] or (compare_md5 and sent[1] != held[1]):
+                raise BackupError(
+                    f"part {number} of {self.store.url(self.key)} differs on the server ({held}) from what "
+                    f"was sent ({sent}): the upload is not completed"
+                )
 
     def abort(self) -> str | None:
         """Discard the upload; returns a message if the server could not be told (it may be down)."""

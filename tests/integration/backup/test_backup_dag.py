@@ -124,7 +124,8 @@ def test_pg_dump_killed_on_every_try_alerts_keeps_the_good_backups_and_clearing_
         f"*Run:* {failed.run_id}",
         "*Try:* 3 of 3",
         "pg_dump was killed by signal 9",
-        "*Runbook:* http",
+        "*Runbook:* RB-002 ",
+        "*Log:* http",
         "/dags/db_backup",
     ):
         assert expected in alert

@@ -31,7 +31,8 @@ def scratch_leftovers(stack) -> tuple[list[str], list[int]]:
     procs = []
     for proc in psutil.process_iter(["name", "cmdline"]):
         cmdline = " ".join(proc.info["cmdline"] or [])
-        if proc.info["name"] == "postgres" and "stellar-dr-" in cmdline:
+        # this stack's scratch servers only: their data directories are under its work dir
+        if proc.info["name"] == "postgres" and "stellar-dr-" in cmdline and str(work) in cmdline:
             procs.append(proc.pid)
     return dirs, procs
 
