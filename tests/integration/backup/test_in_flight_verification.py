@@ -146,3 +146,24 @@ def test_verify_read_back_reads_the_whole_object_before_the_manifest(stack, ops)
     record = flow.verify_backup(rt, draft)
     assert record["method"] == "read-back"
     assert "pg_restore full read" in record["checks"]
+
+
+def test_a_failed_forced_re_run_leaves_the_slots_verified_backup_as_it_was(stack, ops):
+    import hashlib
+
+    from tests.support.faults import PgDumpKiller
+
+    daily = job(stack, ops)
+    good = backup(daily)
+    store = ops.store()
+    with PgDumpKiller(after_bytes=6 << 20, times=1) as killer, pytest.raises(BackupError):
+        backup(daily, token="t2")
+    assert killer.killed
+    assert ops.objects() == published(good.key)
+    assert hashlib.sha256(store.get_bytes(good.key)).hexdigest() == good.sha256
+    assert store.get_json(good.key + ".manifest.json")["sha256"] == good.sha256
+
+    again = backup(daily, token="t3")  # a forced re-run that succeeds replaces it whole
+    assert again.sha256 != good.sha256 or again.started_at != good.started_at
+    assert ops.objects() == published(good.key)
+    assert hashlib.sha256(store.get_bytes(good.key)).hexdigest() == again.sha256
