@@ -1,0 +1,98 @@
+"""``tls_cert_check`` through ``dag.test()`` against the stack's nginx (certificate from pebble)."""
+
+from __future__ import annotations
+
+import pytest
+
+from stellar_ops.dev.acme import AcmeLab
+from stellar_ops.probes.tls import probe
+from tests.support.dagrun import run_dag
+
+pytestmark = pytest.mark.integration
+
+
+def _served(stack) -> str | None:
+    (domain,) = stack.tls["domains"]
+    return probe(
+        domain["host"], domain["port"], server_name=domain["server_name"], ca_bundle=domain["ca_bundle"]
+    ).serial
+
+
+def _grid_labels(outcome, task_id: str) -> list[str]:
+    """What the grid shows for each mapped instance of ``task_id``."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = session.query(TaskInstance).filter_by(
+            dag_id=outcome.dag_id, run_id=outcome.run_id, task_id=task_id
+        )
+        return [ti.rendered_map_index for ti in rows.order_by(TaskInstance.map_index)]
+
+
+def _latest(ops) -> dict:
+    return ops.store().get_json(f"{ops.prefix}tls/latest.json")
+
+
+def test_a_scheduled_check_probes_and_records_without_renewing(airflow_db, stack, ops, receiver):
+    # The stack's certificate has 20 days: warning, but renewal is set below 10 days here.
+    ops.update(tls={**stack.tls, "renew_below_days": 10})
+    served = _served(stack)
+
+    outcome = run_dag("tls_cert_check")
+
+    assert outcome.state == "success", outcome.tasks
+    assert outcome.tasks["probe_certificate"] == "success"
+    assert outcome.tasks["renew_certificate"] == "skipped"
+    assert outcome.tasks["record_results"] == "success"
+    assert _served(stack) == served
+    latest = _latest(ops)
+    (entry,) = latest["domains"]
+    assert entry["state"] == "warning" and entry["server_name"] == "escrow.test"
+    assert 19 < entry["days_left"] < 20.01
+    assert latest["checked_at"].endswith("+00:00")
+    assert receiver.texts() == []  # warning alerts nobody: the renewal handles it
+    assert _grid_labels(outcome, "probe_certificate") == [
+        f"escrow.test@127.0.0.1:{stack.tls['domains'][0]['port']}: warning, {entry['days_left']:.1f} days"
+    ]
+
+
+def test_force_renewal_serves_a_new_certificate(airflow_db, stack, ops, receiver):
+    ops.update(tls=stack.tls)
+    served = _served(stack)
+
+    outcome = run_dag("tls_cert_check", conf={"force_renewal": True})
+
+    assert outcome.state == "success", outcome.tasks
+    assert outcome.tasks["renew_certificate"] == "success"
+    assert _served(stack) != served
+    (entry,) = _latest(ops)["domains"]
+    assert entry["state"] == "warning"
+    assert any("TLS certificate renewed" in text for text in receiver.texts())
+
+
+def test_a_failed_renewal_turns_the_run_red_and_still_records(airflow_db, stack, ops, receiver):
+    ops.update(tls={**stack.tls, "certbot_server": "https://127.0.0.1:1/dir"})
+    served = _served(stack)
+
+    outcome = run_dag("tls_cert_check", conf={"force_renewal": True})
+
+    assert outcome.state == "failed"
+    assert outcome.tasks["renew_certificate"] == "failed"
+    assert outcome.tasks["record_results"] == "success"
+    assert _served(stack) == served
+    (entry,) = _latest(ops)["domains"]
+    assert entry["state"] == "warning"
+
+
+def test_an_unknown_domain_in_the_form_is_named(airflow_db, stack, ops):
+    ops.update(tls=stack.tls)
+
+    outcome = run_dag("tls_cert_check", conf={"domains": ["nope.test"]})
+
+    assert outcome.state == "failed"
+    assert outcome.tasks["list_domains"] == "failed"
+
+
+def test_acme_lab_is_part_of_the_stack(stack):
+    assert stack.tls["domains"][0]["server_name"] == AcmeLab(stack.data_dir).domain
