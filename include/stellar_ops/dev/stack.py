@@ -227,6 +227,8 @@ class StackInfo:
             }
         )
         env.update({f"STELLAR_{name.upper()}_PORT": str(port) for name, port in self.ports.items()})
+        if self.tls:
+            env["STELLAR_TLS_PORT"] = str(self.tls["domains"][0]["port"])
         return env
 
     def write_env_file(self, path: Path, extra: dict[str, str] | None = None) -> None:

@@ -65,3 +65,18 @@ def test_ci_runs_the_readme_test_command():
     assert "make test" in script
     assert (REPO / ".ci" / "run").stat().st_mode & 0o111
     assert "make test" in (REPO / "README.md").read_text()
+
+
+def test_compose_has_certbot_and_nginx_sharing_the_certificates_for_tls_cert_check():
+    services = compose()["services"]
+    certbot, nginx = services["certbot"], services["nginx"]
+    # tls_cert_check's docker mode runs commands in these containers by name
+    assert certbot["container_name"] == "certbot" and nginx["container_name"] == "nginx"
+    assert "letsencrypt:/etc/letsencrypt" in certbot["volumes"]
+    assert "letsencrypt:/etc/letsencrypt:ro" in nginx["volumes"]
+    assert "acme-webroot:/var/www/certbot" in certbot["volumes"]
+    assert "acme-webroot:/var/www/certbot:ro" in nginx["volumes"]
+    template = (REPO / "deploy" / "nginx" / "templates" / "escrow.conf.template").read_text()
+    assert "/etc/letsencrypt/live/escrow/fullchain.pem" in template
+    assert "root /var/www/certbot" in template
+    assert {"letsencrypt", "acme-webroot"} <= set(compose()["volumes"])
