@@ -260,9 +260,26 @@ class AcmeLab:
         self.reload_nginx()
 
     def reload_nginx(self) -> None:
+        """Reload nginx and wait until it serves the lineage's current certificate: its old workers
+        keep answering with the previous one for a moment after a reload."""
         done = subprocess.run(self.nginx_argv("-s", "reload"), capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise StellarOpsError(f"nginx reload failed: {done.stderr}")
+        expected = self.live_serial()
+        in_a_row = {"count": 0}
+
+        def serving() -> bool:
+            in_a_row["count"] = in_a_row["count"] + 1 if self.served_serial() == expected else 0
+            return in_a_row["count"] >= 3
+
+        wait_until(serving, timeout=30, interval=0.2, what=f"nginx to serve certificate {expected}")
+
+    def live_serial(self) -> str:
+        """The serial of the certificate certbot's ``live/`` link points to now."""
+        from cryptography import x509
+
+        cert = x509.load_pem_x509_certificate((self.live / "cert.pem").read_bytes())
+        return f"{cert.serial_number:x}"
 
     def served_serial(self) -> str | None:
         from stellar_ops.probes.tls import probe

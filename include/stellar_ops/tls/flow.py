@@ -144,7 +144,7 @@ def finding_for(result: TlsProbe) -> Finding | None:
 def _report(rt: Runtime, result: TlsProbe) -> None:
     line = describe(result)
     (rt.say if result.state == "ok" else rt.warn)(line)
-    rt.publish_metrics(PROCEDURE, metrics_for(result), grouping={"domain": result.label})
+    rt.publish_metrics(DAG_ID, metrics_for(result), grouping={"domain": result.label})
 
 
 def probe_domain(rt: Runtime, domain: TlsDomain, *, alert: bool = True) -> TlsProbe:
@@ -248,19 +248,20 @@ def renew_domain(
 
 
 def _reprobe(rt: Runtime, domain: TlsDomain, before: Mapping[str, Any]) -> TlsProbe:
-    """Probe until a new certificate is served twice in a row, or attempts run out.
+    """Probe until a new certificate is served three times in a row, or attempts run out.
 
     After a reload nginx's old workers drain for a moment and may still answer with the old
-    certificate: one new answer is not yet proof, two in a row ``tls.reload_settle_seconds`` apart are.
+    certificate: one new answer is not yet proof, three in a row ``tls.reload_settle_seconds``
+    apart are.
     """
     settings = rt.config.tls
     options = _probe_options(settings)
     new_in_a_row = 0
     result = probe_target(domain.target(), **options)
-    for _ in range(settings.reprobe_attempts + 1):
+    for _ in range(settings.reprobe_attempts + 2):
         renewed = result.serial is not None and result.serial != before.get("serial")
         new_in_a_row = new_in_a_row + 1 if renewed else 0
-        if new_in_a_row >= 2:
+        if new_in_a_row >= 3:
             break
         time.sleep(settings.reload_settle_seconds)
         result = probe_target(domain.target(), **options)
