@@ -96,3 +96,65 @@ def test_an_unknown_domain_in_the_form_is_named(airflow_db, stack, ops):
 
 def test_acme_lab_is_part_of_the_stack(stack):
     assert stack.tls["domains"][0]["server_name"] == AcmeLab(stack.data_dir).domain
+
+
+def test_each_domain_has_its_own_mapped_task_and_entry(airflow_db, stack, ops, receiver, endpoints):
+    ops.update(
+        tls={
+            **stack.tls,
+            "renew_below_days": 10,
+            "handshake_timeout_seconds": 1,
+            "domains": [
+                *stack.tls["domains"],
+                {
+                    "host": "127.0.0.1",
+                    "port": endpoints.ports["nothing_listening"],
+                    "server_name": "down.test",
+                },
+                {
+                    "host": "127.0.0.1",
+                    "port": endpoints.ports["valid_7"],
+                    "server_name": "escrow.test",
+                    "ca_bundle": str(endpoints.ca_bundle),
+                    "cert_name": "loopback",
+                },
+            ],
+        }
+    )
+
+    outcome = run_dag("tls_cert_check")
+
+    # the 7-day loopback certificate is due, but no certbot lineage "loopback" exists: red
+    assert outcome.state == "failed"
+    labels = _grid_labels(outcome, "probe_certificate")
+    assert [label.split(": ", 1)[1].split(",")[0] for label in labels] == [
+        "warning",
+        "unreachable",
+        "critical",
+    ]
+    renewals = _grid_labels(outcome, "renew_certificate")
+    assert renewals[0].endswith("not due (warning)") and renewals[1].endswith("not due (unreachable)")
+    entries = {(e["server_name"], e["port"]): e["state"] for e in _latest(ops)["domains"]}
+    assert entries == {
+        ("escrow.test", stack.tls["domains"][0]["port"]): "warning",
+        ("down.test", endpoints.ports["nothing_listening"]): "unreachable",
+        ("escrow.test", endpoints.ports["valid_7"]): "critical",
+    }
+    texts = receiver.texts()
+    assert sum("TLSEndpointUnreachable: down.test@" in t for t in texts) == 1
+    assert sum("TLSCertExpiringSoon: escrow.test@127.0.0.1:" in t for t in texts) == 1
+
+
+def test_a_run_for_one_domain_keeps_the_others_entries(airflow_db, stack, ops, endpoints):
+    down = {"host": "127.0.0.1", "port": endpoints.ports["nothing_listening"], "server_name": "down.test"}
+    ops.update(tls={**stack.tls, "renew_below_days": 10, "domains": [*stack.tls["domains"], down]})
+    assert run_dag("tls_cert_check").state == "success"
+    first = _latest(ops)
+
+    outcome = run_dag("tls_cert_check", conf={"domains": ["down.test"]})
+
+    assert outcome.state == "success"
+    second = _latest(ops)
+    assert second["checked_at"] > first["checked_at"]
+    assert [e["server_name"] for e in second["domains"]] == ["escrow.test", "down.test"]
+    assert second["domains"][0] == first["domains"][0]  # kept as it was
