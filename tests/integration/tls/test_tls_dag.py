@@ -158,3 +158,37 @@ def test_a_run_for_one_domain_keeps_the_others_entries(airflow_db, stack, ops, e
     assert second["checked_at"] > first["checked_at"]
     assert [e["server_name"] for e in second["domains"]] == ["escrow.test", "down.test"]
     assert second["domains"][0] == first["domains"][0]  # kept as it was
+
+
+def test_the_dag_and_stellar_ops_certs_check_record_and_alert_the_same(
+    airflow_db, stack, ops, receiver, endpoints
+):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    down = {"host": "127.0.0.1", "port": endpoints.ports["nothing_listening"], "server_name": "down.test"}
+    ops.update(tls={**stack.tls, "renew": False, "domains": [*stack.tls["domains"], down]})
+
+    assert run_dag("tls_cert_check").state == "success"
+    from_dag, dag_texts = _latest(ops), receiver.texts()
+    receiver.clear()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_CONN_", "AIRFLOW_VAR_"))}
+    cli = Path(sys.executable).parent / "stellar-ops"
+    result = subprocess.run(
+        [str(cli), "certs", "check", "--json"], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert result.returncode == 1, result.stderr  # one domain is unreachable
+    from_cli, cli_texts = _latest(ops), receiver.texts()
+
+    def comparable(document: dict) -> list[dict]:
+        return [
+            {**e, "days_left": round(e["days_left"], 2) if e["days_left"] is not None else None}
+            for e in document["domains"]
+        ]
+
+    assert comparable(from_cli) == comparable(from_dag)
+    assert [row["state"] for row in json.loads(result.stdout)] == ["warning", "unreachable"]
+    assert cli_texts == dag_texts and len(dag_texts) == 1 and "TLSEndpointUnreachable" in dag_texts[0]
