@@ -16,8 +16,9 @@
    `critical`, `expired` and `invalid` alert TLSCertExpiringSoon (P2), `unreachable` alerts
    TLSEndpointUnreachable (P2).
 3. `renew_certificate` (mapped): under `tls.renew_below_days`, or with `force_renewal`, runs
-   certbot (`tls.certbot_*`), reloads nginx (`tls.nginx_reload_command`), probes again and fails unless the served
-   certificate has a new serial and a later expiry; a success posts the old and new expiry.
+   certbot (`tls.certbot_*`), reloads nginx (`tls.nginx_reload_command`), probes again and
+   fails unless the served certificate has a new serial and a later expiry; a success posts the
+   old and new expiry.
    Skipped when no renewal is due. Unreachable domains are never renewed.
 4. `record_results`: writes every domain's final state to `<backup.prefix>tls/latest.json`
    (read by the morning health check). It runs even when a renewal failed; the run stays red.
