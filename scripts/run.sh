@@ -53,6 +53,7 @@ cat <<MSG
   Airflow UI:   http://127.0.0.1:$AIRFLOW_PORT   (login: admin / admin)
   Webhook log:  http://127.0.0.1:$STELLAR_RECEIVER_PORT/_received   (what alerts were sent)
   Pushgateway:  http://127.0.0.1:$STELLAR_PUSHGATEWAY_PORT
+  TLS (nginx):  https://escrow.test on 127.0.0.1:${STELLAR_TLS_PORT:-?}   (tls_cert_check; CA: $STELLAR_STACK_DATA/acme/acme-root.pem)
   Airflow log:  $AIRFLOW_HOME/standalone.log; stack logs in $STACK_DIR/logs/
 
   Press Ctrl-C to stop everything.

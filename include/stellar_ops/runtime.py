@@ -104,7 +104,9 @@ class Runtime:
             except StellarOpsError as exc:
                 self.warn(f"the finding was sent, but not to Alertmanager: {exc}")
 
-    def publish_metrics(self, procedure: str, points: list[metrics.Metric]) -> None:
+    def publish_metrics(
+        self, procedure: str, points: list[metrics.Metric], grouping: dict[str, str] | None = None
+    ) -> None:
         metrics.publish(
             points,
             procedure=procedure,
@@ -113,4 +115,5 @@ class Runtime:
             api=self.resources.endpoint("api"),
             say=self.say,
             warn=self.warn,
+            grouping=grouping,
         )

@@ -151,6 +151,7 @@ DOCKER_TASKS = {
     ("dr_restore_test", "create_scratch"),
     ("dr_restore_test", "restore_backup"),
     ("dr_restore_test", "drop_scratch"),
+    ("tls_cert_check", "renew_certificate"),
 }
 
 

@@ -18,7 +18,7 @@ from stellar_ops import registry
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGE = REPO / "include" / "stellar_ops"
-SHARED = ("core", "postgres", "storage", "backups")
+SHARED = ("core", "postgres", "storage", "backups", "probes")
 # a procedure's package is named after its config section
 PROCEDURE_PACKAGES = sorted({p.section for p in registry.PROCEDURES})
 

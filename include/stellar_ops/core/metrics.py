@@ -32,8 +32,16 @@ class MetricsError(StellarOpsError):
 
 
 def push_to_gateway(
-    url: str, *, job: str, procedure: str, metrics: list[Metric], timeout: float = 10.0
+    url: str,
+    *,
+    job: str,
+    procedure: str,
+    metrics: list[Metric],
+    timeout: float = 10.0,
+    grouping: dict[str, str] | None = None,
 ) -> None:
+    """``pushadd`` into the group ``procedure`` (plus ``grouping``'s labels, for example one group
+    per domain, so that one domain's push never replaces another's samples)."""
     from prometheus_client import CollectorRegistry, Gauge, pushadd_to_gateway
 
     registry = CollectorRegistry()
@@ -46,7 +54,11 @@ def push_to_gateway(
         (gauge.labels(**metric.labels) if metric.labels else gauge).set(metric.value)
     try:
         pushadd_to_gateway(
-            url, job=job, registry=registry, grouping_key={"procedure": procedure}, timeout=timeout
+            url,
+            job=job,
+            registry=registry,
+            grouping_key={**(grouping or {}), "procedure": procedure},
+            timeout=timeout,
         )
     except Exception as exc:  # urllib raises several types; all mean "not pushed"
         raise MetricsError(
@@ -80,6 +92,7 @@ def publish(
     api: HttpEndpoint | None,
     say: Callable[[str], None] = log.info,
     warn: Callable[[str], None] = log.warning,
+    grouping: dict[str, str] | None = None,
 ) -> None:
     """Push to the Pushgateway and, when the API is configured, POST to its /api/metrics."""
     if gateway is not None:
@@ -89,6 +102,7 @@ def publish(
             procedure=procedure,
             metrics=points,
             timeout=config.timeout_seconds,
+            grouping=grouping,
         )
         say(f"pushed {len(points)} metrics to {gateway.base_url} (job {config.job})")
     else:

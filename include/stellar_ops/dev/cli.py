@@ -86,6 +86,10 @@ def cmd_stack(args: argparse.Namespace) -> int:
     say(f"stack up in {time.monotonic() - started:.1f}s; exports in {state_dir / 'env'}")
     for name, port in sorted(info.ports.items()):
         say(f"  {name:<13} 127.0.0.1:{port}")
+    for domain in info.tls.get("domains", []):
+        say(
+            f"  {'nginx (TLS)':<13} 127.0.0.1:{domain['port']}  ({domain['server_name']}, certificate from pebble)"
+        )
     if not args.foreground:
         return 0
     stopping = {"now": False}

@@ -4,7 +4,9 @@
 - SeaweedFS as the S3 server, with the backups bucket created;
 - Redis, Prometheus Pushgateway and Alertmanager from the Debian packages;
 - the API stand-in (:mod:`stellar_ops.dev.api_stub`);
-- a webhook receiver (:mod:`stellar_ops.dev.receiver`) standing in for Slack.
+- a webhook receiver (:mod:`stellar_ops.dev.receiver`) standing in for Slack;
+- nginx serving HTTPS for ``escrow.test`` on a loopback port, with a certificate issued by a local
+  ACME server (pebble), renewable through certbot (:mod:`stellar_ops.dev.acme`).
 
 Each server runs in its own session with its data in a temporary directory and its log under
 ``<state_dir>/logs`` (the previous start's in ``logs.previous``); ``state.json`` records the pids so
@@ -36,6 +38,7 @@ from stellar_ops.core.processes import (
     unprivileged_user,
 )
 from stellar_ops.dev import demo_data
+from stellar_ops.dev.acme import AcmeLab
 from stellar_ops.postgres.server import LocalPgServer, read_postmaster_pid
 from stellar_ops.postgres.target import PgTarget
 
@@ -97,6 +100,7 @@ class StackInfo:
     s3_access_key: str = "stellar-ops"
     s3_secret_key: str = field(default="", repr=False)
     webhook_token: str = field(default="", repr=False)
+    tls: dict[str, Any] = field(default_factory=dict)  # the ``tls`` config section of the stack's nginx
 
     @property
     def db(self) -> PgTarget:
@@ -183,6 +187,7 @@ class StackInfo:
             "backup": {"bucket": BUCKET, "local_dir": str(Path(self.data_dir) / "local-backups")},
             "dr": {"work_dir": str(Path(self.data_dir) / "scratch")},
             "alerts": {"alertmanager_severities": ["P1", "P2"]},
+            **({"tls": self.tls} if self.tls else {}),
         }
 
     def env(self) -> dict[str, str]:
@@ -218,9 +223,12 @@ class StackInfo:
                 "STELLAR_S3_SECRET_KEY": self.s3_secret_key,
                 "STELLAR_WEBHOOK_URL": self.webhook_url,
                 "STELLAR_PAGING_WEBHOOK_URL": self.paging_webhook_url,
+                "STELLAR_TLS_CONFIG": json.dumps(self.tls or {}),
             }
         )
         env.update({f"STELLAR_{name.upper()}_PORT": str(port) for name, port in self.ports.items()})
+        if self.tls:
+            env["STELLAR_TLS_PORT"] = str(self.tls["domains"][0]["port"])
         return env
 
     def write_env_file(self, path: Path, extra: dict[str, str] | None = None) -> None:
@@ -274,8 +282,12 @@ def _program(name: str) -> str:
 class Stack:
     """Starts and stops the local stack; see the module docstring."""
 
-    def __init__(self, state_dir: Path, *, fixed_ports: bool = False, demo_rows: int = 3000) -> None:
+    def __init__(
+        self, state_dir: Path, *, fixed_ports: bool = False, demo_rows: int = 3000, acme: bool = True
+    ) -> None:
         self.state_dir = Path(state_dir).resolve()
+        self.acme = acme
+        self.acme_lab: AcmeLab | None = None
         self.fixed_ports = fixed_ports
         self.demo_rows = demo_rows
         self.processes: dict[str, ManagedProcess] = {}
@@ -311,6 +323,8 @@ class Stack:
             self._start_alertmanager()
             self._start_receiver()
             self._start_api(fresh_keys=True)
+            if self.acme:
+                self._start_acme()
             self.seed()
         except BaseException:
             self.down()
@@ -483,6 +497,18 @@ class Stack:
         argv += ["--env-file", str(self.api_env_file), "--state-dir", str(Path(self.info.data_dir) / "api")]
         self._spawn("api", argv, port)
 
+    def _start_acme(self) -> None:
+        assert self.info is not None
+        lab = AcmeLab(Path(self.info.data_dir) / "acme", logs=self.logs / "acme")
+        self.acme_lab = lab
+        try:
+            lab.up()
+        finally:
+            self.info.pids.update({f"acme-{name}": pid for name, pid in lab.pids().items()})
+            self.info.save()
+        self.info.tls = lab.tls_config()
+        self.info.save()
+
     def restart_api(self) -> None:
         """Stop and start the API stand-in: it re-reads its env file (rotated keys)."""
         process = self.processes.get("api")
@@ -496,6 +522,8 @@ class Stack:
         demo_data.generate(self.info.db, trades=self.demo_rows)
 
     def down(self) -> None:
+        if self.acme_lab is not None:
+            self.acme_lab.down()
         if self.info is not None:
             stop_recorded(self.info)
         for process in reversed(list(self.processes.values())):

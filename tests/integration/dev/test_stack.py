@@ -241,6 +241,9 @@ def test_make_stack_path_starts_writes_exports_and_stops(tmp_path):
             "alertmanager",
             "receiver",
             "api",
+            "acme-challtestsrv",
+            "acme-pebble",
+            "acme-nginx",
         }
     finally:
         down = subprocess.run(

@@ -15,6 +15,7 @@ from stellar_ops.dr.config import DrConfig
 from stellar_ops.health.config import HealthConfig
 from stellar_ops.maintenance.config import MaintenanceConfig
 from stellar_ops.registry import StellarOpsConfig, parse_config, reference_markdown
+from stellar_ops.tls.config import TlsConfig
 
 # -- defaults -------------------------------------------------------------------------------------
 
@@ -374,6 +375,7 @@ SECTIONS: dict[str, type[BaseModel]] = {
     "dr": DrConfig,
     "maintenance": MaintenanceConfig,
     "health": HealthConfig,
+    "tls": TlsConfig,
     "alerts": AlertsConfig,
     "metrics": MetricsConfig,
 }

@@ -183,13 +183,29 @@ def test_minio_creates_the_bucket_the_config_names(compose):
     assert s3["extra"]["endpoint_url"] == "http://minio:9000"
 
 
-def test_nginx_and_certbot_share_the_certificate_volume_with_the_docker_workers(compose):
+def test_nginx_and_certbot_share_the_certificates_and_tls_cert_check_renews_in_them(compose):
     def volumes(name: str) -> set[str]:
         return {m["source"] for m in compose["services"][name]["volumes"] if m["type"] == "volume"}
 
-    assert {"letsencrypt", "acme-webroot"} <= volumes("nginx") & volumes("certbot") & volumes(
-        "airflow-worker-docker"
-    )
+    services = compose["services"]
+    assert {"letsencrypt", "acme-webroot"} <= volumes("nginx") & volumes("certbot")
+    config = parse_config(services["airflow-worker-docker"]["environment"]["AIRFLOW_VAR_STELLAR_OPS_CONFIG"])
+    tls = config.tls
+    # docker mode runs certbot and the nginx reload in these containers, by name
+    assert tls.executor == "docker"
+    assert services["certbot"]["container_name"] == tls.certbot_container
+    assert services["nginx"]["container_name"] == tls.nginx_container
+    script = tls.certbot_command[-1]
+    assert script.startswith("/deploy/certbot/")
+    assert (REPO / "deploy" / "certbot" / Path(script).name).exists()
+    (domain,) = tls.domains
+    assert domain.server_name == env_example()["TLS_DOMAIN"] and domain.host == "nginx"
+    webroot = tls.certbot_certonly_args[tls.certbot_certonly_args.index("-w") + 1]
+    template = (REPO / "deploy" / "nginx" / "stellar.conf.template").read_text()
+    assert f"root {webroot};" in template
+    assert "/etc/letsencrypt/serving/fullchain.pem" in template
+    assert "live/escrow" in (REPO / "deploy" / "certbot" / "certbot.sh").read_text()
+    assert domain.cert_name == "escrow"
 
 
 def dockerfile_majors() -> list[int]:

@@ -1,0 +1,1 @@
+"""Read-only probes of what the service exposes (TLS endpoints), shared by the procedures."""
