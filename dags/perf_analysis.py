@@ -74,8 +74,8 @@ def perf_analysis() -> None:
         return steps.list_checks((params or {}).get("checks"))
 
     @task(map_index_template="{{ check_name }}")
-    def check_performance(name: str) -> dict:
-        return steps.check_performance(name)
+    def check_performance(check: str) -> dict:
+        return steps.check_performance(check)
 
     @task
     def assemble_report(results: list, params: dict | None = None) -> dict:
@@ -85,7 +85,7 @@ def perf_analysis() -> None:
     def publish_report(assembled: dict) -> dict:
         return steps.publish_report(assembled)
 
-    results = check_performance.expand(name=list_checks())
+    results = check_performance.expand(check=list_checks())
     publish_report(assemble_report(results))
 
 

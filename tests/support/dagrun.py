@@ -55,9 +55,11 @@ def run_dag(
 ) -> Outcome:
     """One run (a re-run if the logical date was run before), in this process, to the end."""
     from airflow.models.taskinstance import TaskInstance
+    from airflow.sdk.definitions._internal.expandinput import EXPAND_INPUT_EMPTY
     from airflow.utils.session import create_session
 
-    dag = copy.deepcopy(get_dag(dag_id))
+    # Mapped @task operators test their expand input against this sentinel by identity.
+    dag = copy.deepcopy(get_dag(dag_id), {id(EXPAND_INPUT_EMPTY): EXPAND_INPUT_EMPTY})
     # In-process runs share parsed DAGs, whose Params keep the last run's conf as their value:
     # pass every param explicitly so each run starts from the declared defaults.
     defaults = {name: dag.params.get_param(name).value for name in dag.params}

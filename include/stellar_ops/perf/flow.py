@@ -45,7 +45,7 @@ def run_check(rt: Runtime, name: str) -> CheckResult:
     elif name == "redis_hit_rate":
         result = sources.redis_hit_rate(rt.resources.redis(), settings)
     elif name == "containers":
-        result = sources.containers(rt.resources.docker(), settings)
+        result = _containers(rt)
     elif name == "disk":
         result = sources.disk(settings)
     else:
@@ -55,6 +55,21 @@ def run_check(rt: Runtime, name: str) -> CheckResult:
     for finding in result.findings:
         rt.say(f"  {finding}")
     return result
+
+
+def _containers(rt: Runtime) -> CheckResult:
+    try:
+        # the client asks the daemon its API version as it is made
+        client = rt.resources.docker()
+    except ConfigError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - docker-py wraps every transport error differently
+        return unknown("containers", f"the Docker daemon did not answer ({type(exc).__name__}: {_line(exc)})")
+    return sources.containers(client, rt.config.perf)
+
+
+def _line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:200]
 
 
 def _database_check(rt: Runtime, name: str) -> CheckResult:

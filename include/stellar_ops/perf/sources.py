@@ -18,7 +18,10 @@ def api_latency(endpoint: HttpEndpoint | None, settings: PerfConfig) -> CheckRes
     import requests
 
     if endpoint is None:
-        return unknown("api_latency", "no API connection is configured (connections.api)")
+        return unknown(
+            "api_latency",
+            "the API is not configured (connections.api; STELLAR_API_URL and STELLAR_API_KEY for the CLI)",
+        )
     url = endpoint.url("/health/metrics")
     try:
         response = requests.get(
@@ -60,7 +63,7 @@ def redis_hit_rate(target: RedisTarget | None, settings: PerfConfig) -> CheckRes
     import redis
 
     if target is None:
-        return unknown("redis_hit_rate", "no Redis connection is configured (connections.redis)")
+        return unknown("redis_hit_rate", "Redis is not configured (connections.redis; REDIS_URL for the CLI)")
     client = redis.Redis(
         host=target.host,
         port=target.port,
@@ -130,7 +133,9 @@ def _memory_bytes(stats: dict[str, Any]) -> int:
 def containers(client: Any | None, settings: PerfConfig) -> CheckResult:
     """CPU and memory of the running containers; the indexer is graded on its memory."""
     if client is None:
-        return unknown("containers", "no Docker connection is configured (connections.docker)")
+        return unknown(
+            "containers", "no Docker connection is configured (connections.docker; DOCKER_HOST for the CLI)"
+        )
     try:
         listed = client.containers()
         report = []
