@@ -1,4 +1,4 @@
-"""``make bench``: ``python -m bench [--sizes 100,1024] [--only parse|backup|perf]``.
+"""``make bench``: ``python -m bench [--sizes 100,1024] [--only parse|backup|health|perf]``.
 
 Every number is a ratio against a baseline measured in the same run on the same machine.
 """
@@ -10,7 +10,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from bench import backup, parse, perf, restore
+from bench import backup, health, parse, perf, restore
 from bench.report import save
 from stellar_ops.dev import demo_data
 from stellar_ops.dev.stack import Stack
@@ -19,7 +19,7 @@ from stellar_ops.dev.stack import Stack
 def main() -> None:
     parser = argparse.ArgumentParser(prog="make bench")
     parser.add_argument("--sizes", default="100,1024", help="database sizes in MiB, ascending")
-    parser.add_argument("--only", choices=["parse", "backup", "perf"], help="run one part")
+    parser.add_argument("--only", choices=["parse", "backup", "health", "perf"], help="run one part")
     args = parser.parse_args()
     results: dict = {}
     if args.only in (None, "parse"):
@@ -48,6 +48,14 @@ def main() -> None:
         finally:
             stack.down()
             shutil.rmtree(work, ignore_errors=True)
+            shutil.rmtree(state, ignore_errors=True)
+    if args.only in (None, "health"):
+        state = Path(tempfile.mkdtemp(prefix="stellar-bench-stack-"))
+        stack = Stack(state, demo_rows=1000)
+        try:
+            results["health"] = health.run(stack.up())
+        finally:
+            stack.down()
             shutil.rmtree(state, ignore_errors=True)
     print(f"\nresults saved to {save(results)}")
 

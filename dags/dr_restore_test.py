@@ -57,6 +57,7 @@ from airflow.sdk import (
 from stellar_ops.adapters import dr as steps
 from stellar_ops.adapters.common.assets import BACKUP_ASSET
 from stellar_ops.adapters.common.dag import procedure_dag
+from stellar_ops.adapters.common.queues import docker_queue
 
 
 @procedure_dag(
@@ -94,10 +95,11 @@ def dr_restore_test() -> None:
         return steps.check_backup(resolved)
 
     @setup
+    @task(**docker_queue())
     def create_scratch(params: dict | None = None) -> dict:
         return steps.create_scratch((params or {})["scratch_backend"])
 
-    @task
+    @task(**docker_queue())
     def restore_backup(resolved: dict, handle: dict, params: dict | None = None) -> dict:
         return steps.restore_backup(resolved, handle, (params or {})["keep_scratch_on_failure"])
 
@@ -114,6 +116,7 @@ def dr_restore_test() -> None:
         return steps.verify_sanity_queries(restored)
 
     @teardown
+    @task(**docker_queue())
     def drop_scratch(handle: dict, params: dict | None = None) -> list:
         return steps.drop_scratch(handle, (params or {})["keep_scratch_on_failure"])
 

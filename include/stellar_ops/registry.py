@@ -26,6 +26,8 @@ from stellar_ops.core.config import reference_markdown as _reference_markdown
 from stellar_ops.core.taxonomy import OWNERS, SEVERITIES, DagEntry, Procedure
 from stellar_ops.dr.config import DrConfig
 from stellar_ops.dr.procedure import PROCEDURE as DR
+from stellar_ops.health.config import HealthConfig
+from stellar_ops.health.procedure import PROCEDURE as HEALTH
 from stellar_ops.maintenance.config import MaintenanceConfig
 from stellar_ops.maintenance.procedure import PROCEDURE as MAINTENANCE
 from stellar_ops.perf.config import PerfConfig
@@ -38,12 +40,13 @@ class StellarOpsConfig(RootSection):
     retention: RetentionConfig = Field(default_factory=RetentionConfig)  # type: ignore[arg-type]
     dr: DrConfig = Field(default_factory=DrConfig)  # type: ignore[arg-type]
     maintenance: MaintenanceConfig = Field(default_factory=MaintenanceConfig)  # type: ignore[arg-type]
+    health: HealthConfig = Field(default_factory=HealthConfig)  # type: ignore[arg-type]
     perf: PerfConfig = Field(default_factory=PerfConfig)  # type: ignore[arg-type]
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)  # type: ignore[arg-type]
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)  # type: ignore[arg-type]
 
 
-PROCEDURES: tuple[Procedure, ...] = (BACKUP, DR, MAINTENANCE, PERF)
+PROCEDURES: tuple[Procedure, ...] = (BACKUP, DR, MAINTENANCE, HEALTH, PERF)
 CATALOGUE: dict[str, DagEntry] = {entry.dag_id: entry for p in PROCEDURES for entry in p.dags}
 
 

@@ -143,21 +143,43 @@ def test_every_task_retries_times_out_and_alerts(dags):
             assert task.retry_policy is not None, where
 
 
+DEPLOYED_ENV = {"STELLAR_OPS_DEADLINES": '{"enabled": true}', "STELLAR_OPS_DOCKER_QUEUE": "docker"}
+
+# The tasks that may call the Docker daemon: only these go to the docker queue, whose workers
+# alone mount the socket (docker-compose.yaml).
+DOCKER_TASKS = {
+    ("dr_restore_test", "create_scratch"),
+    ("dr_restore_test", "restore_backup"),
+    ("dr_restore_test", "drop_scratch"),
+}
+
+
 @pytest.fixture(scope="module")
 def dags_with_deadlines():
-    """The DAGs as the DAG processor of a deployment parses them: with their deadlines."""
+    """The DAGs as the DAG processor of docker-compose.yaml parses them: with their deadlines and
+    the docker queue."""
     import os
 
     from airflow.dag_processing.dagbag import DagBag
 
-    before = os.environ.get("STELLAR_OPS_DEADLINES")
-    os.environ["STELLAR_OPS_DEADLINES"] = '{"enabled": true}'
+    before = {name: os.environ.get(name) for name in DEPLOYED_ENV}
+    os.environ.update(DEPLOYED_ENV)
     try:
         bag = DagBag(str(REPO / "dags"))
     finally:
-        os.environ["STELLAR_OPS_DEADLINES"] = before or ""
+        for name, value in before.items():
+            os.environ[name] = value or ""
     assert bag.import_errors == {}
     return list(bag.dags.values())
+
+
+def test_only_the_tasks_that_use_docker_run_on_the_docker_queue(dags, dags_with_deadlines):
+    on_docker_queue = {
+        (d.dag_id, t.task_id) for d in dags_with_deadlines for t in d.tasks if t.queue == "docker"
+    }
+    assert on_docker_queue == DOCKER_TASKS
+    # without the setting (the local stack, the tests), every task stays on the default queue
+    assert {t.queue for d in dags for t in d.tasks} == {"default"}
 
 
 def test_every_dag_has_its_deadline_alert(dags_with_deadlines):

@@ -7,6 +7,7 @@ import pytest
 from stellar_ops.core.processes import unprivileged_user
 from stellar_ops.postgres.server import LocalPgServer
 from stellar_ops.postgres.target import connect
+from tests.support.fixtures import reachable_dir
 
 pytestmark = pytest.mark.e2e
 
@@ -14,9 +15,12 @@ PASSWORD = "e2e:p@ss/w?rd"
 
 
 @pytest.fixture(scope="module")
-def target_server(api, tmp_path_factory):
-    base = tmp_path_factory.mktemp("restore-target")
-    base.chmod(0o755)
+def target_server(api):
+    with reachable_dir() as base:
+        yield from _serve(api, base)
+
+
+def _serve(api, base):
     server = LocalPgServer(
         base / "pg", run_as=unprivileged_user("postgres"), superuser="dba", password=PASSWORD
     )

@@ -64,21 +64,31 @@ class PgDumpKiller(_PgDumpPoller):
     """Kills pg_dump children with SIGKILL once they have written ``after_bytes``.
 
     ``times`` bounds how many it kills (None: every one), so a first try can die and a retry live.
+    ``sparing``: children whose argv holds this argument are left alone (for example the
+    verification's ``--file=/dev/null`` read of an archive, when the restore's is the target).
     """
 
     def __init__(
-        self, *, after_bytes: int = 1 << 20, times: int | None = 1, program: str = "pg_dump"
+        self,
+        *,
+        after_bytes: int = 1 << 20,
+        times: int | None = 1,
+        program: str = "pg_dump",
+        sparing: str | None = None,
     ) -> None:
         super().__init__()
         self.program = program
         self.after_bytes = after_bytes
         self.times = times
+        self.sparing = sparing
         self.killed: list[int] = []
 
     def done(self) -> bool:
         return self.times is not None and len(self.killed) >= self.times
 
     def visit(self, child: psutil.Process) -> bool:
+        if self.sparing is not None and self.sparing in child.cmdline():
+            return True
         if _written(child.pid) < self.after_bytes:
             return False
         child.send_signal(signal.SIGKILL)

@@ -133,7 +133,7 @@ def ops(
 
 
 @contextlib.contextmanager
-def _reachable_dir() -> Iterator[Path]:
+def reachable_dir() -> Iterator[Path]:
     """A directory a PostgreSQL server running as an unprivileged user can reach."""
     import shutil
     import tempfile
@@ -149,7 +149,7 @@ def _reachable_dir() -> Iterator[Path]:
 @pytest.fixture
 def server_dir() -> Iterator[Path]:
     """A directory a PostgreSQL server running as an unprivileged user can reach."""
-    with _reachable_dir() as path:
+    with reachable_dir() as path:
         yield path
 
 
@@ -169,7 +169,7 @@ def backup_key(airflow_db, ops) -> str:
 def scratch() -> Iterator[PgTarget]:
     """A scratch server tuned as the DR test's (``wal_level=minimal``), for one test module."""
     with (
-        _reachable_dir() as work,
+        reachable_dir() as work,
         LocalScratch(name=scratch_name("test"), work_dir=work, binaries=find_binaries()).running() as server,
     ):
         yield server.target()

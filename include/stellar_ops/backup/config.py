@@ -57,6 +57,12 @@ class BackupConfig(Section):
     pg_bin_dir: str | None = Field(
         None, description="Directory holding pg_dump/pg_restore/psql; null picks the newest installed."
     )
+    supported_server_majors: list[int] = Field(
+        [15, 16, 17],
+        min_length=1,
+        description="PostgreSQL server majors a backup is taken from; the image ships a pg_dump for each "
+        "(the deployment's PG_MAJORS). Another major is refused before anything is dumped.",
+    )
     stale_upload_hours: int = Field(
         24, ge=1, description="Unfinished uploads older than this are aborted by retention."
     )

@@ -112,7 +112,13 @@ class BackupJob:
         )
 
     def _check_pg_dump(self, version_num: int, version: str) -> str:
-        """pg_dump must be at least the server's major version; returns its version text."""
+        """The server's major is supported and pg_dump is at least that major; its version text."""
+        supported = self.config.supported_server_majors
+        if major_of(version_num) not in supported:
+            raise PrerequisiteError(
+                f"the server runs PostgreSQL {version}, whose major {major_of(version_num)} is not in "
+                f"backup.supported_server_majors {supported}: add it there and install its client programs"
+            )
         dump_major, dump_version = self.binaries.version("pg_dump")
         if dump_major < major_of(version_num):
             raise PrerequisiteError(

@@ -267,3 +267,11 @@ def test_a_verified_backup_of_the_slot_is_detected(stack, ops):
     take_backup(job)
     assert job.check_prerequisites(SLOT).verified_backup_exists
     assert not job.check_prerequisites(SLOT + timedelta(days=1)).verified_backup_exists
+
+
+def test_a_server_major_outside_the_supported_ones_is_refused_naming_it(stack, ops):
+    job = make_job(stack, ops, supported_server_majors=[16, 17])
+    with pytest.raises(
+        PrerequisiteError, match=r"major 15 is not in backup.supported_server_majors \[16, 17\]"
+    ):
+        job.check_prerequisites(SLOT)

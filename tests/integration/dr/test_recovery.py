@@ -21,6 +21,7 @@ from stellar_ops.core.processes import unprivileged_user
 from stellar_ops.postgres.server import LocalPgServer
 from stellar_ops.postgres.target import connect
 from tests.support.faults import PgDumpKiller, gauge
+from tests.support.fixtures import reachable_dir
 
 pytestmark = pytest.mark.integration
 
@@ -30,9 +31,12 @@ DATABASE = "stellar_escrow_20261122_020000"  # named after the backup_key fixtur
 
 
 @pytest.fixture(scope="module")
-def second_server(tmp_path_factory):
-    base = tmp_path_factory.mktemp("second-server")
-    base.chmod(0o755)
+def second_server():
+    with reachable_dir() as base:
+        yield from _serve(base)
+
+
+def _serve(base):
     server = LocalPgServer(
         base / "pg", run_as=unprivileged_user("postgres"), superuser="dba", password=PASSWORD
     )
@@ -148,7 +152,9 @@ def test_with_replace_a_restore_that_fails_half_way_keeps_the_old_database(
 ):
     assert restore(stack, ops, second_server, "--backup", backup_key, "--database", "kept").returncode == 0
     before = counts(second_server, "kept")
-    with PgDumpKiller(program="pg_restore", after_bytes=256 << 10, times=1) as killer:
+    with PgDumpKiller(
+        program="pg_restore", after_bytes=256 << 10, times=1, sparing="--file=/dev/null"
+    ) as killer:
         failed = restore(stack, ops, second_server, "--backup", backup_key, "--database", "kept", "--replace")
     assert killer.killed, "pg_restore was never killed"
     assert failed.returncode == 2

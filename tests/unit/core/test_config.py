@@ -12,6 +12,7 @@ from stellar_ops.backup.config import BackupConfig, RetentionConfig
 from stellar_ops.core.config import VARIABLE_NAME, AlertsConfig, ConnectionIds, MetricsConfig
 from stellar_ops.core.errors import ConfigError
 from stellar_ops.dr.config import DrConfig
+from stellar_ops.health.config import HealthConfig
 from stellar_ops.maintenance.config import MaintenanceConfig
 from stellar_ops.perf.config import PerfConfig
 from stellar_ops.registry import StellarOpsConfig, parse_config, reference_markdown
@@ -373,6 +374,7 @@ SECTIONS: dict[str, type[BaseModel]] = {
     "retention": RetentionConfig,
     "dr": DrConfig,
     "maintenance": MaintenanceConfig,
+    "health": HealthConfig,
     "perf": PerfConfig,
     "alerts": AlertsConfig,
     "metrics": MetricsConfig,

@@ -1,63 +1,225 @@
-"""The production-like deployment files: docker-compose.yaml, Dockerfile, .ci/run (no Docker here)."""
+"""The production deployment: docker-compose.yaml as a real compose parser reads it, the Dockerfile
+linted, and the points that need no Docker engine: queues and the socket, networks, secrets, the
+image's PostgreSQL majors, health checks. (No Docker engine runs here.)"""
 
 from __future__ import annotations
 
+import json
+import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
-import yaml
+import pytest
+
+from stellar_ops.backup.config import BackupConfig
+from stellar_ops.core.config import ConnectionIds
+from stellar_ops.registry import parse_config
 
 REPO = Path(__file__).resolve().parents[3]
+BIN = Path(sys.executable).parent
+SOCKET = "/var/run/docker.sock"
+AIRFLOW_COMPONENTS = {
+    "airflow-init",
+    "airflow-apiserver",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-triggerer",
+    "airflow-worker",
+    "airflow-worker-docker",
+}
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|FERNET|TOKEN|_KEY$|^AIRFLOW_CONN_")
 
 
-def compose() -> dict:
+def env_example() -> dict[str, str]:
+    values = {}
+    for line in (REPO / ".env.example").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            values[name] = value.strip("'")
+    return values
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    """The deployment's files with .env.example as its .env, as an operator first sets it up."""
+    root = tmp_path_factory.mktemp("deployment")
+    for name in ("docker-compose.yaml", "Dockerfile", ".env.example"):
+        shutil.copy(REPO / name, root / name)
+    shutil.copytree(REPO / "deploy", root / "deploy")
+    shutil.copy(REPO / ".env.example", root / ".env")
+    return root
+
+
+@pytest.fixture(scope="module")
+def compose(project) -> dict:
+    """``docker compose config``: the real compose parser's model, interpolated from .env."""
+    result = subprocess.run(
+        [str(BIN / "docker-compose"), "--project-directory", str(project), "config", "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def raw_compose() -> dict:
+    """The file before interpolation: what is written in it."""
+    import yaml
+
     return yaml.safe_load((REPO / "docker-compose.yaml").read_text())
 
 
-def test_compose_runs_celery_with_two_workers_a_postgres_metadata_db_and_a_redis_broker():
-    services = compose()["services"]
-    assert {
-        "postgres",
-        "redis",
-        "airflow-init",
-        "airflow-apiserver",
-        "airflow-scheduler",
-        "airflow-dag-processor",
-        "airflow-triggerer",
-        "airflow-worker",
-    } <= set(services)
-    worker = services["airflow-worker"]
-    assert worker["command"] == "celery worker"
-    assert worker["deploy"]["replicas"] == 2
-    for name, service in services.items():
-        if not name.startswith("airflow-") or name == "airflow-cli":
-            continue
-        env = service["environment"]
+def test_compose_is_airflow_3s_layout_with_celery_postgres_redis_minio_nginx_and_certbot(compose):
+    services = compose["services"]
+    assert AIRFLOW_COMPONENTS | {"postgres", "redis", "minio", "minio-init", "nginx", "certbot"} <= set(
+        services
+    )
+    assert services["airflow-worker"]["command"] == ["celery", "worker", "--queues", "default"]
+    assert services["airflow-worker"]["deploy"]["replicas"] == 2
+    for name in AIRFLOW_COMPONENTS:
+        env = services[name]["environment"]
         assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor", name
-        assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith(
-            "postgresql+psycopg2://airflow:${AIRFLOW_DB_PASSWORD}@postgres/"
-        )
-        assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://")
+        assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql+psycopg2://airflow:"), name
+        assert env["AIRFLOW__CELERY__BROKER_URL"] == "redis://:@redis:6379/0", name
         # every component must share these, or tasks fail to authenticate to the API server
-        assert env["AIRFLOW__API_AUTH__JWT_SECRET"] == "${AIRFLOW_JWT_SECRET}", name
+        assert env["AIRFLOW__API_AUTH__JWT_SECRET"] == env_example()["AIRFLOW_JWT_SECRET"], name
         assert env["AIRFLOW__API__BASE_URL"] == "http://airflow-apiserver:8080", name
 
 
-def test_compose_secrets_come_from_the_env_file_with_an_example_for_each():
-    text = (REPO / "docker-compose.yaml").read_text()
-    example = (REPO / ".env.example").read_text()
-    import re
-
-    for name in set(re.findall(r"\$\{(\w+)\}", text)):
-        assert f"{name}=" in example, f".env.example lacks {name}"
+def test_every_long_running_service_has_a_health_check(compose):
+    for name, service in compose["services"].items():
+        one_shot = service.get("restart") == "no" or service.get("profiles")
+        if not one_shot:
+            assert service.get("healthcheck", {}).get("test"), f"{name} has no health check"
 
 
-def test_the_image_installs_the_pinned_requirements_and_the_package():
-    dockerfile = (REPO / "Dockerfile").read_text()
-    assert "FROM apache/airflow:3.3.2-python3.11" in dockerfile
-    assert "pip install --no-cache-dir -r /opt/stellar-ops/requirements.txt" in dockerfile
-    assert "postgresql-client-15" in dockerfile
-    requirements = (REPO / "requirements.txt").read_text()
-    assert "apache-airflow==3.3.2" in requirements
+def test_every_dependency_volume_and_network_a_service_names_is_defined(compose, raw_compose):
+    services = compose["services"]
+    for name, service in services.items():
+        for dependency in service.get("depends_on", {}):
+            assert dependency in services, f"{name} depends on undefined {dependency}"
+        for mount in service.get("volumes", []):
+            if mount["type"] == "volume":
+                assert mount["source"] in raw_compose["volumes"], f"{name} mounts undefined {mount['source']}"
+            elif mount["type"] == "bind" and not mount["source"].startswith("/var/run/"):
+                assert Path(mount["source"]).exists(), f"{name} binds missing {mount['source']}"
+        for network in service.get("networks", {}):
+            assert network == "default" or network in raw_compose["networks"], f"{name}: {network}"
+
+
+def test_every_variable_the_deployment_reads_is_in_env_example():
+    example = env_example()
+    texts = [(REPO / "docker-compose.yaml").read_text()]
+    texts += [p.read_text() for p in (REPO / "deploy").rglob("*") if p.is_file()]
+    names = set()
+    for text in texts:
+        names |= set(re.findall(r"(?<!\$)\$\{(\w+)(?::?[-?][^}]*)?\}", text))
+    nginx_runtime = {"host", "request_uri", "proxy_add_x_forwarded_for"}  # nginx's own variables
+    missing = sorted(names - set(example) - nginx_runtime)
+    assert not missing, f".env.example lacks {missing}"
+
+
+def test_no_secret_is_written_inline_and_the_example_holds_only_placeholders(raw_compose):
+    common = raw_compose["x-airflow-common"]["environment"]
+    services = [common] + [s.get("environment", {}) for s in raw_compose["services"].values()]
+    for env in services:
+        for name, value in env.items() if isinstance(env, dict) else []:
+            if SECRET_NAME.search(name) and name != "STELLAR_OPS_DOCKER_QUEUE":
+                assert re.fullmatch(r"\$\{\w+\}", str(value)), f"{name} is written inline: {value!r}"
+    for name, value in env_example().items():
+        if SECRET_NAME.search(name) and name.endswith(("PASSWORD", "SECRET", "SECRET_KEY", "FERNET_KEY")):
+            assert value.startswith("change-me"), f".env.example's {name} is not a placeholder"
+
+
+def test_the_config_it_passes_is_valid_and_puts_scratch_containers_on_the_workers_network(
+    compose, raw_compose
+):
+    worker = compose["services"]["airflow-worker-docker"]
+    config = parse_config(worker["environment"]["AIRFLOW_VAR_STELLAR_OPS_CONFIG"])
+    network = config.dr.docker_network
+    assert network is not None
+    fixed_names = {key: n.get("name") for key, n in raw_compose["networks"].items()}
+    (key,) = [k for k, name in fixed_names.items() if name == network]
+    assert key in worker["networks"], "the docker-queue workers cannot reach the scratch containers"
+
+
+def test_only_the_docker_queue_workers_mount_the_socket(compose):
+    mounting = {
+        name
+        for name, service in compose["services"].items()
+        if any(m.get("source") == SOCKET for m in service.get("volumes", []))
+    }
+    assert mounting == {"airflow-worker-docker"}
+    worker = compose["services"]["airflow-worker-docker"]
+    queue = worker["environment"]["STELLAR_OPS_DOCKER_QUEUE"]
+    assert worker["command"] == ["celery", "worker", "--queues", queue]
+    for name in AIRFLOW_COMPONENTS:  # the DAG processor must name the same queue as the workers
+        assert compose["services"][name]["environment"]["STELLAR_OPS_DOCKER_QUEUE"] == queue, name
+    assert queue not in compose["services"]["airflow-worker"]["command"]
+
+
+def test_every_connection_the_dags_use_is_in_env_example():
+    example = env_example()
+    for field, conn_id in ConnectionIds().model_dump().items():
+        if conn_id is None:
+            continue
+        value = example.get(f"AIRFLOW_CONN_{conn_id.upper()}")
+        assert value is not None, f"connections.{field}: no AIRFLOW_CONN_{conn_id.upper()}"
+        assert json.loads(value)["conn_type"], conn_id
+
+
+def test_minio_creates_the_bucket_the_config_names(compose):
+    init = compose["services"]["minio-init"]
+    config = parse_config(
+        compose["services"]["airflow-worker"]["environment"]["AIRFLOW_VAR_STELLAR_OPS_CONFIG"]
+    )
+    assert init["environment"]["BACKUP_BUCKET"] == config.backup.bucket
+    assert "mc mb --ignore-existing" in " ".join(init["entrypoint"])
+    s3 = json.loads(env_example()["AIRFLOW_CONN_STELLAR_S3"])
+    assert s3["extra"]["endpoint_url"] == "http://minio:9000"
+
+
+def test_nginx_and_certbot_share_the_certificate_volume_with_the_docker_workers(compose):
+    def volumes(name: str) -> set[str]:
+        return {m["source"] for m in compose["services"][name]["volumes"] if m["type"] == "volume"}
+
+    assert {"letsencrypt", "acme-webroot"} <= volumes("nginx") & volumes("certbot") & volumes(
+        "airflow-worker-docker"
+    )
+
+
+def dockerfile_majors() -> list[int]:
+    (majors,) = re.findall(r'^ARG PG_MAJORS="([\d ]+)"', (REPO / "Dockerfile").read_text(), re.M)
+    return [int(m) for m in majors.split()]
+
+
+def test_the_image_has_client_and_server_programs_for_every_supported_major():
+    assert set(BackupConfig().supported_server_majors) <= set(dockerfile_majors())
+    text = (REPO / "Dockerfile").read_text()
+    assert 'packages+=("postgresql-client-${major}" "postgresql-${major}")' in text
+    assert "packages=(zstd certbot)" in text
+    assert "FROM apache/airflow:3.3.2-python3.11" in text
+    assert "pip install --no-cache-dir -r /opt/stellar-ops/requirements.txt" in text
+    assert "apache-airflow==3.3.2" in (REPO / "requirements.txt").read_text()
+
+
+def test_the_image_runs_as_a_non_root_user():
+    users = re.findall(r"^USER\s+(\S+)", (REPO / "Dockerfile").read_text(), re.M)
+    assert users and users[-1] not in ("root", "0")
+
+
+def test_the_dockerfile_passes_hadolint():
+    result = subprocess.run(
+        [str(BIN / "hadolint"), "--failure-threshold", "info", str(REPO / "Dockerfile")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_ci_runs_the_readme_test_command():
@@ -65,3 +227,18 @@ def test_ci_runs_the_readme_test_command():
     assert "make test" in script
     assert (REPO / ".ci" / "run").stat().st_mode & 0o111
     assert "make test" in (REPO / "README.md").read_text()
+
+
+def test_the_helm_values_run_this_image_with_the_kubernetes_executor_and_no_secret_inline():
+    import yaml
+
+    values = yaml.safe_load((REPO / "deploy" / "helm" / "values.yaml").read_text())
+    assert values["executor"] == "KubernetesExecutor"
+    assert values["images"]["airflow"]["repository"] != "apache/airflow"
+    env = {item["name"]: item["value"] for item in values["env"]}
+    config = parse_config(env["AIRFLOW_VAR_STELLAR_OPS_CONFIG"])
+    mounts = {m["mountPath"] for m in values["workers"]["extraVolumeMounts"]}
+    assert config.dr.work_dir in mounts, "the drill's scratch directory is not a volume of the pod"
+    assert config.dr.scratch_backend == "local"  # no Docker socket under Kubernetes
+    assert "secretRef" in values["extraEnvFrom"]
+    assert not [name for name in env if SECRET_NAME.search(name)]

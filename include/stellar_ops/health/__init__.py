@@ -1,0 +1,1 @@
+"""The morning health check: services, overnight alerts, backups, disk, indexer lag, certificates."""
