@@ -9,6 +9,7 @@ from typing import Any
 from stellar_ops.core.alerts import Finding
 from stellar_ops.core.metrics import Metric
 from stellar_ops.perf.checks import STATUS_VALUE, CheckResult
+from stellar_ops.perf.config import CHECKS
 
 FORMAT_VERSION = 1
 DAG_ID = "perf_analysis"
@@ -66,6 +67,13 @@ def build(
     }
 
 
+def ordered(report: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The report's checks in their canonical order, whatever order its JSON was stored in."""
+    return sorted(
+        report["checks"].items(), key=lambda item: CHECKS.index(item[0]) if item[0] in CHECKS else len(CHECKS)
+    )
+
+
 def _cell(text: str) -> str:
     return " ".join(str(text).split()).replace("|", "\\|")
 
@@ -78,9 +86,9 @@ def markdown(report: dict[str, Any]) -> str:
         "| check | state | values |",
         "|---|---|---|",
     ]
-    for name, check in report["checks"].items():
+    for name, check in ordered(report):
         lines.append(f"| {name} | {ICON[check['state']]} | {_cell(check['summary'])} |")
-    findings = [(name, f) for name, check in report["checks"].items() for f in check["findings"]]
+    findings = [(name, f) for name, check in ordered(report) for f in check["findings"]]
     if findings:
         lines += ["", "## Findings", ""]
         lines += [f"- **{name}**: {_cell(f)}" for name, f in findings]
@@ -123,7 +131,7 @@ def metrics(report: dict[str, Any]) -> list[Metric]:
             "perf_analysis check state: 0 ok, 1 warning, 2 critical, 3 unknown",
             {"check": name},
         )
-        for name, check in report["checks"].items()
+        for name, check in ordered(report)
     ]
     points.append(
         Metric(
@@ -138,7 +146,7 @@ def metrics(report: dict[str, Any]) -> list[Metric]:
 def findings(report: dict[str, Any]) -> list[Finding]:
     """One alert per kind for the critical checks: RedisHitRate (RB-005), else DBQueryLatency (RB-006)."""
     grouped: dict[tuple[str, str], list[str]] = {}
-    for name, check in report["checks"].items():
+    for name, check in ordered(report):
         if check["state"] == "critical":
             grouped.setdefault(ALERTS.get(name, DEFAULT_ALERT), []).append(name)
     out = []

@@ -197,3 +197,37 @@ def test_stellar_ops_perf_prints_json_and_markdown(stack, ops, receiver):
         [CLI, "perf", "--check", "nope"], capture_output=True, text=True, env=env, timeout=60
     )
     assert bad.returncode == 2 and "invalid choice: 'nope'" in bad.stderr
+
+
+def test_the_dag_and_the_cli_run_the_same_steps_to_the_same_report(
+    airflow_db, stack, ops, receiver, workload
+):
+    ops.update(perf={"report_prefix": ops.prefix})
+    checks = ["index_usage", "sequences", "wraparound", "disk"]
+    outcome = run_dag(
+        "perf_analysis", conf={"checks": checks}, logical_date=datetime(2026, 11, 8, 3, 0, tzinfo=UTC)
+    )
+    assert outcome.state == "success", outcome.tasks
+    from_dag = ops.store().get_json(outcome.xcom("assemble_report")["key"])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW_")}
+    args = [CLI, "perf", "--json"] + [a for name in checks for a in ("--check", name)]
+    result = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    from_cli = json.loads(result.stdout)
+    assert list(from_cli["checks"]) == checks  # in their order
+    assert set(from_dag["checks"]) == set(checks)
+    for name in checks:
+        assert from_cli["checks"][name]["state"] == from_dag["checks"][name]["state"], name
+    assert from_cli["checks"]["index_usage"]["findings"] == from_dag["checks"]["index_usage"]["findings"]
+    assert from_cli["checks"]["sequences"]["values"] == from_dag["checks"]["sequences"]["values"]
+    reports = [t for t in receiver.texts() if t.startswith("# Performance report")]
+    assert len(reports) == 2
+    assert [
+        line.split("|")[1:3]
+        for line in reports[0].splitlines()
+        if line.startswith("| ") and "|---" not in line
+    ] == [
+        line.split("|")[1:3]
+        for line in reports[1].splitlines()
+        if line.startswith("| ") and "|---" not in line
+    ]

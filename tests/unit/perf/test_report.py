@@ -124,3 +124,17 @@ def test_container_cpu_and_memory_as_docker_stats_shows_them() -> None:
     }
     assert _cpu_percent(stats) == 40.0
     assert _memory_bytes(stats) == 250_000_000
+
+
+def test_a_report_read_back_sorted_keeps_its_checks_in_their_order() -> None:
+    import json
+
+    stored = json.loads(json.dumps(document(), sort_keys=True))  # as S3Store.put_json writes it
+    assert list(stored["checks"]) == ["containers", "disk", "redis_hit_rate", "slow_queries"]
+    assert report.markdown(stored) == report.markdown(document())
+    rows = [
+        line.split("|")[1].strip()
+        for line in report.markdown(stored).splitlines()
+        if line.startswith("| ") and "---" not in line
+    ]
+    assert rows == ["check", "slow_queries", "containers", "redis_hit_rate", "disk"]
