@@ -52,7 +52,8 @@ def cmd_perf(args: argparse.Namespace) -> int:
         store=not args.no_store,
     )
     if not args.no_store:
-        steps.run("publish_report", flow.publish_report, rt, assembled["document"], where=assembled["key"])
+        where = rt.store().url(assembled["key"])
+        steps.run("publish_report", flow.publish_report, rt, assembled["document"], where=where)
     if args.json:
         json.dump(assembled["document"], sys.stdout, indent=2, default=str)  # checks in their order
         sys.stdout.write("\n")

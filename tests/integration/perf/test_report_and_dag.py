@@ -42,8 +42,14 @@ def test_a_query_made_slower_on_purpose_is_a_regression_week_over_week(stack, op
     queryid = probe(first["document"])
 
     repeat(stack, "SELECT pg_sleep(0.03)", 10)  # the same query (constants are normalised), slower
+    repeat(stack, "SELECT 1 FROM pg_sleep(0.025)", 3)  # a query not seen last week
     second = week(rt, WEEK2)
     wow = second["document"]["week_over_week"]
+    (newcomer,) = [q for q in wow["new_in_top"] if "FROM pg_sleep" in q["query"]]
+    assert newcomer["queryid"] not in [
+        q["queryid"] for q in first["document"]["checks"]["slow_queries"]["values"]["top"]
+    ]
+    assert queryid not in [q["queryid"] for q in wow["new_in_top"]]
     assert wow["compared_to"] == first["key"] and wow["reset"] is None
     (regression,) = [r for r in wow["regressions"] if r["queryid"] == queryid]
     assert regression["mean_ms_now"] >= 30 > 6 >= regression["mean_ms_before"]
@@ -231,3 +237,32 @@ def test_the_dag_and_the_cli_run_the_same_steps_to_the_same_report(
         for line in reports[1].splitlines()
         if line.startswith("| ") and "|---" not in line
     ]
+
+
+def test_a_long_summary_is_cut_to_what_slack_shows_and_points_to_the_full_report(
+    stack, ops, receiver, runtime
+):
+    from stellar_ops.perf import report
+    from stellar_ops.perf.checks import CheckResult
+
+    many = CheckResult(
+        "index_usage",
+        "warning",
+        "many findings",
+        {},
+        [f"unused index public.t{i} t{i}_idx" for i in range(300)],
+    )
+    wow = {
+        "compared_to": None,
+        "available": False,
+        "reason": "none",
+        "reset": None,
+        "regressions": [],
+        "new_in_top": [],
+    }
+    document = report.build([many], day=WEEK2, run_id="r", generated_at="t", key="k", comparison=wow)
+    flow.publish_report(runtime(), document, where="s3://stellar-backups/perf/2026-11-29.md")
+    (text,) = [t for t in receiver.texts() if t.startswith("# Performance report")]
+    assert len(text) <= 3000
+    assert text.rstrip().endswith("the full report is at s3://stellar-backups/perf/2026-11-29.md")
+    assert "| index_usage | WARNING | many findings |" in text
