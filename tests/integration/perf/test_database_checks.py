@@ -21,7 +21,7 @@ from tests.integration.perf.conftest import repeat, reset_statements
 pytestmark = pytest.mark.integration
 
 
-@pytest.mark.parametrize(("sleep", "expected"), [(0.005, "ok"), (0.03, "warning"), (0.07, "critical")])
+@pytest.mark.parametrize(("sleep", "expected"), [(0.001, "ok"), (0.03, "warning"), (0.07, "critical")])
 def test_slow_hot_paths_trip_the_query_mean_thresholds(stack, runtime, sleep, expected):
     reset_statements(stack)
     repeat(stack, f"SELECT pg_sleep({sleep})", 6)

@@ -35,7 +35,7 @@ def probe(document: dict) -> str:
 def test_a_query_made_slower_on_purpose_is_a_regression_week_over_week(stack, ops, runtime):
     rt = runtime(report_prefix=ops.prefix)
     reset_statements(stack)
-    repeat(stack, "SELECT pg_sleep(0.004)", 10)
+    repeat(stack, "SELECT pg_sleep(0.002)", 10)
     first = week(rt, WEEK1)
     assert first["key"] == f"{ops.prefix}perf/2026-11-22.json"
     assert not first["document"]["week_over_week"]["available"]
@@ -52,7 +52,9 @@ def test_a_query_made_slower_on_purpose_is_a_regression_week_over_week(stack, op
     assert queryid not in [q["queryid"] for q in wow["new_in_top"]]
     assert wow["compared_to"] == first["key"] and wow["reset"] is None
     (regression,) = [r for r in wow["regressions"] if r["queryid"] == queryid]
-    assert regression["mean_ms_now"] >= 30 > 6 >= regression["mean_ms_before"]
+    # no upper bound on a sleep's time: a loaded machine stretches it; the regression is relative
+    assert regression["mean_ms_now"] >= 30
+    assert regression["mean_ms_now"] > 1.5 * regression["mean_ms_before"]
     assert regression["calls_this_week"] == 10
     assert second["regressions"] == [r["queryid"] for r in wow["regressions"]]
 
@@ -65,7 +67,8 @@ def test_a_query_made_slower_on_purpose_is_a_regression_week_over_week(stack, op
 
 
 def test_a_reset_between_weeks_is_reported_as_a_reset(stack, ops, runtime):
-    rt = runtime(report_prefix=ops.prefix)
+    # a wide regression share: the same sleep both weeks, however loaded the machine is
+    rt = runtime(report_prefix=ops.prefix, regression_share=10)
     reset_statements(stack)
     repeat(stack, "SELECT pg_sleep(0.004)", 20)
     week(rt, WEEK1)
