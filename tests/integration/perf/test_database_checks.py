@@ -112,9 +112,17 @@ def test_idle_in_transaction_and_long_running_sessions(stack, runtime):
     with connect(stack.db, autocommit=False) as idle:
         idle.execute("SELECT 1")  # opens the transaction and leaves it idle
         pid = idle.info.backend_pid
-        sleeper = threading.Thread(target=repeat, args=(stack, "SELECT pg_sleep(3)", 1))
+        sleeper = threading.Thread(target=repeat, args=(stack, "SELECT pg_sleep(6)", 1))
         sleeper.start()
-        time.sleep(1.5)
+        with connect(stack.db) as watcher:
+            for _ in range(100):  # until the sleeping query has run for over a second
+                found = watcher.execute(
+                    "SELECT 1 FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'SELECT pg_sleep(6)%' "
+                    "AND now() - query_start > interval '1.2 seconds'"
+                ).fetchone()
+                if found:
+                    break
+                time.sleep(0.1)
         result = flow.run_check(
             runtime(
                 idle_in_transaction_seconds={"warning": 1, "critical": 3600},
