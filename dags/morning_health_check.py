@@ -53,6 +53,7 @@ from airflow.sdk import task
 
 from stellar_ops.adapters import health as steps
 from stellar_ops.adapters.common.dag import procedure_dag
+from stellar_ops.adapters.common.queues import docker_queue
 
 
 @procedure_dag(
@@ -62,7 +63,7 @@ from stellar_ops.adapters.common.dag import procedure_dag
     execution_timeout=timedelta(minutes=5),
 )
 def morning_health_check() -> None:
-    @task
+    @task(**docker_queue())  # may read the Docker daemon
     def check_services() -> dict:
         return steps.check("services")
 
@@ -74,7 +75,7 @@ def morning_health_check() -> None:
     def check_backups() -> dict:
         return steps.check("backups")
 
-    @task
+    @task(**docker_queue())  # may read the Docker daemon
     def check_disk() -> dict:
         return steps.check("disk")
 

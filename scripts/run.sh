@@ -31,6 +31,8 @@ unset $(compgen -e | grep -E '^AIRFLOW_(CONN|VAR)_') || true
 
 # A first backup through the CLI, so the DR test has something to restore from the start.
 .venv/bin/stellar-ops backup > /dev/null
+# Something for perf_analysis to find: a slow hot path, scans, index and vacuum debt, Redis misses.
+.venv/bin/stellar-dev perf-workload > /dev/null
 
 # Every start is a new stack (new data, new credentials), so Airflow's metadata starts anew too:
 # an earlier stack's runs, XComs and alert state would describe backups and servers that are gone.

@@ -30,6 +30,8 @@ from stellar_ops.health.config import HealthConfig
 from stellar_ops.health.procedure import PROCEDURE as HEALTH
 from stellar_ops.maintenance.config import MaintenanceConfig
 from stellar_ops.maintenance.procedure import PROCEDURE as MAINTENANCE
+from stellar_ops.perf.config import PerfConfig
+from stellar_ops.perf.procedure import PROCEDURE as PERF
 from stellar_ops.tls.config import TlsConfig
 from stellar_ops.tls.procedure import PROCEDURE as TLS
 
@@ -42,11 +44,12 @@ class StellarOpsConfig(RootSection):
     maintenance: MaintenanceConfig = Field(default_factory=MaintenanceConfig)  # type: ignore[arg-type]
     health: HealthConfig = Field(default_factory=HealthConfig)  # type: ignore[arg-type]
     tls: TlsConfig = Field(default_factory=TlsConfig)  # type: ignore[arg-type]
+    perf: PerfConfig = Field(default_factory=PerfConfig)  # type: ignore[arg-type]
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)  # type: ignore[arg-type]
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)  # type: ignore[arg-type]
 
 
-PROCEDURES: tuple[Procedure, ...] = (BACKUP, DR, MAINTENANCE, HEALTH, TLS)
+PROCEDURES: tuple[Procedure, ...] = (BACKUP, DR, MAINTENANCE, HEALTH, TLS, PERF)
 CATALOGUE: dict[str, DagEntry] = {entry.dag_id: entry for p in PROCEDURES for entry in p.dags}
 
 

@@ -152,6 +152,9 @@ DOCKER_TASKS = {
     ("dr_restore_test", "restore_backup"),
     ("dr_restore_test", "drop_scratch"),
     ("tls_cert_check", "renew_certificate"),
+    ("morning_health_check", "check_services"),
+    ("morning_health_check", "check_disk"),
+    ("perf_analysis", "check_performance"),
 }
 
 

@@ -50,26 +50,16 @@ class Outcome:
         return json.loads(value) if isinstance(value, str) else value
 
 
-def _keep_empty_expand_inputs(dag: Any) -> None:
-    """A deep copy of a mapped @task holds a copy of the SDK's empty expand input, which it then
-    no longer recognises (it compares by identity): point it back at the singleton."""
-    from airflow.sdk.definitions._internal.expandinput import EXPAND_INPUT_EMPTY
-
-    for task in dag.tasks:
-        value = getattr(task, "expand_input", None)
-        if value is not None and value is not EXPAND_INPUT_EMPTY and value == EXPAND_INPUT_EMPTY:
-            task.expand_input = EXPAND_INPUT_EMPTY
-
-
 def run_dag(
     dag_id: str, *, conf: dict[str, Any] | None = None, logical_date: datetime | None = None
 ) -> Outcome:
     """One run (a re-run if the logical date was run before), in this process, to the end."""
     from airflow.models.taskinstance import TaskInstance
+    from airflow.sdk.definitions._internal.expandinput import EXPAND_INPUT_EMPTY
     from airflow.utils.session import create_session
 
-    dag = copy.deepcopy(get_dag(dag_id))
-    _keep_empty_expand_inputs(dag)
+    # Mapped @task operators test their expand input against this sentinel by identity.
+    dag = copy.deepcopy(get_dag(dag_id), {id(EXPAND_INPUT_EMPTY): EXPAND_INPUT_EMPTY})
     # In-process runs share parsed DAGs, whose Params keep the last run's conf as their value:
     # pass every param explicitly so each run starts from the declared defaults.
     defaults = {name: dag.params.get_param(name).value for name in dag.params}

@@ -5,6 +5,10 @@ makes (ping, version, image inspect/pull, container create/start/inspect/logs/re
 every request, and backs each "postgres" container with a real PostgreSQL server (initdb on a free
 port, the container's POSTGRES_PASSWORD and ``-c`` settings), so a restore through the docker path
 is real. It is a boundary double: image pulls and container isolation are not emulated.
+
+Running workloads (:meth:`FakeDockerDaemon.run_workload`) are listed by ``GET /containers/json``
+and report the CPU and memory they are given through ``GET /containers/{id}/stats``, as a
+daemon's one-shot stats, for the checks that read container resources.
 """
 
 from __future__ import annotations
@@ -97,6 +101,7 @@ class FakeDockerDaemon:
         self.requests: list[tuple[str, str, Any]] = []
         self.containers: dict[str, Container] = {}
         self.images: set[str] = set()
+        self.workloads: dict[str, dict[str, Any]] = {}
         self.root = Path(tempfile.mkdtemp(prefix="fake-docker-"))
         self.root.chmod(0o755)
         self.lock = threading.Lock()
@@ -120,6 +125,37 @@ class FakeDockerDaemon:
 
     def calls(self, method: str, pattern: str) -> list[tuple[str, str, Any]]:
         return [r for r in self.requests if r[0] == method and re.search(pattern, r[1])]
+
+    def run_workload(
+        self, name: str, *, memory_mb: float, cpu_percent: float = 5.0, image: str = "stellar/app:1"
+    ) -> None:
+        """A running container whose stats show ``memory_mb`` (10^6 bytes) and ``cpu_percent``."""
+        self.workloads[name] = {
+            "Id": secrets.token_hex(32),
+            "name": name,
+            "image": image,
+            "memory": int(memory_mb * 1_000_000),
+            "cpu": cpu_percent,
+        }
+
+    def _stats(self, workload: dict[str, Any]) -> dict[str, Any]:
+        cpus, system = 2, 2_000_000_000
+        usage = int(workload["cpu"] / 100 * system / cpus)
+        cache = 5_000_000  # page cache: docker stats leaves it out of the usage it shows
+        return {
+            "read": "2026-01-01T00:00:00Z",
+            "cpu_stats": {
+                "cpu_usage": {"total_usage": 10**9 + usage},
+                "system_cpu_usage": 10**12 + system,
+                "online_cpus": cpus,
+            },
+            "precpu_stats": {"cpu_usage": {"total_usage": 10**9}, "system_cpu_usage": 10**12},
+            "memory_stats": {
+                "usage": workload["memory"] + cache,
+                "limit": 2 * 10**9,
+                "stats": {"inactive_file": cache},
+            },
+        }
 
     def _find(self, ref: str) -> Container | None:
         return self.containers.get(ref) or next(
@@ -171,6 +207,25 @@ class FakeDockerDaemon:
                     return self._reply(
                         200, {"ApiVersion": API_VERSION, "Version": "fake-24.0", "MinAPIVersion": "1.24"}
                     )
+                if path == "/containers/json":
+                    return self._reply(
+                        200,
+                        [
+                            {
+                                "Id": w["Id"],
+                                "Names": [f"/{w['name']}"],
+                                "Image": w["image"],
+                                "State": "running",
+                            }
+                            for w in daemon.workloads.values()
+                        ],
+                    )
+                match = re.fullmatch(r"/containers/([^/]+)/stats", path)
+                if match:
+                    workload = next((w for w in daemon.workloads.values() if w["Id"] == match.group(1)), None)
+                    if workload is None:
+                        return self._reply(404, {"message": f"No such container: {match.group(1)}"})
+                    return self._reply(200, daemon._stats(workload))
                 match = re.fullmatch(r"/images/(.+)/json", path)
                 if match:
                     image = match.group(1)

@@ -166,8 +166,9 @@ def parse_root(model: type[RootT], raw: Mapping[str, Any] | str | None) -> RootT
 
 def section_table(name: str, section: BaseModel) -> list[str]:
     lines = ["| field | default | description |", "|---|---|---|"]
+    dumped = section.model_dump(mode="json")  # nested sections (thresholds) as JSON objects
     for field_name, field in type(section).model_fields.items():
-        default = json.dumps(getattr(section, field_name))
+        default = json.dumps(dumped[field_name])
         lines.append(f"| `{name}.{field_name}` | `{default}` | {field.description} |")
     return lines
 

@@ -9,7 +9,8 @@ Endpoints (every request needs ``X-API-Key``):
 - ``POST /_reload`` (admin keys): read the env file again, as a restart would, without one
 - ``POST /_control`` (admin keys): ``{"delay_ms": N, "indexer_lag_seconds": X, "health_status": S}``,
   any of them: every later answer waits ``delay_ms`` first (a slow API), and ``/health`` reports
-  the lag and status given (a lagging indexer, a sick service)
+  the lag and status given (a lagging indexer, a sick service); ``"reset_latencies": true`` forgets
+  the latencies measured so far, so ``/health/metrics`` reflects only what follows
 
 Keys come from an env file (``API_KEYS=a,b`` and ``ADMIN_KEYS=c``), read at start and on
 ``/_reload``, so a restart or a reload picks up a rotated key set. ``INDEXER_LAG_SECONDS`` and
@@ -211,6 +212,8 @@ def make_handler(state: ApiState) -> type[BaseHTTPRequestHandler]:
                         state.indexer_lag = float(settings["indexer_lag_seconds"])
                     if "health_status" in settings:
                         state.health_status = str(settings["health_status"])
+                    if settings.get("reset_latencies"):
+                        state.latencies.clear()
             except (ValueError, TypeError) as exc:
                 self._send(400, {"error": f"invalid control settings: {exc}"})
                 return

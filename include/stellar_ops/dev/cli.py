@@ -43,6 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--size", help="grow the database to this size, e.g. 500MB or 1GB")
     p.set_defaults(func=cmd_demo_data)
 
+    p = sub.add_parser(
+        "perf-workload", help="leave in DATABASE_URL, REDIS_URL and the API what perf_analysis finds"
+    )
+    p.add_argument("--calls", type=int, default=20, help="calls of the slow hot path")
+    p.set_defaults(func=cmd_perf_workload)
+
     p = sub.add_parser("airflow-settings", help="turn airflow_settings.yaml into `airflow ... import` files")
     p.add_argument("file", help="airflow_settings.yaml")
     p.add_argument("--out", required=True, help="directory for connections/variables/pools.json")
@@ -113,6 +119,18 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
     size = demo_data.parse_size(args.size) if args.size else None
     result = demo_data.generate(db_target(), trades=args.rows, size_bytes=size, progress=say)
     print_json(result.__dict__)
+    return 0
+
+
+def cmd_perf_workload(args: argparse.Namespace) -> int:
+    from stellar_ops.cli.env import EnvResources, config_from_env
+    from stellar_ops.dev import perf_workload
+
+    resources = EnvResources(config_from_env())
+    done = perf_workload.generate(
+        db_target(), redis=resources.redis(), api=resources.endpoint("api"), calls=args.calls, say=say
+    )
+    print_json(done.__dict__)
     return 0
 
 

@@ -14,6 +14,7 @@ from stellar_ops.core.errors import ConfigError
 from stellar_ops.dr.config import DrConfig
 from stellar_ops.health.config import HealthConfig
 from stellar_ops.maintenance.config import MaintenanceConfig
+from stellar_ops.perf.config import PerfConfig
 from stellar_ops.registry import StellarOpsConfig, parse_config, reference_markdown
 from stellar_ops.tls.config import TlsConfig
 
@@ -376,6 +377,7 @@ SECTIONS: dict[str, type[BaseModel]] = {
     "maintenance": MaintenanceConfig,
     "health": HealthConfig,
     "tls": TlsConfig,
+    "perf": PerfConfig,
     "alerts": AlertsConfig,
     "metrics": MetricsConfig,
 }
@@ -401,7 +403,7 @@ def test_reference_lists_every_field_with_default_and_description(section: str) 
     assert set(rows) == set(model.model_fields)
     for name, field in model.model_fields.items():
         default, description = rows[name]
-        assert json.loads(default) == getattr(defaults, name)
+        assert json.loads(default) == defaults.model_dump(mode="json")[name]
         assert description == field.description
         assert description  # every field is documented
 
