@@ -48,10 +48,16 @@ WHERE c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped AND {USER_
 ORDER BY 1, 2, a.attnum
 """
 
+# Invalid indexes (a failed CREATE INDEX CONCURRENTLY) are left out: pg_dump does not dump them,
+# so no restore holds them.
 _INDEXES_SQL = """
-SELECT schemaname, tablename, indexname, indexdef
-FROM pg_indexes
-WHERE schemaname NOT IN ('pg_catalog', 'information_schema') AND schemaname NOT LIKE 'pg\\_%'
+SELECT i.schemaname, i.tablename, i.indexname, i.indexdef
+FROM pg_indexes i
+JOIN pg_class c ON c.relname = i.indexname
+JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = i.schemaname
+JOIN pg_index x ON x.indexrelid = c.oid
+WHERE i.schemaname NOT IN ('pg_catalog', 'information_schema') AND i.schemaname NOT LIKE 'pg\\_%'
+  AND x.indisvalid
 ORDER BY 1, 2, 3
 """
 

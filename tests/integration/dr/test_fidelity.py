@@ -211,3 +211,27 @@ def test_a_changed_roles_sidecar_fails_the_drill_as_a_checksum_mismatch(rich_dat
         VerificationError, match=r"checksum mismatch for s3://stellar-backups/.*\.globals\.sql"
     ):
         source.load_globals(store, backup, manifest)
+
+
+def test_an_invalid_index_of_the_source_does_not_fail_the_drill(rich_database, ops, scratch_server, tmp_path):
+    # a failed CREATE INDEX CONCURRENTLY leaves an invalid index behind, which pg_dump leaves out
+    with connect(rich_database, autocommit=True) as conn:
+        conn.execute("CREATE TABLE public.half_built (x int)")
+        conn.execute("INSERT INTO public.half_built VALUES (1), (1)")
+        with pytest.raises(Exception, match="could not create unique index"):
+            conn.execute("CREATE UNIQUE INDEX CONCURRENTLY half_built_x ON public.half_built (x)")
+        assert conn.execute(
+            "SELECT NOT indisvalid FROM pg_index WHERE indexrelid = 'half_built_x'::regclass"
+        ).fetchone()[0]
+    try:
+        backup, manifest = back_up(rich_database, ops)
+        assert "public.half_built_x" not in manifest.to_document()["schema"]["indexes"]
+        restore_into(
+            scratch_server.target(), ops, backup, manifest, engine="streaming", work=tmp_path, said=[]
+        )
+        observation = restore.observe(scratch_server.target(), [])
+        verdict = verdicts.schema(manifest, observation["schema"], [], 3, observation["sequence_values"])
+        assert verdict.passed, verdict.problems
+    finally:
+        with connect(rich_database, autocommit=True) as conn:
+            conn.execute("DROP TABLE public.half_built")
