@@ -4,8 +4,6 @@ backups with hand-made manifests in the stack's S3, and a Docker API double."""
 from __future__ import annotations
 
 import json
-import socket
-import ssl
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -15,73 +13,21 @@ from typing import Any
 
 import pytest
 
-
-def _name(common_name: str) -> Any:
-    from cryptography import x509
-    from cryptography.x509.oid import NameOID
-
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+from stellar_ops.dev.certs import LocalCA
+from stellar_ops.dev.tls_servers import SilentServer, TlsServer
 
 
 class CertificateAuthority:
-    """A CA and the leaves it signs, written as PEM files."""
+    """A local CA (:class:`stellar_ops.dev.certs.LocalCA`) and the leaves it signs, as PEM files."""
 
     def __init__(self, root: Path) -> None:
-        from cryptography import x509
-        from cryptography.hazmat.primitives import hashes, serialization
-        from cryptography.hazmat.primitives.asymmetric import ec
-
         self.root = root
-        self.key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.now(UTC)
-        self.cert = (
-            x509.CertificateBuilder()
-            .subject_name(_name("stellar test CA"))
-            .issuer_name(_name("stellar test CA"))
-            .public_key(self.key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - timedelta(days=1))
-            .not_valid_after(now + timedelta(days=3650))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(self.key, hashes.SHA256())
-        )
-        self.ca_file = root / "ca.pem"
-        self.ca_file.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
+        self.authority = LocalCA("stellar test CA")
+        self.ca_file = self.authority.write_bundle(root / "ca.pem")
 
     def leaf(self, name: str, *, days: float, started_days_ago: float = 1) -> tuple[Path, Path]:
-        import ipaddress
-
-        from cryptography import x509
-        from cryptography.hazmat.primitives import hashes, serialization
-        from cryptography.hazmat.primitives.asymmetric import ec
-
-        key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.now(UTC)
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(_name(name))
-            .issuer_name(self.cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - timedelta(days=started_days_ago))
-            .not_valid_after(now + timedelta(days=days))
-            .add_extension(
-                x509.SubjectAlternativeName(
-                    [x509.DNSName(name), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-                ),
-                critical=False,
-            )
-            .sign(self.key, hashes.SHA256())
-        )
-        cert_file = self.root / f"{name}-{days}.pem"
-        key_file = self.root / f"{name}-{days}.key"
-        cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        key_file.write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-            )
-        )
-        return cert_file, key_file
+        issued = self.authority.leaf(name, "127.0.0.1", days=days, not_before_days=-started_days_ago)
+        return issued.write(self.root, f"{name}-{days}")
 
 
 @pytest.fixture(scope="session")
@@ -89,91 +35,26 @@ def ca(tmp_path_factory: pytest.TempPathFactory) -> CertificateAuthority:
     return CertificateAuthority(tmp_path_factory.mktemp("tls"))
 
 
-class TlsServer:
-    """A TLS server on a loopback port that completes handshakes and closes."""
-
-    def __init__(self, cert_file: Path, key_file: Path) -> None:
-        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.context.load_cert_chain(cert_file, key_file)
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.stopped = threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        self.sock.settimeout(0.2)
-        while not self.stopped.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            try:
-                conn.settimeout(5)
-                with self.context.wrap_socket(conn, server_side=True) as tls:
-                    tls.recv(1)
-            except (OSError, ssl.SSLError):
-                pass
-            finally:
-                conn.close()
-
-    def close(self) -> None:
-        self.stopped.set()
-        self.sock.close()
-        self.thread.join(5)
-
-
 @pytest.fixture
 def tls_server(ca: CertificateAuthority) -> Iterator[Any]:
+    """Starts TLS servers on loopback ports that complete handshakes with a leaf of ``ca``."""
     servers: list[TlsServer] = []
 
     def start(name: str = "escrow.test", *, days: float = 90, started_days_ago: float = 1) -> TlsServer:
-        server = TlsServer(*ca.leaf(name, days=days, started_days_ago=started_days_ago))
+        server = TlsServer(*ca.leaf(name, days=days, started_days_ago=started_days_ago)).start()
         servers.append(server)
         return server
 
     yield start
     for server in servers:
-        server.close()
-
-
-class HangingServer:
-    """Accepts connections and never answers: a service that hangs."""
-
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.held: list[socket.socket] = []
-        self.stopped = threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        self.sock.settimeout(0.2)
-        while not self.stopped.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self.held.append(conn)
-
-    def close(self) -> None:
-        self.stopped.set()
-        self.sock.close()
-        for conn in self.held:
-            conn.close()
-        self.thread.join(5)
+        server.stop()
 
 
 @pytest.fixture
-def hanging_server() -> Iterator[HangingServer]:
-    server = HangingServer()
-    yield server
-    server.close()
+def hanging_server() -> Iterator[SilentServer]:
+    """Accepts connections and never answers: a service that hangs."""
+    with SilentServer() as server:
+        yield server
 
 
 def manifest_document(key: str, *, finished_at: datetime, size_bytes: int) -> dict[str, Any]:
