@@ -28,6 +28,8 @@ from stellar_ops.dr.config import DrConfig
 from stellar_ops.dr.procedure import PROCEDURE as DR
 from stellar_ops.maintenance.config import MaintenanceConfig
 from stellar_ops.maintenance.procedure import PROCEDURE as MAINTENANCE
+from stellar_ops.rotation.config import RotationConfig
+from stellar_ops.rotation.procedure import PROCEDURE as ROTATION
 
 
 class StellarOpsConfig(RootSection):
@@ -36,11 +38,12 @@ class StellarOpsConfig(RootSection):
     retention: RetentionConfig = Field(default_factory=RetentionConfig)  # type: ignore[arg-type]
     dr: DrConfig = Field(default_factory=DrConfig)  # type: ignore[arg-type]
     maintenance: MaintenanceConfig = Field(default_factory=MaintenanceConfig)  # type: ignore[arg-type]
+    rotation: RotationConfig = Field(default_factory=RotationConfig)  # type: ignore[arg-type]
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)  # type: ignore[arg-type]
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)  # type: ignore[arg-type]
 
 
-PROCEDURES: tuple[Procedure, ...] = (BACKUP, DR, MAINTENANCE)
+PROCEDURES: tuple[Procedure, ...] = (BACKUP, DR, MAINTENANCE, ROTATION)
 CATALOGUE: dict[str, DagEntry] = {entry.dag_id: entry for p in PROCEDURES for entry in p.dags}
 
 
