@@ -81,7 +81,9 @@ class LoadGenerator:
         self._threads = [threading.Thread(target=self._run, args=(c,), daemon=True) for c in consumers]
         self._last_ok = 0.0
 
-    def schedule_switches(self, new_keys: list[str], start: float, end: float, seed: int | None = None) -> None:
+    def schedule_switches(
+        self, new_keys: list[str], start: float, end: float, seed: int | None = None
+    ) -> None:
         """Give consumer i new key i, switching at a random moment of [start, end] (epoch seconds)."""
         rng = random.Random(seed)
         for consumer, key in zip(self.consumers, new_keys, strict=False):

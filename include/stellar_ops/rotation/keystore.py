@@ -181,7 +181,6 @@ class EnvFileStore:
 
 
 PENDING, CURRENT, PREVIOUS = "AWSPENDING", "AWSCURRENT", "AWSPREVIOUS"
-OUTGOING = "STELLAR_OUTGOING"
 
 
 class SecretsManagerStore:
@@ -189,9 +188,9 @@ class SecretsManagerStore:
 
     The API's deployment reads the ``AWSCURRENT`` version. The rotation moves the staging labels
     as AWS's own rotation functions do: the new keys are put as ``AWSPENDING`` (with a client
-    request token derived from the rotation id, so a re-run finds them), and the outgoing
-    version is labelled ``STELLAR_OUTGOING`` until the rotation finishes, when it becomes
-    ``AWSPREVIOUS``.
+    request token derived from the rotation id, so a re-run finds them) and name the outgoing
+    version by id; serving the new keys moves ``AWSCURRENT`` onto the pending version, and the
+    finish moves ``AWSPREVIOUS`` onto the outgoing one, for rollback.
     """
 
     name = "aws_secrets_manager"
@@ -212,18 +211,20 @@ class SecretsManagerStore:
         """Version id of each staging label."""
         labels: dict[str, str] = {}
         try:
-            pages = self.client.get_paginator("list_secret_version_ids").paginate(
-                SecretId=self.secret_id(key_set), IncludeDeprecated=False
-            )
-            for page in pages:
+            args: dict[str, Any] = {"SecretId": self.secret_id(key_set), "IncludeDeprecated": False}
+            while True:
+                page = self.client.list_secret_version_ids(**args)
                 for version in page["Versions"]:
                     for stage in version.get("VersionStages", []):
                         labels[stage] = version["VersionId"]
+                if not page.get("NextToken"):
+                    break
+                args["NextToken"] = page["NextToken"]
         except Exception as exc:
             raise self._fail("listing the versions", key_set, exc) from None
         return labels
 
-    def _value(self, key_set: str, version_id: str) -> list[str]:
+    def _document(self, key_set: str, version_id: str) -> dict[str, Any]:
         try:
             answer = self.client.get_secret_value(SecretId=self.secret_id(key_set), VersionId=version_id)
         except Exception as exc:
@@ -232,8 +233,11 @@ class SecretsManagerStore:
         try:
             document = json.loads(text)
         except ValueError:
-            return parse_keys(text)  # a plain "a,b" secret, as the old scripts kept it
-        return [str(k) for k in document.get("keys", [])]
+            return {"keys": parse_keys(text)}  # a plain "a,b" secret, as the old scripts kept it
+        return document if isinstance(document, dict) else {"keys": []}
+
+    def _value(self, key_set: str, version_id: str) -> list[str]:
+        return [str(k) for k in self._document(key_set, version_id).get("keys", [])]
 
     def _move(self, key_set: str, stage: str, to: str | None, from_: str | None) -> None:
         if to == from_:
@@ -248,17 +252,13 @@ class SecretsManagerStore:
         except Exception as exc:
             raise self._fail(f"moving {stage}", key_set, exc) from None
 
-    def _pending_token(self, rotation_id: str) -> str:
+    @staticmethod
+    def _pending_token(rotation_id: str) -> str:
         return str(uuid.uuid5(uuid.NAMESPACE_URL, f"stellar-ops/rotation/{rotation_id}"))
 
-    def _rotation_of(self, key_set: str, version_id: str) -> str | None:
-        try:
-            answer = self.client.get_secret_value(SecretId=self.secret_id(key_set), VersionId=version_id)
-            return json.loads(answer.get("SecretString") or "{}").get("rotation_id")  # type: ignore[no-any-return]
-        except (ValueError, AttributeError):
-            return None
-        except Exception as exc:
-            raise self._fail("reading a version", key_set, exc) from None
+    def _pending(self, key_set: str, labels: dict[str, str]) -> dict[str, Any] | None:
+        version = labels.get(PENDING)
+        return self._document(key_set, version) if version else None
 
     def state(self, key_set: str) -> KeyState:
         labels = self._versions(key_set)
@@ -266,36 +266,36 @@ class SecretsManagerStore:
             raise KeyStoreError(
                 f"Secrets Manager secret {self.secret_id(key_set)!r} has no AWSCURRENT version"
             )
-        pending = labels.get(PENDING)
+        pending = self._pending(key_set, labels)
+        outgoing = pending.get("outgoing_version") if pending else None
         return KeyState(
             served=tuple(self._value(key_set, labels[CURRENT])),
-            pending=tuple(self._value(key_set, pending)) if pending else None,
-            rotation_id=self._rotation_of(key_set, pending) if pending else None,
-            outgoing=tuple(self._value(key_set, labels[OUTGOING])) if OUTGOING in labels else None,
+            pending=tuple(str(k) for k in pending.get("keys", [])) if pending else None,
+            rotation_id=pending.get("rotation_id") if pending else None,
+            outgoing=tuple(self._value(key_set, outgoing)) if outgoing else None,
             previous=tuple(self._value(key_set, labels[PREVIOUS])) if PREVIOUS in labels else None,
         )
 
     def stage_pending(self, key_set: str, keys: list[str], rotation_id: str) -> None:
-        token = self._pending_token(rotation_id)
         labels = self._versions(key_set)
+        document = {"keys": list(keys), "rotation_id": rotation_id, "outgoing_version": labels.get(CURRENT)}
         try:
             self.client.put_secret_value(
                 SecretId=self.secret_id(key_set),
-                ClientRequestToken=token,
-                SecretString=json.dumps({"keys": list(keys), "rotation_id": rotation_id}),
+                ClientRequestToken=self._pending_token(rotation_id),
+                SecretString=json.dumps(document),
                 VersionStages=[PENDING],
             )
         except Exception as exc:
             raise self._fail("putting the pending version", key_set, exc) from None
-        self._move(key_set, OUTGOING, labels[CURRENT], labels.get(OUTGOING))
 
     def serve(self, key_set: str, keys: list[str]) -> None:
         labels = self._versions(key_set)
         if self._value(key_set, labels[CURRENT]) == list(keys):
             return
         # the pending or the outgoing version itself, when it is what is asked: as finishSecret does
-        for stage in (PENDING, OUTGOING):
-            version = labels.get(stage)
+        pending = self._pending(key_set, labels) or {}
+        for version in (labels.get(PENDING), pending.get("outgoing_version")):
             if version and self._value(key_set, version) == list(keys):
                 self._move(key_set, CURRENT, version, labels[CURRENT])
                 return
@@ -311,15 +311,16 @@ class SecretsManagerStore:
     def discard_pending(self, key_set: str) -> None:
         labels = self._versions(key_set)
         self._move(key_set, PENDING, None, labels.get(PENDING))
-        self._move(key_set, OUTGOING, None, labels.get(OUTGOING))
 
     def finish(self, key_set: str) -> None:
         labels = self._versions(key_set)
-        if PENDING not in labels:
+        pending = self._pending(key_set, labels)
+        if pending is None:
             return
-        self._move(key_set, PREVIOUS, labels.get(OUTGOING), labels.get(PREVIOUS))
+        outgoing = pending.get("outgoing_version")
+        if outgoing:
+            self._move(key_set, PREVIOUS, outgoing, self._versions(key_set).get(PREVIOUS))
         self._move(key_set, PENDING, None, labels[PENDING])
-        self._move(key_set, OUTGOING, None, labels.get(OUTGOING))
 
     def admin_key(self) -> str | None:
         try:
