@@ -14,6 +14,7 @@ from stellar_ops.core.errors import ConfigError
 from stellar_ops.dr.config import DrConfig
 from stellar_ops.maintenance.config import MaintenanceConfig
 from stellar_ops.registry import StellarOpsConfig, parse_config, reference_markdown
+from stellar_ops.rotation.config import RotationConfig
 
 # -- defaults -------------------------------------------------------------------------------------
 
@@ -372,6 +373,7 @@ SECTIONS: dict[str, type[BaseModel]] = {
     "retention": RetentionConfig,
     "dr": DrConfig,
     "maintenance": MaintenanceConfig,
+    "rotation": RotationConfig,
     "alerts": AlertsConfig,
     "metrics": MetricsConfig,
 }
