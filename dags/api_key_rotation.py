@@ -41,7 +41,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import Param, TriggerRule, task
 
 from stellar_ops.adapters import rotation as steps
@@ -88,7 +87,7 @@ def api_key_rotation() -> None:
     def notify_consumers(plan: dict, generated: dict) -> dict:
         return steps.notify_consumers(plan, generated)
 
-    approve_rollout = ApprovalOperator(
+    approve_rollout = steps.approval_operator(
         task_id="approve_rollout",
         subject="Serve new {{ " + PLAN + "['key_set'] }} alongside the old ones?",
         body="{{ " + NOTICE + "['summary'] }}",
@@ -108,7 +107,7 @@ def api_key_rotation() -> None:
         return steps.test_new_keys(plan)
 
     wait = steps.transition_window("wait_transition_window")
-    approve_removal = ApprovalOperator(
+    approve_removal = steps.approval_operator(
         task_id="approve_removal",
         subject="Remove the old {{ " + PLAN + "['key_set'] }}?",
         body="The transition window has ended. Old keys: {{ " + NOTICE + "['old'] | join(', ') }}; "
