@@ -138,7 +138,14 @@ def test_a_rotation_approved_twice_serves_only_the_new_keys_and_rejects_no_reque
     assert all(stand_in.status(k) == 403 for k in pending), "nothing is served before the approval"
     api.answer_approval(DAG, run_id, "approve_rollout", "Approve")
 
-    restarted = wait_for(lambda: _xcom(api, run_id, "restart_api"), 180, "the restart")
+    try:
+        restarted = wait_for(lambda: _xcom(api, run_id, "restart_api"), 180, "the restart")
+    except AssertionError:
+        states = api.task_states(DAG, run_id)
+        logs = {
+            t: api.task_log(DAG, run_id, t)[-1500:] for t in ("add_new_keys", "restart_api") if states.get(t)
+        }
+        raise AssertionError(f"no restart: {states}\n{logs}") from None
     stop = _epoch(restarted["old_keys_stop"])
     load.schedule_switches(pending, time.time(), stop - 3, seed=random.randrange(1000))
     assert all(stand_in.status(k) == 200 for k in old + pending), "both sets are served in the window"
