@@ -183,6 +183,8 @@ class StackInfo:
             "backup": {"bucket": BUCKET, "local_dir": str(Path(self.data_dir) / "local-backups")},
             "dr": {"work_dir": str(Path(self.data_dir) / "scratch")},
             "alerts": {"alertmanager_severities": ["P1", "P2"]},
+            # the API stand-in re-reads its env file on POST /_reload: the local restart backend
+            "rotation": {"restart": "http_reload"},
         }
 
     def env(self) -> dict[str, str]:
