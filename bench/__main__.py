@@ -10,7 +10,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from bench import backup, parse, restore
+from bench import backup, parse, restore, rotation
 from bench.report import save
 from stellar_ops.dev import demo_data
 from stellar_ops.dev.stack import Stack
@@ -19,11 +19,13 @@ from stellar_ops.dev.stack import Stack
 def main() -> None:
     parser = argparse.ArgumentParser(prog="make bench")
     parser.add_argument("--sizes", default="100,1024", help="database sizes in MiB, ascending")
-    parser.add_argument("--only", choices=["parse", "backup"], help="run one part")
+    parser.add_argument("--only", choices=["parse", "backup", "rotation"], help="run one part")
     args = parser.parse_args()
     results: dict = {}
     if args.only in (None, "parse"):
         results["parse"] = parse.run()
+    if args.only in (None, "rotation"):
+        results["rotation"] = rotation.run()
     if args.only in (None, "backup"):
         state = Path(tempfile.mkdtemp(prefix="stellar-bench-stack-"))
         stack = Stack(state, demo_rows=1000)
