@@ -24,7 +24,8 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def secrets_manager(tmp_path_factory):
     """moto in server mode: a Secrets Manager endpoint on loopback."""
-    pytest.importorskip("moto.server", reason="moto (with flask) provides the local Secrets Manager")
+    import moto.server  # noqa: F401 - pinned in requirements.txt: the local Secrets Manager
+
     port = free_port()
     log = open(tmp_path_factory.mktemp("moto") / "moto.log", "wb")  # noqa: SIM115 - handed to the child
     process = subprocess.Popen(
@@ -168,3 +169,74 @@ def test_docker_restart_asks_the_daemon_to_restart_the_api_container():
         assert daemon.calls("POST", r"/containers/stellar-escrow-api-1/restart")
         with pytest.raises(RestartError, match="no-such-api"):
             DockerRestart(api, "no-such-api").restart(lambda: None)
+
+
+class DeployFromSecretsManager:
+    """A restart as a deployment that reads AWSCURRENT does it: write the API's env, restart."""
+
+    name = "deploy"
+
+    def __init__(self, sm, prefix: str, stand_in) -> None:
+        self.sm, self.prefix, self.stand_in = sm, prefix, stand_in
+
+    def restart(self, admin_key) -> float:
+        lines = []
+        for key_set in ("API_KEYS", "ADMIN_KEYS"):
+            # AWSCURRENT named: moto's default version does not follow a moved label (AWS's does)
+            answer = self.sm.get_secret_value(SecretId=self.prefix + key_set, VersionStage="AWSCURRENT")
+            value = json.loads(answer["SecretString"])
+            lines.append(f"{key_set}={','.join(value['keys'])}")
+        self.stand_in.env_file.write_text("\n".join(lines) + "\n")
+        self.stand_in.restart()
+        return 0.0
+
+
+def test_a_whole_rotation_with_the_keys_in_secrets_manager(secrets_manager, stand_in, ops):
+    from datetime import UTC, datetime
+
+    from stellar_ops.cli.env import EnvResources
+    from stellar_ops.rotation import flow
+    from stellar_ops.rotation.backends import Tools
+    from stellar_ops.runtime import Runtime
+
+    sm = client(secrets_manager)
+    prefix = f"whole{os.getpid()}/"
+    sm.create_secret(Name=prefix + "API_KEYS", SecretString=json.dumps({"keys": stand_in.api_keys}))
+    sm.create_secret(Name=prefix + "ADMIN_KEYS", SecretString=json.dumps({"keys": stand_in.admin_keys}))
+    ops.update(
+        rotation={
+            "key_store": "aws_secrets_manager",
+            "secret_prefix": prefix,
+            "ledger_key": f"{ops.prefix}ledger.json",
+        }
+    )
+    config = ops.config
+    rt = Runtime(config, EnvResources(config))
+    tools = Tools(
+        SecretsManagerStore(sm, prefix),
+        DeployFromSecretsManager(sm, prefix, stand_in),
+        HttpEndpoint(stand_in.url),
+    )
+    plan = flow.plan(
+        rt,
+        key_set="API_KEYS",
+        count=2,
+        transition_days=1 / 86400,
+        reason="scheduled",
+        dry_run=False,
+        slot=datetime(2026, 10, 1, 9, tzinfo=UTC),
+        run_id="sm-test",
+    )
+    assert isinstance(plan, flow.Plan)
+    flow.generate(rt, tools, plan)
+    flow.add(rt, tools, plan)
+    flow.restart(rt, tools, plan, "add")
+    flow.test(rt, tools, plan)
+    flow.remove(rt, tools, plan)
+    flow.restart(rt, tools, plan, "remove")
+    flow.verify(rt, tools, plan)
+    flow.finish(rt, tools, plan, datetime.now(UTC), "test")
+    found = labels(sm, prefix + "API_KEYS")
+    assert found["AWSPREVIOUS"] == stand_in.api_keys and "AWSPENDING" not in found
+    assert all(stand_in.status(k) == 200 for k in found["AWSCURRENT"])
+    assert all(stand_in.status(k) == 403 for k in stand_in.api_keys)

@@ -219,3 +219,26 @@ def test_keys_status_shows_fingerprints_only(rotation, stand_in):
     assert status["API_KEYS"]["served"] == [fingerprint(k) for k in stand_in.api_keys]
     assert status["ADMIN_KEYS"]["served"] == [fingerprint(k) for k in stand_in.admin_keys]
     assert all(k not in result.stdout for k in stand_in.api_keys + stand_in.admin_keys)
+
+
+def test_admin_keys_rotate_the_same_way_and_are_tested_on_an_admin_path(rotation, stand_in):
+    old_admin = list(stand_in.admin_keys)
+    result = cli(
+        "keys", "rotate", "--key-set", "ADMIN_KEYS", "--count", "2", "--yes", "--transition-days", days(1)
+    )
+    assert result.returncode == 0, result.stderr
+    state = EnvFileStore(stand_in.env_file).state("ADMIN_KEYS")
+    assert len(state.served) == 2 and state.previous == tuple(old_admin)
+    assert all(stand_in.status(k, "/api/metrics") == 200 for k in state.served)
+    assert all(stand_in.status(k, "/api/metrics") == 403 for k in old_admin)
+    assert all(stand_in.status(k) == 200 for k in stand_in.api_keys), "API_KEYS are untouched"
+    assert all(k not in result.stdout + result.stderr for k in old_admin + list(state.served))
+
+
+def test_a_dry_run_changes_nothing(rotation, stand_in):
+    before = stand_in.env_file.read_text()
+    result = cli("keys", "rotate", "--key-set", "API_KEYS", "--dry-run", "--yes")
+    assert result.returncode == 0, result.stderr
+    assert "dry run: rotation API_KEYS-" in result.stderr
+    assert stand_in.env_file.read_text() == before
+    assert EnvFileStore(stand_in.env_file).state("API_KEYS").pending is None
