@@ -22,6 +22,7 @@ from stellar_ops.adapters.common.runtime import (
 from stellar_ops.rotation import flow
 from stellar_ops.rotation.backends import Tools, build_tools
 from stellar_ops.rotation.flow import Plan
+from stellar_ops.rotation.keystore import KeyState, KeyStore
 from stellar_ops.runtime import Runtime
 
 APPROVALS = ("approve_rollout", "approve_removal")
@@ -46,13 +47,43 @@ def _secrets_client(rt: Runtime) -> Any:
     return SecretsManagerHook(aws_conn_id=rt.config.rotation.aws_conn_id).get_conn()
 
 
+class MaskedKeyStore:
+    """A key store whose every key read is registered with the task log's secret masker, so a key
+    that a step ever printed by mistake would show as ``***``."""
+
+    def __init__(self, store: KeyStore) -> None:
+        self.store = store
+        self.name = store.name
+
+    def state(self, key_set: str) -> KeyState:
+        from airflow.sdk.log import mask_secret
+
+        state = self.store.state(key_set)
+        for key in (*state.served, *(state.pending or ()), *(state.outgoing or ()), *(state.previous or ())):
+            mask_secret(key)
+        return state
+
+    def admin_key(self) -> str | None:
+        from airflow.sdk.log import mask_secret
+
+        key = self.store.admin_key()
+        if key:
+            mask_secret(key)
+        return key
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+
 def tools(rt: Runtime) -> Tools:
-    return build_tools(
+    built = build_tools(
         rt.config.rotation,
         rt.resources.endpoint("api"),
         secrets_client=lambda: _secrets_client(rt),
         docker_client=rt.resources.docker,
     )
+    built.keystore = MaskedKeyStore(built.keystore)  # type: ignore[assignment]
+    return built
 
 
 def _fail(message: str) -> Exception:
