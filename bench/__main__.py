@@ -1,4 +1,4 @@
-"""``make bench``: ``python -m bench [--sizes 100,1024] [--only parse|backup|health|tls|perf]``.
+"""``make bench``: ``python -m bench [--sizes 100,1024] [--only parse|backup|health|tls|perf|rotation]``.
 
 Every number is a ratio against a baseline measured in the same run on the same machine.
 """
@@ -10,7 +10,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from bench import backup, health, parse, perf, restore, tls
+from bench import backup, health, parse, perf, restore, rotation, tls
 from bench.report import save
 from stellar_ops.dev import demo_data
 from stellar_ops.dev.stack import Stack
@@ -19,7 +19,9 @@ from stellar_ops.dev.stack import Stack
 def main() -> None:
     parser = argparse.ArgumentParser(prog="make bench")
     parser.add_argument("--sizes", default="100,1024", help="database sizes in MiB, ascending")
-    parser.add_argument("--only", choices=["parse", "backup", "health", "tls", "perf"], help="run one part")
+    parser.add_argument(
+        "--only", choices=["parse", "backup", "health", "tls", "perf", "rotation"], help="run one part"
+    )
     args = parser.parse_args()
     results: dict = {}
     if args.only in (None, "parse"):
@@ -28,6 +30,8 @@ def main() -> None:
         results["tls"] = tls.run()
     if args.only in (None, "perf"):
         results["perf"] = perf.run()
+    if args.only in (None, "rotation"):
+        results["rotation"] = rotation.run()
     if args.only in (None, "backup"):
         state = Path(tempfile.mkdtemp(prefix="stellar-bench-stack-"))
         stack = Stack(state, demo_rows=1000)

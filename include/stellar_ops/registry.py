@@ -32,6 +32,8 @@ from stellar_ops.maintenance.config import MaintenanceConfig
 from stellar_ops.maintenance.procedure import PROCEDURE as MAINTENANCE
 from stellar_ops.perf.config import PerfConfig
 from stellar_ops.perf.procedure import PROCEDURE as PERF
+from stellar_ops.rotation.config import RotationConfig
+from stellar_ops.rotation.procedure import PROCEDURE as ROTATION
 from stellar_ops.tls.config import TlsConfig
 from stellar_ops.tls.procedure import PROCEDURE as TLS
 
@@ -45,11 +47,12 @@ class StellarOpsConfig(RootSection):
     health: HealthConfig = Field(default_factory=HealthConfig)  # type: ignore[arg-type]
     tls: TlsConfig = Field(default_factory=TlsConfig)  # type: ignore[arg-type]
     perf: PerfConfig = Field(default_factory=PerfConfig)  # type: ignore[arg-type]
+    rotation: RotationConfig = Field(default_factory=RotationConfig)  # type: ignore[arg-type]
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)  # type: ignore[arg-type]
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)  # type: ignore[arg-type]
 
 
-PROCEDURES: tuple[Procedure, ...] = (BACKUP, DR, MAINTENANCE, HEALTH, TLS, PERF)
+PROCEDURES: tuple[Procedure, ...] = (BACKUP, DR, MAINTENANCE, HEALTH, TLS, PERF, ROTATION)
 CATALOGUE: dict[str, DagEntry] = {entry.dag_id: entry for p in PROCEDURES for entry in p.dags}
 
 

@@ -155,6 +155,9 @@ DOCKER_TASKS = {
     ("morning_health_check", "check_services"),
     ("morning_health_check", "check_disk"),
     ("perf_analysis", "check_performance"),
+    ("api_key_rotation", "restart_api"),
+    ("api_key_rotation", "test_new_keys"),
+    ("api_key_rotation", "restart_api_after_removal"),
 }
 
 

@@ -264,6 +264,11 @@ class FakeDockerDaemon:
                         container = Container(name, body, daemon.root)
                         daemon.containers[name] = container
                     return self._reply(201, {"Id": container.id, "Warnings": []})
+                match = re.fullmatch(r"/containers/([^/]+)/restart", path)
+                if match:
+                    if daemon._find(match.group(1)) is None:
+                        return self._reply(404, {"message": f"No such container: {match.group(1)}"})
+                    return self._reply(204)
                 match = re.fullmatch(r"/containers/([^/]+)/start", path)
                 if match:
                     container = daemon._find(match.group(1))

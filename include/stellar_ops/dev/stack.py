@@ -188,6 +188,8 @@ class StackInfo:
             "dr": {"work_dir": str(Path(self.data_dir) / "scratch")},
             "alerts": {"alertmanager_severities": ["P1", "P2"]},
             **({"tls": self.tls} if self.tls else {}),
+            # the API stand-in re-reads its env file on POST /_reload: the local restart backend
+            "rotation": {"restart": "http_reload"},
         }
 
     def env(self) -> dict[str, str]:

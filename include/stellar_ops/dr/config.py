@@ -65,11 +65,6 @@ class DrConfig(Section):
     run_as_user: str = Field(
         "postgres", description="OS user that runs a local scratch server when the worker runs as root."
     )
-    approval_timeout_hours: float = Field(
-        24,
-        gt=0,
-        description="How long db_restore waits for its approval before it gives up (nothing is changed).",
-    )
     startup_timeout_seconds: int = Field(
         60, ge=5, description="How long the scratch server may take to start."
     )

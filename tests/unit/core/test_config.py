@@ -16,6 +16,7 @@ from stellar_ops.health.config import HealthConfig
 from stellar_ops.maintenance.config import MaintenanceConfig
 from stellar_ops.perf.config import PerfConfig
 from stellar_ops.registry import StellarOpsConfig, parse_config, reference_markdown
+from stellar_ops.rotation.config import RotationConfig
 from stellar_ops.tls.config import TlsConfig
 
 # -- defaults -------------------------------------------------------------------------------------
@@ -378,6 +379,7 @@ SECTIONS: dict[str, type[BaseModel]] = {
     "health": HealthConfig,
     "tls": TlsConfig,
     "perf": PerfConfig,
+    "rotation": RotationConfig,
     "alerts": AlertsConfig,
     "metrics": MetricsConfig,
 }

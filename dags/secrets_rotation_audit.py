@@ -1,0 +1,51 @@
+"""
+# secrets_rotation_audit: the rotation ledger, and which secrets are overdue
+
+**Schedule:** Mondays 08:00 UTC. **Severity:** P3 (SecretRotationOverdue). **Owner:** platform.
+**Runbook:** SEC-3.3 (docs/runbooks.md).
+
+## What it does
+`audit_rotation_ledger` reads the ledger, a JSON document in the backups bucket
+(`rotation.ledger_key`), with each secret's last rotation, and sends one P3 alert for each
+secret past its period (`rotation.periods_days`): `POSTGRES_PASSWORD` and `REDIS_PASSWORD`
+yearly; `API_KEYS`, `ADMIN_KEYS` and `GRAFANA_ADMIN_PASSWORD` quarterly; `S3_CREDENTIALS` as
+configured. Each alert names the procedure of section 3.3 that rotates the secret.
+
+The ledger is in S3 rather than an Airflow Variable: it must outlive the metadata DB and be
+read and written by `stellar-ops` when Airflow is down. `api_key_rotation` records its own
+rotations; record a manual one with `stellar-ops secrets record NAME`.
+
+## Is it safe to re-run?
+Yes: it only reads the ledger and alerts.
+
+## When it fails
+- *is not a secrets ledger*: the object at `rotation.ledger_key` is not the ledger: restore it
+  from the bucket's versions, or delete it (every secret then shows as overdue until recorded).
+- *S3 ... failed*: check the `stellar_s3` connection and the bucket.
+
+## Triage
+P3: rotate the named secret this week, then `stellar-ops secrets record NAME`.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from airflow.sdk import task
+
+from stellar_ops.adapters import rotation as steps
+from stellar_ops.adapters.common.dag import procedure_dag
+
+
+@procedure_dag(
+    "secrets_rotation_audit", schedule="0 8 * * 1", doc=__doc__, execution_timeout=timedelta(minutes=10)
+)
+def secrets_rotation_audit() -> None:
+    @task
+    def audit_rotation_ledger() -> list:
+        return steps.audit_rotation_ledger()
+
+    audit_rotation_ledger()
+
+
+secrets_rotation_audit()

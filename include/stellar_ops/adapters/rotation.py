@@ -1,0 +1,266 @@
+"""Task bodies of ``api_key_rotation`` and ``secrets_rotation_audit``: each runs one step of
+:mod:`stellar_ops.rotation.flow`.
+
+Keys never reach XCom or the log: steps return fingerprints. Secrets Manager is reached through
+the amazon provider's hook, the Docker daemon through the docker provider's.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from airflow.providers.standard.operators.hitl import ApprovalOperator
+
+from stellar_ops.adapters.common.runtime import (
+    checked,
+    current_context,
+    run_slot,
+    task_runtime,
+    task_states,
+)
+from stellar_ops.rotation import flow
+from stellar_ops.rotation.backends import Tools, build_tools
+from stellar_ops.rotation.flow import Plan
+from stellar_ops.rotation.keystore import KeyState, KeyStore
+from stellar_ops.runtime import Runtime
+
+APPROVALS = ("approve_rollout", "approve_removal")
+STEPS = (
+    "check_rotation_due",
+    "generate_keys",
+    "notify_consumers",
+    "add_new_keys",
+    "restart_api",
+    "test_new_keys",
+    "wait_transition_window",
+    "remove_old_keys",
+    "restart_api_after_removal",
+    "verify_rotation",
+    "finish_rotation",
+)
+
+
+def _secrets_client(rt: Runtime) -> Any:
+    from airflow.providers.amazon.aws.hooks.secrets_manager import SecretsManagerHook
+
+    return SecretsManagerHook(aws_conn_id=rt.config.rotation.aws_conn_id).get_conn()
+
+
+class MaskedKeyStore:
+    """A key store whose every key read is registered with the task log's secret masker, so a key
+    that a step ever printed by mistake would show as ``***``."""
+
+    def __init__(self, store: KeyStore) -> None:
+        self.store = store
+        self.name = store.name
+
+    def state(self, key_set: str) -> KeyState:
+        from airflow.sdk.log import mask_secret
+
+        state = self.store.state(key_set)
+        for key in (*state.served, *(state.pending or ()), *(state.outgoing or ()), *(state.previous or ())):
+            mask_secret(key)
+        return state
+
+    def admin_key(self) -> str | None:
+        from airflow.sdk.log import mask_secret
+
+        key = self.store.admin_key()
+        if key:
+            mask_secret(key)
+        return key
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+
+def tools(rt: Runtime) -> Tools:
+    built = build_tools(
+        rt.config.rotation,
+        rt.resources.endpoint("api"),
+        secrets_client=lambda: _secrets_client(rt),
+        docker_client=rt.resources.docker,
+    )
+    built.keystore = MaskedKeyStore(built.keystore)  # type: ignore[assignment]
+    return built
+
+
+def _fail(message: str) -> Exception:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    return AirflowFailException(message)
+
+
+@checked
+def check_rotation_due(params: dict[str, Any]) -> dict[str, Any]:
+    context = current_context()
+    outcome = flow.plan(
+        task_runtime(),
+        key_set=str(params.get("key_set")),
+        count=int(params.get("count") or 0),
+        transition_days=params.get("transition_days"),
+        reason=str(params.get("reason")),
+        dry_run=bool(params.get("dry_run")),
+        slot=run_slot(context),
+        run_id=context["ti"].run_id,
+    )
+    if isinstance(outcome, flow.Skip):
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        raise AirflowSkipException(outcome.reason)
+    return outcome.as_dict()
+
+
+def _step(name: str, plan: dict[str, Any], *args: Any) -> dict[str, Any]:
+    rt = task_runtime()
+    action = getattr(flow, name)
+    return action(rt, tools(rt), Plan.from_dict(plan), *args)  # type: ignore[no-any-return]
+
+
+@checked
+def generate_keys(plan: dict[str, Any]) -> dict[str, Any]:
+    return _step("generate", plan)
+
+
+@checked
+def notify_consumers(plan: dict[str, Any], generated: dict[str, Any]) -> dict[str, Any]:
+    return flow.notify(task_runtime(), Plan.from_dict(plan), generated, datetime.now(UTC))
+
+
+@checked
+def add_new_keys(plan: dict[str, Any]) -> dict[str, Any]:
+    return _step("add", plan)
+
+
+@checked
+def restart_api(plan: dict[str, Any], phase: str) -> dict[str, Any]:
+    return _step("restart", plan, phase)
+
+
+@checked
+def test_new_keys(plan: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return _step("test", plan)
+    except flow.RolledBackError as exc:
+        raise _fail(str(exc)) from None  # rolled back: a retry would only test the old set again
+
+
+@checked
+def remove_old_keys(plan: dict[str, Any]) -> dict[str, Any]:
+    return _step("remove", plan)
+
+
+@checked
+def verify_rotation(plan: dict[str, Any]) -> dict[str, Any]:
+    return _step("verify", plan)
+
+
+ANSWER = "answer"
+
+
+class RotationApproval(ApprovalOperator):  # type: ignore[misc]
+    """The providers' ApprovalOperator, keeping who answered what and when in its XCom ``answer``.
+
+    A rejection skips the downstream tasks by raising, so no return value is pushed then: the
+    answer is pushed first, for the audit record and the cleanup of a rejected rotation.
+    """
+
+    def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
+        if "error" not in event:
+            user = event.get("responded_by_user") or {}
+            at: Any = event.get("responded_at")
+            context["ti"].xcom_push(
+                key=ANSWER,
+                value={
+                    "chosen": (event.get("chosen_options") or [None])[0],
+                    "by": user.get("name") or user.get("id"),
+                    "at": at.isoformat() if hasattr(at, "isoformat") else at,
+                },
+            )
+        return super().execute_complete(context, event)
+
+
+def approval_operator(**kwargs: Any) -> RotationApproval:
+    return RotationApproval(**kwargs)
+
+
+def approval(ti: Any, task_id: str) -> dict[str, Any] | None:
+    """Who answered an approval, what and when."""
+    answer = ti.xcom_pull(task_ids=task_id, key=ANSWER)
+    return dict(answer) if answer else None
+
+
+@checked
+def finish_rotation(plan: dict[str, Any]) -> dict[str, Any]:
+    ti = current_context()["ti"]
+    removal = approval(ti, "approve_removal") or {}
+    return _step("finish", plan, datetime.now(UTC), str(removal.get("by") or "api_key_rotation"))
+
+
+def _rejected(ti: Any) -> str | None:
+    for task_id in APPROVALS:
+        answer = approval(ti, task_id)
+        if answer and answer["chosen"] == "Reject":
+            return task_id
+    return None
+
+
+@checked
+def discard_rejected_rotation() -> dict[str, Any]:
+    """Runs whatever happened: only a rejected approval discards the pending keys. A failure keeps
+    them, so clearing the failed task resumes the rotation."""
+    ti = current_context()["ti"]
+    plan = ti.xcom_pull(task_ids="check_rotation_due")
+    rejected = _rejected(ti)
+    if not plan or not rejected:
+        return {"discarded": []}
+    return _step("discard", plan, f"{rejected} was rejected")
+
+
+@checked
+def record_audit() -> dict[str, Any]:
+    ti = current_context()["ti"]
+    plan = ti.xcom_pull(task_ids="check_rotation_due")
+    if not plan:
+        return {"outcome": "nothing rotated"}
+    states = task_states(ti, STEPS)
+    rejected = _rejected(ti)
+    failed = sorted(t for t, s in states.items() if s in ("failed", "upstream_failed"))
+    if states.get("finish_rotation") == "success":
+        outcome = "rotated"
+    elif rejected:
+        outcome = f"cancelled: {rejected} rejected"
+    elif states.get("test_new_keys") == "failed":
+        outcome = "rolled back after test_new_keys failed"
+    else:
+        outcome = f"failed at {', '.join(failed) or 'an unknown step'}"
+    steps = {t: ti.xcom_pull(task_ids=t) for t in STEPS[1:] if states.get(t) == "success"}
+    return flow.record_audit(
+        task_runtime(),
+        Plan.from_dict(plan),
+        outcome=outcome,
+        approvals={t: approval(ti, t) for t in APPROVALS},
+        steps={t: v for t, v in steps.items() if v is not None},
+        now=datetime.now(UTC),
+    )
+
+
+def transition_window(task_id: str) -> Any:
+    """A deferred sensor until the old keys' announced stop: no worker slot while it waits."""
+    from datetime import timedelta
+
+    from airflow.providers.standard.sensors.date_time import DateTimeSensorAsync
+
+    return DateTimeSensorAsync(
+        task_id=task_id,
+        target_time="{{ ti.xcom_pull(task_ids='restart_api')['old_keys_stop'] }}",
+        execution_timeout=timedelta(days=30),
+    )
+
+
+@checked
+def audit_rotation_ledger() -> list[dict[str, Any]]:
+    rt = task_runtime()
+    now = datetime.now(UTC)
+    return [item.as_dict() for item in flow.audit_secrets(rt, now)]

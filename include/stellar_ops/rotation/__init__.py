@@ -1,0 +1,1 @@
+"""API key rotation and the secrets rotation ledger."""

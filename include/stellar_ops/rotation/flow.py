@@ -1,0 +1,371 @@
+"""The rotation's steps, defined once: ``api_key_rotation``'s tasks and ``stellar-ops keys rotate``.
+
+A resumable state machine after AWS Secrets Manager's create/set/test/finish: every step reads
+where the rotation stands from the key store and does only what is not done yet, so a step
+re-run after a crash (or a whole CLI run started again) completes it without losing a key in
+use. Keys travel only between the key store and the API; what a step returns (XCom) and says
+(the task log) names them by fingerprint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from stellar_ops.core.alerts import Finding
+from stellar_ops.core.errors import ConfigError, StellarOpsError
+from stellar_ops.rotation import api, keys, ledger
+from stellar_ops.rotation.backends import Tools
+from stellar_ops.rotation.config import KEY_SETS
+from stellar_ops.rotation.keystore import KeyState
+from stellar_ops.runtime import Runtime
+
+DAG_ID = "api_key_rotation"
+AUDIT_DAG_ID = "secrets_rotation_audit"
+REASONS = ("scheduled", "compromise")
+
+
+class RotationError(StellarOpsError):
+    """The rotation cannot go on."""
+
+
+class RolledBackError(RotationError):
+    """A check after adding the new keys failed; the previous key set is served again."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    key_set: str
+    count: int
+    reason: str
+    transition_seconds: float
+    dry_run: bool
+    rotation_id: str
+    quarter: str
+    slot: str
+    run_id: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Plan:
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+
+    @property
+    def window(self) -> timedelta:
+        return timedelta(seconds=self.transition_seconds)
+
+
+@dataclass(frozen=True)
+class Skip:
+    reason: str
+
+
+def _state(tools: Tools, plan: Plan) -> KeyState:
+    return tools.keystore.state(plan.key_set)
+
+
+def _mine(state: KeyState, plan: Plan) -> tuple[list[str], list[str]]:
+    """The pending and outgoing keys of this rotation; an error when another one is under way."""
+    if state.pending is None or state.rotation_id != plan.rotation_id:
+        raise RotationError(
+            f"{plan.key_set} has no pending keys of rotation {plan.rotation_id} "
+            f"({'rotation ' + str(state.rotation_id) + ' is under way' if state.pending else 'none are pending'}): "
+            "run generate_keys first"
+        )
+    return list(state.pending), list(state.outgoing or ())
+
+
+def plan(
+    rt: Runtime,
+    *,
+    key_set: str,
+    count: int,
+    transition_days: float | None,
+    reason: str,
+    dry_run: bool,
+    slot: datetime,
+    run_id: str,
+) -> Plan | Skip:
+    """What this run rotates, or why it does not (already rotated this quarter, a dry run)."""
+    settings = rt.config.rotation
+    if key_set not in KEY_SETS:
+        raise ConfigError(f"key_set must be one of {', '.join(KEY_SETS)}, got {key_set!r}")
+    if reason not in REASONS:
+        raise ConfigError(f"reason must be one of {', '.join(REASONS)}, got {reason!r}")
+    if not 1 <= count <= 50:
+        raise ConfigError(f"count must be between 1 and 50, got {count}")
+    days = settings.transition_days if transition_days is None else transition_days
+    if days <= 0:
+        raise ConfigError(f"transition_days must be positive, got {days}")
+    seconds = days * 86400
+    if reason == "compromise":
+        seconds = min(seconds, settings.compromise_transition_hours * 3600)
+    quarter = keys.quarter(slot)
+    rotation_id = f"{key_set}-{quarter}"
+    if reason == "compromise":
+        rotation_id += f"-compromise-{slot.astimezone(UTC):%Y%m%dT%H%M%SZ}"
+    result = Plan(key_set, count, reason, seconds, dry_run, rotation_id, quarter, slot.isoformat(), run_id)
+    if reason == "scheduled":
+        last = ledger.last_rotation(ledger.load(rt.store(), settings.ledger_key), key_set)
+        if last and last.get("quarter") == quarter:
+            return Skip(
+                f"{key_set} was already rotated in {quarter} ({last['rotated_at']}, {last['how']}): "
+                "a scheduled rotation runs once a quarter; trigger with reason 'compromise' to rotate again"
+            )
+    rt.say(
+        f"rotation {rotation_id}: {count} new {key_set}, transition window {timedelta(seconds=seconds)}, "
+        f"reason {reason}{' (dry run)' if dry_run else ''}"
+    )
+    if dry_run:
+        return Skip(f"dry run: rotation {rotation_id} would replace {key_set} with {count} new keys")
+    return result
+
+
+def generate(rt: Runtime, tools: Tools, plan: Plan) -> dict[str, Any]:
+    """New keys as pending (reused when this rotation already made them); the served set as outgoing."""
+    state = _state(tools, plan)
+    if state.pending is not None and state.rotation_id != plan.rotation_id:
+        raise RotationError(
+            f"{plan.key_set} has pending keys of another rotation, {state.rotation_id} "
+            f"({', '.join(keys.fingerprints(state.pending))}): finish or discard it first "
+            "(clear its run, or stellar-ops keys discard --key-set " + plan.key_set + ")"
+        )
+    if state.pending is None:
+        settings = rt.config.rotation
+        new = keys.generate(plan.count, prefix=settings.key_prefix[plan.key_set], nbytes=settings.key_bytes)
+        tools.keystore.stage_pending(plan.key_set, new, plan.rotation_id)
+        state = _state(tools, plan)
+        rt.say(f"generated {plan.count} {plan.key_set} as pending in {tools.keystore.name}")
+    else:
+        rt.say(f"the pending keys of {plan.rotation_id} already exist: reusing them")
+    pending, outgoing = _mine(state, plan)
+    result = {"new": keys.fingerprints(pending), "old": keys.fingerprints(outgoing)}
+    rt.say(f"new {plan.key_set}: {', '.join(result['new'])}; outgoing: {', '.join(result['old']) or 'none'}")
+    return result
+
+
+def notify(rt: Runtime, plan: Plan, generated: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """Tell the API's consumers when the new keys start and the old ones stop; a compromise pages."""
+    starts = now
+    stops = now + plan.window
+    headline = (
+        f"API key rotation ({plan.key_set}, {plan.reason}): new keys from {starts:%Y-%m-%d %H:%M} UTC "
+        f"(once approved), old keys stop no earlier than {stops:%Y-%m-%d %H:%M} UTC"
+    )
+    lines = [
+        f"*{headline}*",
+        f"Rotation `{plan.rotation_id}`, {len(generated['new'])} new keys: {', '.join(generated['new'])}.",
+        f"Outgoing keys: {', '.join(generated['old']) or 'none'}.",
+        f"Switch every consumer to its new key within the {plan.window} transition window;"
+        " both keys are accepted until it ends and the removal is approved.",
+    ]
+    payload = {
+        "text": "\n".join(lines),
+        "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}}],
+    }
+    rt.notify(payload, "P1" if plan.reason == "compromise" else None)
+    rt.say(headline)
+    return {
+        **generated,
+        "new_keys_start": starts.isoformat(),
+        "old_keys_stop": stops.isoformat(),
+        "summary": "\n".join(lines),
+    }
+
+
+def add(rt: Runtime, tools: Tools, plan: Plan) -> dict[str, Any]:
+    """Serve the new keys alongside the old ones (from the API's next start)."""
+    pending, outgoing = _mine(_state(tools, plan), plan)
+    both = outgoing + [k for k in pending if k not in outgoing]
+    tools.keystore.serve(plan.key_set, both)
+    rt.say(f"{plan.key_set} now served: {', '.join(keys.fingerprints(both))}")
+    return {"served": keys.fingerprints(both)}
+
+
+def restart(rt: Runtime, tools: Tools, plan: Plan, phase: str, now: datetime | None = None) -> dict[str, Any]:
+    """Restart the API and wait until it answers healthy with a key valid before and after."""
+    state = _state(tools, plan)
+    served = list(state.served)
+    carried = [k for k in served if k in (state.outgoing or ())] if phase == "add" else []
+    candidates = carried or [k for k in served if k in (state.pending or ())] or served
+    if not candidates:
+        raise RotationError(f"no {plan.key_set} is served: refusing to restart the API with none")
+    probe = candidates[0]
+    took = tools.restarter.restart(tools.keystore.admin_key)
+    healthy = api.wait_healthy(tools.api, probe, rt.config.rotation.healthy_timeout_seconds)
+    rt.say(
+        f"API restarted through {tools.restarter.name} in {took:.2f}s, healthy {healthy:.2f}s later "
+        f"(probe key {keys.fingerprint(probe)})"
+    )
+    result: dict[str, Any] = {"restart_seconds": round(took, 3), "healthy_seconds": round(healthy, 3)}
+    if phase == "add":
+        served_from = now or datetime.now(UTC)
+        result["new_keys_served_from"] = served_from.isoformat()
+        result["old_keys_stop"] = (served_from + plan.window).isoformat()
+    return result
+
+
+def _checks(tools: Tools, plan: Plan, rt: Runtime, wanted: list[str]) -> list[api.KeyCheck]:
+    return api.check_keys(tools.api, rt.config.rotation.probe_paths[plan.key_set], wanted)
+
+
+def rollback(rt: Runtime, tools: Tools, plan: Plan, why: str) -> None:
+    """Serve the outgoing set again, restart, discard the pending keys, alert P2."""
+    state = _state(tools, plan)
+    outgoing = list(state.outgoing or ())
+    if outgoing:
+        tools.keystore.serve(plan.key_set, outgoing)
+        tools.restarter.restart(tools.keystore.admin_key)
+        api.wait_healthy(tools.api, outgoing[0], rt.config.rotation.healthy_timeout_seconds)
+    tools.keystore.discard_pending(plan.key_set)
+    rt.alert(
+        Finding(
+            dag_id=DAG_ID,
+            severity="P2",
+            alert_name="KeyRotationRolledBack",
+            summary=f"rotation {plan.rotation_id} of {plan.key_set} rolled back: {why}; "
+            f"{', '.join(keys.fingerprints(outgoing))} served again",
+            runbook="SEC-3.2",
+            labels={"key_set": plan.key_set},
+        )
+    )
+
+
+def test(rt: Runtime, tools: Tools, plan: Plan) -> dict[str, Any]:
+    """Every new key is accepted and every old one still is; else roll back."""
+    pending, outgoing = _mine(_state(tools, plan), plan)
+    checks = _checks(tools, plan, rt, pending + outgoing)
+    refused = [c for c in checks if not c.accepted]
+    if refused:
+        why = "the API refused " + ", ".join(f"{c.fingerprint} ({c.status or 'no answer'})" for c in refused)
+        rollback(rt, tools, plan, why)
+        raise RolledBackError(f"rotation {plan.rotation_id} rolled back after add: {why}")
+    rt.say(f"all {len(checks)} keys (new and old) are accepted")
+    return {"accepted": [c.fingerprint for c in checks]}
+
+
+def remove(rt: Runtime, tools: Tools, plan: Plan) -> dict[str, Any]:
+    """Serve only the new keys (from the API's next start)."""
+    pending, _ = _mine(_state(tools, plan), plan)
+    tools.keystore.serve(plan.key_set, pending)
+    rt.say(f"{plan.key_set} now served: {', '.join(keys.fingerprints(pending))}")
+    return {"served": keys.fingerprints(pending)}
+
+
+def verify(rt: Runtime, tools: Tools, plan: Plan) -> dict[str, Any]:
+    """The old keys are refused and the new ones accepted."""
+    pending, outgoing = _mine(_state(tools, plan), plan)
+    old = [k for k in outgoing if k not in pending]
+    new_checks = _checks(tools, plan, rt, pending)
+    old_checks = _checks(tools, plan, rt, old)
+    problems = [
+        f"new key {c.fingerprint} refused ({c.status or 'no answer'})" for c in new_checks if not c.accepted
+    ]
+    problems += [f"old key {c.fingerprint} still accepted" for c in old_checks if c.accepted]
+    if problems:
+        raise RotationError(f"rotation {plan.rotation_id}: {'; '.join(problems)}")
+    rt.say(f"{len(new_checks)} new keys accepted, {len(old_checks)} old keys refused")
+    return {"accepted": [c.fingerprint for c in new_checks], "refused": [c.fingerprint for c in old_checks]}
+
+
+def finish(rt: Runtime, tools: Tools, plan: Plan, now: datetime, by: str) -> dict[str, Any]:
+    """Pending becomes current, outgoing is kept as previous; the ledger records the rotation."""
+    state = _state(tools, plan)
+    if state.pending is not None and state.rotation_id == plan.rotation_id:
+        tools.keystore.finish(plan.key_set)
+    elif state.pending is not None:
+        _mine(state, plan)  # another rotation's keys: says so
+    settings = rt.config.rotation
+    ledger.record(
+        rt.store(),
+        settings.ledger_key,
+        plan.key_set,
+        at=now,
+        by=by,
+        how=f"{DAG_ID} {plan.rotation_id} ({plan.reason})",
+        quarter=plan.quarter,
+        audit=rt.store().url(audit_key(rt, plan)),
+    )
+    done = _state(tools, plan)
+    rt.say(
+        f"rotation {plan.rotation_id} finished: {plan.key_set} {', '.join(keys.fingerprints(done.served))}"
+    )
+    return {"current": keys.fingerprints(done.served), "previous": keys.fingerprints(done.previous or ())}
+
+
+def discard(rt: Runtime, tools: Tools, plan: Plan, why: str) -> dict[str, Any]:
+    """A rejected approval: forget this rotation's pending keys; what is served stays as it is."""
+    state = _state(tools, plan)
+    if state.pending is None or state.rotation_id != plan.rotation_id:
+        return {"discarded": []}
+    discarded = keys.fingerprints(state.pending)
+    tools.keystore.discard_pending(plan.key_set)
+    served = keys.fingerprints(state.served)
+    rt.warn(
+        f"rotation {plan.rotation_id} cancelled ({why}): pending {', '.join(discarded)} discarded; "
+        f"served unchanged: {', '.join(served)}"
+    )
+    return {"discarded": discarded, "served": served}
+
+
+def audit_key(rt: Runtime, plan: Plan) -> str:
+    run = "".join(c if c.isalnum() or c in "-_." else "_" for c in plan.run_id)
+    return f"{rt.config.rotation.audit_prefix}{plan.rotation_id}/{run}.json"
+
+
+def record_audit(
+    rt: Runtime,
+    plan: Plan,
+    *,
+    outcome: str,
+    approvals: dict[str, dict[str, Any] | None],
+    steps: dict[str, Any],
+    now: datetime,
+) -> dict[str, Any]:
+    """Who approved what and when, fingerprints only: saved to S3 and shown in the log."""
+    document = {
+        "format": 1,
+        "rotation_id": plan.rotation_id,
+        "run_id": plan.run_id,
+        "key_set": plan.key_set,
+        "reason": plan.reason,
+        "outcome": outcome,
+        "recorded_at": now.isoformat(),
+        "transition_seconds": plan.transition_seconds,
+        "approvals": approvals,
+        "steps": steps,
+    }
+    key = audit_key(rt, plan)
+    rt.store().put_json(key, document)
+    lines = [f"rotation {plan.rotation_id}: {outcome}; audit record {rt.store().url(key)}"]
+    for name, answer in approvals.items():
+        if answer:
+            lines.append(f"  {name}: {answer.get('chosen')} by {answer.get('by')} at {answer.get('at')}")
+        else:
+            lines.append(f"  {name}: not answered")
+    rt.say("\n".join(lines))
+    return {"key": key, "outcome": outcome}
+
+
+def audit_secrets(rt: Runtime, now: datetime) -> list[ledger.Overdue]:
+    """The ledger's overdue secrets, each alerted with the procedure that rotates it."""
+    settings = rt.config.rotation
+    document = ledger.load(rt.store(), settings.ledger_key)
+    found = ledger.overdue(document, settings.periods_days, settings.procedures, now)
+    for item in found:
+        rt.alert(
+            Finding(
+                dag_id=AUDIT_DAG_ID,
+                severity="P3",
+                alert_name="SecretRotationOverdue",
+                summary=item.describe(now),
+                runbook="SEC-3.3",
+                labels={"secret": item.secret},
+            )
+        )
+    if not found:
+        rt.say(f"no secret is overdue ({len(settings.periods_days)} in the ledger's schedule)")
+    return found

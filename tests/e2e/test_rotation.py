@@ -1,0 +1,240 @@
+"""api_key_rotation under a live scheduler: both approvals (one in the UI), a deferred window,
+consumers sending requests throughout; the reject paths; the quarter rule."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import shutil
+import time
+
+import pytest
+
+from stellar_ops.dev.load import Consumer, LoadGenerator
+from stellar_ops.rotation.keys import fingerprint
+from stellar_ops.rotation.keystore import EnvFileStore
+from tests.support.api_stand_in import new_stand_in
+
+pytestmark = pytest.mark.e2e
+
+DAG = "api_key_rotation"
+WINDOW_SECONDS = 25.0
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def stand_in(api, tmp_path_factory):
+    served = new_stand_in(tmp_path_factory.mktemp("rotation-api") / "api", api_keys=3, admin_keys=1)
+    api.request(
+        "POST",
+        "/connections",
+        json={
+            "connection_id": "rotation_api",
+            "conn_type": "http",
+            "host": "127.0.0.1",
+            "port": served.port,
+            "schema": "http",
+            "password": served.admin_keys[0],
+        },
+    )
+    try:
+        yield served
+    finally:
+        api.request("DELETE", "/connections/rotation_api")
+        served.stop()
+
+
+@pytest.fixture
+def configured(api, stack, stand_in, e2e_prefix):
+    document = {
+        "backup": {"bucket": "stellar-backups", "prefix": e2e_prefix},
+        "connections": {"api": "rotation_api"},
+        "rotation": {
+            "env_file": str(stand_in.env_file),
+            "restart": "http_reload",
+            "audit_prefix": f"{e2e_prefix}audit/",
+            "ledger_key": f"{e2e_prefix}secrets-ledger.json",
+        },
+    }
+    api.set_variable("stellar_ops_config", document)
+    api.unpause(DAG)
+    return e2e_prefix
+
+
+def conf(**changes):
+    return {
+        "key_set": "API_KEYS",
+        "count": 3,
+        "transition_days": WINDOW_SECONDS / 86400,
+        "reason": "scheduled",
+        "dry_run": False,
+        **changes,
+    }
+
+
+def state(stand_in):
+    return EnvFileStore(stand_in.env_file).state("API_KEYS")
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = predicate()
+        if found:
+            return found
+        time.sleep(0.5)
+    raise AssertionError(f"no {what} within {timeout:.0f}s")
+
+
+def approval_body(api, run_id: str, task_id: str) -> str:
+    for item in api.pending_approvals():
+        ti = item.get("task_instance", item)
+        if ti.get("dag_run_id", ti.get("run_id")) == run_id and ti.get("task_id") == task_id:
+            return f"{item.get('subject')}\n{item.get('body')}"
+    raise AssertionError(f"no pending approval {task_id} in {run_id}")
+
+
+@pytest.fixture(scope="module")
+def page(airflow):
+    from playwright.sync_api import sync_playwright
+
+    args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=args, headless=True)
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        tab = context.new_page()
+        tab.set_default_timeout(30_000)
+        tab.goto(airflow.base_url + "/")
+        tab.wait_for_url(re.compile(r".*/auth/login.*"))
+        tab.get_by_label("Username").fill("admin")
+        tab.get_by_label("Password").fill("admin")
+        tab.get_by_role("button", name="Sign in").click()
+        tab.wait_for_url(re.compile(r"^(?!.*auth/login).*$"))
+        yield tab
+        browser.close()
+
+
+def approve_in_the_ui(page, airflow, run_id: str, task_id: str) -> None:
+    """What the on-call lead does: the task's Required Action in the UI, then Approve."""
+    page.goto(f"{airflow.base_url}/dags/{DAG}/runs/{run_id}/tasks/{task_id}/required_actions")
+    page.get_by_role("button", name="Approve").click()
+
+
+@pytest.mark.browser
+def test_a_rotation_approved_twice_serves_only_the_new_keys_and_rejects_no_request(
+    api, airflow, stack, stand_in, configured, page
+):
+    old = list(stand_in.api_keys)
+    load = LoadGenerator(stand_in.url, [Consumer(f"c{i}", k) for i, k in enumerate(old)], rate_per_second=30)
+    load.start()
+    run_id = api.trigger(DAG, conf=conf())
+
+    api.wait_for_approval(DAG, run_id, "approve_rollout", timeout=180)
+    pending = list(state(stand_in).pending or ())
+    assert len(pending) == 3
+    body = approval_body(api, run_id, "approve_rollout")
+    assert all(fingerprint(k) in body for k in pending) and "API_KEYS" in body
+    assert all(stand_in.status(k) == 403 for k in pending), "nothing is served before the approval"
+    api.answer_approval(DAG, run_id, "approve_rollout", "Approve")
+
+    try:
+        restarted = wait_for(lambda: _xcom(api, run_id, "restart_api"), 180, "the restart")
+    except AssertionError:
+        states = api.task_states(DAG, run_id)
+        logs = {
+            t: api.task_log(DAG, run_id, t)[-1500:] for t in ("add_new_keys", "restart_api") if states.get(t)
+        }
+        raise AssertionError(f"no restart: {states}\n{logs}") from None
+    stop = _epoch(restarted["old_keys_stop"])
+    load.schedule_switches(pending, time.time(), stop - 3, seed=random.randrange(1000))
+    assert all(stand_in.status(k) == 200 for k in old + pending), "both sets are served in the window"
+    wait_for(
+        lambda: api.task_states(DAG, run_id).get("wait_transition_window") == "deferred",
+        120,
+        "a deferred wait",
+    )
+
+    api.wait_for_approval(DAG, run_id, "approve_removal", timeout=180)
+    assert time.time() >= stop - 1, "the removal is asked for only once the window is over"
+    approve_in_the_ui(page, airflow, run_id, "approve_removal")
+    assert api.wait_run(DAG, run_id, timeout=300) == "success", api.task_states(DAG, run_id)
+    report = load.stop()
+
+    states = api.task_states(DAG, run_id)
+    assert set(states.values()) == {"success"}, states
+    assert all(stand_in.status(k) == 200 for k in pending)
+    assert all(stand_in.status(k) == 403 for k in old)
+    final = state(stand_in)
+    assert final.served == tuple(pending) and final.previous == tuple(old) and final.pending is None
+    print(f"\nload during the rotation: {json.dumps(report.as_dict())}")
+    assert report.sent > 200 and report.by_key["new"] > 0 and report.by_key["old"] > 0
+    assert report.rejected == 0, report.as_dict()
+
+    audit_key = api.xcom(DAG, run_id, "record_audit")["key"]
+    client = stack.s3_client()
+    audit = json.loads(client.get_object(Bucket="stellar-backups", Key=audit_key)["Body"].read())
+    assert audit["outcome"] == "rotated"
+    assert audit["approvals"]["approve_rollout"]["chosen"] == "Approve"
+    assert audit["approvals"]["approve_removal"]["by"] == "admin"
+    ledger_key = f"{configured}secrets-ledger.json"
+    ledger = json.loads(client.get_object(Bucket="stellar-backups", Key=ledger_key)["Body"].read())
+    assert ledger["secrets"]["API_KEYS"]["by"] == "admin"
+
+    secrets = old + pending + list(stand_in.admin_keys)
+    for task_id in states:
+        text = api.task_log(DAG, run_id, task_id) + json.dumps(_xcom(api, run_id, task_id) or {})
+        leaked = [fingerprint(k) for k in secrets if k in text]
+        assert not leaked, f"{task_id} shows keys {leaked} in its log or XCom"
+    assert "audit record s3://stellar-backups/" in api.task_log(DAG, run_id, "record_audit")
+
+    again = api.trigger(DAG, conf=conf())
+    assert api.wait_run(DAG, again, timeout=180) == "success"
+    skipped = api.task_states(DAG, again)
+    assert skipped["check_rotation_due"] == "skipped" and skipped["generate_keys"] == "skipped", skipped
+    assert state(stand_in).served == tuple(pending), "a second run in the quarter rotates nothing"
+
+
+def test_a_rejected_approval_discards_the_pending_keys_and_changes_nothing_served(api, stand_in, configured):
+    before = state(stand_in).served
+    first = api.trigger(DAG, conf=conf(reason="compromise"))
+    api.wait_for_approval(DAG, first, "approve_rollout", timeout=180)
+    assert state(stand_in).pending is not None
+    api.answer_approval(DAG, first, "approve_rollout", "Reject")
+    assert api.wait_run(DAG, first, timeout=180) == "success"
+    states = api.task_states(DAG, first)
+    assert states["add_new_keys"] == "skipped" and states["discard_rejected_rotation"] == "success", states
+    after = state(stand_in)
+    assert after.served == before and after.pending is None, (
+        _xcom(api, first, "approve_rollout"),
+        api.task_log(DAG, first, "approve_rollout")[-4000:],
+    )
+    assert all(stand_in.status(k) == 200 for k in before)
+    assert api.xcom(DAG, first, "record_audit")["outcome"] == "cancelled: approve_rollout rejected"
+
+    second = api.trigger(DAG, conf=conf(reason="compromise", transition_days=2 / 86400))
+    api.wait_for_approval(DAG, second, "approve_rollout", timeout=180)
+    api.answer_approval(DAG, second, "approve_rollout", "Approve")
+    api.wait_for_approval(DAG, second, "approve_removal", timeout=240)
+    both = state(stand_in).served
+    api.answer_approval(DAG, second, "approve_removal", "Reject")
+    assert api.wait_run(DAG, second, timeout=180) == "success"
+    states = api.task_states(DAG, second)
+    assert states["remove_old_keys"] == "skipped" and states["finish_rotation"] == "skipped", states
+    after = state(stand_in)
+    assert after.served == both and after.pending is None, "the removal's rejection changes nothing served"
+    assert all(stand_in.status(k) == 200 for k in both)
+    assert api.xcom(DAG, second, "record_audit")["outcome"] == "cancelled: approve_removal rejected"
+
+
+def _xcom(api, run_id: str, task_id: str):
+    try:
+        return api.xcom(DAG, run_id, task_id)
+    except AssertionError:
+        return None
+
+
+def _epoch(text: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(text).timestamp()
