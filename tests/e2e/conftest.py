@@ -27,7 +27,7 @@ def airflow(stack, tmp_path_factory) -> Iterator[AirflowStandalone]:
 
 @pytest.fixture(scope="session")
 def api(airflow) -> AirflowClient:
-    return AirflowClient(airflow.base_url)
+    return AirflowClient(airflow.base_url, scheduler_log=airflow.log_path)
 
 
 @pytest.fixture

@@ -178,8 +178,15 @@ class AirflowStandalone:
 class AirflowClient:
     """The REST API v2 as the e2e tests use it."""
 
-    def __init__(self, base_url: str, username: str = "admin", password: str = "admin") -> None:
+    def __init__(
+        self,
+        base_url: str,
+        username: str = "admin",
+        password: str = "admin",
+        scheduler_log: Path | None = None,
+    ) -> None:
         self.base_url = base_url
+        self.scheduler_log = scheduler_log  # the scheduler's output, when the client may read it
         response = requests.post(
             f"{base_url}/auth/token", json={"username": username, "password": password}, timeout=10
         )
@@ -329,6 +336,13 @@ class AirflowClient:
         return self.request("PATCH", path, json={"chosen_options": [option], "params_input": {}})
 
     def wait_for_approval(self, dag_id: str, run_id: str, task_id: str, timeout: float = 120) -> None:
+        """Until the task awaits its answer and the scheduler has heard that its process paused.
+
+        The executor reports the paused process's exit after the task shows as awaiting input; an
+        answer that lands before the scheduler handles that report makes it fail the resumed try
+        and start a new one, which waits for an answer again. So this follows the scheduler's log
+        to that report when it can read it, and otherwise waits a while.
+        """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for item in self.pending_approvals():
@@ -338,9 +352,23 @@ class AirflowClient:
                     and ti.get("dag_run_id", ti.get("run_id")) == run_id
                     and ti.get("task_id") == task_id
                 ):
-                    # The executor reports the paused process's exit a moment later; an answer
-                    # that lands before that report makes the scheduler fail the resumed task.
-                    time.sleep(5)
+                    self._wait_for_the_pause_report(dag_id, run_id, task_id, ti.get("try_number"), deadline)
                     return
             time.sleep(1)
         raise AssertionError(f"no approval pending for {dag_id}.{task_id} in {run_id}")
+
+    def _wait_for_the_pause_report(
+        self, dag_id: str, run_id: str, task_id: str, try_number: int | None, deadline: float
+    ) -> None:
+        if self.scheduler_log is None or try_number is None:
+            time.sleep(5)
+            return
+        report = (
+            f"Received executor event with state success for task instance TaskInstanceKey("
+            f"dag_id='{dag_id}', task_id='{task_id}', run_id='{run_id}', try_number={try_number},"
+        )
+        while time.monotonic() < deadline:
+            if report in self.scheduler_log.read_text(errors="replace"):
+                return
+            time.sleep(0.5)
+        raise AssertionError(f"the scheduler never handled the pause of {dag_id}.{task_id} try {try_number}")
