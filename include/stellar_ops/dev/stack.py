@@ -33,6 +33,7 @@ from stellar_ops.core.processes import (
     ManagedProcess,
     free_port,
     pid_alive,
+    port_free,
     port_open,
     stop_pid,
     unprivileged_user,
@@ -264,7 +265,7 @@ def _write_private(path: Path, text: str) -> None:
 
 def _pick_port(service: str, fixed: bool) -> int:
     preferred = PREFERRED_PORTS.get(service)
-    if fixed and preferred and not port_open(preferred):
+    if fixed and preferred and port_free(preferred):
         return preferred
     return free_port()
 

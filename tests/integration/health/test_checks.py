@@ -4,6 +4,7 @@ servers that are stopped or hang."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -71,9 +72,10 @@ def test_alerts_firing_now_and_resolved_since_the_previous_check(ops, alertmanag
     rt = runtime()
     first = flow.check(rt, "alerts")
     assert first.status == "critical", first
-    assert "P1: HealthTestDatabaseDown (30m)" in first.detail
-    assert "P2: HealthTestBackupStale (5.0h)" in first.detail
-    assert "P3: HealthTestSlowQueries (1.5d)" in first.detail
+    # the session's Alertmanager may also hold other tests' alerts: each of ours in its severity's group
+    assert re.search(r"P1: [^;]*HealthTestDatabaseDown \(30m\)", first.detail), first.detail
+    assert re.search(r"P2: [^;]*HealthTestBackupStale \(5\.0h\)", first.detail), first.detail
+    assert re.search(r"P3: [^;]*HealthTestSlowQueries \(1\.5d\)", first.detail), first.detail
     names = {item["alertname"]: item for item in first.items}
     assert names["HealthTestDatabaseDown"]["new"] is True
     assert names["HealthTestSlowQueries"]["new"] is False  # older than the lookback
