@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -25,3 +26,18 @@ class RedisTarget:
 
     def describe(self) -> str:
         return f"redis{'s' if self.tls else ''}://{self.host}:{self.port}/{self.db}"
+
+    def client(self, timeout: float | None = None) -> Any:
+        """A ``redis.Redis`` for this server; ``timeout`` bounds both the connect and each command."""
+        import redis
+
+        return redis.Redis(
+            host=self.host,
+            port=self.port,
+            db=self.db,
+            username=self.username,
+            password=self.password,
+            ssl=self.tls,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+        )

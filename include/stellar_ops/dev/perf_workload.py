@@ -62,16 +62,7 @@ def generate(
         f"database: {calls} calls of a ~60 ms hot path scanning demo_ledger sequentially; dead tuples, a sequence near its end"
     )
     if redis is not None:
-        import redis as redis_client
-
-        client = redis_client.Redis(
-            host=redis.host,
-            port=redis.port,
-            db=redis.db,
-            username=redis.username,
-            password=redis.password,
-            ssl=redis.tls,
-        )
+        client = redis.client()
         try:
             client.set("demo:hot", "1")
             for i in range(100):

@@ -64,16 +64,7 @@ def redis_hit_rate(target: RedisTarget | None, settings: PerfConfig) -> CheckRes
 
     if target is None:
         return unknown("redis_hit_rate", "Redis is not configured (connections.redis; REDIS_URL for the CLI)")
-    client = redis.Redis(
-        host=target.host,
-        port=target.port,
-        db=target.db,
-        username=target.username,
-        password=target.password,
-        ssl=target.tls,
-        socket_timeout=settings.timeout_seconds,
-        socket_connect_timeout=settings.timeout_seconds,
-    )
+    client = target.client(timeout=settings.timeout_seconds)
     try:
         stats = client.info("stats")
     except redis.RedisError as exc:
