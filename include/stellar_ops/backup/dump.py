@@ -201,7 +201,7 @@ class BackupJob:
                 pg_dump = _PgDump.start(self._pg_dump_argv(snapshot), self.target.client_env())
                 inventory.start()
                 local = open(local_partial, "wb") if local_partial else None  # noqa: SIM115 - closed below
-                digest, raw_bytes = self._stream(pg_dump.process, upload, local, inflight, say, clock)
+                raw_bytes = self._stream(pg_dump.process, upload, local, inflight, say, clock)
                 try:
                     pg_dump.check_exit()
                 except BackupError:
@@ -212,8 +212,9 @@ class BackupJob:
                 scanned = inflight.finish()
                 inflight = None
                 verification = _judge_in_flight(
-                    scanned, self.store.url(upload_key), upload, digest, raw_bytes, cfg.format
+                    scanned, self.store.url(upload_key), upload, raw_bytes, cfg.format
                 )
+                digest = scanned.sha256  # of every byte sent, hashed once, on the scan's thread
                 counts, schema = inventory.result()
                 roles = self._dump_globals() if cfg.include_globals else None
                 if roles is not None:
@@ -333,19 +334,19 @@ class BackupJob:
         inflight: verify.InFlightScan,
         say: Callable[[str], None],
         clock: float,
-    ) -> tuple[str, int]:
+    ) -> int:
+        """Compress pg_dump's output into the upload, the local copy and the in-flight scan; the
+        number of bytes pg_dump wrote."""
         assert process.stdout is not None
         reader = cast(io.RawIOBase, process.stdout)  # unbuffered (bufsize=0): a FileIO
         packer = compressor(
             self.config.format, self.config.compression_level, self.config.compression_threads
         )
-        digest = hashlib.sha256()
         progress = _Progress(say, self.config.progress_interval_seconds, clock, last=clock)
 
         def emit(data: bytes) -> None:
             if not data:
                 return
-            digest.update(data)
             if local is not None:
                 local.write(data)
             upload.write(data)
@@ -360,7 +361,7 @@ class BackupJob:
             progress.tick()
         packer.finish(emit)
         progress.tick(force=True)
-        return digest.hexdigest(), progress.raw
+        return progress.raw
 
     def _clean_up_failure(
         self,
@@ -523,10 +524,14 @@ def _check_local_dir(path: Path) -> None:
 
 
 def _judge_in_flight(
-    scanned: verify.ScanResult, source: str, upload: Any, sha256: str, raw_bytes: int, dump_format: DumpFormat
+    scanned: verify.ScanResult, source: str, upload: Any, raw_bytes: int, dump_format: DumpFormat
 ) -> dict[str, Any]:
-    """The in-flight checks' verdict on what was sent; the verification record, or VerificationError."""
-    verify.judge(scanned, source=source, expected_size=upload.bytes_written, expected_sha256=sha256)
+    """The in-flight checks' verdict on what was sent; the verification record, or VerificationError.
+
+    The scan saw every byte the upload was given (its size must be the upload's), so its sha256 is
+    the object's, and the part checks of :meth:`MultipartUpload.complete` tie the two together.
+    """
+    verify.judge(scanned, source=source, expected_size=upload.bytes_written, expected_sha256=None)
     if scanned.uncompressed_bytes != raw_bytes:
         raise VerificationError(
             f"{source} decompresses to {scanned.uncompressed_bytes} bytes, pg_dump wrote {raw_bytes}"

@@ -30,7 +30,7 @@ from stellar_ops.core.http import HttpEndpoint, RedisTarget
 from stellar_ops.postgres.target import PgTarget
 from stellar_ops.registry import StellarOpsConfig, parse_config
 from stellar_ops.runtime import Runtime
-from stellar_ops.storage.s3 import S3Store
+from stellar_ops.storage.s3 import S3Store, client_config
 
 
 def config_from_env(env: Mapping[str, str] | None = None) -> StellarOpsConfig:
@@ -80,11 +80,7 @@ def s3_store(config: StellarOpsConfig, env: Mapping[str, str] | None = None) -> 
     client = boto3.client(
         "s3",
         endpoint_url=endpoint or None,
-        # The whole object is read back and its sha256 checked before it counts, so per-request
-        # checksums only cost CPU on small workers.
-        config=Config(
-            request_checksum_calculation="when_required", retries={"max_attempts": 3, "mode": "standard"}
-        ),
+        config=client_config(Config(retries={"max_attempts": 3, "mode": "standard"})),
     )
     return S3Store(
         client,

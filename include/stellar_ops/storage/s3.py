@@ -23,6 +23,21 @@ log = logging.getLogger(__name__)
 MIB = 1 << 20
 
 
+def client_config(base: Any = None) -> Any:
+    """``base`` (a botocore ``Config``, say the connection's) with the options backups upload with.
+
+    Every part carries a ``Content-MD5`` that the client signs and the server checks, so the
+    payload's SHA-256 (which botocore computes for every request body over plain HTTP, and the
+    server recomputes) and botocore's default CRC32 only hash each byte again on both sides.
+    The connection's other ``s3`` options, such as ``addressing_style``, are kept.
+    """
+    from botocore.config import Config
+
+    base = base if base is not None else Config()
+    s3: Any = {**(getattr(base, "s3", None) or {}), "payload_signing_enabled": False}
+    return base.merge(Config(request_checksum_calculation="when_required", s3=s3))
+
+
 @dataclass(frozen=True)
 class ObjectInfo:
     key: str
@@ -118,7 +133,12 @@ class S3Store:
     def put_bytes(self, key: str, body: bytes, content_type: str = "application/octet-stream") -> None:
         try:
             self.client.put_object(
-                Bucket=self.bucket, Key=key, Body=body, ContentType=content_type, **self.write_args
+                Bucket=self.bucket,
+                Key=key,
+                Body=body,
+                ContentType=content_type,
+                ContentMD5=_content_md5(body),
+                **self.write_args,
             )
         except Exception as exc:
             raise self._fail("upload", key, exc) from None
@@ -183,6 +203,11 @@ class S3Store:
         self, key: str, *, part_size: int, max_in_flight: int, metadata: dict[str, str] | None = None
     ) -> MultipartUpload:
         return MultipartUpload(self, key, part_size=part_size, max_in_flight=max_in_flight, metadata=metadata)
+
+
+def _content_md5(body: bytes | bytearray) -> str:
+    """The ``Content-MD5`` header of ``body``: the server refuses the request if they differ."""
+    return base64.b64encode(hashlib.md5(body, usedforsecurity=False).digest()).decode()
 
 
 class MultipartUpload:

@@ -14,13 +14,12 @@ from datetime import UTC, datetime
 
 import boto3
 import pytest
-from botocore.config import Config
 
 from stellar_ops.backup.dump import BackupJob, verify_upload
 from stellar_ops.core.errors import BackupError, VerificationError
 from stellar_ops.dev.stack import S3_REGION
 from stellar_ops.postgres.binaries import find_binaries
-from stellar_ops.storage.s3 import S3Store
+from stellar_ops.storage.s3 import S3Store, client_config
 from tests.support.corrupting_proxy import CorruptingProxy
 from tests.support.fixtures import published
 
@@ -30,14 +29,15 @@ SLOT = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)
 
 
 def store_through(stack, proxy: CorruptingProxy) -> S3Store:
-    # Only what the pipeline itself sends protects the parts: no checksum botocore would add.
+    # The product's client options: only the parts' Content-MD5 protects them (no payload
+    # SHA-256, no checksum botocore would add), so the server's refusal is the MD5's doing.
     client = boto3.client(
         "s3",
         endpoint_url=proxy.url,
         aws_access_key_id=stack.s3_access_key,
         aws_secret_access_key=stack.s3_secret_key,
         region_name=S3_REGION,
-        config=Config(request_checksum_calculation="when_required"),
+        config=client_config(),
     )
     return S3Store(client, "stellar-backups", encryption="AES256")
 

@@ -15,7 +15,7 @@ from stellar_ops.core.errors import ConfigError, MissingConnectionError
 from stellar_ops.core.http import HttpEndpoint, RedisTarget
 from stellar_ops.postgres.target import PgTarget
 from stellar_ops.registry import StellarOpsConfig
-from stellar_ops.storage.s3 import S3Store
+from stellar_ops.storage.s3 import S3Store, client_config
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,8 @@ def s3_store(config: StellarOpsConfig) -> S3Store:
     conn_id = config.connections.s3
     conn = _connection(conn_id, "the backups bucket")
     _mask((conn.extra_dejson or {}).get("aws_secret_access_key"))
-    client = S3Hook(aws_conn_id=conn_id).get_conn()
+    hook = S3Hook(aws_conn_id=conn_id)
+    client = hook.get_client_type(region_name=hook.region_name, config=client_config(hook.config))
     return S3Store(
         client,
         config.backup.bucket,
