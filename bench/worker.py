@@ -17,12 +17,11 @@ from stellar_ops.backup.dump import BackupJob
 from stellar_ops.dev.stack import StackInfo
 from stellar_ops.postgres.binaries import find_binaries
 from stellar_ops.registry import parse_config
-from stellar_ops.storage.s3 import S3Store
+from stellar_ops.storage.s3 import S3Store, client_config
 
 
 def _client(info: StackInfo):
     import boto3
-    from botocore.config import Config
 
     return boto3.client(
         "s3",
@@ -30,7 +29,7 @@ def _client(info: StackInfo):
         aws_access_key_id=info.s3_access_key,
         aws_secret_access_key=info.s3_secret_key,
         region_name="us-east-1",
-        config=Config(request_checksum_calculation="when_required", s3={"payload_signing_enabled": False}),
+        config=client_config(),
     )
 
 

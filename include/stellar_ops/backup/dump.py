@@ -214,7 +214,6 @@ class BackupJob:
                 verification = _judge_in_flight(
                     scanned, self.store.url(upload_key), upload, raw_bytes, cfg.format
                 )
-                digest = scanned.sha256  # of every byte sent, hashed once, on the scan's thread
                 counts, schema = inventory.result()
                 roles = self._dump_globals() if cfg.include_globals else None
                 if roles is not None:
@@ -265,7 +264,7 @@ class BackupJob:
             "duration_seconds": round((finished_at - started_at).total_seconds(), 3),
             "dag_run_id": run_id,
             "size_bytes": upload.bytes_written,
-            "sha256": digest,
+            "sha256": scanned.sha256,  # of every byte sent, hashed once, on the scan's thread
             "uncompressed_bytes": raw_bytes,
             "snapshot": snapshot,
             "row_counts": counts,

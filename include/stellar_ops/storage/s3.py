@@ -14,16 +14,19 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stellar_ops.core.errors import BackupError, PrerequisiteError
+
+if TYPE_CHECKING:
+    from botocore.config import Config
 
 log = logging.getLogger(__name__)
 
 MIB = 1 << 20
 
 
-def client_config(base: Any = None) -> Any:
+def client_config(base: Config | None = None) -> Config:
     """``base`` (a botocore ``Config``, say the connection's) with the options backups upload with.
 
     Every part carries a ``Content-MD5`` that the client signs and the server checks, so the
