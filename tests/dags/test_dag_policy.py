@@ -175,7 +175,10 @@ def dags_with_deadlines():
         bag = DagBag(str(REPO / "dags"))
     finally:
         for name, value in before.items():
-            os.environ[name] = value or ""
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     assert bag.import_errors == {}
     return list(bag.dags.values())
 

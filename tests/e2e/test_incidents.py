@@ -6,27 +6,17 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from stellar_ops.postgres.target import connect
 from tests.support.airflow_server import DEADLINE_MINUTES
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
 CLI = str(Path(sys.executable).parent / "stellar-ops")
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = predicate()
-        if found:
-            return found
-        time.sleep(1)
-    raise AssertionError(f"no {what} within {timeout:.0f}s")
 
 
 def test_a_missed_deadline_alerts_while_the_run_still_runs_and_one_in_time_does_not(

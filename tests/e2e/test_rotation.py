@@ -15,6 +15,7 @@ from stellar_ops.dev.load import Consumer, LoadGenerator
 from stellar_ops.rotation.keys import fingerprint
 from stellar_ops.rotation.keystore import EnvFileStore
 from tests.support.api_stand_in import new_stand_in
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -77,16 +78,6 @@ def state(stand_in):
     return EnvFileStore(stand_in.env_file).state("API_KEYS")
 
 
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = predicate()
-        if found:
-            return found
-        time.sleep(0.5)
-    raise AssertionError(f"no {what} within {timeout:.0f}s")
-
-
 def approval_body(api, run_id: str, task_id: str) -> str:
     for item in api.pending_approvals():
         ti = item.get("task_instance", item)
@@ -139,7 +130,7 @@ def test_a_rotation_approved_twice_serves_only_the_new_keys_and_rejects_no_reque
     api.answer_approval(DAG, run_id, "approve_rollout", "Approve")
 
     try:
-        restarted = wait_for(lambda: _xcom(api, run_id, "restart_api"), 180, "the restart")
+        restarted = wait_for(lambda: _xcom(api, run_id, "restart_api"), 180, "the restart", interval=0.5)
     except AssertionError:
         states = api.task_states(DAG, run_id)
         logs = {
@@ -153,6 +144,7 @@ def test_a_rotation_approved_twice_serves_only_the_new_keys_and_rejects_no_reque
         lambda: api.task_states(DAG, run_id).get("wait_transition_window") == "deferred",
         120,
         "a deferred wait",
+        interval=0.5,
     )
 
     api.wait_for_approval(DAG, run_id, "approve_removal", timeout=180)

@@ -12,10 +12,13 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import psutil
 import requests
 
 from stellar_ops.core.processes import free_port
@@ -154,6 +157,27 @@ class AirflowStandalone:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
+
+    def dag_processor_log(self, dag_file: str) -> str:
+        """What the DAG processor wrote while parsing ``dag_file`` and running its DAGs' callbacks."""
+        paths = sorted((self.home / "logs" / "dag_processor").glob(f"*/*/{dag_file}.log"))
+        return "".join(path.read_text(errors="replace") for path in paths)
+
+    @contextmanager
+    def dag_processor_paused(self) -> Iterator[None]:
+        """The DAG processor stopped while the block runs, as when it is too busy to run callbacks:
+        the scheduler's callback requests wait in the metadata DB, and run when it goes on."""
+        assert self.process is not None, "airflow standalone is not running"
+        (processor,) = [
+            child
+            for child in psutil.Process(self.process.pid).children()
+            if "dag-processor" in " ".join(child.cmdline())
+        ]
+        processor.send_signal(signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            processor.send_signal(signal.SIGCONT)
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:

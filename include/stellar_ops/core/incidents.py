@@ -74,6 +74,15 @@ class Incident:
         finals = [e for e in self.events if e.kind == "failure"]
         return finals[-1].task_id if finals else None
 
+    def ended_before_latest_trouble(self, run_ended_at: datetime | None) -> bool:
+        """Whether a run that ended at ``run_ended_at`` ended before this incident's latest failed
+        try or missed deadline: its success, reported late, is no recovery from them.
+
+        An unknown end (``None``) is taken as after: the success is judged on its tasks alone.
+        """
+        troubles = [e.moment for e in self.events if e.kind in ("retry", "failure", "deadline")]
+        return run_ended_at is not None and bool(troubles) and run_ended_at < max(troubles)
+
     @property
     def failing_since_run(self) -> str | None:
         return self.events[0].run_id if self.events else None

@@ -41,6 +41,20 @@ def test_an_incident_knows_what_failed_and_whether_anyone_was_told():
     assert Incident.from_dict(incident.as_dict()) == incident
 
 
+def test_a_success_that_ended_before_the_latest_failure_is_no_recovery_from_it():
+    incident = backup_incident()  # its latest failed try at at(190), its alert at at(191)
+    ended = datetime.fromisoformat
+    assert incident.ended_before_latest_trouble(ended(at(189)))  # an earlier run's late callback
+    assert not incident.ended_before_latest_trouble(ended(at(190)))
+    assert not incident.ended_before_latest_trouble(ended(at(600)))  # the run that succeeded after
+    assert not incident.ended_before_latest_trouble(None)  # unknown: judged on its tasks alone
+    incident.add(Event(at(700), "deadline", "scheduled__2", detail="not done in 60 minutes"))
+    assert incident.ended_before_latest_trouble(ended(at(600)))
+    assert not incident.ended_before_latest_trouble(ended(at(900)))  # the late run itself, done
+    told = Incident("db_backup", "BackupFailed", "P2", [Event(at(5), "alert", "r", detail="sent")])
+    assert not told.ended_before_latest_trouble(ended(at(0)))  # nothing failed to be before
+
+
 def test_a_long_incident_keeps_its_first_and_latest_events():
     incident = Incident("db_backup", "BackupFailed", "P2")
     for second in range(MAX_EVENTS + 50):

@@ -274,6 +274,16 @@ def _task_state(dag_id: str, run_id: str, task_id: str) -> str | None:
     return None if state is None else str(getattr(state, "value", state))
 
 
+def _run_ended_at(context: Any) -> datetime | None:
+    """When the callback's DAG run ended, from the context the scheduler gave it (aware, UTC)."""
+    ended = getattr(context.get("dag_run"), "end_date", None)
+    if isinstance(ended, str):
+        ended = datetime.fromisoformat(ended)
+    if not isinstance(ended, datetime):
+        return None
+    return ended if ended.tzinfo else ended.replace(tzinfo=UTC)
+
+
 def announce_recovery(context: Any) -> None:
     """DAG success callback: if the DAG was failing, say it recovered, on the same route, and close
     its incident (with the review draft for a P1 or P2 incident)."""
@@ -285,6 +295,17 @@ def announce_recovery(context: Any) -> None:
     if incident is None:
         return
     run_id = context.get("run_id") or context["dag_run"].run_id
+    ended_at = _run_ended_at(context)
+    if incident.ended_before_latest_trouble(ended_at):
+        # The DAG processor runs success callbacks when it can: this run's may come after a newer
+        # run has failed. A success that ended before that failure does not resolve it.
+        log.info(
+            "%s run %s ended at %s, before the incident's latest failure: not a recovery",
+            dag_id,
+            run_id,
+            ended_at.isoformat() if ended_at else "?",
+        )
+        return
     failed_task = incident.failing_task
     if failed_task and _task_state(dag_id, run_id, failed_task) != "success":
         # A run can succeed without doing the work that failed (a skip): that is no recovery.
