@@ -11,7 +11,7 @@ import pytest
 
 from stellar_ops.backups.keys import backup_key
 from stellar_ops.storage.s3 import S3Store
-from tests.integration.health.conftest import manifest_document
+from tests.support.manifests import manifest_document
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e

@@ -15,6 +15,7 @@ import pytest
 
 from stellar_ops.dev.certs import LocalCA
 from stellar_ops.dev.tls_servers import SilentServer, TlsServer
+from tests.support.manifests import manifest_document
 
 
 class CertificateAuthority:
@@ -55,35 +56,6 @@ def hanging_server() -> Iterator[SilentServer]:
     """Accepts connections and never answers: a service that hangs."""
     with SilentServer() as server:
         yield server
-
-
-def manifest_document(key: str, *, finished_at: datetime, size_bytes: int) -> dict[str, Any]:
-    """A valid manifest (format 2) for a backup at ``key``."""
-    return {
-        "format_version": 2,
-        "key": key,
-        "bucket": "stellar-backups",
-        "slot": finished_at.isoformat(),
-        "database": "stellar_escrow",
-        "server_version": "15.8",
-        "server_version_num": 150008,
-        "pg_dump_version": "pg_dump (PostgreSQL) 15.8",
-        "dump_format": "custom",
-        "compression": "zstd",
-        "compression_level": 2,
-        "encryption": "AES256",
-        "started_at": (finished_at - timedelta(minutes=3)).isoformat(),
-        "finished_at": finished_at.isoformat(),
-        "duration_seconds": 180.0,
-        "dag_run_id": "scheduled__test",
-        "size_bytes": size_bytes,
-        "sha256": "ab" * 32,
-        "uncompressed_bytes": size_bytes * 4,
-        "snapshot": None,
-        "row_counts": {"public.trades": 10},
-        "schema": {},
-        "schema_fingerprint": "0" * 16,
-    }
 
 
 class Backups:

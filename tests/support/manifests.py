@@ -1,0 +1,35 @@
+"""Backup manifests as tests publish them beside objects they put in S3."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+
+def manifest_document(key: str, *, finished_at: datetime, size_bytes: int) -> dict[str, Any]:
+    """A valid manifest (format 2) for a backup at ``key``."""
+    return {
+        "format_version": 2,
+        "key": key,
+        "bucket": "stellar-backups",
+        "slot": finished_at.isoformat(),
+        "database": "stellar_escrow",
+        "server_version": "15.8",
+        "server_version_num": 150008,
+        "pg_dump_version": "pg_dump (PostgreSQL) 15.8",
+        "dump_format": "custom",
+        "compression": "zstd",
+        "compression_level": 2,
+        "encryption": "AES256",
+        "started_at": (finished_at - timedelta(minutes=3)).isoformat(),
+        "finished_at": finished_at.isoformat(),
+        "duration_seconds": 180.0,
+        "dag_run_id": "scheduled__test",
+        "size_bytes": size_bytes,
+        "sha256": "ab" * 32,
+        "uncompressed_bytes": size_bytes * 4,
+        "snapshot": None,
+        "row_counts": {"public.trades": 10},
+        "schema": {},
+        "schema_fingerprint": "0" * 16,
+    }
