@@ -248,8 +248,18 @@ def test(rt: Runtime, tools: Tools, plan: Plan) -> dict[str, Any]:
 
 
 def remove(rt: Runtime, tools: Tools, plan: Plan) -> dict[str, Any]:
-    """Serve only the new keys (from the API's next start)."""
-    pending, _ = _mine(_state(tools, plan), plan)
+    """Serve only the new keys (from the API's next start), unless this runner's own API key is
+    one of the old ones: removing it would lock this project's DAGs and CLI out of the API."""
+    pending, outgoing = _mine(_state(tools, plan), plan)
+    own = tools.api.secret
+    if own is not None and own in outgoing and own not in pending:
+        raise ConfigError(
+            f"the API key this project uses (the connection named by connections.api, or "
+            f"STELLAR_API_KEY) is {plan.key_set} key {keys.fingerprint(own)}, which the removal would "
+            f"invalidate: switch it to one of the new keys ({', '.join(keys.fingerprints(pending))}, "
+            f"in the key store) and run the removal again (clear remove_old_keys, or run "
+            f"stellar-ops keys rotate again); both key sets are still served"
+        )
     tools.keystore.serve(plan.key_set, pending)
     rt.say(f"{plan.key_set} now served: {', '.join(keys.fingerprints(pending))}")
     return {"served": keys.fingerprints(pending)}

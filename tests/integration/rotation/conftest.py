@@ -37,7 +37,8 @@ def rotation(ops, stand_in, monkeypatch):
         }
     )
     monkeypatch.setenv("STELLAR_API_URL", stand_in.url)
-    monkeypatch.setenv("STELLAR_API_KEY", stand_in.api_keys[0])
+    # the CLI's own key: one an API_KEYS rotation leaves alone (a removal refuses to lock it out)
+    monkeypatch.setenv("STELLAR_API_KEY", stand_in.admin_keys[0])
     return ops
 
 

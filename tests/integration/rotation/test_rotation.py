@@ -221,8 +221,30 @@ def test_keys_status_shows_fingerprints_only(rotation, stand_in):
     assert all(k not in result.stdout for k in stand_in.api_keys + stand_in.admin_keys)
 
 
-def test_admin_keys_rotate_the_same_way_and_are_tested_on_an_admin_path(rotation, stand_in):
+def test_a_removal_that_would_lock_out_the_projects_own_key_stops_and_resumes_once_it_is_switched(
+    rotation, stand_in, monkeypatch
+):
+    old = list(stand_in.api_keys)
+    monkeypatch.setenv("STELLAR_API_KEY", old[1])  # as the stellar_api connection often is: a served key
+    argv = ("keys", "rotate", "--key-set", "API_KEYS", "--count", "2", "--yes", "--transition-days", days(1))
+    stopped = cli(*argv)
+    assert stopped.returncode != 0
+    assert f"is API_KEYS key {fingerprint(old[1])}, which the removal would invalidate" in stopped.stderr
+    new = list(EnvFileStore(stand_in.env_file).state("API_KEYS").pending or ())
+    assert len(new) == 2 and all(fingerprint(k) in stopped.stderr for k in new)
+    assert all(stand_in.status(k) == 200 for k in old + new), "both key sets are still served"
+    assert all(k not in stopped.stdout + stopped.stderr for k in old + new)
+
+    monkeypatch.setenv("STELLAR_API_KEY", new[0])  # switched, as the message asks
+    resumed = cli(*argv)
+    assert resumed.returncode == 0, resumed.stderr
+    assert EnvFileStore(stand_in.env_file).state("API_KEYS").served == tuple(new)
+    assert all(stand_in.status(k) == 200 for k in new) and all(stand_in.status(k) == 403 for k in old)
+
+
+def test_admin_keys_rotate_the_same_way_and_are_tested_on_an_admin_path(rotation, stand_in, monkeypatch):
     old_admin = list(stand_in.admin_keys)
+    monkeypatch.setenv("STELLAR_API_KEY", stand_in.api_keys[0])  # not one of the keys it removes
     result = cli(
         "keys", "rotate", "--key-set", "ADMIN_KEYS", "--count", "2", "--yes", "--transition-days", days(1)
     )
