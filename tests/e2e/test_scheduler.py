@@ -9,6 +9,7 @@ import pytest
 
 from tests.support.faults import gauge
 from tests.support.fixtures import published as published_objects
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -70,10 +71,8 @@ def test_a_failed_run_alerts_and_the_next_success_sends_a_recovery(api, stack, r
     api.set_variable("stellar_ops_config", {})
     recovered = api.trigger("db_maintenance")
     assert api.wait_run("db_maintenance", recovered) == "success"
-    deadline = time.monotonic() + 60  # the DAG processor runs DAG callbacks a moment later
-    while time.monotonic() < deadline and not any("RESOLVED" in t for t in receiver.texts()):
-        time.sleep(1)
-    (resolved,) = [t for t in receiver.texts() if "RESOLVED" in t]
+    # the DAG processor runs DAG callbacks a moment later
+    (resolved,) = wait_for(lambda: [t for t in receiver.texts() if "RESOLVED" in t], 60, "resolution")
     assert "MaintenanceFailed" in resolved and recovered in resolved and failed in resolved
 
 

@@ -15,6 +15,7 @@ from stellar_ops.dev.load import Consumer, LoadGenerator
 from stellar_ops.rotation.keys import fingerprint
 from stellar_ops.rotation.keystore import EnvFileStore
 from tests.integration.rotation.conftest import CLI, argv_of_every_process, cli
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -23,16 +24,6 @@ WINDOW_SECONDS = 6.0
 
 def days(seconds: float) -> str:
     return repr(seconds / 86400)
-
-
-def wait_until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = predicate()
-        if found:
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"no {what} within {timeout:.0f}s")
 
 
 def added(stand_in):
@@ -55,7 +46,7 @@ def test_a_rotation_serves_only_the_new_keys_with_no_request_rejected(rotation, 
     load = LoadGenerator(stand_in.url, [Consumer(f"c{i}", k) for i, k in enumerate(old)], rate_per_second=60)
     load.start()
     process = start_rotation("--transition-days", days(WINDOW_SECONDS))
-    new = wait_until(lambda: added(stand_in), 60, "new keys served")
+    new = wait_for(lambda: added(stand_in), 60, "new keys served", interval=0.05)
     now = time.time()
     load.schedule_switches(new, now, now + WINDOW_SECONDS - 1.5, seed=7)
     argvs = argv_of_every_process()
@@ -168,8 +159,13 @@ def test_a_rotation_killed_between_steps_resumes_with_the_same_keys(rotation, st
     load = LoadGenerator(stand_in.url, [Consumer(f"c{i}", k) for i, k in enumerate(old)], rate_per_second=30)
     load.start()
     process = start_rotation("--transition-days", days(60))
-    new = wait_until(lambda: added(stand_in), 60, "new keys served")
-    wait_until(lambda: "waiting out the transition window" in _stderr_so_far(process), 30, "the window wait")
+    new = wait_for(lambda: added(stand_in), 60, "new keys served", interval=0.05)
+    wait_for(
+        lambda: "waiting out the transition window" in _stderr_so_far(process),
+        30,
+        "the window wait",
+        interval=0.05,
+    )
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=10)
     # consumers switch while no rotation process runs: both sets are served, nothing is lost

@@ -277,8 +277,6 @@ def _task_state(dag_id: str, run_id: str, task_id: str) -> str | None:
 def _run_ended_at(context: Any) -> datetime | None:
     """When the callback's DAG run ended, from the context the scheduler gave it (aware, UTC)."""
     ended = getattr(context.get("dag_run"), "end_date", None)
-    if isinstance(ended, str):
-        ended = datetime.fromisoformat(ended)
     if not isinstance(ended, datetime):
         return None
     return ended if ended.tzinfo else ended.replace(tzinfo=UTC)
