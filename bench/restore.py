@@ -47,7 +47,7 @@ def run(
     config = parse_config({"backup": {"prefix": backup["draft"]["key"].rsplit("/", 1)[0] + "/"}})
     job = BackupJob(info.db, store, config.backup, binaries)
     manifest = job.publish(backup["draft"], verify_upload(store, backup["draft"], binaries))
-    ours_backup = ResolvedBackup("s3", manifest.key, "custom", manifest.slot.isoformat(), "verified")
+    ours_backup = ResolvedBackup("s3", manifest.key, "custom", manifest.snapshot_time.isoformat(), "verified")
 
     def our_route() -> tuple[float, int]:
         with _scratch(work).running() as server:

@@ -1,13 +1,17 @@
 """
 # api_key_rotation: new API keys, served alongside the old ones, then the old ones removed
 
-**Schedule:** 09:00 UTC on the first day of each quarter. **Severity:** P2 (KeyRotationFailed).
+**Schedule:** 09:00 UTC on the first day of each quarter; a new deployment waits for the next
+quarter's slot (it never starts a rotation the day it is installed). **Severity:** P2 (KeyRotationFailed).
 **Owner:** platform. **Runbook:** SEC-3.2 (docs/runbooks.md). Two approvals by the on-call lead
 (section 6.1), under *Required Actions*.
 
 ## What it does
 1. `check_rotation_due`: a scheduled run rotates each key set once a quarter (the ledger says
    when it last did); `reason` *compromise* rotates anyway, with a short window, and pages.
+   While another run of this DAG is rotating (waiting for an approval or its window), this run
+   waits here (*up for reschedule*): its log and a message on the ops channel name that run,
+   and it looks again every `rotation.wait_poll_seconds`.
 2. `generate_keys`: `count` keys from `secrets`, kept as *pending* in the key store
    (`rotation.key_store`); only fingerprints (sha256, 8 hex) appear anywhere.
 3. `notify_consumers`: when the new keys start and the old ones stop.
@@ -18,12 +22,19 @@
 7. `approve_removal`, `remove_old_keys`, `restart_api_after_removal`, `verify_rotation`: old keys
    refused, new ones accepted.
 8. `finish_rotation`: pending becomes current, the old set is kept as previous; the ledger
-   (`secrets_rotation_audit`) records it. `record_audit`: who approved what and when, to S3.
+   (`secrets_rotation_audit`) records it.
+9. `discard_rejected_rotation`: when an approval was rejected, forgets the pending keys (the
+   served set is untouched).
+10. `record_audit`: who approved what and when, to S3, whatever happened.
+11. `confirm_success`: the run's verdict: red when any step of the rotation failed (a rollback
+    included), even though the audit record is written; green when it finished, or when
+    nothing was due or an approval was rejected.
 
 ## Is it safe to re-run?
 Yes. Each step reads where the rotation stands from the key store and does only what is left, so
 clearing a failed task (or the run) resumes it with the same keys. A second scheduled run in
-the same quarter does nothing.
+the same quarter does nothing, and a backfilled run is a scheduled run of its quarter: it does
+nothing when that quarter's rotation is done (rotation never rotates twice for one quarter).
 
 ## When it fails
 - *rolled back after add*: the API refused a key: see the alert, fix the API's key loading, run again.
@@ -46,6 +57,7 @@ from airflow.sdk import Param, TriggerRule, task
 from stellar_ops.adapters import rotation as steps
 from stellar_ops.adapters.common.dag import procedure_dag
 from stellar_ops.adapters.common.queues import docker_queue
+from stellar_ops.adapters.common.schedules import CronFromNextSlot
 
 PLAN = "ti.xcom_pull(task_ids='check_rotation_due')"
 NOTICE = "ti.xcom_pull(task_ids='notify_consumers')"
@@ -53,8 +65,11 @@ NOTICE = "ti.xcom_pull(task_ids='notify_consumers')"
 
 @procedure_dag(
     "api_key_rotation",
-    schedule="0 9 1 1,4,7,10 *",
+    schedule=CronFromNextSlot("0 9 1 1,4,7,10 *", timezone="UTC"),
     doc=__doc__,
+    # a rotation lasts days (approvals, the transition window): a second run starts and says in
+    # check_rotation_due why it waits, instead of sitting queued without a word
+    max_active_runs=2,
     execution_timeout=timedelta(minutes=30),
     params={
         "key_set": Param(

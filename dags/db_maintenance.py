@@ -14,6 +14,11 @@ to `maintenance.window_end_utc`, 02:00-06:00 by default). **Severity:** P3. **Ow
    empty), with `lock_timeout`. A late scheduled run outside the window skips itself; a manual
    run proceeds with a warning.
 4. `report_bloat`: the same report after the vacuum, with the dead tuples removed per table.
+5. `send_summary`: one message on the ops channel: the tables vacuumed and the time it took, the
+   tables with the most dead tuples before and after, those still bloated, and whether
+   pg_stat_statements is installed and preloaded. A run that skipped its vacuum sends nothing.
+6. `confirm_success`: the run's verdict: green when every step above succeeded or the vacuum
+   was skipped outside the window, red when any failed.
 
 ## Is it safe to re-run?
 Yes, at any time. VACUUM takes no lock that blocks reads or writes; it only adds I/O.
@@ -72,10 +77,16 @@ def db_maintenance() -> None:
     def report_bloat(before: list, params: dict | None = None) -> dict:
         return steps.report_bloat(before, (params or {}).get("tables"))
 
+    @task
+    def send_summary(statements: dict, vacuumed: dict, bloat: dict) -> dict:
+        return steps.send_summary(statements, vacuumed, bloat)
+
+    statements = check_pg_stat_statements()
     before = measure_bloat()
     vacuumed = vacuum_analyze()
-    check_pg_stat_statements()
-    before >> vacuumed >> report_bloat(before)
+    bloat = report_bloat(before)
+    before >> vacuumed >> bloat
+    send_summary(statements, vacuumed, bloat)
 
 
 db_maintenance()

@@ -9,10 +9,15 @@
    ones at the bucket root included), or an absolute local path.
 2. `check_backup`: streams it once: size and sha256 against its manifest, frames, the archive.
    Nothing touches the target before this passes.
-3. `check_target`: the `target_conn_id` connection's server is at least the backup's pg_dump
-   major and has the extensions it needs; the target database (`target_database`, default a new
-   one named after the backup's time) is not the backup's own source and does not exist, unless
-   `replace` is set: then it will be renamed aside to `<name>_before_<time>`, never dropped.
+3. `check_target`: everything the restore will need from the `target_conn_id` connection's
+   server (default `stellar_restore`), each missing one named on its own line, before anyone is
+   asked to approve: a server at least the backup's pg_dump major, the extensions it needs, a
+   role that may create the database (CREATEDB) and the backup's roles it lacks (CREATEROLE), for
+   `replace` a role that may rename the old database aside (its owner, or a superuser), and free
+   space when the server is on this machine. The target database (`target_database`, default a
+   new one named after the backup's time) is not the backup's own source and does not exist,
+   unless `replace` is set: then it will be renamed aside to `<name>_before_<time>`, never
+   dropped. A missing privilege or setting fails at once, without retries.
 4. `approve_restore`: a person approves the plan (backup, age, size, target, database, what is
    renamed) under *Required Actions*. Reject, and nothing changes.
 5. `restore_backup`: renames the old database aside if asked, creates the backup's roles, and
@@ -20,16 +25,23 @@
 6. `verify_row_counts`, `verify_schema`, `verify_sanity_queries`: the drill's checks, on the
    restored database.
 7. `publish_report`: `<backup key>.restore_report.json`, `stellar_restore_seconds`, a message.
+8. `confirm_success`: the run's verdict: red when the restore or any check failed, even though
+   the report is published; green when it passed, or when the approval was rejected.
 
 ## Is it safe to re-run?
 Yes. It writes nothing before the approval, and never drops a database: with `replace`, what
 was there is renamed aside each time.
 
 ## When it fails
-- *older than the backup's pg_dump* / *lacks the extensions*: pick or prepare another server.
+- *cannot take this restore*: each line names what the target lacks: a newer server, an
+  extension, a privilege (grant the connection's role CREATEDB/CREATEROLE, or name a connection
+  whose role has them), free space. Nothing was written; fix it and trigger again.
 - *is the backup's own source* / *already exists*: choose another database, or set `replace`.
-- *restore failed half-way*: the database it was writing is left for inspection; the previous
-  one (if `replace`) is intact under its `_before_` name. Fix the cause and run again.
+- *restore stopped*: the message says what was written: nothing (the database was not created),
+  or a partly restored database left for inspection; the previous one (if `replace`) is intact
+  under its `_before_` name. Fix the cause, then Clear `restore_backup` (or trigger again).
+
+A backfill does not apply: the DAG has no schedule.
 - If Airflow itself is down, run the same steps from a terminal:
   `stellar-ops restore --backup KEY --target postgresql://user@host:5432/postgres` (README,
   "Disaster recovery").
@@ -61,9 +73,13 @@ CHECKS = ("verify_row_counts", "verify_schema", "verify_sanity_queries")
             "latest", type="string", minLength=1, description="'latest', an S3 key, or an absolute local path"
         ),
         "target_conn_id": Param(
-            None,
-            type=["null", "string"],
-            description="Postgres connection of the server to restore into (required)",
+            "stellar_restore",
+            type="string",
+            minLength=1,
+            examples=["stellar_restore", "stellar_db"],
+            description="Postgres connection (Admin > Connections) of the server to restore into; its "
+            "role needs CREATEDB (and CREATEROLE for the backup's roles). stellar_restore is the "
+            "restore role's connection",
         ),
         "target_database": Param(
             None,

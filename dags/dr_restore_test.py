@@ -1,8 +1,9 @@
 """
 # dr_restore_test: prove the backups restore
 
-**Schedule:** 04:00 UTC on the 1st of each month; also on each new `stellar_escrow_backup`
-Asset event when `dr.trigger_on_new_backup` is true (those runs skip otherwise).
+**Schedule:** 04:00 UTC on the 1st of each month. When `dr.trigger_on_new_backup` is true,
+`db_backup` also starts a run for each backup it publishes (its `backup` param set to the new
+key); otherwise no run is started, so no run does nothing.
 **Severity:** P2 (DisasterRecoveryTestFailed). **Owner:** platform.
 
 ## What it does
@@ -24,6 +25,11 @@ Asset event when `dr.trigger_on_new_backup` is true (those runs skip otherwise).
 7. `publish_report`: `<backup key>.dr_report.json` beside the backup, metrics
    `stellar_dr_test_success`, `stellar_dr_restore_seconds` (RTO), `stellar_dr_backup_age_seconds`
    (RPO), and a one-line summary when it passed.
+8. `confirm_success`: the run's verdict: green only when every step above succeeded, red when
+   any of them failed, whatever the report says.
+
+A backfilled run for month M tests the newest backup taken before the end of M (as a scheduled
+run does); a manual run tests the `backup` param (`latest` by default).
 
 ## Is it safe to re-run?
 Yes. It only reads the backup and writes its report; the scratch server is private to the run.
@@ -44,27 +50,16 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from airflow.sdk import (
-    AssetOrTimeSchedule,
-    CronTriggerTimetable,
-    Param,
-    TriggerRule,
-    setup,
-    task,
-    teardown,
-)
+from airflow.sdk import CronTriggerTimetable, Param, TriggerRule, setup, task, teardown
 
 from stellar_ops.adapters import dr as steps
-from stellar_ops.adapters.common.assets import BACKUP_ASSET
 from stellar_ops.adapters.common.dag import procedure_dag
 from stellar_ops.adapters.common.queues import docker_queue
 
 
 @procedure_dag(
     "dr_restore_test",
-    schedule=AssetOrTimeSchedule(
-        timetable=CronTriggerTimetable("0 4 1 * *", timezone="UTC"), assets=BACKUP_ASSET
-    ),
+    schedule=CronTriggerTimetable("0 4 1 * *", timezone="UTC"),
     doc=__doc__,
     execution_timeout=timedelta(hours=2),
     params={
@@ -121,7 +116,7 @@ def dr_restore_test() -> None:
         return steps.drop_scratch(handle, (params or {})["keep_scratch_on_failure"])
 
     @task(trigger_rule=TriggerRule.ALL_DONE, execution_timeout=timedelta(minutes=10))
-    def publish_report(params: dict | None = None) -> dict | None:
+    def publish_report(params: dict | None = None) -> dict:
         return steps.publish_report((params or {})["scratch_backend"])
 
     resolved = resolve_backup()

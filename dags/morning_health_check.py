@@ -20,10 +20,14 @@ under its own timeout (`health.check_timeout_seconds`; a check that takes longer
 5. `check_indexer_lag`: the API's `/health`; over 5 minutes is P2 IndexerLag.
 6. `check_certificates`: the days left that `tls_cert_check` recorded
    (`<backup.prefix>tls/latest.json`), or a fresh probe of `health.tls_domains` when none is recent.
+7. `summarize_health`: sends **one message** (a table of the checks, with runbook links) and
+   pushes `stellar_health_check_status{check}` (0 ok, 1 warning, 2 critical, 3 unknown). It
+   **fails when any check is critical**; warnings keep it green and are in the message.
+8. `confirm_success`: the run's verdict: green only when every step above succeeded or was
+   skipped on purpose, red when any of them failed.
 
-Then `summarize_health` sends **one message** (a table of the checks, with runbook links) and
-pushes `stellar_health_check_status{check}` (0 ok, 1 warning, 2 critical, 3 unknown). The run
-**fails when any check is critical**; warnings keep it green and are in the message.
+A backfilled run checks the present: the services, alerts and backups as they are now, not as
+they were on its date.
 
 ## Is it safe to re-run?
 Yes. It only reads, except the small records of what it saw (`<backup.prefix>health/`) that let

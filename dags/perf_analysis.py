@@ -21,8 +21,15 @@
    more than `perf.regression_share`, new entries in the top 10; a statistics reset between the
    two is said as one. Stores `<perf.report_prefix>perf/<YYYY-MM-DD>.json` and `.md` in the bucket.
 4. `publish_report`: `stellar_perf_check_status{check}` (0 ok, 1 warning, 2 critical, 3 unknown)
-   to the Pushgateway, the Markdown summary to Slack, and for critical checks an alert:
+   to the Pushgateway, a short summary to Slack (counts, the worst checks, the week-over-week
+   changes, where the report is), and for critical checks an alert:
    RedisHitRate (RB-005) for Redis, DBQueryLatency (RB-006) for the rest, both P3.
+5. `confirm_success`: the run's verdict: green when every step above succeeded, red when any
+   failed. Checks that find problems succeed (the findings are the report); a check that cannot
+   run at all is `unknown`, not a failure.
+
+A backfilled run analyses the database as it is now: pg_stat_statements keeps no history, so a
+past week cannot be measured again; its report is stored under the run's date.
 
 ## Is it safe to re-run?
 Yes. It only reads, and a re-run of the same day overwrites that day's report.
@@ -62,8 +69,8 @@ from stellar_ops.adapters.common.queues import docker_queue
             description="The checks to make; empty makes perf.checks (every check by default)",
         ),
         "compare_to": Param(
-            "",
-            type="string",
+            None,
+            type=["null", "string"],
             description="S3 key of a previous report to compare with (perf/YYYY-MM-DD.json); "
             "empty compares with last week's",
         ),

@@ -5,18 +5,22 @@
 **Runbook:** SEC-3.3 (docs/runbooks.md).
 
 ## What it does
-`audit_rotation_ledger` reads the ledger, a JSON document in the backups bucket
-(`rotation.ledger_key`), with each secret's last rotation, and sends one P3 alert for each
-secret past its period (`rotation.periods_days`): `POSTGRES_PASSWORD` and `REDIS_PASSWORD`
-yearly; `API_KEYS`, `ADMIN_KEYS` and `GRAFANA_ADMIN_PASSWORD` quarterly; `S3_CREDENTIALS` as
-configured. Each alert names the procedure of section 3.3 that rotates the secret.
+1. `audit_rotation_ledger`: reads the ledger, a JSON document in the backups bucket
+   (`rotation.ledger_key`), with each secret's last rotation, and finds the secrets past their
+   period (`rotation.periods_days`): `POSTGRES_PASSWORD` and `REDIS_PASSWORD` yearly; `API_KEYS`,
+   `ADMIN_KEYS` and `GRAFANA_ADMIN_PASSWORD` quarterly; `S3_CREDENTIALS` as configured. It sends
+   one P3 alert per run (SecretRotationOverdue) listing every overdue secret: when it was last
+   rotated, how long it has been overdue, and the procedure of section 3.3 that rotates it. A run
+   with nothing overdue sends nothing.
+2. `confirm_success`: the run's verdict: green when the ledger was read (overdue secrets are
+   findings, not a failure), red when it could not be.
 
 The ledger is in S3 rather than an Airflow Variable: it must outlive the metadata DB and be
 read and written by `stellar-ops` when Airflow is down. `api_key_rotation` records its own
 rotations; record a manual one with `stellar-ops secrets record NAME`.
 
 ## Is it safe to re-run?
-Yes: it only reads the ledger and alerts.
+Yes: it only reads the ledger and alerts; a re-run sends the same list again.
 
 ## When it fails
 - *is not a secrets ledger*: the object at `rotation.ledger_key` is not the ledger: restore it

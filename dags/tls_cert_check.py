@@ -18,23 +18,39 @@
 3. `renew_certificate` (mapped): under `tls.renew_below_days`, or with `force_renewal`, runs
    certbot (`tls.certbot_*`), reloads nginx (`tls.nginx_reload_command`), probes again and
    fails unless the served certificate has a new serial and a later expiry; a success posts the
-   old and new expiry.
-   Skipped when no renewal is due. Unreachable domains are never renewed.
+   old and new expiry. Each renewal is recorded in `<backup.prefix>tls/renewals/<cert_name>.json`
+   as soon as certbot succeeded, and no certificate is renewed again within
+   `tls.min_renewal_interval` (24 h) of its last renewal unless `force_renewal` is set: a real
+   CA bans accounts that renew too often. A new certificate still under `tls.renew_below_days`
+   (the CA issues shorter certificates) alerts TLSCertShortLifetime (P3) once: "the CA issues
+   N-day certificates, lower `tls.renew_below_days` below N"; until then its state (`warning`)
+   stays in the metrics and `latest.json`, later runs neither renew it nor alert again, and it is
+   renewed only under a third of its lifetime. Skipped when nothing is renewed; the grid label
+   says why (`not due`, `within tls.min_renewal_interval`, `the CA issues N-day certificates`).
+   Unreachable domains are never renewed.
 4. `record_results`: writes every domain's final state to `<backup.prefix>tls/latest.json`
-   (read by the morning health check). It runs even when a renewal failed; the run stays red.
+   (read by the morning health check). It runs even when a renewal failed.
+5. `confirm_success`: the run's verdict: green when every renewal succeeded or was skipped (not
+   due, within the interval, short certificates), red when any renewal failed.
 
 ## Is it safe to re-run?
-Yes. Probing changes nothing. A renewal is forced only under the threshold or when asked, and
-a certbot failure leaves the served certificate in place (certbot swaps `live/` only after a
-successful issuance) and nginx unreloaded.
+Yes. Probing changes nothing. A renewal happens only under the threshold and at most once per
+`tls.min_renewal_interval`, or when forced (`force_renewal` ignores the interval: mind the CA's
+rate limits). A certbot failure leaves the served certificate in place (certbot swaps `live/`
+only after a successful issuance) and nginx unreloaded.
 
 ## When it fails
 - *certbot renew of X failed*: read certbot's output in the log (ACME server reachable? webroot
   served by nginx on port 80? rate limits?). The old certificate is still served: fix and clear.
 - *still serves the certificate with serial ...*: nginx does not serve `live/<cert_name>/`, or
-  the reload did not reach it; check the nginx config and `tls.nginx_reload_command`.
+  the reload did not reach it; check the nginx config and `tls.nginx_reload_command`. The
+  renewal is recorded: fix and reload nginx rather than renewing again.
 - *nginx reload failed*: `nginx -t` to find the config error.
 - *tls.domains is empty*: configure the endpoints in `stellar_ops_config`.
+- *... is not a renewal record*: the file under `tls/renewals/` is damaged; delete it (the next
+  due run may then renew at once).
+- TLSCertShortLifetime: lower `tls.renew_below_days` (and `tls.warning_days`,
+  `tls.critical_days`) below the CA's certificate lifetime in `stellar_ops_config`.
 
 ## Triage
 `expired` or `invalid` on a customer-facing domain is customer impact: page the owner now.

@@ -1,25 +1,72 @@
 #!/usr/bin/env bash
 # `make run`: the local stack of real servers, the demo database, and `airflow standalone` (UI
-# and API on http://127.0.0.1:$AIRFLOW_PORT, login admin/admin). Ctrl-C stops all of it.
+# and API on http://127.0.0.1:$AIRFLOW_PORT, login admin/admin). Ctrl-C stops all of it, and so do
+# SIGTERM and SIGHUP (a process manager, a closing terminal), whether sent to this script or to
+# its whole process group, during start-up or after.
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 cd "$REPO"
 source scripts/airflow_env.sh
 STACK_DIR=${STACK_DIR:-.stack}
 
-.venv/bin/stellar-dev stack up --state-dir "$STACK_DIR" --fixed-ports --demo-rows "${DEMO_ROWS:-20000}"
+# Each step runs in a session of its own, in the background, and is waited for: a signal then
+# reaches the trap below at once (not when the step ends), and the trap stops the step's whole
+# process group. The servers of the stack run in sessions of their own and are stopped by pid
+# (`stellar-dev stack down`); `airflow standalone` is stopped through its process group.
+step_pid=""
+in_step=""
 airflow_pgid=""
+starting_airflow=""
+
+stop_group() { # stop_group PGID SECONDS: SIGTERM the group, SIGKILL what outstays SECONDS
+  kill -TERM -- "-$1" 2>/dev/null || return 0
+  local tries=$(($2 * 5))
+  while ((tries-- > 0)) && kill -0 -- "-$1" 2>/dev/null; do sleep 0.2; done
+  kill -KILL -- "-$1" 2>/dev/null
+  return 0
+}
+
 cleanup() {
-  trap - EXIT INT TERM
-  echo "stopping Airflow and the stack..."
+  local status=${1:-$?}
+  trap - EXIT
+  # One stop at a time: a second Ctrl-C, or the SIGHUP of a terminal closing after a SIGTERM, must
+  # not cut this one short. The children started below inherit these ignored signals.
+  trap '' INT TERM HUP PIPE
+  set +e
+  echo "stopping Airflow and the stack..." 2>/dev/null
+  if [[ -n $in_step ]]; then
+    local pid=${step_pid:-$!}
+    stop_group "$pid" 60
+    wait "$pid" 2>/dev/null
+  fi
+  if [[ -z $airflow_pgid && -n $starting_airflow ]]; then airflow_pgid=$!; fi
   if [[ -n $airflow_pgid ]]; then
-    kill -TERM -- "-$airflow_pgid" 2>/dev/null || true
-    for _ in $(seq 1 30); do kill -0 -- "-$airflow_pgid" 2>/dev/null || break; sleep 1; done
-    kill -KILL -- "-$airflow_pgid" 2>/dev/null || true
+    stop_group "$airflow_pgid" 30
+    wait "$airflow_pgid" 2>/dev/null
   fi
   .venv/bin/stellar-dev stack down --state-dir "$STACK_DIR"
+  exit "$status"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'cleanup 130' INT
+trap 'cleanup 143' TERM
+trap 'cleanup 129' HUP
+
+step() {
+  in_step=1
+  setsid "$@" &
+  step_pid=$!
+  local status=0
+  wait "$step_pid" || status=$?
+  step_pid=""
+  in_step=""
+  return "$status"
+}
+
+# Airflow's ports are reserved, so that no server of the stack is given one of them.
+step .venv/bin/stellar-dev stack up --state-dir "$STACK_DIR" --fixed-ports --demo-rows "${DEMO_ROWS:-20000}" \
+  --reserve-port "$AIRFLOW_PORT" --reserve-port "$AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT" \
+  --reserve-port "$AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT"
 
 # Airflow reads connections and the config Variable from its metadata DB (loaded below from
 # airflow_settings.yaml, so they show in the UI); the stack's AIRFLOW_* exports are for
@@ -27,12 +74,12 @@ trap cleanup EXIT INT TERM
 set -a
 source "$STACK_DIR/env"
 set +a
-unset $(compgen -e | grep -E '^AIRFLOW_(CONN|VAR)_') || true
+for name in $(compgen -e | grep -E '^AIRFLOW_(CONN|VAR)_'); do unset "$name"; done
 
 # A first backup through the CLI, so the DR test has something to restore from the start.
-.venv/bin/stellar-ops backup > /dev/null
+step .venv/bin/stellar-ops backup > /dev/null
 # Something for perf_analysis to find: a slow hot path, scans, index and vacuum debt, Redis misses.
-.venv/bin/stellar-dev perf-workload > /dev/null
+step .venv/bin/stellar-dev perf-workload > /dev/null
 
 # Every start is a new stack (new data, new credentials), so Airflow's metadata starts anew too:
 # an earlier stack's runs, XComs and alert state would describe backups and servers that are gone.
@@ -40,16 +87,27 @@ rm -rf "$AIRFLOW_HOME/airflow.db" "$AIRFLOW_HOME/logs"
 mkdir -p "$AIRFLOW_HOME"
 [[ -f $AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE ]] ||
   echo '{"admin": "admin"}' > "$AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"
-airflow db migrate >/dev/null
-scripts/load_airflow_settings.sh
+step airflow db migrate >/dev/null
+step scripts/load_airflow_settings.sh
 
+# In a session (and process group) of its own: stopping the group stops every Airflow process.
+starting_airflow=1
 setsid airflow standalone > "$AIRFLOW_HOME/standalone.log" 2>&1 &
 airflow_pgid=$!
+healthy=""
 for _ in $(seq 1 120); do
-  curl -fsS "http://127.0.0.1:$AIRFLOW_PORT/api/v2/monitor/health" >/dev/null 2>&1 && break
-  kill -0 "$airflow_pgid" 2>/dev/null || { tail -n 40 "$AIRFLOW_HOME/standalone.log"; exit 1; }
+  if curl -fsS --max-time 5 "http://127.0.0.1:$AIRFLOW_PORT/api/v2/monitor/health" >/dev/null 2>&1; then
+    healthy=1
+    break
+  fi
+  kill -0 "$airflow_pgid" 2>/dev/null || break
   sleep 1
 done
+if [[ -z $healthy ]]; then
+  echo "airflow standalone did not answer on port $AIRFLOW_PORT; the end of $AIRFLOW_HOME/standalone.log:" >&2
+  tail -n 40 "$AIRFLOW_HOME/standalone.log" >&2
+  exit 1
+fi
 cat <<MSG
 
   Airflow UI:   http://127.0.0.1:$AIRFLOW_PORT   (login: admin / admin)

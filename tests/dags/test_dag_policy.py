@@ -54,6 +54,8 @@ VERBS = {
     "measure",
     "vacuum",
     "report",
+    "confirm",
+    "trigger",
 }
 
 
@@ -83,9 +85,12 @@ def test_every_dag_is_in_the_catalogue_with_its_schedule(dags):
         if expected is None:
             assert type(dag.timetable).__name__ == "NullTimetable", f"{dag.dag_id} is manual only"
             continue
-        timetable = getattr(dag.timetable, "timetable", dag.timetable)  # AssetOrTimeSchedule wraps one
-        assert timetable.expression == expected, dag.dag_id
-        assert str(timetable.timezone) in ("UTC", "Timezone('UTC')"), dag.dag_id
+        timetable = dag.timetable
+        # the SDK's cron schedules, or a core one of this project's (stellar_ops.adapters.common.schedules)
+        expression = getattr(timetable, "expression", None) or timetable._expression
+        zone = getattr(timetable, "timezone", None) or timetable._timezone
+        assert expression == expected, dag.dag_id
+        assert str(zone) in ("UTC", "Timezone('UTC')"), dag.dag_id
 
 
 def test_every_registered_dag_has_its_file():
@@ -98,19 +103,25 @@ def test_every_dag_file_uses_the_one_header():
         assert "@procedure_dag(" in text and "@dag(" not in text, path.name
 
 
-def test_the_dr_test_can_follow_new_backups(dags):
+def test_the_dr_test_follows_new_backups_only_when_asked(dags):
+    """A new backup starts a drill of it only when dr.trigger_on_new_backup says so: the drill is
+    scheduled by time alone, so no run of it starts to do nothing."""
     from stellar_ops.adapters.common.assets import BACKUP_ASSET
 
     (dr,) = [d for d in dags if d.dag_id == "dr_restore_test"]
-    assert BACKUP_ASSET.name in repr(dr.timetable.asset_condition)
+    assert type(dr.timetable).__name__ == "CronTriggerTimetable"
     (backup,) = [d for d in dags if d.dag_id == "db_backup"]
     assert [o.name for o in backup.get_task("publish_backup").outlets] == [BACKUP_ASSET.name]
+    trigger = backup.get_task("trigger_drill")
+    assert trigger.upstream_task_ids == {"publish_backup"}
+    assert [t.task_id for t in trigger.downstream_list] == ["confirm_success"]
 
 
 def test_dag_header(dags):
     for dag in dags:
         assert dag.catchup is False, dag.dag_id
-        assert dag.max_active_runs == 1, dag.dag_id
+        # a rotation lasts days: a second run starts and waits in check_rotation_due, saying why
+        assert dag.max_active_runs == (2 if dag.dag_id == "api_key_rotation" else 1), dag.dag_id
         assert dag.start_date is not None and dag.start_date.tzinfo is not None, dag.dag_id
         assert dag.start_date.utcoffset().total_seconds() == 0
         assert dag.start_date < datetime(2026, 6, 1, tzinfo=UTC), "a fixed start date, not now()"
@@ -266,9 +277,13 @@ def test_pools_used_exist_in_airflow_settings(dags):
 
 
 def test_dag_files_stay_thin():
+    import ast
+
     for path in DAG_FILES:
-        lines = path.read_text().splitlines()
-        assert len(lines) <= 160, f"{path.name} has {len(lines)} lines"
+        text = path.read_text()
+        runbook = ast.get_docstring(ast.parse(text), clean=False) or ""
+        lines = text.replace(runbook, "").splitlines()
+        assert len(lines) <= 130, f"{path.name} has {len(lines)} lines of code besides its runbook"
         code = [line for line in lines if line.strip().startswith("return steps.") or "steps." in line]
         assert code, f"{path.name} should call into stellar_ops.adapters"
 

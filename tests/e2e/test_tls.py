@@ -39,8 +39,8 @@ def test_force_renewal_from_the_trigger_form_serves_a_new_certificate(api, stack
     path = f"/dags/tls_cert_check/dagRuns/{quote(run_id, safe='')}/taskInstances/probe_certificate/listMapped"
     (mapped,) = api.request("GET", path)["task_instances"]
     assert mapped["rendered_map_index"].startswith(
-        f"escrow.test@127.0.0.1:{stack.tls['domains'][0]['port']}: warning"
+        f"escrow.test@127.0.0.1:{stack.tls['domains'][0]['port']}: ok"
     )
     latest = stack.s3_client().get_object(Bucket="stellar-backups", Key=f"{e2e_prefix}tls/latest.json")
-    assert b'"state": "warning"' in latest["Body"].read()
+    assert b'"state": "ok"' in latest["Body"].read()
     assert any("TLS certificate renewed" in text for text in receiver.texts())

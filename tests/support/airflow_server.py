@@ -6,6 +6,7 @@ are what only they can test (REST triggers, backfills, DAG callbacks, approvals)
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -196,7 +197,8 @@ class AirflowStandalone:
             except ProcessLookupError:
                 return
             time.sleep(0.5)
-        os.killpg(pgid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # the group may end between the look and the kill
+            os.killpg(pgid, signal.SIGKILL)
 
 
 class AirflowClient:
@@ -310,18 +312,27 @@ class AirflowClient:
         value = self.request("GET", path, params={"deserialize": "true"})["value"]
         return json.loads(value) if isinstance(value, str) and value[:1] in "[{" else value
 
-    def clear_tasks(self, dag_id: str, run_id: str, task_ids: list[str]) -> None:
-        self.request(
+    def clear_tasks(self, dag_id: str, run_id: str, task_ids: list[str]) -> list[dict[str, Any]]:
+        """Clear task instances as the UI's Clear button on a task instance does, with its defaults
+        (downstream included, not only failed ones, a running task left alone), and return the
+        cleared task instances. Airflow 3.3's UI sends each unmapped task as ``[task_id, -1]``."""
+        cleared = self.request(
             "POST",
             f"/dags/{dag_id}/clearTaskInstances",
             json={
-                "dry_run": False,
                 "dag_run_id": run_id,
-                "task_ids": task_ids,
+                "dry_run": False,
+                "include_downstream": True,
+                "include_future": False,
+                "include_past": False,
+                "include_upstream": False,
                 "only_failed": False,
-                "reset_dag_runs": True,
+                "run_on_latest_version": False,
+                "task_ids": [[task_id, -1] for task_id in task_ids],
+                "prevent_running_task": True,
             },
         )
+        return list(cleared["task_instances"])
 
     def backfill(self, dag_id: str, from_date: str, to_date: str, **options: Any) -> int:
         """Create a backfill; on SQLite, Airflow refuses one (503) while the scheduler holds the

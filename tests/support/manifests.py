@@ -6,10 +6,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 
-def manifest_document(key: str, *, finished_at: datetime, size_bytes: int) -> dict[str, Any]:
-    """A valid manifest (format 2) for a backup at ``key``."""
+def manifest_document(
+    key: str, *, finished_at: datetime, size_bytes: int, snapshot_at: datetime | None = None
+) -> dict[str, Any]:
+    """A valid manifest for a backup at ``key``: format 3 with its snapshot's time, else format 2."""
     return {
-        "format_version": 2,
+        "format_version": 2 if snapshot_at is None else 3,
+        **({} if snapshot_at is None else {"snapshot_at": snapshot_at.isoformat()}),
         "key": key,
         "bucket": "stellar-backups",
         "slot": finished_at.isoformat(),

@@ -25,13 +25,16 @@ def check_prerequisites(force: bool) -> dict[str, Any]:
     from airflow.sdk.exceptions import AirflowSkipException
 
     slot = run_slot(current_context())
-    prerequisites = flow.check_prerequisites(task_runtime(), slot)
-    if prerequisites.verified_backup_exists and not force:
+    rt = task_runtime()
+    prerequisites = flow.check_prerequisites(rt, slot)
+    cover = prerequisites.cover
+    if cover is not None and not force:
         raise AirflowSkipException(
-            f"a verified backup for this slot already exists ({prerequisites.key}); trigger with force=true "
-            "to take it again"
+            f"{flow.skip_reason(slot, cover)}; trigger with force=true to take another"
         )
-    return {"key": prerequisites.key, "slot": slot.isoformat()}
+    if cover is not None:
+        flow.forced_over(rt, cover)
+    return {"slot": slot.isoformat(), "covering_backup": cover.key if cover else None}
 
 
 @checked
@@ -74,7 +77,35 @@ def publish_metrics() -> dict[str, Any] | None:
     ti = current_context()["ti"]
     published = ti.xcom_pull(task_ids="publish_backup")
     if published is None and task_states(ti, ["check_prerequisites"]).get("check_prerequisites") == "skipped":
-        log.info("this slot was already backed up: no metrics to publish")
+        log.info("a verified backup covers this slot: no metrics to publish")
         return None
     points = flow.publish_metrics(task_runtime(), Published.from_dict(published) if published else None)
     return {m.name: m.value for m in points}
+
+
+@checked
+def trigger_drill(published: dict[str, Any]) -> None:
+    """Start a ``dr_restore_test`` run of the new backup when ``dr.trigger_on_new_backup`` asks for
+    one; skip otherwise, so no drill run starts to do nothing."""
+    from airflow.sdk.exceptions import AirflowSkipException, DagRunTriggerException
+
+    if not task_runtime().config.dr.trigger_on_new_backup:
+        raise AirflowSkipException("dr.trigger_on_new_backup is off: no DR test of this backup now")
+    key = published["key"]
+    ti = current_context()["ti"]
+    run_id = f"drill_of__{ti.run_id}"
+    log.info("starting dr_restore_test run %s to test %s", run_id, key)
+    raise DagRunTriggerException(
+        trigger_dag_id="dr_restore_test",
+        dag_run_id=run_id,
+        conf={"backup": key},
+        logical_date=None,
+        reset_dag_run=False,
+        skip_when_already_exists=True,  # a cleared backup run does not start a second drill
+        wait_for_completion=False,
+        allowed_states=["success"],
+        failed_states=["failed"],
+        poke_interval=60,
+        deferrable=False,
+        note=f"Started by db_backup run {ti.run_id} for {key}",
+    )

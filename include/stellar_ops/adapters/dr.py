@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from stellar_ops.adapters.common.assets import BACKUP_ASSET
 from stellar_ops.adapters.common.runtime import (
     checked,
     current_context,
@@ -29,18 +28,11 @@ log = task_logger()
 
 @checked
 def resolve_backup(choice: str) -> dict[str, Any]:
-    from airflow.sdk.exceptions import AirflowSkipException
-
-    rt = task_runtime()
     context = current_context()
-    kind = run_type(context)
-    if kind == "asset_triggered":
-        if not rt.config.dr.trigger_on_new_backup:
-            raise AirflowSkipException("DR tests on each new backup are off (dr.trigger_on_new_backup)")
-        choice = context["triggering_asset_events"][BACKUP_ASSET][-1].extra["key"]
-        log.info("testing the backup that triggered this run: %s", choice)
-    month_scoped = kind in ("scheduled", "backfill")
-    return flow.resolve_backup(rt, choice, slot=run_slot(context), month_scoped=month_scoped).as_dict()
+    month_scoped = run_type(context) in ("scheduled", "backfill")
+    return flow.resolve_backup(
+        task_runtime(), choice, slot=run_slot(context), month_scoped=month_scoped
+    ).as_dict()
 
 
 @checked
@@ -127,13 +119,10 @@ def drop_scratch(handle: dict[str, Any] | None, keep_on_failure: bool) -> list[s
 
 
 @checked
-def publish_report(backend: str) -> dict[str, Any] | None:
+def publish_report(backend: str) -> dict[str, Any]:
     """Runs whatever happened: the JSON report beside the backup, metrics, and the summary."""
     ti = current_context()["ti"]
     states = task_states(ti, flow.STEPS)
-    if states.get("resolve_backup") == "skipped":
-        log.info("nothing was tested in this run")
-        return None
     resolved = ti.xcom_pull(task_ids="resolve_backup")
     document = flow.publish_report(
         task_runtime(),

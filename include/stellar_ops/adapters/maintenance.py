@@ -34,3 +34,10 @@ def vacuum_analyze(tables: list[str] | None) -> dict[str, float]:
 @checked
 def report_bloat(before: list[dict[str, Any]], tables: list[str] | None) -> dict[str, Any]:
     return flow.report_bloat(task_runtime(), before, tables)
+
+
+@checked
+def send_summary(
+    statements: dict[str, Any], vacuumed: dict[str, float], bloat: dict[str, Any]
+) -> dict[str, Any]:
+    return flow.send_summary(task_runtime(), statements, vacuumed, bloat)

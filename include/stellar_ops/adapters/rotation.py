@@ -92,6 +92,37 @@ def _fail(message: str) -> Exception:
     return AirflowFailException(message)
 
 
+def _runs_rotating(ti: Any) -> list[str]:
+    """The other runs of this DAG that passed their check and are still going: rotating keys."""
+    checks = ti.get_task_states(dag_id=ti.dag_id, task_ids=["check_rotation_due"])
+    return sorted(
+        run_id
+        for run_id, states in checks.items()
+        if run_id != ti.run_id
+        and str(getattr(states.get("check_rotation_due"), "value", states.get("check_rotation_due")))
+        == "success"
+        and str(ti.get_dagrun_state(dag_id=ti.dag_id, run_id=run_id)) in ("running", "DagRunState.RUNNING")
+    )
+
+
+def _wait_for(rt: Runtime, context: Any, plan: Plan, others: list[str]) -> Exception:
+    """Log (and, on the first look, tell the ops channel) why this run waits; look again later."""
+    from datetime import timedelta
+
+    from airflow.sdk.exceptions import AirflowRescheduleException
+
+    from stellar_ops.core.alerts import info_message
+
+    ti = context["ti"]
+    reason = flow.waiting_message(plan, others, dag_id=ti.dag_id, run_id=ti.run_id)
+    rt.warn(reason)
+    if ti.get_first_reschedule_date(context) is None:
+        rt.notify(info_message(reason))
+    seconds = rt.config.rotation.wait_poll_seconds
+    rt.say(f"looking again in {seconds:g} seconds")
+    return AirflowRescheduleException(datetime.now(UTC) + timedelta(seconds=seconds))
+
+
 @checked
 def check_rotation_due(params: dict[str, Any]) -> dict[str, Any]:
     context = current_context()
@@ -109,6 +140,9 @@ def check_rotation_due(params: dict[str, Any]) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowSkipException
 
         raise AirflowSkipException(outcome.reason)
+    others = _runs_rotating(context["ti"])
+    if others:
+        raise _wait_for(task_runtime(), context, outcome, others)
     return outcome.as_dict()
 
 

@@ -39,11 +39,11 @@ def renew_certificate(probed: dict[str, Any], force_renewal: bool) -> dict[str, 
     chosen = TlsDomain.model_validate(probed["domain_config"])
     _label(chosen.label)
     renewed = flow.renew_domain(task_runtime(), chosen, probed, force=force_renewal)
-    if renewed is None:
+    if not renewed["renewed"]:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        _label(f"{chosen.label}: not due ({probed['state']})")
-        raise AirflowSkipException(f"{chosen.label}: no renewal due ({probed['state']})")
+        _label(f"{chosen.label}: {renewed['summary']}")
+        raise AirflowSkipException(f"{chosen.label}: not renewed: {renewed['reason']}")
     after = renewed["after"]
     _label(f"{chosen.label}: renewed, {after['state']}, {after['days_left']:.1f} days")
     return renewed
@@ -51,4 +51,4 @@ def renew_certificate(probed: dict[str, Any], force_renewal: bool) -> dict[str, 
 
 @checked
 def record_results(probes: list[dict[str, Any]], renewals: list[dict[str, Any] | None]) -> dict[str, Any]:
-    return flow.record_results(task_runtime(), probes, [r for r in renewals if r])
+    return flow.record_results(task_runtime(), probes, [r for r in renewals if r and r.get("renewed")])

@@ -4,17 +4,21 @@ One pass, no full-size temporary file and no second one: pg_dump's output is com
 (sha256), copied to the optional local directory and uploaded in parts as it is produced, and
 the compressed stream is verified on its way (:class:`~stellar_ops.backups.verify.InFlightScan`:
 decompressed into ``pg_restore --list`` and a full ``pg_restore`` read, or the SQL trailer).
-The upload goes straight to the backup's final key and is completed only after pg_dump exited 0,
-the in-flight checks passed and the server's part list matched what was sent (each part with its
-Content-MD5, which the server checks). Nothing is copied afterwards. The backup becomes
-*verified* when its manifest is written, last (:func:`publish`); until then it is listed as
-unverified, and retention's ``min_keep`` and ``latest`` ignore it.
+The backup is named by the time of its snapshot, read on the database server in the statement
+that exports it, before pg_dump starts, so the upload goes straight to the backup's final key. It
+is completed only after pg_dump exited 0, the in-flight checks passed and the server's part list
+matched what was sent (each part with its Content-MD5, which the server checks). Nothing is
+copied afterwards. The backup becomes *verified* when its manifest is written, last
+(:func:`publish`); until then it is listed as unverified, and retention's ``min_keep`` and
+``latest`` ignore it.
 
-When the slot already has a verified backup (a forced re-run), the new one goes to an
-``.incoming/`` key first and is copied over the old one only once verified, so a failure never
-touches it. A failure anywhere aborts the multipart upload and removes the partial local copy:
-a failed run never leaves something that looks like a backup, and never replaces a good one.
-``backup.verify_read_back`` adds a full download and read of the object before the manifest.
+Every backup has a key of its own, so no backup is ever written over another: a key already in
+use (a backup whose snapshot fell in the same second, finished or still uploading) makes the dump
+take its snapshot again in the next second, and a rival upload that starts into the same key at
+the same moment makes it stop before writing anything. A failure anywhere aborts the multipart
+upload and removes the partial local copy: a failed run never leaves something that looks like a
+backup, and never replaces or deletes a good one. ``backup.verify_read_back`` adds a full download
+and read of the object before the manifest.
 
 The exact row count of every table and the schema are read inside the snapshot that pg_dump
 dumps (``pg_export_snapshot`` + ``pg_dump --snapshot``), so the manifest describes exactly what
@@ -40,16 +44,10 @@ from pathlib import Path
 from typing import Any, cast
 
 from stellar_ops.backup.config import BackupConfig
+from stellar_ops.backup.slots import Cover, find_cover, late_note
 from stellar_ops.backups import verify
 from stellar_ops.backups.inventory import OURS_METADATA
-from stellar_ops.backups.keys import (
-    GLOBALS_SUFFIX,
-    INCOMING_DIR,
-    MANIFEST_SUFFIX,
-    DumpFormat,
-    backup_key,
-    incoming_key,
-)
+from stellar_ops.backups.keys import GLOBALS_SUFFIX, INCOMING_DIR, MANIFEST_SUFFIX, DumpFormat, backup_key
 from stellar_ops.backups.manifest import Manifest, Verification
 from stellar_ops.core.errors import BackupError, PrerequisiteError, VerificationError
 from stellar_ops.postgres import catalog
@@ -63,15 +61,15 @@ log = logging.getLogger(__name__)
 CHUNK = 1 * MIB
 MAX_PARTS = 9_000  # S3 allows 10,000; the margin absorbs a dump larger than the estimate
 F_SETPIPE_SZ = 1031
+KEY_ATTEMPTS = 5  # snapshots taken, a second apart, before a dump refuses a key already in use
 
 
 @dataclass(frozen=True)
 class Prerequisites:
-    key: str
     server_version: str
     server_version_num: int
     pg_dump_version: str
-    verified_backup_exists: bool
+    cover: Cover | None  # the verified backup that covers the run's slot, if any
 
 
 @dataclass
@@ -104,13 +102,14 @@ class BackupJob:
         self.config = config
         self.binaries = binaries
 
-    def key_for(self, slot: datetime) -> str:
-        return backup_key(self.config.prefix, slot, self.config.format)
+    def key_for(self, snapshot_at: datetime) -> str:
+        return backup_key(self.config.prefix, snapshot_at, self.config.format)
 
     # -- prerequisites ---------------------------------------------------------------------------
 
-    def check_prerequisites(self, slot: datetime) -> Prerequisites:
-        """The database answers, pg_dump is new enough, the bucket is writable, local dir too."""
+    def check_prerequisites(self, slot: datetime, say: Callable[[str], None] = log.info) -> Prerequisites:
+        """The database answers, pg_dump is new enough, the bucket is writable, local dir too; and
+        the verified backup that covers ``slot``, if there is one."""
         with connect(self.target) as conn:
             version_num = server_version_num(conn)
             version = str(conn.execute("SHOW server_version").fetchone()[0])
@@ -119,13 +118,11 @@ class BackupJob:
         self.store.check_writable(f"{self.config.prefix}{INCOMING_DIR}.write-probe-{os.getpid()}")
         if self.config.local_dir:
             _check_local_dir(Path(self.config.local_dir))
-        key = self.key_for(slot)
         return Prerequisites(
-            key=key,
             server_version=version,
             server_version_num=version_num,
             pg_dump_version=dump_version,
-            verified_backup_exists=self.store.exists(key) and self.store.exists(key + MANIFEST_SUFFIX),
+            cover=find_cover(self.store, self.config.prefix, slot, say=say),
         )
 
     def _check_pg_dump(self, version_num: int, version: str) -> str:
@@ -149,30 +146,32 @@ class BackupJob:
     def dump(
         self, slot: datetime, *, run_id: str | None, token: str, say: Callable[[str], None] = log.info
     ) -> dict[str, Any]:
-        """Stream a dump to its key, verified in flight; the draft manifest (not yet published)."""
+        """Stream a dump to the key of its snapshot's time, verified in flight; the draft manifest
+        (not yet published). ``slot`` is the run's: recorded, and noted when it is in the past."""
         import psycopg
 
         cfg = self.config
-        key = self.key_for(slot)
-        replacing = self.store.exists(key + MANIFEST_SUFFIX)  # a forced re-run over a good backup
-        temp_key = incoming_key(cfg.prefix, key, token) if replacing else None
-        upload_key = temp_key or key
-        self._abort_earlier_tries(key, say)
+        if cfg.local_dir:
+            _check_local_dir(Path(cfg.local_dir))  # this may be another worker than the prerequisites ran on
         started_at = datetime.now(UTC)
         clock = time.monotonic()
-        say(
-            f"dumping {self.target.describe()} to {self.store.url(upload_key)} ({cfg.format}, level {cfg.compression_level})"
-        )
-        local_final = Path(cfg.local_dir) / key.rsplit("/", 1)[-1] if cfg.local_dir else None
-        local_partial = local_final.with_name(f"{local_final.name}.partial-{token}") if local_final else None
-        if local_final is not None:
-            _check_local_dir(local_final.parent)  # this may be another worker than the prerequisites ran on
 
         with connect(self.target, autocommit=False) as conn:
             # One REPEATABLE READ snapshot, exported to pg_dump and shared by the inventory.
             conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             conn.read_only = True
-            snapshot = str(conn.execute("SELECT pg_export_snapshot()").fetchone()[0])
+            snapshot, snapshot_at, key = self._export_snapshot(conn, say)
+            say(
+                f"dumping {self.target.describe()} to {self.store.url(key)} ({cfg.format}, level "
+                f"{cfg.compression_level}), its snapshot taken at {snapshot_at.isoformat()}"
+            )
+            note = late_note(slot, snapshot_at)
+            if note is not None:
+                say(note)
+            local_final = Path(cfg.local_dir) / key.rsplit("/", 1)[-1] if cfg.local_dir else None
+            local_partial = (
+                local_final.with_name(f"{local_final.name}.partial-{token}") if local_final else None
+            )
             version_num = server_version_num(conn)
             version = str(conn.execute("SHOW server_version").fetchone()[0])
             # again here: this task may run on another worker than the prerequisites did
@@ -185,19 +184,18 @@ class BackupJob:
             inventory = _InventoryThread(conn)
             database_bytes = int(conn.execute("SELECT pg_database_size(current_database())").fetchone()[0])
             upload = self.store.multipart(
-                upload_key,
+                key,
                 part_size=part_size_for(database_bytes, cfg.part_size_mb),
                 max_in_flight=cfg.max_parts_in_flight,
                 metadata={OURS_METADATA: "1"},  # ours even before its manifest: never taken for a legacy dump
             )
             pg_dump: _PgDump | None = None
             local = None
-            globals_temp: str | None = None
+            globals_written: str | None = None
             inflight: verify.InFlightScan | None = None
             try:
-                inflight = verify.InFlightScan(
-                    cfg.format, source=self.store.url(upload_key), binaries=self.binaries
-                )
+                self._refuse_rival_uploads(key, upload.upload_id)
+                inflight = verify.InFlightScan(cfg.format, source=self.store.url(key), binaries=self.binaries)
                 pg_dump = _PgDump.start(self._pg_dump_argv(snapshot), self.target.client_env())
                 inventory.start()
                 local = open(local_partial, "wb") if local_partial else None  # noqa: SIM115 - closed below
@@ -211,14 +209,13 @@ class BackupJob:
                     raise
                 scanned = inflight.finish()
                 inflight = None
-                verification = _judge_in_flight(
-                    scanned, self.store.url(upload_key), upload, raw_bytes, cfg.format
-                )
+                verification = _judge_in_flight(scanned, self.store.url(key), upload, raw_bytes, cfg.format)
                 counts, schema = inventory.result()
                 roles = self._dump_globals() if cfg.include_globals else None
+                self._refuse_taken(key)
                 if roles is not None:
-                    globals_temp = upload_key + GLOBALS_SUFFIX
-                    self.store.put_bytes(globals_temp, roles, "application/sql")
+                    globals_written = key + GLOBALS_SUFFIX
+                    self.store.put_bytes(globals_written, roles, "application/sql")
                 upload.complete()
                 if local is not None and local_partial is not None and local_final is not None:
                     local.flush()
@@ -232,12 +229,12 @@ class BackupJob:
                 if inflight is not None:
                     inflight.abort()
                 self._clean_up_failure(pg_dump, upload, local, local_partial, say)
-                if globals_temp is not None:
+                if globals_written is not None:
                     with contextlib.suppress(BackupError):
-                        self.store.delete(globals_temp)
+                        self.store.delete(globals_written)
                 if isinstance(exc, BackupError | PrerequisiteError) or not isinstance(exc, Exception):
                     raise
-                raise BackupError(f"backup to {self.store.url(upload_key)} failed: {exc}") from exc
+                raise BackupError(f"backup to {self.store.url(key)} failed: {exc}") from exc
             finally:
                 conn.rollback()
         finished_at = datetime.now(UTC)
@@ -246,10 +243,11 @@ class BackupJob:
             f"{time.monotonic() - clock:,.1f}s"
         )
         return {
-            "temp_key": temp_key,
             "key": key,
             "bucket": self.store.bucket,
             "slot": slot.isoformat(),
+            "snapshot_at": snapshot_at.isoformat(),
+            "note": note,
             "database": self.target.dbname,
             "system_identifier": system_identifier,
             "server_version": version,
@@ -271,8 +269,7 @@ class BackupJob:
             "schema": schema,
             "schema_fingerprint": catalog.fingerprint(schema),
             "sequence_values": sequences,
-            "globals_key": key + GLOBALS_SUFFIX if globals_temp else None,
-            "globals_temp_key": globals_temp if temp_key else None,
+            "globals_key": globals_written,
             "verification": verification,
             "globals_sha256": hashlib.sha256(roles).hexdigest() if roles is not None else None,
             "globals_size_bytes": len(roles) if roles is not None else None,
@@ -298,20 +295,61 @@ class BackupJob:
             )
         return bytes(result.stdout)
 
-    def _abort_earlier_tries(self, key: str, say: Callable[[str], None]) -> None:
-        """Abort this slot's unfinished uploads left by an earlier try (say, while S3 was down).
+    def _export_snapshot(self, conn: Any, say: Callable[[str], None]) -> tuple[str, datetime, str]:
+        """Export the dump's snapshot: its id, its time and the backup key that time names.
 
-        Only this slot's own incoming uploads are touched, and a DAG runs one try at a time.
+        The time is the server's clock read in the statement that takes the snapshot, after it is
+        taken: every change the dump holds was committed before it. A key already in use (a backup
+        whose snapshot fell in the same second, published or still uploading) is never written
+        over: the snapshot is released and taken again in the next second, and after
+        ``KEY_ATTEMPTS`` tries the dump refuses.
         """
-        earlier = [
-            *self.store.unfinished_uploads(incoming_key(self.config.prefix, key, "")),
-            *(u for u in self.store.unfinished_uploads(key) if u["Key"] == key),
-        ]
-        for upload in earlier:
-            say(
-                f"aborting the unfinished upload {upload['UploadId']} of {self.store.url(upload['Key'])} from an earlier try"
+        for _ in range(KEY_ATTEMPTS):
+            snapshot, taken_at = conn.execute("SELECT pg_export_snapshot(), clock_timestamp()").fetchone()
+            snapshot_at = cast(datetime, taken_at).astimezone(UTC)
+            key = self.key_for(snapshot_at)
+            in_use = self._key_in_use(key)
+            if in_use is None:
+                return str(snapshot), snapshot_at, key
+            conn.rollback()
+            say(f"{self.store.url(key)} is in use ({in_use}): taking the snapshot again in the next second")
+            time.sleep(1.05 - snapshot_at.microsecond / 1_000_000)
+        raise BackupError(
+            f"refusing to write over {self.store.url(key)}, which is in use ({in_use}): {KEY_ATTEMPTS} snapshots in "
+            "a row named a key that another backup holds; nothing was written (check the clocks and for "
+            "backups started in a loop, then retry)"
+        )
+
+    def _key_in_use(self, key: str) -> str | None:
+        """What holds ``key`` already (an object, a sidecar, an upload under way); None if it is free."""
+        held = next(iter(self.store.list_objects(key)), None)  # the key itself and its sidecars
+        if held is not None:
+            return f"{self.store.url(held.key)} exists"
+        for upload in self.store.unfinished_uploads(key):
+            if upload["Key"] == key:
+                return f"upload {upload['UploadId']} into it is under way"
+        return None
+
+    def _refuse_rival_uploads(self, key: str, ours: str) -> None:
+        """Stop when another upload into ``key`` started beside ours (a backup in the same second).
+
+        Whichever of two such uploads looks second sees the other one, so at most one goes on.
+        """
+        for upload in self.store.unfinished_uploads(key):
+            if upload["Key"] == key and upload["UploadId"] != ours:
+                raise BackupError(
+                    f"another upload into {self.store.url(key)} ({upload['UploadId']}) started in the same second "
+                    "as this backup's: this one stops without writing anything; retry it for a key of its own"
+                )
+
+    def _refuse_taken(self, key: str) -> None:
+        """The last look before anything becomes visible at ``key``: never complete over another backup."""
+        held = next(iter(self.store.list_objects(key)), None)
+        if held is not None:
+            raise BackupError(
+                f"{self.store.url(held.key)} appeared while this backup was uploading: refusing to write over it; "
+                "retry for a key of its own"
             )
-            self.store.abort_upload(upload["Key"], upload["UploadId"])
 
     def _pg_dump_argv(self, snapshot: str) -> list[str]:
         argv = [
@@ -382,36 +420,29 @@ class BackupJob:
     # -- publish ---------------------------------------------------------------------------------
 
     def publish(self, draft: dict[str, Any], verification: dict[str, Any]) -> Manifest:
-        """Make a verified upload the slot's backup: its manifest, written last.
+        """Make a verified upload a backup: its manifest, written last, beside it at its own key.
 
-        The upload is at its final key already, unless it replaces a verified backup of the slot:
-        then it is copied over it from its incoming key, and the incoming objects are removed.
+        A manifest already there is left alone unless it is this backup's own (a retry of this
+        step after it was written).
         """
+        require_current_draft(draft)
         fields = {k: v for k, v in draft.items() if k not in ("temp_key", "globals_temp_key", "verification")}
         fields["verification"] = Verification(**verification)
         manifest = Manifest.model_validate(fields)
-        temp_key, key = draft.get("temp_key"), draft["key"]
-        uploaded = temp_key or key
-        head = self.store.head(uploaded)
+        key = manifest.key
+        head = self.store.head(key)
         if head is None:
-            raise BackupError(
-                f"{self.store.url(uploaded)} is gone: re-run dump_to_s3 (clear the task in the UI)"
-            )
-        if temp_key:
-            self.store.copy(temp_key, key, metadata={"sha256": manifest.sha256, OURS_METADATA: "1"})
-            head = self.store.head(key)
-        if head is None or int(head["ContentLength"]) != manifest.size_bytes:
+            raise BackupError(f"{self.store.url(key)} is gone: re-run dump_to_s3 (clear the task in the UI)")
+        if int(head["ContentLength"]) != manifest.size_bytes:
             raise BackupError(f"{self.store.url(key)} is not the object that was verified: its size differs")
-        globals_temp = draft.get("globals_temp_key")
-        if globals_temp and manifest.globals_key:
-            self.store.copy(
-                globals_temp, manifest.globals_key, metadata={"sha256": str(manifest.globals_sha256)}
-            )
-        self.store.put_json(key + MANIFEST_SUFFIX, manifest.to_document())
-        if temp_key:
-            self.store.delete(temp_key)
-        if globals_temp:
-            self.store.delete(globals_temp)
+        manifest_key = key + MANIFEST_SUFFIX
+        if self.store.exists(manifest_key):
+            current = self.store.get_json(manifest_key)
+            if not isinstance(current, dict) or current.get("sha256") != manifest.sha256:
+                raise BackupError(
+                    f"{self.store.url(manifest_key)} already describes another backup: refusing to write over it"
+                )
+        self.store.put_json(manifest_key, manifest.to_document())
         return manifest
 
 
@@ -547,7 +578,8 @@ def verify_upload(
     confirmed; with ``read_back`` (or a draft without them) the object is downloaded and read
     whole. The roles' globals, a few kilobytes, are always read back.
     """
-    uploaded = draft.get("temp_key") or draft["key"]
+    require_current_draft(draft)
+    uploaded = draft["key"]
     source = store.url(uploaded)
     if read_back or not draft.get("verification"):
         result = verify.scan(
@@ -569,7 +601,7 @@ def verify_upload(
                 f"{source} holds {size} bytes, {draft['size_bytes']} were uploaded and verified"
             )
         record = {**draft["verification"], "checks": list(draft["verification"]["checks"])}
-    globals_key = draft.get("globals_temp_key") or draft.get("globals_key")
+    globals_key = draft.get("globals_key")
     if globals_key and draft.get("globals_sha256"):
         roles = store.get_bytes(globals_key)
         if (
@@ -579,3 +611,13 @@ def verify_upload(
             raise VerificationError(f"{store.url(globals_key)} is not the roles pg_dumpall wrote")
         record["checks"].append("globals sha256")
     return record
+
+
+def require_current_draft(draft: dict[str, Any]) -> None:
+    """Refuse a draft that an earlier version staged under ``.incoming/`` to copy over a slot's
+    backup: this version never copies one backup over another."""
+    if draft.get("temp_key"):
+        raise BackupError(
+            f"the dump {draft['temp_key']!r} was staged by an earlier version of stellar-ops to replace "
+            f"{draft['key']!r}: clear dump_to_s3 to take the backup again under a key of its own"
+        )

@@ -7,13 +7,14 @@ backup, its manifest, its metrics and its messages are the same whoever takes it
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from stellar_ops.backup import report
 from stellar_ops.backup.dump import BackupJob, Prerequisites, verify_upload
 from stellar_ops.backup.report import Published
 from stellar_ops.backup.retention import RetentionOutcome, apply_policy, require_this_run_verified
+from stellar_ops.backup.slots import Cover, is_past
 from stellar_ops.backups.manifest import Manifest
 from stellar_ops.core.metrics import Metric
 from stellar_ops.runtime import Runtime
@@ -26,17 +27,30 @@ def _job(rt: Runtime) -> BackupJob:
 
 
 def check_prerequisites(rt: Runtime, slot: datetime) -> Prerequisites:
-    """The database answers, pg_dump is new enough, the bucket and the local directory are writable."""
-    prerequisites = _job(rt).check_prerequisites(slot)
-    rt.say(
-        f"PostgreSQL {prerequisites.server_version}, {prerequisites.pg_dump_version}; "
-        f"backup key for slot {slot.isoformat()} is {prerequisites.key}"
-    )
+    """The database answers, pg_dump is new enough, the bucket and the local directory are writable;
+    and the verified backup that covers the run's slot, if there is one."""
+    prerequisites = _job(rt).check_prerequisites(slot, say=rt.say)
+    rt.say(f"PostgreSQL {prerequisites.server_version}, {prerequisites.pg_dump_version}")
+    if prerequisites.cover is None and is_past(slot, datetime.now(UTC)):
+        rt.say(
+            f"no verified backup covers slot {slot.isoformat()}, which is in the past: this run takes a backup "
+            "now, named by its snapshot time, and says so"
+        )
     return prerequisites
 
 
+def skip_reason(slot: datetime, cover: Cover) -> str:
+    """Why a run for ``slot`` takes no backup: the verified backup that covers it."""
+    return f"a verified backup covers slot {slot.isoformat()}: {cover.key} ({cover.reason})"
+
+
+def forced_over(rt: Runtime, cover: Cover) -> None:
+    rt.say(f"force is set: taking another backup, under a key of its own, beside {rt.store().url(cover.key)}")
+
+
 def dump_to_s3(rt: Runtime, slot: datetime, *, run_id: str | None, token: str) -> dict[str, Any]:
-    """Stream a dump to the slot's key, checked on its way; the draft manifest (not yet published)."""
+    """Stream a dump to the key of its snapshot's time, checked on its way; the draft manifest (not
+    yet published), which records the run's slot."""
     return _job(rt).dump(slot, run_id=run_id, token=token, say=rt.say)
 
 
@@ -44,7 +58,7 @@ def verify_backup(rt: Runtime, draft: dict[str, Any]) -> dict[str, Any]:
     """The upload's verification record: the in-flight checks (or a read-back), against the draft."""
     read_back = rt.config.backup.verify_read_back
     verification = verify_upload(rt.store(), draft, rt.binaries, read_back=read_back)
-    where = rt.store().url(draft.get("temp_key") or draft["key"])
+    where = rt.store().url(draft["key"])
     rt.say(
         f"verified {where} {'by reading it back' if read_back else 'in flight'}: {', '.join(verification['checks'])}"
     )
@@ -52,17 +66,17 @@ def verify_backup(rt: Runtime, draft: dict[str, Any]) -> dict[str, Any]:
 
 
 def publish_backup(rt: Runtime, draft: dict[str, Any], verification: dict[str, Any]) -> Manifest:
-    """Make the verified upload the slot's backup, with its manifest."""
+    """Make the verified upload a backup: its manifest, written last."""
     manifest = _job(rt).publish(draft, verification)
     rt.say(f"published {rt.store().url(manifest.key)} with its manifest")
     return manifest
 
 
 def apply_retention(rt: Runtime, published: Published, *, dry_run: bool) -> RetentionOutcome:
-    """Retention relative to the slot, only once this run's backup is verified."""
+    """Retention relative to this run's backup (its snapshot time), only once it is verified."""
     store = rt.store()
     require_this_run_verified(store, published.key)
-    reference = datetime.fromisoformat(published.slot)
+    reference = published.data_time
     return apply_policy(
         store,
         rt.config.backup,

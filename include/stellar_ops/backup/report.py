@@ -9,6 +9,7 @@ from typing import Any
 from stellar_ops.backups.keys import MANIFEST_SUFFIX
 from stellar_ops.backups.manifest import Manifest
 from stellar_ops.core import alerts
+from stellar_ops.core.durations import humanize_duration
 from stellar_ops.core.metrics import Metric
 
 
@@ -25,6 +26,8 @@ class Published:
     finished_at: str
     slot: str
     dump_format: str
+    snapshot_at: str | None = None  # when the data is from (None in what an earlier version published)
+    note: str | None = None  # set when the run's slot was in the past
 
     @classmethod
     def from_manifest(cls, manifest: Manifest) -> Published:
@@ -38,6 +41,8 @@ class Published:
             finished_at=manifest.finished_at.isoformat(),
             slot=manifest.slot.isoformat(),
             dump_format=manifest.dump_format,
+            snapshot_at=manifest.snapshot_time.isoformat(),
+            note=manifest.note,
         )
 
     @classmethod
@@ -46,6 +51,11 @@ class Published:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def data_time(self) -> datetime:
+        """When the backup's data is from: its snapshot's time (the slot for an earlier version's)."""
+        return datetime.fromisoformat(self.snapshot_at or self.slot)
 
     @property
     def url(self) -> str:
@@ -75,7 +85,10 @@ def backup_metrics(published: Published | None) -> list[Metric]:
 
 
 def success_message(published: Published) -> dict[str, Any]:
-    return alerts.info_message(
+    text = (
         f":white_check_mark: Backup OK: {published.url} "
-        f"({alerts.human_bytes(published.size_bytes)}, {published.duration_seconds:.1f}s)"
+        f"({alerts.human_bytes(published.size_bytes)}, {humanize_duration(published.duration_seconds)})"
     )
+    if published.note:
+        text += f"\n:warning: {published.note}"
+    return alerts.info_message(text)

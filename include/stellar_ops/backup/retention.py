@@ -1,11 +1,12 @@
 """Backup retention: which backups to delete, decided purely, then applied with every key logged.
 
-Rules, relative to the run's slot (so a re-run decides the same way):
+Rules, relative to the reference: the snapshot time of the backup the run has just taken (so a
+re-run of the step decides the same way):
 
 - a backup is eligible when it is older than ``retention_days``;
 - the newest ``min_keep`` restorable backups (verified, or legacy ``.sql.gz``) are always kept,
   whatever their age, so retention can never delete the last good backups;
-- backups newer than the slot are never touched (a backfill does not prune the present);
+- backups newer than the reference are never touched (another run's, taken meanwhile);
 - the old scripts' legacy backups (under the prefix or the legacy prefix) count towards
   ``min_keep`` but are never deleted, unless ``retention.include_legacy`` is set;
 - a backup's sidecars (manifest, DR report) go with it; orphaned sidecars and uploads that never
@@ -79,7 +80,7 @@ def _verdict(
     entry: BackupEntry, reference: datetime, cutoff: datetime, protected: set[str], include_legacy: bool
 ) -> str:
     if entry.name.timestamp > reference:
-        return "keep: newer than this run's slot"
+        return "keep: newer than this run's backup"
     if entry.key in protected:
         return "keep: among the newest restorable backups (min_keep)"
     if entry.name.timestamp >= cutoff:
@@ -174,7 +175,8 @@ def apply_policy(
     dry_run: bool,
     say: Callable[[str], None] = log.info,
 ) -> RetentionOutcome:
-    """The whole policy of ``config`` for a run whose slot is ``reference``: S3, then local copies."""
+    """The whole policy of ``config`` for a run whose backup was taken at ``reference``: S3, then
+    local copies."""
     stale_before = datetime.now(UTC) - timedelta(hours=config.stale_upload_hours)
     plan = plan_s3(
         list_backups(store, config.prefix, config.legacy_prefix),

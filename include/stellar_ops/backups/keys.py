@@ -1,8 +1,9 @@
 """Backup object names: ``<prefix>stellar_escrow_<YYYYmmddTHHMMSSZ>.<ext>`` and their sidecars.
 
-The timestamp is the run's slot (its logical date, or ``run_after`` for manual runs), so a re-run
-or a backfill of the same slot names the same object. Legacy ``stellar_escrow_<TS>.sql.gz``
-objects of the old scripts (several timestamp spellings) are recognised too.
+The timestamp says when the data is from: the time of the dump's snapshot (UTC, to the second),
+never the run's slot, so a backfill of a past slot is named by the moment it was taken. The run's
+slot is recorded in the manifest instead. Legacy ``stellar_escrow_<TS>.sql.gz`` objects of the
+old scripts (several timestamp spellings) are recognised too.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ DR_REPORT_SUFFIX = ".dr_report.json"
 GLOBALS_SUFFIX = ".globals.sql"  # the roles, their memberships and settings (pg_dumpall --globals-only)
 RESTORE_REPORT_SUFFIX = ".restore_report.json"
 SIDECAR_SUFFIXES = (MANIFEST_SUFFIX, DR_REPORT_SUFFIX, GLOBALS_SUFFIX, RESTORE_REPORT_SUFFIX)
+# Where earlier versions staged a forced re-run's upload before copying it over the slot's backup.
+# Nothing is staged any more (every backup has a key of its own); leftovers there are listed as
+# unfinished uploads and removed by retention, and the bucket's write probe goes there too.
 INCOMING_DIR = ".incoming/"
 
 # Timestamp spellings: ours first, then what the old cron scripts wrote.
@@ -61,19 +65,16 @@ class BackupName:
         return self.key.rsplit("/", 1)[-1]
 
 
-def slot_timestamp(slot: datetime) -> str:
-    if slot.tzinfo is None:
-        raise ValueError(f"slot {slot!r} must be timezone-aware")
-    return slot.astimezone(UTC).strftime(TIMESTAMP_FORMAT)
+def key_timestamp(moment: datetime) -> str:
+    """``moment`` as a key's timestamp: UTC, to the second (the fraction is cut, never rounded up)."""
+    if moment.tzinfo is None:
+        raise ValueError(f"time {moment!r} must be timezone-aware")
+    return moment.astimezone(UTC).strftime(TIMESTAMP_FORMAT)
 
 
-def backup_key(prefix: str, slot: datetime, dump_format: DumpFormat) -> str:
-    return f"{prefix}{BASENAME}_{slot_timestamp(slot)}.{EXTENSIONS[dump_format]}"
-
-
-def incoming_key(prefix: str, final_key: str, token: str) -> str:
-    """Where an upload lands before it is verified and made final (never listed as a backup)."""
-    return f"{prefix}{INCOMING_DIR}{final_key.rsplit('/', 1)[-1]}.{token}"
+def backup_key(prefix: str, snapshot_at: datetime, dump_format: DumpFormat) -> str:
+    """The key of a backup whose dump's snapshot was taken at ``snapshot_at``."""
+    return f"{prefix}{BASENAME}_{key_timestamp(snapshot_at)}.{EXTENSIONS[dump_format]}"
 
 
 def parse_timestamp(text: str) -> datetime | None:

@@ -6,6 +6,11 @@ makes a backup "verified". ``format_version`` lets readers refuse a manifest the
 Format 2 adds the globals sidecar (the roles, ``<key>.globals.sql``, covered by its sha256), the
 sequences' values and the complete schema (see :mod:`stellar_ops.postgres.catalog`); a format 1
 manifest is still read, and compared on the sections it has.
+
+Format 3 adds ``snapshot_at``, the time of the dump's snapshot, which names the backup (``slot`` is
+the run's slot, which may be long before it), and ``note``, which says so when the run's slot was
+in the past. For earlier manifests, whose keys were named by the slot, :attr:`Manifest.snapshot_time`
+falls back to the dump's start.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from stellar_ops import __version__
 from stellar_ops.core.errors import VerificationError
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 
 class Verification(BaseModel):
@@ -36,7 +41,9 @@ class Manifest(BaseModel):
     producer: str = f"stellar-ops {__version__}"
     key: str
     bucket: str
-    slot: datetime
+    slot: datetime  # the run's slot (logical date, or run_after): what a re-run of it skips on
+    snapshot_at: datetime | None = None  # when the data is from; the key's timestamp (format 3)
+    note: str | None = None  # set when the slot was in the past: the data is of snapshot_at, not of the slot
     database: str
     system_identifier: str | None = (
         None  # the source cluster's (pg_control_system): a restore must not overwrite it
@@ -67,6 +74,12 @@ class Manifest(BaseModel):
     verification: Verification | None = None
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @property
+    def snapshot_time(self) -> datetime:
+        """When the backup's data is from: its snapshot's time, or for a manifest that did not record
+        it (before format 3) the dump's start, taken just before its snapshot."""
+        return self.snapshot_at or self.started_at
 
     def to_document(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True)

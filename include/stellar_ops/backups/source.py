@@ -205,9 +205,10 @@ def check_backup(
 
 
 def backup_time(backup: ResolvedBackup, manifest: Manifest | None) -> datetime:
-    """When the backup's data is from: the dump's start (its snapshot), else the key's timestamp."""
+    """When the backup's data is from: its snapshot's time (the dump's start in a manifest from
+    before it was recorded), else, for a legacy backup, the key's timestamp."""
     if manifest is not None:
-        return manifest.started_at
+        return manifest.snapshot_time
     parsed = datetime.fromisoformat(backup.timestamp)
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 

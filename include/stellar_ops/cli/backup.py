@@ -20,8 +20,14 @@ from stellar_ops.core.errors import StellarOpsError
 
 def register(sub: Any) -> None:
     p = sub.add_parser("backup", help="take, verify and publish a backup, then apply retention")
-    p.add_argument("--slot", help="the backup's timestamp (default: now), e.g. 2026-11-28T02:00:00Z")
-    p.add_argument("--force", action="store_true", help="replace a verified backup of the same slot")
+    p.add_argument(
+        "--slot",
+        help="the run's slot (default: now), e.g. 2026-11-28T02:00:00Z: a verified backup covering it skips "
+        "the run; a backup is always named by its snapshot time",
+    )
+    p.add_argument(
+        "--force", action="store_true", help="take another backup even if a verified backup covers the slot"
+    )
     p.add_argument("--dry-run-retention", action="store_true", help="only log what retention would delete")
     p.set_defaults(func=cmd_backup)
 
@@ -40,11 +46,12 @@ def cmd_backup(args: argparse.Namespace) -> int:
     slot = parse_slot(args.slot)
     try:
         prerequisites = steps.run("check_prerequisites", flow.check_prerequisites, rt, slot)
-        if prerequisites.verified_backup_exists and not args.force:
-            rt.say(
-                f"a verified backup for {slot.isoformat()} already exists ({prerequisites.key}); use --force"
-            )
+        cover = prerequisites.cover
+        if cover is not None and not args.force:
+            rt.say(f"{flow.skip_reason(slot, cover)}; use --force to take another")
             return 0
+        if cover is not None:
+            flow.forced_over(rt, cover)
         draft = steps.run("dump_to_s3", flow.dump_to_s3, rt, slot, run_id=None, token=f"cli-{os.getpid()}")
         verification = steps.run("verify_backup", flow.verify_backup, rt, draft)
         published = Published.from_manifest(

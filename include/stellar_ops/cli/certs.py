@@ -1,8 +1,10 @@
 """``stellar-ops certs check|renew``: the ``tls_cert_check`` steps without Airflow.
 
 ``check`` probes the chosen domains concurrently and exits 1 when any is critical, expired,
-invalid or unreachable; ``renew`` renews one domain when due (or with ``--force``) and proves the
-new certificate is served. Both write ``<backup.prefix>tls/latest.json`` like the DAG.
+invalid or unreachable; ``renew`` renews the chosen domains when due (under the threshold, and not
+within ``tls.min_renewal_interval`` of the last renewal) or with ``--force``, and proves the new
+certificate is served. Both write ``<backup.prefix>tls/latest.json`` like the DAG, and a renewal
+records its time where the DAG's do (``<backup.prefix>tls/renewals/``).
 """
 
 from __future__ import annotations
@@ -44,7 +46,9 @@ def register(sub: Any) -> None:
     q.add_argument("--no-alerts", action="store_true", help="do not send alerts for what is found")
     q = certs.add_parser("renew", help="renew when due, reload nginx, re-probe")
     q.add_argument("--domain", action="append", default=[], help="a domain of tls.domains (default: all)")
-    q.add_argument("--force", action="store_true", help="renew even when no renewal is due")
+    q.add_argument(
+        "--force", action="store_true", help="renew even when no renewal is due or the last one is recent"
+    )
     p.set_defaults(func=cmd_certs)
 
 
@@ -71,11 +75,11 @@ def cmd_certs(args: argparse.Namespace) -> int:
         except StellarOpsError as exc:
             failed.append(f"{domain.label}: {exc}")
             continue
-        if renewed:
+        if renewed["renewed"]:
             renewals.append(renewed)
             print(flow.describe_renewal(renewed))
         else:
-            print(f"{domain.label}: no renewal due ({probed['state']}, {probed['days_left']} days left)")
+            print(f"{domain.label}: not renewed: {renewed['reason']}")
     steps.run("record_results", flow.record_results, rt, probes, renewals)
     if failed:
         raise StellarOpsError("renewal failed: " + " | ".join(failed))

@@ -21,10 +21,12 @@ def cmd_maintenance(args: argparse.Namespace) -> int:
     """Run now, whatever the window: an operator at the terminal asked for it."""
     rt = env.runtime()
     steps = Steps(rt, flow.DAG_ID)
-    steps.run("check_pg_stat_statements", flow.check_pg_stat_statements, rt)
+    status = steps.run("check_pg_stat_statements", flow.check_pg_stat_statements, rt)
     before = steps.run("measure_bloat", flow.measure_bloat, rt, args.tables)
     if args.report_only:
         return 0
-    steps.run("vacuum_analyze", flow.vacuum_analyze, rt, args.tables)
-    steps.run("report_bloat", flow.report_bloat, rt, [row.as_dict() for row in before], args.tables)
+    vacuumed = steps.run("vacuum_analyze", flow.vacuum_analyze, rt, args.tables)
+    bloat = steps.run("report_bloat", flow.report_bloat, rt, [row.as_dict() for row in before], args.tables)
+    statements = {"installed": status.installed, "preloaded": status.preloaded, "warning": status.warning}
+    steps.run("send_summary", flow.send_summary, rt, statements, vacuumed, bloat)
     return 0

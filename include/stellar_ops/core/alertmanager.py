@@ -2,15 +2,23 @@
 
 An alert is identified by its labels (``alertname``, ``severity``, ``dag_id`` and what tells it
 apart, such as ``domain``); posting it again with ``endsAt`` in the past resolves it.
+
+An alert posted without ``endsAt`` is resolved by Alertmanager itself after its
+``resolve_timeout`` (5 minutes by default), which would tell the on-call engineer a failure is over
+while nothing was fixed. A procedure's failure therefore fires with ``endsAt`` set ``firing_for``
+ahead (:data:`FAILURE_FIRES_FOR`), and is resolved by the run that succeeds.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from stellar_ops.core.errors import StellarOpsError
 from stellar_ops.core.http import HttpEndpoint
+
+# long enough for any procedure's next run to resolve it; bounded, so an abandoned DAG's alert ends
+FAILURE_FIRES_FOR = timedelta(days=14)
 
 
 def alert(
@@ -23,8 +31,10 @@ def alert(
     runbook_url: str,
     generator_url: str | None = None,
     resolved: bool = False,
+    firing_for: timedelta | None = None,
 ) -> dict[str, Any]:
-    now = datetime.now(UTC).isoformat()
+    moment = datetime.now(UTC)
+    now = moment.isoformat()
     document: dict[str, Any] = {
         "labels": {"alertname": name, "severity": severity, "source": "stellar_ops", **labels},
         "annotations": {"summary": summary, "runbook": runbook, "runbook_url": runbook_url},
@@ -32,6 +42,8 @@ def alert(
     }
     if resolved:
         document["endsAt"] = now
+    elif firing_for is not None:
+        document["endsAt"] = (moment + firing_for).isoformat()
     if generator_url:
         document["generatorURL"] = generator_url
     return document

@@ -2,14 +2,22 @@
 
 Every failure alert names the DAG, task, run, try number, severity and runbook, so whoever reads
 it on a phone knows what broke and where to start.
+
+Every message is Slack mrkdwn, not Markdown: ``*bold*`` with single asterisks, a bold line where
+a document would have a heading, aligned lines in a code block or a short list where it would
+have a table, and links as ``<url|text>``. Slack shows Markdown's ``**``, ``#`` and ``|---|``
+as they are typed. Free text (an error, a query) has ``&``, ``<`` and ``>`` escaped, so that
+Slack never reads it as a link or a mention.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from stellar_ops.core.config import AlertsConfig
+from stellar_ops.core.durations import humanize_duration
 from stellar_ops.core.errors import StellarOpsError
 from stellar_ops.core.runbooks import runbook, runbook_link
 from stellar_ops.core.taxonomy import SEVERITY_MEANING, DagEntry, Severity, response_time
@@ -79,20 +87,58 @@ def failure_alert(
     )
 
 
+def escape(text: str) -> str:
+    """Free text made safe for mrkdwn: Slack reads ``<...>`` as a link or mention and ``&`` as an entity."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def link(url: str, text: str) -> str:
+    """``<url|text>`` for a web address; anything else (a path in the project) as ``text: url``."""
+    if url.startswith(("http://", "https://")):
+        return f"<{url}|{escape(text).replace('|', '/')}>"
+    return f"{escape(text)}: {escape(url)}"
+
+
+_HEADING = re.compile(r"^\s{0,3}#{1,6}\s")
+_TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)+\|?\s*$")
+_MARKDOWN_LINK = re.compile(r"\[[^\]\n]+\]\((https?://|s3://)[^)\s]+\)")
+
+
+def markdown_leftovers(text: str) -> list[str]:
+    """The Markdown constructs in ``text`` that Slack would show raw: ``**bold**``, ``# headings``,
+    table rules (``|---|---|``), ``[text](url)`` links; empty for clean mrkdwn."""
+    found = []
+    if "**" in text:
+        found.append("** (Markdown bold; mrkdwn is *bold*)")
+    for line in text.splitlines():
+        if _HEADING.match(line):
+            found.append(f"heading {line.strip()[:40]!r}")
+        if _TABLE_RULE.match(line):
+            found.append(f"table rule {line.strip()[:40]!r}")
+    if _MARKDOWN_LINK.search(text):
+        found.append("[text](url) link (mrkdwn is <url|text>)")
+    return found
+
+
 def severity_line(severity: Severity) -> str:
     """The severity, what it means, and how soon someone must respond."""
     return f"*Severity:* {severity} ({SEVERITY_MEANING[severity]}); respond within {response_time(severity)}"
 
 
-def runbook_line(book_id: str, link: str, dag_page: str | None = None) -> str:
+def runbook_line(book_id: str, url: str, dag_page: str | None = None) -> str:
     book = runbook(book_id)
-    page = f" · DAG runbook: {dag_page}" if dag_page else ""
-    return f"*Runbook:* {book.id} {book.title}: {link}{page}"
+    page = f" · {link(dag_page, 'DAG runbook')}" if dag_page else ""
+    return f"*Runbook:* {link(url, f'{book.id} {book.title}')}{page}"
 
 
 def _shorten(text: str, limit: int = MAX_ERROR_CHARS) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _url(url: str, text: str) -> str:
+    """A web address as ``<url|text>``; anything else as it is."""
+    return link(url, text) if url.startswith(("http://", "https://")) else escape(url)
 
 
 def _early(alert: FailureAlert) -> str:
@@ -112,13 +158,13 @@ def failure_message(alert: FailureAlert) -> dict[str, Any]:
         f"*DAG:* {alert.dag_id}   *Task:* {alert.task_id}",
         f"*Run:* {alert.run_id}   *Try:* {alert.try_number} of {alert.max_tries}{_early(alert)}",
         severity_line(alert.severity),
-        f"*Error:* {_shorten(alert.error) or 'no error message'}",
+        f"*Error:* {escape(_shorten(alert.error)) or 'no error message'}",
         runbook_line(alert.runbook, alert.runbook_link, alert.runbook_url)
         if alert.runbook
-        else f"*Runbook:* {alert.runbook_url}",
+        else f"*Runbook:* {_url(alert.runbook_url, 'DAG runbook')}",
     ]
     if alert.log_url:
-        lines.append(f"*Log:* {alert.log_url}")
+        lines.append(f"*Log:* {_url(alert.log_url, 'task log')}")
     text = "\n".join(lines)
     return {"text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]}
 
@@ -137,9 +183,9 @@ def recovery_message(
     lines = [f":large_green_circle: RESOLVED {alert_name}: {dag_id} succeeded again in run {run_id}{since}"]
     if severity is not None:
         lines.append(f"*Severity:* {severity}")
-    lines.append(f"*Runbook:* {runbook_url}")
+    lines.append(f"*Runbook:* {_url(runbook_url, 'DAG runbook')}")
     if review:
-        lines.append(f"*Post-incident review (within 48 hours):* {review}")
+        lines.append(f"*Post-incident review (within 48 hours):* {_url(review, 'review draft')}")
     text = "\n".join(lines)
     return {"text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]}
 
@@ -154,9 +200,10 @@ def deadline_message(
     dag_page: str,
 ) -> dict[str, Any]:
     """A run not done by its deadline, sent while it may still be running."""
+    deadline = humanize_duration(minutes * 60)
     headline = (
         f"{SEVERITY_ICON.get(entry.severity, '')} [{entry.severity}] DeadlineMissed: {entry.dag_id} run "
-        f"{run_id} is not done {minutes:g} minutes after it was queued"
+        f"{run_id} is not done {deadline} after it was queued"
     )
     if settings.mention and entry.severity == "P1":
         headline = f"{settings.mention} {headline}"
@@ -164,7 +211,7 @@ def deadline_message(
         headline,
         f"*DAG:* {entry.dag_id}   *Run:* {run_id}   *Queued at:* {queued_at or 'unknown'}",
         severity_line(entry.severity),
-        f"*Expected:* done within {minutes:g} minutes of being queued; it may still be running or stuck",
+        f"*Expected:* done within {deadline} of being queued; it may still be running or stuck",
         runbook_line(entry.runbook, runbook_link(entry.runbook, settings.runbook_base_url), dag_page),
     ]
     text = "\n".join(lines)
@@ -198,11 +245,14 @@ class Finding:
 def finding_message(finding: Finding, settings: AlertsConfig) -> dict[str, Any]:
     """The message of a finding: severity and its meaning, the summary, details, the runbook."""
     book = runbook(finding.runbook)
-    headline = f"{SEVERITY_ICON.get(finding.severity, '')} [{finding.severity}] {finding.alert_name}: {finding.summary}"
+    headline = (
+        f"{SEVERITY_ICON.get(finding.severity, '')} [{finding.severity}] {finding.alert_name}: "
+        f"{escape(finding.summary)}"
+    )
     if settings.mention and finding.severity == "P1":
         headline = f"{settings.mention} {headline}"
     lines = [headline.strip(), severity_line(finding.severity)]
-    lines += [f"• {_shorten(detail)}" for detail in finding.details]
+    lines += [f"• {escape(_shorten(detail))}" for detail in finding.details]
     lines.append(f"*Found by:* {finding.dag_id}")
     lines.append(runbook_line(book.id, runbook_link(book.id, settings.runbook_base_url)))
     text = "\n".join(lines)

@@ -23,6 +23,11 @@ class PrerequisiteError(StellarOpsError):
     """Something the procedure needs before it starts is missing or unusable."""
 
 
+class TargetRefusedError(PrerequisiteError):
+    """The server to restore into cannot take this restore as it is (a privilege, an extension, its
+    version, a name, its free space): a retry cannot change that, a person must."""
+
+
 class BackupError(StellarOpsError):
     """Taking, uploading or publishing a backup failed."""
 

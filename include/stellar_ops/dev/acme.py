@@ -15,13 +15,21 @@ import shutil
 import ssl
 import subprocess
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from stellar_ops.core.errors import StellarOpsError
-from stellar_ops.core.processes import ManagedProcess, free_port, port_open, wait_until
+from stellar_ops.core.processes import ManagedProcess, wait_until
 from stellar_ops.dev.certs import LocalCA, self_signed
+from stellar_ops.dev.servers import (
+    PortPicker,
+    dns_answers,
+    http_answers,
+    start_server,
+    tls_context_unverified,
+)
 
 DOMAIN = "escrow.test"
 CERT_NAME = "escrow"
@@ -66,7 +74,9 @@ class AcmePorts:
 
 
 class AcmeLab:
-    """See the module docstring. ``validity_seconds`` is every issued certificate's lifetime."""
+    """See the module docstring. ``validity_seconds`` is every issued certificate's lifetime;
+    ``ports`` hands out the lab's ports (the stack's picker, so no two servers share one);
+    ``on_start`` sees each server as soon as it has a pid (the stack records it)."""
 
     def __init__(
         self,
@@ -76,13 +86,17 @@ class AcmeLab:
         domain: str = DOMAIN,
         cert_name: str = CERT_NAME,
         validity_seconds: int = 20 * 86400,
+        ports: Callable[[], int] | None = None,
+        on_start: Callable[[str, ManagedProcess], None] | None = None,
     ) -> None:
         self.root = Path(root).resolve()
         self.logs = Path(logs) if logs else self.root / "logs"
         self.domain = domain
         self.cert_name = cert_name
         self.validity_seconds = validity_seconds
-        self.ports = AcmePorts(*(free_port() for _ in range(7)))
+        pick = ports or PortPicker().free
+        self.ports = AcmePorts(*(pick() for _ in range(7)))
+        self.on_start = on_start
         self.processes: dict[str, ManagedProcess] = {}
 
     # Paths -------------------------------------------------------------------------------
@@ -153,18 +167,36 @@ class AcmeLab:
     def __exit__(self, *exc: object) -> None:
         self.down()
 
-    def _spawn(self, name: str, argv: list[str], port: int, env: dict[str, str] | None = None) -> None:
-        process = ManagedProcess(name=name, argv=argv, log_path=self.logs / f"{name}.log", env=env)
-        process.start()
-        self.processes[name] = process
-        process.wait_ready(lambda: port_open(port), timeout=30)
+    def _spawn(
+        self,
+        name: str,
+        argv: list[str],
+        port: int,
+        ready: Callable[[], bool],
+        env: dict[str, str] | None = None,
+    ) -> None:
+        def started(process: ManagedProcess) -> None:
+            self.processes[name] = process
+            if self.on_start is not None:
+                self.on_start(name, process)
+
+        start_server(
+            name,
+            argv,
+            log_path=self.logs / f"{name}.log",
+            port=port,
+            ready=ready,
+            timeout=30,
+            env=env,
+            on_start=started,
+        )
 
     def _start_dns(self) -> None:
         p = self.ports
         argv = [_which("pebble-challtestsrv"), "-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""]
         argv += ["-dns01", f"127.0.0.1:{p.dns}", "-management", f"127.0.0.1:{p.dns_management}"]
         argv += ["-http01", "", "-https01", "", "-tlsalpn01", ""]
-        self._spawn("challtestsrv", argv, p.dns_management)
+        self._spawn("challtestsrv", argv, p.dns, lambda: dns_answers(p.dns, self.domain))
 
     def _start_pebble(self) -> None:
         p = self.ports
@@ -189,8 +221,15 @@ class AcmeLab:
         env = dict(os.environ, PEBBLE_VA_NOSLEEP="1", PEBBLE_WFE_NONCEREJECT="0")
         argv = [_which("pebble"), "-config", str(directory / "pebble.json")]
         argv += ["-dnsserver", f"127.0.0.1:{p.dns}", "-strict=false"]
-        self._spawn("pebble", argv, p.acme, env=env)
         context = ssl.create_default_context(cafile=str(self.pebble_ca))
+        directory_url = self.directory_url
+        self._spawn(
+            "pebble",
+            argv,
+            p.acme,
+            lambda: http_answers(directory_url, body=b"newAccount", context=context),
+            env=env,
+        )
 
         def fetch_root() -> bool:
             try:
@@ -231,7 +270,14 @@ class AcmeLab:
         cert, key = self_signed(self.domain, days=1).write(prefix / "conf", "placeholder")
         (prefix / "conf" / "nginx.conf").write_text(self._nginx_conf(cert, key))
         argv = self.nginx_argv("-e", str(prefix / "logs" / "error.log"), "-g", "daemon off;")
-        self._spawn("nginx", argv, self.ports.https)
+        url = f"https://127.0.0.1:{self.ports.https}/"
+        context = tls_context_unverified()  # the placeholder certificate: the handshake is what counts
+        self._spawn(
+            "nginx",
+            argv,
+            self.ports.https,
+            lambda: http_answers(url, body=b"stellar escrow", context=context, headers={"Host": self.domain}),
+        )
 
     def certbot_base(self) -> list[str]:
         d = self.certbot_dir
@@ -262,7 +308,9 @@ class AcmeLab:
     def reload_nginx(self) -> None:
         """Reload nginx and wait until it serves the lineage's current certificate: its old workers
         keep answering with the previous one for a moment after a reload."""
-        done = subprocess.run(self.nginx_argv("-s", "reload"), capture_output=True, text=True, check=False)
+        done = subprocess.run(
+            self.nginx_argv("-s", "reload"), capture_output=True, text=True, timeout=30, check=False
+        )
         if done.returncode != 0:
             raise StellarOpsError(f"nginx reload failed: {done.stderr}")
         expected = self.live_serial()

@@ -1,6 +1,7 @@
 """A stand-in for the StellarEscrow API, for the local stack and the tests.
 
-Endpoints (every request needs ``X-API-Key``):
+Endpoints (every request needs ``X-API-Key``, but ``GET /_ready``, which answers ``{"ready": true}``
+at once and is not counted):
 
 - ``GET /health``: ``{"status", "indexer_lag_seconds", "version", "started_at"}``
 - ``GET /health/metrics``: request latency percentiles of this process
@@ -136,9 +137,13 @@ def make_handler(state: ApiState) -> type[BaseHTTPRequestHandler]:
             return False
 
         def do_GET(self) -> None:  # noqa: N802 - stdlib name
+            path = self.path.split("?")[0]
+            if path == "/_ready":
+                # the stack's readiness probe: no key, no delay, not counted as a request
+                self._send(200, {"ready": True})
+                return
             started = time.perf_counter()
             time.sleep(state.delay_seconds)
-            path = self.path.split("?")[0]
             if path == "/_requests":
                 if self._guard(admin=True):
                     with state.lock:

@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import signal
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from stellar_ops.cli.env import db_target
 from stellar_ops.cli.main import run
@@ -20,6 +18,7 @@ from stellar_ops.cli.output import print_json, say
 from stellar_ops.core.errors import StellarOpsError
 from stellar_ops.core.processes import pid_alive
 from stellar_ops.dev.airflow_settings import write_import_files
+from stellar_ops.dev.servers import stop_on_signals
 from stellar_ops.dev.stack import Stack, StackInfo, stop_recorded
 
 
@@ -32,6 +31,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["up", "down"])
     p.add_argument("--state-dir", default=".stack")
     p.add_argument("--fixed-ports", action="store_true", help="prefer the stable ports of `make run`")
+    p.add_argument(
+        "--port",
+        action="append",
+        default=[],
+        type=_named_port,
+        metavar="SERVER=PORT",
+        help="require this port for this server (the start fails if it is taken); repeatable",
+    )
+    p.add_argument(
+        "--reserve-port",
+        action="append",
+        default=[],
+        type=int,
+        metavar="PORT",
+        help="a port of another program (Airflow's) that no server may be given; repeatable",
+    )
     p.add_argument("--demo-rows", type=int, default=3000, help="trades in the demo database")
     p.add_argument("--foreground", action="store_true", help="stay up until interrupted, then stop")
     p.add_argument("--dags-folder", help="also export an Airflow home for `airflow dags test` on these DAGs")
@@ -56,6 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _named_port(text: str) -> tuple[str, int]:
+    name, sep, port = text.partition("=")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"expected SERVER=PORT, e.g. redis=56379, not {text!r}")
+    return name, int(port)
+
+
 def cmd_stack(args: argparse.Namespace) -> int:
     state_dir = Path(args.state_dir)
     state_file = state_dir / "state.json"
@@ -72,7 +94,25 @@ def cmd_stack(args: argparse.Namespace) -> int:
         info = StackInfo.load(state_file)
         if any(pid_alive(pid) for pid in info.pids.values()):
             raise StellarOpsError(f"a stack is already running from {state_dir}: run `make stack-down` first")
-    stack = Stack(state_dir, fixed_ports=args.fixed_ports, demo_rows=args.demo_rows)
+    stack = Stack(
+        state_dir,
+        fixed_ports=args.fixed_ports,
+        demo_rows=args.demo_rows,
+        ports=dict(args.port),
+        reserved_ports=args.reserve_port,
+    )
+    # SIGINT, SIGTERM and SIGHUP (Ctrl-C, a process manager, a closing terminal) at any moment stop
+    # what has been started so far: the servers run in sessions of their own and would outlive us.
+    with stop_on_signals():
+        try:
+            return _stack_up(stack, args)
+        except BaseException:
+            stack.down()
+            raise
+
+
+def _stack_up(stack: Stack, args: argparse.Namespace) -> int:
+    state_dir = Path(args.state_dir)
     started = time.monotonic()
     info = stack.up()
     extra = {}
@@ -98,18 +138,12 @@ def cmd_stack(args: argparse.Namespace) -> int:
         )
     if not args.foreground:
         return 0
-    stopping = {"now": False}
-
-    def stop(signum: int, frame: Any) -> None:
-        stopping["now"] = True
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-    while not stopping["now"]:
-        time.sleep(0.5)
-    stack.down()
-    state_file.unlink(missing_ok=True)
-    say("stack stopped")
+    try:
+        while True:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        stack.down()
+        say("stack stopped")
     return 0
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from stellar_ops.core.errors import StellarOpsError
 from stellar_ops.core.http import HttpEndpoint, RedisTarget
 from stellar_ops.postgres.target import PgTarget, connect
 
@@ -28,6 +29,7 @@ UPDATE demo_sessions SET seen = seen + 1;
 CREATE SEQUENCE IF NOT EXISTS demo_ticket_seq AS integer MAXVALUE 100000;
 SELECT setval('demo_ticket_seq', 96000);
 """
+REDIS_TIMEOUT_SECONDS = 5.0
 HOT_PATH_SQL = "SELECT pg_sleep(0.06), count(*) FROM demo_ledger WHERE memo LIKE '%ab%'"
 
 
@@ -62,12 +64,21 @@ def generate(
         f"database: {calls} calls of a ~60 ms hot path scanning demo_ledger sequentially; dead tuples, a sequence near its end"
     )
     if redis is not None:
-        client = redis.client()
+        # bounded: a port that accepts but never answers in Redis's protocol fails, it does not hang
+        from redis.backoff import NoBackoff
+        from redis.exceptions import RedisError
+        from redis.retry import Retry
+
+        client = redis.client(timeout=REDIS_TIMEOUT_SECONDS)
+        # redis-py's default retries, each waiting the whole timeout, would add up to minutes
+        client.set_retry(Retry(NoBackoff(), 1))
         try:
             client.set("demo:hot", "1")
             for i in range(100):
                 # 65 of 100 lookups hit: under the 70% warning threshold, above the 60% critical one
                 client.get("demo:hot" if i < 65 else f"demo:cold:{i}")
+        except RedisError as exc:
+            raise StellarOpsError(f"Redis at {redis.describe()} did not answer the workload: {exc}") from None
         finally:
             client.close()
         done.redis_hits, done.redis_misses = 65, 35

@@ -1,6 +1,7 @@
 """A local HTTP receiver that records what it was sent: the stand-in for Slack's webhook servers.
 
-Any ``POST``/``PUT`` is recorded and answered ``200 ok`` (what Slack answers). Control routes:
+Any ``POST``/``PUT`` is recorded and answered ``200 ok`` (what Slack answers); ``GET /`` answers
+:data:`BANNER`. Control routes:
 
 - ``GET /_received``: every recorded request as JSON (``[{method, path, body, json, at}]``)
 - ``DELETE /_received``: forget them
@@ -18,6 +19,9 @@ import threading
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+# What GET / answers: how the stack tells this receiver from another program on its port.
+BANNER = b"stellar-ops receiver"
 
 
 class Recorder:
@@ -50,7 +54,7 @@ def make_handler(recorder: Recorder) -> type[BaseHTTPRequestHandler]:
                     data = json.dumps(recorder.requests).encode()
                 self._send(200, data, "application/json")
             else:
-                self._send(200, b"stellar-ops receiver")
+                self._send(200, BANNER)
 
         def do_DELETE(self) -> None:  # noqa: N802 - stdlib name
             with recorder.lock:

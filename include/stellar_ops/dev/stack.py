@@ -9,9 +9,14 @@
   ACME server (pebble), renewable through certbot (:mod:`stellar_ops.dev.acme`).
 
 Each server runs in its own session with its data in a temporary directory and its log under
-``<state_dir>/logs`` (the previous start's in ``logs.previous``); ``state.json`` records the pids so
-``stellar-dev stack down`` (or another process) stops exactly what was started. Every start is a
-new stack: new data, new credentials, new logs; nothing of an earlier start is reused.
+``<state_dir>/logs`` (the previous start's in ``logs.previous``); ``state.json`` records each pid as
+soon as the process exists, so ``stellar-dev stack down`` (or another process) stops exactly what
+was started, even after an interrupted start. Every start is a new stack: new data, new
+credentials, new logs; nothing of an earlier start is reused.
+
+Ports come from one :class:`~stellar_ops.dev.servers.PortPicker` per start, which never hands out
+a fixed port of ``make run`` (:data:`PREFERRED_PORTS`) as another server's, and a server is ready
+only when it answers its own protocol on its port (:func:`~stellar_ops.dev.servers.start_server`).
 """
 
 from __future__ import annotations
@@ -24,22 +29,22 @@ import shutil
 import signal
 import sys
 import tempfile
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from stellar_ops.core.errors import StellarOpsError
-from stellar_ops.core.processes import (
-    ManagedProcess,
-    free_port,
-    pid_alive,
-    port_free,
-    port_open,
-    stop_pid,
-    unprivileged_user,
-)
-from stellar_ops.dev import demo_data
+from stellar_ops.core.processes import ManagedProcess, pid_alive, stop_pid, unprivileged_user
+from stellar_ops.dev import demo_data, receiver
 from stellar_ops.dev.acme import AcmeLab
+from stellar_ops.dev.servers import (
+    PortPicker,
+    http_answers,
+    redis_answers,
+    signals_deferred,
+    start_server,
+)
 from stellar_ops.postgres.server import LocalPgServer, read_postmaster_pid
 from stellar_ops.postgres.target import PgTarget
 
@@ -48,8 +53,12 @@ log = logging.getLogger(__name__)
 BUCKET = "stellar-backups"
 DB_NAME = "stellar_escrow"
 DB_USER = "stellar"
+# the restore role (db_restore's default target connection): it may create databases and roles,
+# and is no superuser, as a managed PostgreSQL's admin role is not
+RESTORE_USER = "stellar_restore"
 S3_REGION = "us-east-1"
-# Stable ports for `make run`, so bookmarks and airflow_settings.yaml stay valid between runs.
+# Stable ports for `make run`, so bookmarks stay valid between runs. No server of any stack is
+# handed one of them as a free or derived port; `--fixed-ports` uses each one that is free.
 PREFERRED_PORTS = {
     "postgres": 55432,
     "s3": 58333,
@@ -96,6 +105,7 @@ class StackInfo:
     pids: dict[str, int] = field(default_factory=dict)
     db_password: str = field(default="", repr=False)
     superuser_password: str = field(default="", repr=False)
+    restore_password: str = field(default="", repr=False)
     api_key: str = field(default="", repr=False)
     admin_key: str = field(default="", repr=False)
     s3_access_key: str = "stellar-ops"
@@ -129,8 +139,12 @@ class StackInfo:
         """The paging channel's webhook (P1)."""
         return f"{self.url('receiver')}/services/T0STELLAR/B0PAGING/{self.webhook_token}"
 
-    def s3_client(self) -> Any:
+    def s3_client(
+        self, *, connect_timeout: float = 5, read_timeout: float = 60, attempts: int | None = None
+    ) -> Any:
+        """A boto3 S3 client for the stack; ``attempts`` caps botocore's retries (its default if None)."""
         import boto3
+        from botocore.config import Config
 
         return boto3.client(
             "s3",
@@ -138,6 +152,11 @@ class StackInfo:
             aws_access_key_id=self.s3_access_key,
             aws_secret_access_key=self.s3_secret_key,
             region_name=S3_REGION,
+            config=Config(
+                connect_timeout=connect_timeout,
+                read_timeout=read_timeout,
+                retries={"total_max_attempts": attempts} if attempts else None,
+            ),
         )
 
     def airflow_connections(self) -> dict[str, dict[str, Any]]:
@@ -150,6 +169,14 @@ class StackInfo:
                 "login": DB_USER,
                 "password": self.db_password,
                 "schema": DB_NAME,
+            },
+            "stellar_restore": {
+                "conn_type": "postgres",
+                "host": "127.0.0.1",
+                "port": self.ports["postgres"],
+                "login": RESTORE_USER,
+                "password": self.restore_password,
+                "schema": "postgres",
             },
             "stellar_s3": {
                 "conn_type": "aws",
@@ -222,6 +249,7 @@ class StackInfo:
                 "STELLAR_STACK_DATA": self.data_dir,
                 "STELLAR_API_ENV_FILE": str(self.api_env_file),
                 "STELLAR_DB_PASSWORD": self.db_password,
+                "STELLAR_RESTORE_PASSWORD": self.restore_password,
                 "STELLAR_S3_ACCESS_KEY": self.s3_access_key,
                 "STELLAR_S3_SECRET_KEY": self.s3_secret_key,
                 "STELLAR_WEBHOOK_URL": self.webhook_url,
@@ -263,13 +291,6 @@ def _write_private(path: Path, text: str) -> None:
         handle.write(text)
 
 
-def _pick_port(service: str, fixed: bool) -> int:
-    preferred = PREFERRED_PORTS.get(service)
-    if fixed and preferred and port_free(preferred):
-        return preferred
-    return free_port()
-
-
 def _program(name: str) -> str:
     beside_python = Path(sys.executable).parent / name
     if beside_python.exists():
@@ -286,13 +307,30 @@ class Stack:
     """Starts and stops the local stack; see the module docstring."""
 
     def __init__(
-        self, state_dir: Path, *, fixed_ports: bool = False, demo_rows: int = 3000, acme: bool = True
+        self,
+        state_dir: Path,
+        *,
+        fixed_ports: bool = False,
+        demo_rows: int = 3000,
+        acme: bool = True,
+        ports: Mapping[str, int] | None = None,
+        reserved_ports: Iterable[int] = (),
     ) -> None:
+        """``ports`` are required ports by server name (the start fails if one is taken);
+        ``reserved_ports`` are ports of others (such as Airflow's) no server may be given."""
         self.state_dir = Path(state_dir).resolve()
         self.acme = acme
         self.acme_lab: AcmeLab | None = None
         self.fixed_ports = fixed_ports
         self.demo_rows = demo_rows
+        unknown = sorted(set(ports or {}) - set(PREFERRED_PORTS))
+        if unknown:
+            raise StellarOpsError(
+                f"no server named {', '.join(unknown)}: the servers are {', '.join(PREFERRED_PORTS)}"
+            )
+        self.required_ports = dict(ports or {})
+        self.reserved_ports = set(reserved_ports)
+        self.picker = PortPicker()
         self.processes: dict[str, ManagedProcess] = {}
         self.postgres: LocalPgServer | None = None
         self.info: StackInfo | None = None
@@ -302,23 +340,46 @@ class Stack:
     def logs(self) -> Path:
         return self.state_dir / "logs"
 
+    def pick_ports(self) -> dict[str, int]:
+        """Each server's port: a required one, else (with ``fixed_ports``) its fixed one when that
+        is free, else a free one. The fixed, required and reserved ports are set aside first."""
+        self.picker = PortPicker(
+            [*PREFERRED_PORTS.values(), *self.required_ports.values(), *self.reserved_ports]
+        )
+        ports: dict[str, int] = {}
+        for name, port in self.required_ports.items():
+            if not self.picker.claim(port):
+                raise StellarOpsError(
+                    f"port {port} for {name} is already in use on 127.0.0.1: stop what holds it or choose another"
+                )
+            ports[name] = port
+        for name, preferred in PREFERRED_PORTS.items():
+            if name in ports:
+                continue
+            ports[name] = (
+                preferred if self.fixed_ports and self.picker.claim(preferred) else self.picker.free()
+            )
+        return {name: ports[name] for name in PREFERRED_PORTS}
+
     def up(self) -> StackInfo:
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        ports = self.pick_ports()
         self._set_aside_previous_logs()
         data_dir = Path(tempfile.mkdtemp(prefix="stellar-stack-"))
         os.chmod(data_dir, 0o755)  # PostgreSQL runs as an unprivileged user when we are root
-        ports = {name: _pick_port(name, self.fixed_ports) for name in PREFERRED_PORTS}
         self.info = StackInfo(
             state_dir=str(self.state_dir),
             data_dir=str(data_dir),
             ports=ports,
             db_password=secrets.token_urlsafe(16),
+            restore_password=secrets.token_urlsafe(16),
             api_key="sk_live_" + secrets.token_hex(16),
             admin_key="sk_admin_" + secrets.token_hex(16),
             s3_secret_key=secrets.token_urlsafe(24),
             webhook_token=secrets.token_hex(12),
         )
         try:
+            self.info.save()  # from here on, `stack down` finds the data directory and every pid
             self._start_postgres()
             self._start_s3()
             self._start_redis()
@@ -350,11 +411,26 @@ class Stack:
             self.info.pids[name] = process.pid
         self.info.save()
 
-    def _spawn(self, name: str, argv: list[str], ready_port: int, timeout: float = 30.0) -> None:
-        process = ManagedProcess(name=name, argv=argv, log_path=self.logs / f"{name}.log")
-        process.start()
-        self._record(name, process)
-        process.wait_ready(lambda: port_open(ready_port), timeout=timeout)
+    def _spawn(
+        self,
+        name: str,
+        argv: list[str],
+        port: int,
+        ready: Callable[[], bool],
+        *,
+        timeout: float = 30.0,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        start_server(
+            name,
+            argv,
+            log_path=self.logs / f"{name}.log",
+            port=port,
+            ready=ready,
+            timeout=timeout,
+            env=env,
+            on_start=lambda process: self._record(name, process),
+        )
 
     def _start_postgres(self) -> None:
         assert self.info is not None
@@ -377,7 +453,10 @@ class Stack:
         self.postgres = server
         self.info.superuser_password = server.password
         server.init()
-        server.start()
+        # ready when it answers `SELECT 1`; a signal waits for the start to end (a second or two),
+        # so the postmaster is never left running unrecorded
+        with signals_deferred():
+            server.start()
         if server.pid:
             self.info.pids["postgres"] = server.pid
         self.info.save()
@@ -386,6 +465,10 @@ class Stack:
         server.psql(f"CREATE DATABASE {DB_NAME} OWNER {DB_USER}")
         server.psql(f"GRANT pg_read_all_stats TO {DB_USER}")
         server.psql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements", DB_NAME)
+        restore_quoted = self.info.restore_password.replace("'", "''")
+        server.psql(f"CREATE ROLE {RESTORE_USER} LOGIN CREATEDB CREATEROLE PASSWORD '{restore_quoted}'")
+        # only a superuser may create pg_stat_statements: every new database gets it from template1
+        server.psql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements", "template1")
 
     def _start_s3(self) -> None:
         assert self.info is not None
@@ -405,9 +488,9 @@ class Stack:
             f"-filer.localSocket={weed_dir}/filer.sock",
             f"-s3.localSocket={weed_dir}/s3.sock",
         ]
-        argv += [f"-{flag}={free_port()}" for flag in WEED_PORT_FLAGS]
+        argv += [f"-{flag}={self.picker.free()}" for flag in WEED_PORT_FLAGS]
         # The embedded worker dials the admin server at its http port + 10000: keep both ours.
-        admin = _free_port_pair(10000)
+        admin = self.picker.pair(10000)
         argv += [f"-admin.port={admin}", f"-admin.port.grpc={admin + 10000}"]
         self._weed_argv = argv
         self._launch_s3()
@@ -416,12 +499,9 @@ class Stack:
         assert self.info is not None
         env = dict(os.environ, AWS_ACCESS_KEY_ID=self.info.s3_access_key)
         env["AWS_SECRET_ACCESS_KEY"] = self.info.s3_secret_key
-        process = ManagedProcess(
-            name="seaweedfs", argv=self._weed_argv, log_path=self.logs / "seaweedfs.log", env=env
+        self._spawn(
+            "seaweedfs", self._weed_argv, self.info.ports["s3"], self._bucket_ready, timeout=60, env=env
         )
-        process.start()
-        self._record("seaweedfs", process)
-        process.wait_ready(self._bucket_ready, timeout=60)
 
     def stop_s3(self) -> None:
         """Stop the S3 server, keeping its data (to test an outage)."""
@@ -434,13 +514,15 @@ class Stack:
         self._launch_s3()
 
     def _bucket_ready(self) -> bool:
+        """A signed S3 request for the bucket `-bucket` creates at start, answered 200."""
         assert self.info is not None
-        if not port_open(self.info.ports["s3"]):
-            return False
+        client = self.info.s3_client(connect_timeout=2, read_timeout=5, attempts=1)
         try:
-            self.info.s3_client().head_bucket(Bucket=BUCKET)
+            client.head_bucket(Bucket=BUCKET)
         except Exception:  # noqa: BLE001 - not ready yet, whatever the reason
             return False
+        finally:
+            client.close()
         return True
 
     def _start_redis(self) -> None:
@@ -450,13 +532,13 @@ class Stack:
         port = self.info.ports["redis"]
         argv = [_program("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
         argv += ["--appendonly", "no", "--dir", str(redis_dir), "--protected-mode", "yes"]
-        self._spawn("redis", argv, port)
+        self._spawn("redis", argv, port, lambda: redis_answers(port))
 
     def _start_pushgateway(self) -> None:
         assert self.info is not None
         port = self.info.ports["pushgateway"]
         argv = [_program("prometheus-pushgateway"), f"--web.listen-address=127.0.0.1:{port}"]
-        self._spawn("pushgateway", argv, port)
+        self._spawn("pushgateway", argv, port, lambda: http_answers(f"http://127.0.0.1:{port}/-/ready"))
 
     def _start_alertmanager(self) -> None:
         assert self.info is not None
@@ -472,13 +554,15 @@ class Stack:
             f"--web.listen-address=127.0.0.1:{port}",
             "--cluster.listen-address=",
         ]
-        self._spawn("alertmanager", argv, port)
+        self._spawn("alertmanager", argv, port, lambda: http_answers(f"http://127.0.0.1:{port}/-/ready"))
 
     def _start_receiver(self) -> None:
         assert self.info is not None
         port = self.info.ports["receiver"]
         argv = [sys.executable, "-m", "stellar_ops.dev.receiver", "--port", str(port)]
-        self._spawn("receiver", argv, port)
+        self._spawn(
+            "receiver", argv, port, lambda: http_answers(f"http://127.0.0.1:{port}/", body=receiver.BANNER)
+        )
 
     @property
     def api_env_file(self) -> Path:
@@ -498,18 +582,24 @@ class Stack:
         port = self.info.ports["api"]
         argv = [sys.executable, "-m", "stellar_ops.dev.api_stub", "--port", str(port)]
         argv += ["--env-file", str(self.api_env_file), "--state-dir", str(Path(self.info.data_dir) / "api")]
-        self._spawn("api", argv, port)
+        self._spawn("api", argv, port, lambda: http_answers(f"http://127.0.0.1:{port}/_ready", body=b"ready"))
 
     def _start_acme(self) -> None:
         assert self.info is not None
-        lab = AcmeLab(Path(self.info.data_dir) / "acme", logs=self.logs / "acme")
+        info = self.info
+
+        def record(name: str, process: ManagedProcess) -> None:
+            if process.pid:
+                info.pids[f"acme-{name}"] = process.pid
+                info.save()
+
+        lab = AcmeLab(
+            Path(info.data_dir) / "acme", logs=self.logs / "acme", ports=self.picker.free, on_start=record
+        )
         self.acme_lab = lab
-        try:
-            lab.up()
-        finally:
-            self.info.pids.update({f"acme-{name}": pid for name, pid in lab.pids().items()})
-            self.info.save()
-        self.info.tls = lab.tls_config()
+        lab.up()
+        # pebble issues 20-day certificates: renew under 10 days left, or every run would renew.
+        self.info.tls = lab.tls_config(renew_below_days=10, warning_days=10, critical_days=5)
         self.info.save()
 
     def restart_api(self) -> None:
@@ -525,6 +615,7 @@ class Stack:
         demo_data.generate(self.info.db, trades=self.demo_rows)
 
     def down(self) -> None:
+        """Stop every server of this start and remove its data and ``state.json``."""
         if self.acme_lab is not None:
             self.acme_lab.down()
         if self.info is not None:
@@ -533,14 +624,8 @@ class Stack:
             process.stop()
         if self.postgres is not None:
             self.postgres.stop()
-
-
-def _free_port_pair(offset: int) -> int:
-    for _ in range(50):
-        port = free_port()
-        if port + offset < 65536 and not port_open(port + offset):
-            return port
-    raise StellarOpsError(f"no free port pair {offset} apart")
+        if self.info is not None:
+            (Path(self.info.state_dir) / "state.json").unlink(missing_ok=True)
 
 
 def stop_recorded(info: StackInfo) -> None:

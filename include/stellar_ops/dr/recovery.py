@@ -14,7 +14,9 @@ and judge the result with the same verdicts. What this adds is safety before any
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -23,10 +25,11 @@ from stellar_ops.backups.keys import RESTORE_REPORT_SUFFIX
 from stellar_ops.backups.manifest import Manifest
 from stellar_ops.backups.source import load_globals
 from stellar_ops.core import alerts
-from stellar_ops.core.errors import PrerequisiteError, StellarOpsError
+from stellar_ops.core.errors import StellarOpsError, TargetRefusedError
 from stellar_ops.core.metrics import Metric
 from stellar_ops.dr import flow
 from stellar_ops.dr.engine import restore, staging
+from stellar_ops.dr.engine import roles as roles_engine
 from stellar_ops.dr.flow import Resolved
 from stellar_ops.postgres.target import PgTarget, connect, major_of, quote_ident, server_version_num
 from stellar_ops.runtime import Runtime
@@ -36,6 +39,10 @@ CHECK_STEPS = flow.CHECK_STEPS
 STEPS = ("resolve_backup", "check_backup", "check_target", "approve_restore", "restore_backup", *CHECK_STEPS)
 _PG_DUMP_MAJOR = re.compile(r"\(PostgreSQL\)\s+(\d+)")
 MAX_IDENTIFIER = 63
+# what a restored database takes on disk, against the backup's uncompressed dump: the rows plus the
+# indexes the dump holds only as statements
+RESTORED_SIZE_FACTOR = 1.5
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
 @dataclass(frozen=True)
@@ -89,52 +96,201 @@ def _dump_major(manifest: Manifest | None) -> int | None:
     return int(match.group(1)) if match else None
 
 
+@dataclass(frozen=True)
+class TargetFacts:
+    """What the target server says about itself and the role we log in as."""
+
+    version_num: int
+    version: str
+    system_identifier: str
+    extensions: set[str]
+    roles: set[str]
+    user: str
+    superuser: bool
+    createdb: bool
+    createrole: bool
+    database_owner: str | None  # of the target database, when it exists
+    data_directory: str | None  # when the role may read it
+    superuser_extensions: set[str]  # only a superuser may create these (not trusted)
+    template_extensions: set[str]  # already in template1, so in every new database
+
+
+def read_target(target: PgTarget, database: str) -> TargetFacts:
+    with connect(target.with_dbname("postgres")) as conn:
+        user, superuser, createdb, createrole = conn.execute(
+            "SELECT rolname, rolsuper, rolcreatedb, rolcreaterole FROM pg_roles WHERE rolname = current_user"
+        ).fetchone()
+        owner = conn.execute(
+            "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s", (database,)
+        ).fetchone()
+        data_directory = conn.execute(
+            "SELECT setting FROM pg_settings WHERE name = 'data_directory'"
+        ).fetchone()  # only for superusers and pg_read_all_settings
+        return TargetFacts(
+            version_num=server_version_num(conn),
+            version=str(conn.execute("SHOW server_version").fetchone()[0]),
+            system_identifier=str(
+                conn.execute("SELECT system_identifier FROM pg_control_system()").fetchone()[0]
+            ),
+            extensions={row[0] for row in conn.execute("SELECT name FROM pg_available_extensions")},
+            roles={row[0] for row in conn.execute("SELECT rolname FROM pg_roles")},
+            user=str(user),
+            superuser=bool(superuser),
+            createdb=bool(createdb),
+            createrole=bool(createrole),
+            database_owner=str(owner[0]) if owner else None,
+            data_directory=str(data_directory[0]) if data_directory else None,
+            superuser_extensions={
+                row[0]
+                for row in conn.execute(
+                    "SELECT DISTINCT name FROM pg_available_extension_versions WHERE superuser AND NOT trusted"
+                )
+            },
+            template_extensions=_template_extensions(target),
+        )
+
+
+def _template_extensions(target: PgTarget) -> set[str]:
+    with connect(target.with_dbname("template1")) as conn:
+        return {row[0] for row in conn.execute("SELECT extname FROM pg_extension")}
+
+
+def roles_named(schema: dict[str, Any]) -> set[str]:
+    """The roles a backup's objects name: owners, grantees and grantors, default privileges' roles."""
+    named: set[str] = set()
+    for entry in (schema.get("acls") or {}).values():
+        if isinstance(entry, list) and len(entry) >= 2:
+            named.add(str(entry[1]))
+            for item in entry[2] if len(entry) > 2 and entry[2] else []:
+                grantee, _, rest = str(item).partition("=")
+                named |= {grantee, rest.rpartition("/")[2]}
+    for key in schema.get("default_acls") or {}:
+        named.add(str(key).split(".", 1)[0])
+    return {role.strip('"') for role in named if role and not role.startswith("pg_")}
+
+
+def _space_problem(target: PgTarget, facts: TargetFacts, manifest: Manifest | None) -> str | None:
+    """Free space, where this worker can tell: a server on this machine whose data directory it sees."""
+    if manifest is None or facts.data_directory is None or target.host not in LOCAL_HOSTS:
+        return None
+    if not os.path.isdir(facts.data_directory):
+        return None
+    needed = int(manifest.uncompressed_bytes * RESTORED_SIZE_FACTOR)
+    free = shutil.disk_usage(facts.data_directory).free
+    if free >= needed:
+        return None
+    return (
+        f"free space: {alerts.human_bytes(free)} free under {facts.data_directory}, the restore needs about "
+        f"{alerts.human_bytes(needed)}"
+    )
+
+
+def target_problems(
+    rt: Runtime,
+    target: PgTarget,
+    facts: TargetFacts,
+    manifest: Manifest | None,
+    *,
+    database: str,
+    replace: bool,
+    globals_sql: str | None = None,
+) -> list[str]:
+    """Everything the restore will need that the target lacks, one line each."""
+    problems = []
+    dump_major = _dump_major(manifest)
+    if dump_major is not None and major_of(facts.version_num) < dump_major:
+        problems.append(
+            f"server version: PostgreSQL {facts.version}, older than the backup's pg_dump {dump_major}: "
+            f"restore into a server of major {dump_major} or newer"
+        )
+    missing = sorted(set(manifest.schema_.get("extensions", {}) if manifest else ()) - facts.extensions)
+    if missing:
+        problems.append(
+            f"extensions: the server lacks {', '.join(missing)} (install their packages on it first)"
+        )
+    needed = set(manifest.schema_.get("extensions", {}) if manifest else ())
+    untrusted = sorted((needed & facts.superuser_extensions) - facts.template_extensions)
+    if untrusted and not facts.superuser:
+        problems.append(
+            f"privilege: only a superuser may create the extensions {', '.join(untrusted)}, and role "
+            f"{facts.user!r} is not one: create them in template1 first (every new database then has "
+            "them), or restore as a superuser"
+        )
+    exists = facts.database_owner is not None
+    if _is_source(rt, manifest, target, database, facts.system_identifier) and not replace:
+        problems.append(
+            f"database {database!r} is the backup's own source: set replace to restore over it "
+            "(it is renamed aside, not dropped)"
+        )
+    elif exists and not replace:
+        problems.append(
+            f"database {database!r} already exists: choose another target_database, or set replace to "
+            "rename it aside and restore in its place"
+        )
+    if not (facts.superuser or facts.createdb):
+        problems.append(
+            f"privilege: role {facts.user!r} may not create databases (it needs CREATEDB, or a connection "
+            "whose role has it)"
+        )
+    if exists and replace and not facts.superuser and facts.database_owner != facts.user:
+        problems.append(
+            f"privilege: role {facts.user!r} may not rename {database!r} aside: it is owned by "
+            f"{facts.database_owner!r} (a rename needs its owner with CREATEDB, or a superuser)"
+        )
+    absent = sorted(roles_named(manifest.schema_) - facts.roles) if manifest else []
+    if absent and not (facts.superuser or facts.createrole):
+        shown = ", ".join(absent[:8]) + (f" and {len(absent) - 8} more" if len(absent) > 8 else "")
+        problems.append(
+            f"privilege: the backup's objects name roles the server lacks ({shown}), and role "
+            f"{facts.user!r} may not create them (it needs CREATEROLE, or create them first)"
+        )
+    if globals_sql and not facts.superuser:
+        privileged = {
+            role: attributes
+            for role, attributes in roles_engine.privileged_roles(globals_sql).items()
+            if role not in facts.roles
+        }
+        if privileged:
+            shown = "; ".join(f"{role} ({', '.join(a)})" for role, a in sorted(privileged.items()))
+            problems.append(
+                f"privilege: the backup's roles {shown} have attributes only a superuser may grant, and "
+                f"role {facts.user!r} is not one: create these roles on the server first, or restore as "
+                "a superuser"
+            )
+    space = _space_problem(target, facts, manifest)
+    if space:
+        problems.append(space)
+    return problems
+
+
 def check_target(
     rt: Runtime, resolved: Resolved, target: PgTarget, *, database: str | None, replace: bool
 ) -> RestorePlan:
     """Everything that must hold before a write; the plan a person approves. Raises naming what fails."""
-    manifest = flow.sources(rt, resolved).manifest
+    found = flow.sources(rt, resolved)
+    manifest = found.manifest
     name = database or default_database(resolved)
     if len(name.encode()) > MAX_IDENTIFIER:
-        raise PrerequisiteError(f"database name {name!r} is longer than PostgreSQL's {MAX_IDENTIFIER} bytes")
-    with connect(target.with_dbname("postgres")) as conn:
-        version_num = server_version_num(conn)
-        version = str(conn.execute("SHOW server_version").fetchone()[0])
-        system_identifier = str(
-            conn.execute("SELECT system_identifier FROM pg_control_system()").fetchone()[0]
+        raise TargetRefusedError(f"database name {name!r} is longer than PostgreSQL's {MAX_IDENTIFIER} bytes")
+    facts = read_target(target, name)
+    globals_sql = load_globals(found.store, found.backup, manifest)
+    problems = target_problems(
+        rt,
+        target,
+        facts,
+        manifest,
+        database=name,
+        replace=replace,
+        globals_sql=globals_sql.decode() if globals_sql else None,
+    )
+    if problems:
+        raise TargetRefusedError(
+            f"the target {target.describe()} cannot take this restore; nothing was written:\n"
+            + "\n".join(f"- {problem}" for problem in problems)
         )
-        available = {row[0] for row in conn.execute("SELECT name FROM pg_available_extensions").fetchall()}
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
-    dump_major = _dump_major(manifest)
-    if dump_major is not None and major_of(version_num) < dump_major:
-        raise PrerequisiteError(
-            f"the target {target.describe()} runs PostgreSQL {version}, older than the backup's pg_dump "
-            f"{dump_major} ({manifest.pg_dump_version if manifest else ''}): restore into a server of major "
-            f"{dump_major} or newer"
-        )
-    needed = set(manifest.schema_.get("extensions", {})) if manifest else set()
-    missing = sorted(needed - available)
-    if missing:
-        raise PrerequisiteError(
-            f"the target {target.describe()} lacks the extensions the backup needs: {', '.join(missing)} "
-            "(install their packages on the target server first)"
-        )
-    if _is_source(rt, manifest, target, name, system_identifier) and not replace:
-        raise PrerequisiteError(
-            f"the target {target.describe()} database {name!r} is the backup's own source: set replace to "
-            "restore over it (it is renamed aside, not dropped)"
-        )
-    rename_to = None
-    if exists:
-        if not replace:
-            raise PrerequisiteError(
-                f"database {name!r} already exists on {target.describe()}: choose another target_database, "
-                "or set replace to rename it aside and restore in its place"
-            )
-        rename_to = aside_name(name, datetime.now(UTC))
     taken = datetime.fromisoformat(resolved.backup.timestamp)
     taken = taken if taken.tzinfo else taken.replace(tzinfo=UTC)
-    store = flow.sources(rt, resolved).store
+    store = found.store
     return RestorePlan(
         backup=store.url(resolved.backup.location) if store is not None else resolved.backup.location,
         backup_taken_at=taken.isoformat(),
@@ -142,8 +298,8 @@ def check_target(
         backup_size_bytes=manifest.size_bytes if manifest else None,
         target=target.describe().rsplit("/", 1)[0],
         database=name,
-        rename_existing_to=rename_to,
-        target_server_version=version,
+        rename_existing_to=aside_name(name, datetime.now(UTC)) if facts.database_owner is not None else None,
+        target_server_version=facts.version,
     )
 
 
@@ -190,14 +346,9 @@ def restore_backup(rt: Runtime, resolved: Resolved, target: PgTarget, plan: Rest
     try:
         result = _recover(rt, found, target, plan)
     except StellarOpsError as exc:
-        kept = (
-            f"; the previous database is intact as {plan.rename_existing_to!r}"
-            if plan.rename_existing_to
-            else ""
-        )
-        raise type(exc)(
-            f"{exc} (the restore into {plan.database!r} stopped; what it wrote is left there for inspection{kept})"
-        ) from None
+        refused = "permission denied" in str(exc).lower() or "must be owner" in str(exc).lower()
+        error = TargetRefusedError if refused else type(exc)
+        raise error(f"{exc} ({what_was_written(target, plan)})") from None
     for warning in result.warnings:
         rt.warn(warning)
     rt.say(
@@ -211,6 +362,27 @@ def restore_backup(rt: Runtime, resolved: Resolved, target: PgTarget, plan: Rest
         "restore": {"engine": settings.restore_engine, "jobs": settings.restore_jobs, "server": plan.target},
         "observation": restore.observe(target, list(settings.sanity_queries), database=plan.database),
     }
+
+
+def what_was_written(target: PgTarget, plan: RestorePlan) -> str:
+    """After a failed restore: what is on the target now, for the page and the log."""
+    kept = (
+        f"; the previous database is intact as {plan.rename_existing_to!r}" if plan.rename_existing_to else ""
+    )
+    try:
+        with connect(target.with_dbname("postgres")) as conn:
+            created = (
+                conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (plan.database,)).fetchone()
+                is not None
+            )
+    except StellarOpsError:
+        return f"the target could not be asked what was written{kept}"
+    if created:
+        return (
+            f"the restore into {plan.database!r} stopped; the partly restored database is left there for "
+            f"inspection{kept}"
+        )
+    return f"nothing was written: database {plan.database!r} was not created{kept}"
 
 
 def _recover(rt: Runtime, found: flow.Sources, target: PgTarget, plan: RestorePlan) -> restore.RestoreResult:

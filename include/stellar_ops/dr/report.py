@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from stellar_ops.backups.manifest import Manifest
+from stellar_ops.core.durations import humanize_duration
 from stellar_ops.core.metrics import Metric
 from stellar_ops.dr.config import DrConfig
 from stellar_ops.dr.scratch import RESTORE_SETTINGS
@@ -64,9 +65,9 @@ def summary_line(document: dict[str, Any]) -> str:
     backup = document["backup"]["location"]
     if document["success"]:
         return (
-            f":white_check_mark: DR test passed: {backup} restored in {document['rto_seconds']:.1f}s "
+            f":white_check_mark: DR test passed: {backup} restored in {humanize_duration(document['rto_seconds'])} "
             "(drill restore on a throwaway-tuned scratch server), "
-            f"backup age {document['rpo_seconds'] / 3600:.1f}h (RPO), {len(document['checks'])} checks passed"
+            f"backup age {humanize_duration(document['rpo_seconds'])} (RPO), {len(document['checks'])} checks passed"
         )
     failing = [c["check"] for c in document["checks"] if not c["passed"]] + document["failed_steps"]
     return f":red_circle: DR test FAILED for {backup}: {', '.join(failing)}"

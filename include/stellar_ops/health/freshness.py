@@ -47,9 +47,10 @@ def check(
     else:
         newest = verified[0]
         manifest = _manifest(store, newest)
-        age_hours = (now - manifest.finished_at).total_seconds() / 3600
+        age_hours = (now - manifest.snapshot_time).total_seconds() / 3600  # the age of its data
         item: dict[str, Any] = {
             "key": newest.key,
+            "snapshot_at": manifest.snapshot_time.isoformat(),
             "finished_at": manifest.finished_at.isoformat(),
             "age_hours": round(age_hours, 1),
             "size_bytes": manifest.size_bytes,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from stellar_ops.core.alerts import link
 from stellar_ops.core.config import AlertsConfig
 from stellar_ops.core.metrics import Metric
 from stellar_ops.core.runbooks import runbook, runbook_link
@@ -58,7 +59,7 @@ def message(results: list[CheckResult], settings: AlertsConfig, *, run: str) -> 
         book = runbook(result.runbook)
         what = f"{result.alert.severity} {result.alert.name}, " if result.alert else ""
         books.append(
-            f"• {result.name}: {what}{book.id} {book.title}: {runbook_link(book.id, settings.runbook_base_url)}"
+            f"• {result.name}: {what}{link(runbook_link(book.id, settings.runbook_base_url), f'{book.id} {book.title}')}"
         )
     lines = [headline, *table]
     if books:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from stellar_ops.maintenance import vacuum
+from stellar_ops.maintenance import summary, vacuum
 from stellar_ops.maintenance.vacuum import StatStatements, TableBloat
 from stellar_ops.runtime import Runtime
 
@@ -73,6 +73,8 @@ def vacuum_analyze(rt: Runtime, chosen: list[str] | None) -> dict[str, float]:
 
 
 def report_bloat(rt: Runtime, before: list[dict[str, Any]], chosen: list[str] | None) -> dict[str, Any]:
+    """The bloat report again after the vacuum; ``top`` pairs the tables with the most dead tuples
+    before it (worst first) with their state after it."""
     after = measure_bloat(rt, chosen, when="after")
     dead_before = {row["table"]: row["dead_tuples"] for row in before}
     removed = {
@@ -80,9 +82,36 @@ def report_bloat(rt: Runtime, before: list[dict[str, Any]], chosen: list[str] | 
         for row in after
         if dead_before.get(row.table, 0) > row.dead_tuples
     }
+    now = {row.table: row for row in after}
+    worst = sorted(
+        (row for row in before if row["dead_tuples"] > 0), key=lambda r: (-r["dead_tuples"], r["table"])
+    )
+    top = [
+        {
+            "table": row["table"],
+            "dead_before": row["dead_tuples"],
+            "dead_ratio_before": row["dead_ratio"],
+            "warning_before": row["warning"],
+            "dead_after": now[row["table"]].dead_tuples if row["table"] in now else 0,
+            "dead_ratio_after": now[row["table"]].dead_ratio if row["table"] in now else 0.0,
+        }
+        for row in worst[: summary.TOP_TABLES]
+    ]
     return {
         "tables": len(after),
         "warned_before": sorted(row["table"] for row in before if row["warning"]),
         "still_bloated": sorted(row.table for row in after if row.warning),
         "dead_tuples_removed": removed,
+        "top": top,
     }
+
+
+def send_summary(
+    rt: Runtime, statements: dict[str, Any], vacuumed: dict[str, float], bloat: dict[str, Any]
+) -> dict[str, Any]:
+    """One message on the ops route: what VACUUM ANALYZE did, how long it took, the bloat left,
+    and whether pg_stat_statements is there."""
+    payload = summary.message(statements=statements, vacuumed=vacuumed, bloat=bloat)
+    rt.notify(payload)
+    rt.say(payload["text"])
+    return {"tables": len(vacuumed), "seconds": round(sum(vacuumed.values()), 3)}

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from datetime import time as clock_time
 from typing import Any
 
+from stellar_ops.core.durations import humanize_duration
 from stellar_ops.core.errors import ConfigError, StellarOpsError
 from stellar_ops.maintenance.config import MaintenanceConfig
 from stellar_ops.postgres import catalog
@@ -144,7 +145,7 @@ def vacuum_analyze(
                     f"VACUUM ANALYZE of {name} failed: {' '.join(str(exc).split())}"
                 ) from None
             timings[name] = round(time.monotonic() - started, 3)
-            say(f"VACUUM ANALYZE {name}: {timings[name]:.2f}s")
+            say(f"VACUUM ANALYZE {name}: {humanize_duration(timings[name])}")
     return timings
 
 

@@ -188,13 +188,19 @@ def assemble_report(
 
 
 def publish_report(rt: Runtime, document: dict[str, Any], *, where: str | None = None) -> dict[str, Any]:
-    """States to the Pushgateway, the summary to Slack, and an alert per kind of critical finding."""
+    """States to the Pushgateway, the summary to Slack, and an alert per kind of critical finding.
+
+    ``where`` is the JSON report's URL; the Markdown report sits beside it (:func:`report.report_key`).
+    """
     rt.publish_metrics(DAG_ID, report.metrics(document))
-    text = report.markdown(document)
+    location = (
+        f"{where.removesuffix('.json')}.md (JSON: {where})" if where and where.endswith(".json") else where
+    )
+    text = report.slack_summary(document, where=location)
     if len(text) > SLACK_TEXT_LIMIT:
         text = (
             text[:SLACK_TEXT_LIMIT].rsplit("\n", 1)[0]
-            + f"\n… the full report is at {where or 'the report key'}\n"
+            + f"\n… the full report is at {location or 'the report key'}"
         )
     rt.notify(info_message(text))
     alerts = report.findings(document)

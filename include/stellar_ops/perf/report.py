@@ -1,12 +1,18 @@
 """The report: the JSON document (the old ``--json``), its Markdown summary, the
-``stellar_perf_check_status{check}`` metrics and the alerts of critical findings."""
+``stellar_perf_check_status{check}`` metrics and the alerts of critical findings.
+
+The JSON and Markdown reports are documents, stored in S3. The Slack message is not the Markdown
+report (Slack would show its headings, tables and ``**`` as typed): :func:`slack_summary` is a
+short mrkdwn digest of it, with the counts by state, the worst checks, the week-over-week
+changes and where the full report is.
+"""
 
 from __future__ import annotations
 
 from datetime import date, timedelta
 from typing import Any
 
-from stellar_ops.core.alerts import Finding
+from stellar_ops.core.alerts import Finding, escape
 from stellar_ops.core.metrics import Metric
 from stellar_ops.perf.checks import STATUS_VALUE, CheckResult
 from stellar_ops.perf.config import CHECKS
@@ -14,6 +20,17 @@ from stellar_ops.perf.config import CHECKS
 FORMAT_VERSION = 1
 DAG_ID = "perf_analysis"
 ICON = {"ok": "OK", "warning": "WARNING", "critical": "CRITICAL", "unknown": "UNKNOWN"}
+SLACK_ICON = {
+    "ok": ":white_check_mark:",
+    "warning": ":warning:",
+    "critical": ":red_circle:",
+    "unknown": ":grey_question:",
+}
+# How much of the report the Slack summary shows; the rest is in the report itself.
+SLACK_WORST_CHECKS = 6
+SLACK_CHANGES = 3
+SLACK_LINE = 200
+SLACK_QUERY = 80
 # A critical finding alerts the alert of its kind (P3), with its runbook.
 ALERTS: dict[str, tuple[str, str]] = {"redis_hit_rate": ("RedisHitRate", "RB-005")}
 DEFAULT_ALERT = ("DBQueryLatency", "RB-006")
@@ -121,6 +138,67 @@ def markdown(report: dict[str, Any]) -> str:
             lines += ["", "New in the top queries by mean time:", ""]
             lines += [f"- {q['queryid']}: `{_cell(q['query'][:100])}`" for q in wow["new_in_top"]]
     return "\n".join(lines) + "\n"
+
+
+def _short(text: str, limit: int = SLACK_LINE) -> str:
+    text = " ".join(str(text).split())
+    return escape(text if len(text) <= limit else text[: limit - 1] + "…")
+
+
+def _query(text: str) -> str:
+    """A query as inline code: one line, shortened, with no backtick to end the code early."""
+    return f"`{_short(str(text).replace('`', chr(39)), SLACK_QUERY)}`"
+
+
+def _more(shown: int, total: int) -> list[str]:
+    return [f"• … and {total - shown} more in the report"] if total > shown else []
+
+
+def slack_summary(report: dict[str, Any], *, where: str | None = None) -> str:
+    """The Slack message of a report, in mrkdwn: the counts by state, the worst checks (critical,
+    then warning), the checks that could not look, the week-over-week changes, where the report is."""
+    checks = ordered(report)
+    counts = {state: sum(1 for _, c in checks if c["state"] == state) for state in ICON}
+    worst_state = next((s for s in ("critical", "warning", "unknown") if counts[s]), "ok")
+    tally = ", ".join(f"{counts[s]} {s}" for s in ("critical", "warning", "ok", "unknown") if counts[s])
+    lines = [f"{SLACK_ICON[worst_state]} *Performance review {report['date']}*: {tally or 'no checks'}"]
+    worst = [(n, c) for state in ("critical", "warning") for n, c in checks if c["state"] == state]
+    if worst:
+        lines.append("*Worst checks:*")
+        lines += [
+            f"• {SLACK_ICON[c['state']]} *{n}* {c['state']}: {_short(c['summary'])}"
+            for n, c in worst[:SLACK_WORST_CHECKS]
+        ]
+        lines += _more(min(len(worst), SLACK_WORST_CHECKS), len(worst))
+    blind = [n for n, c in checks if c["state"] == "unknown"]
+    if blind:
+        lines.append(f"*Could not check:* {', '.join(blind)}")
+    lines += _week_over_week(report["week_over_week"])
+    if where:
+        lines.append(f"*Full report:* {escape(where)}")
+    return "\n".join(lines)
+
+
+def _week_over_week(wow: dict[str, Any]) -> list[str]:
+    if not wow["available"]:
+        return [f"*Week over week:* not compared ({_short(wow['reason'] or 'no earlier report')})"]
+    regressions, new = wow["regressions"], wow["new_in_top"]
+    said = f"{len(regressions)} quer{'y' if len(regressions) == 1 else 'ies'} slower" if regressions else ""
+    said = ", ".join(x for x in (said, f"{len(new)} new in the top queries" if new else "") if x)
+    lines = [f"*Week over week* (against {escape(str(wow['compared_to']))}): {said or 'no query regressed'}"]
+    if wow["reset"]:
+        lines.append(f":warning: statistics reset between the reports: {_short(wow['reset'])}")
+    for r in regressions[:SLACK_CHANGES]:
+        lines.append(
+            f"• {r['queryid']}: mean {r['mean_ms_before']:.2f} ms → {r['mean_ms_now']:.2f} ms "
+            f"(+{r['change_share'] * 100:.0f}%, {r['calls_this_week']:,} calls) {_query(r['query'])}"
+        )
+    lines += _more(min(len(regressions), SLACK_CHANGES), len(regressions))
+    if new:
+        shown = ", ".join(f"{q['queryid']} {_query(q['query'])}" for q in new[:SLACK_CHANGES])
+        rest = f" and {len(new) - SLACK_CHANGES} more" if len(new) > SLACK_CHANGES else ""
+        lines.append(f"• new in the top: {shown}{rest}")
+    return lines
 
 
 def metrics(report: dict[str, Any]) -> list[Metric]:

@@ -80,6 +80,12 @@ class RotationConfig(Section):
     compromise_transition_hours: float = Field(
         1, gt=0, description="The transition window of a run for a suspected compromise (hours)."
     )
+    wait_poll_seconds: float = Field(
+        300,
+        gt=0,
+        description="How often a rotation that waits for another run of api_key_rotation to finish "
+        "looks again.",
+    )
     notice_days: float = Field(
         0, ge=0, description="Days between the notice to consumers and the new keys being served."
     )

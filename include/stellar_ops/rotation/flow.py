@@ -13,8 +13,10 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from stellar_ops.core.alerts import Finding
+from stellar_ops.core.alerts import Finding, info_message
+from stellar_ops.core.durations import humanize_duration
 from stellar_ops.core.errors import ConfigError, StellarOpsError
+from stellar_ops.core.taxonomy import SEVERITIES
 from stellar_ops.rotation import api, keys, ledger
 from stellar_ops.rotation.backends import Tools
 from stellar_ops.rotation.config import KEY_SETS
@@ -116,12 +118,23 @@ def plan(
                 "a scheduled rotation runs once a quarter; trigger with reason 'compromise' to rotate again"
             )
     rt.say(
-        f"rotation {rotation_id}: {count} new {key_set}, transition window {timedelta(seconds=seconds)}, "
+        f"rotation {rotation_id}: {count} new {key_set}, transition window {humanize_duration(seconds)}, "
         f"reason {reason}{' (dry run)' if dry_run else ''}"
     )
     if dry_run:
         return Skip(f"dry run: rotation {rotation_id} would replace {key_set} with {count} new keys")
     return result
+
+
+def waiting_message(plan: Plan, others: list[str], *, dag_id: str, run_id: str) -> str:
+    """Why this run waits: other runs of the rotation DAG are rotating keys right now."""
+    return (
+        f"{dag_id} run {run_id} (rotation {plan.rotation_id}) waits: "
+        f"{'runs' if len(others) > 1 else 'run'} {', '.join(others)} of {dag_id} "
+        f"{'are' if len(others) > 1 else 'is'} still rotating keys (at an approval or in the transition "
+        "window). It goes on by itself when they end: answer or reject their approvals, or mark them "
+        "failed, to let it go sooner."
+    )
 
 
 def generate(rt: Runtime, tools: Tools, plan: Plan) -> dict[str, Any]:
@@ -159,7 +172,7 @@ def notify(rt: Runtime, plan: Plan, generated: dict[str, Any], now: datetime) ->
         f"*{headline}*",
         f"Rotation `{plan.rotation_id}`, {len(generated['new'])} new keys: {', '.join(generated['new'])}.",
         f"Outgoing keys: {', '.join(generated['old']) or 'none'}.",
-        f"Switch every consumer to its new key within the {plan.window} transition window;"
+        f"Switch every consumer to its new key within the {humanize_duration(plan.window)} transition window;"
         " both keys are accepted until it ends and the removal is approved.",
     ]
     payload = {
@@ -197,7 +210,8 @@ def restart(rt: Runtime, tools: Tools, plan: Plan, phase: str, now: datetime | N
     took = tools.restarter.restart(tools.keystore.admin_key)
     healthy = api.wait_healthy(tools.api, probe, rt.config.rotation.healthy_timeout_seconds)
     rt.say(
-        f"API restarted through {tools.restarter.name} in {took:.2f}s, healthy {healthy:.2f}s later "
+        f"API restarted through {tools.restarter.name} in {humanize_duration(took)}, "
+        f"healthy {humanize_duration(healthy)} later "
         f"(probe key {keys.fingerprint(probe)})"
     )
     result: dict[str, Any] = {"restart_seconds": round(took, 3), "healthy_seconds": round(healthy, 3)}
@@ -300,8 +314,14 @@ def finish(rt: Runtime, tools: Tools, plan: Plan, now: datetime, by: str) -> dic
         audit=rt.store().url(audit_key(rt, plan)),
     )
     done = _state(tools, plan)
-    rt.say(
-        f"rotation {plan.rotation_id} finished: {plan.key_set} {', '.join(keys.fingerprints(done.served))}"
+    served = ", ".join(keys.fingerprints(done.served))
+    rt.say(f"rotation {plan.rotation_id} finished: {plan.key_set} {served}")
+    rt.notify(
+        info_message(
+            f":key: *API key rotation done ({plan.key_set}, {plan.reason})*: rotation `{plan.rotation_id}` "
+            f"finished; only the new keys are served ({served}), the old ones are refused. "
+            f"Approved by {by}; audit: {rt.store().url(audit_key(rt, plan))}"
+        )
     )
     return {"current": keys.fingerprints(done.served), "previous": keys.fingerprints(done.previous or ())}
 
@@ -361,21 +381,28 @@ def record_audit(
 
 
 def audit_secrets(rt: Runtime, now: datetime) -> list[ledger.Overdue]:
-    """The ledger's overdue secrets, each alerted with the procedure that rotates it."""
+    """The ledger's overdue secrets, in one alert (a digest) that names each with how overdue it
+    is and the procedure that rotates it, at the highest severity among them; none, no alert."""
     settings = rt.config.rotation
     document = ledger.load(rt.store(), settings.ledger_key)
     found = ledger.overdue(document, settings.periods_days, settings.procedures, now)
-    for item in found:
-        rt.alert(
-            Finding(
-                dag_id=AUDIT_DAG_ID,
-                severity="P3",
-                alert_name="SecretRotationOverdue",
-                summary=item.describe(now),
-                runbook="SEC-3.3",
-                labels={"secret": item.secret},
-            )
-        )
     if not found:
         rt.say(f"no secret is overdue ({len(settings.periods_days)} in the ledger's schedule)")
+        return found
+    rt.alert(overdue_digest(found, now))
     return found
+
+
+def overdue_digest(found: list[ledger.Overdue], now: datetime) -> Finding:
+    """One finding for every overdue secret of an audit run (``found`` is not empty)."""
+    names = [item.secret for item in found]
+    count = f"{len(found)} secret{'s' if len(found) != 1 else ''}"
+    return Finding(
+        dag_id=AUDIT_DAG_ID,
+        severity=min((item.severity for item in found), key=SEVERITIES.index),
+        alert_name="SecretRotationOverdue",
+        summary=f"{count} overdue for rotation: {', '.join(names)}",
+        runbook="SEC-3.3",
+        details=tuple(item.describe(now) for item in found),
+        labels={"secret": ",".join(names)},
+    )

@@ -12,10 +12,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from stellar_ops.core.durations import humanize_duration
 from stellar_ops.core.errors import ConfigError
+from stellar_ops.core.taxonomy import Severity
 from stellar_ops.storage.s3 import S3Store
 
 FORMAT = 1
+# Section 3.3: a secret past its rotation period is hygiene, to fix this week.
+OVERDUE_SEVERITY: Severity = "P3"
 
 
 @dataclass(frozen=True)
@@ -25,13 +29,20 @@ class Overdue:
     due: datetime | None
     period_days: int
     procedure: str
+    severity: Severity = OVERDUE_SEVERITY
+
+    def overdue_by(self, now: datetime) -> str:
+        """How long ago it was due, in words; ``never rotated`` when it has no record."""
+        if self.due is None:
+            return "never rotated"
+        return f"overdue by {humanize_duration(now - self.due)}"
 
     def describe(self, now: datetime) -> str:
         if self.last_rotated is None:
             when = "has no recorded rotation"
         else:
-            days = (now - self.last_rotated).days
-            when = f"was last rotated {self.last_rotated:%Y-%m-%d} ({days} days ago)"
+            ago = humanize_duration(now - self.last_rotated)
+            when = f"was last rotated {self.last_rotated:%Y-%m-%d} ({ago} ago, {self.overdue_by(now)})"
         return f"{self.secret} {when}; its period is {self.period_days} days. Rotate it: {self.procedure}"
 
     def as_dict(self) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -69,6 +70,14 @@ class TlsConfig(Section):
         14, gt=0, description="State critical under this many days left (alerts P2)."
     )
     renew_below_days: float = Field(30, ge=0, description="Renew through certbot under this many days left.")
+    min_renewal_interval: timedelta = Field(
+        timedelta(hours=24),
+        ge=timedelta(0),
+        description="No automatic renewal of a certificate (certbot lineage) sooner than this after its "
+        "last one, as recorded in <backup.prefix>tls/renewals/<cert_name>.json, so that a certificate "
+        "still due after a renewal cannot run into the CA's rate limits; force_renewal ignores it. "
+        'An ISO 8601 duration ("P1D", "PT12H") or seconds.',
+    )
     renew: bool = Field(True, description="Renew automatically; false only probes and alerts.")
     connect_timeout_seconds: float = Field(5, gt=0, description="TCP connect timeout of a probe.")
     handshake_timeout_seconds: float = Field(10, gt=0, description="TLS handshake timeout of a probe.")

@@ -2,8 +2,10 @@
 
 1. :func:`list_domains`: the configured domains, or the subset asked for;
 2. :func:`probe_domain` (one per domain): probe, log, push metrics, alert;
-3. :func:`renew_domain` (one per domain): when due or forced, certbot, nginx reload, re-probe; it
-   fails unless the served certificate changed (new serial) and its expiry moved later;
+3. :func:`renew_domain` (one per domain): when due (:mod:`stellar_ops.tls.policy`: under the
+   threshold, not within ``tls.min_renewal_interval`` of the last renewal) or forced, certbot,
+   nginx reload, re-probe; it fails unless the served certificate changed (new serial) and its
+   expiry moved later; a new certificate still under the threshold alerts once;
 4. :func:`record_results`: every domain's final state in ``<backup.prefix>tls/latest.json``.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,18 +22,16 @@ from stellar_ops.core.errors import ConfigError, StellarOpsError
 from stellar_ops.core.metrics import Metric
 from stellar_ops.probes.tls import STATES, Target, TlsProbe, probe_many, probe_target
 from stellar_ops.runtime import Runtime
-from stellar_ops.tls import renewal
+from stellar_ops.tls import policy, renewal
 from stellar_ops.tls.config import TlsConfig, TlsDomain
 
 DAG_ID = "tls_cert_check"
 PROCEDURE = "tls"
 ALERT_EXPIRING = "TLSCertExpiringSoon"
 ALERT_UNREACHABLE = "TLSEndpointUnreachable"
+ALERT_SHORT_LIFETIME = "TLSCertShortLifetime"
 RUNBOOK = "RB-004"
 ALERTING_STATES = ("critical", "expired", "invalid")
-# The states a renewal can fix, when under the threshold; invalid and unreachable only when forced
-# (invalid) or never (unreachable: a renewal could not be verified).
-RENEWABLE_STATES = ("ok", "warning", "critical", "expired")
 # The fields of each domain in latest.json (the morning health check reads exactly these).
 LATEST_FIELDS = ("host", "port", "server_name", "state", "days_left", "not_after", "error")
 
@@ -171,25 +172,6 @@ def probe_domains(rt: Runtime, domains: list[TlsDomain], *, alert: bool = True) 
     return results
 
 
-def renewal_reason(rt: Runtime, before: Mapping[str, Any], *, force: bool) -> str | None:
-    """Why ``before`` (a probe as a dict) is renewed now, or None when it is not."""
-    settings = rt.config.tls
-    state, days = before["state"], before.get("days_left")
-    if state == "unreachable":
-        if force:
-            rt.warn(
-                f"{before['domain']} is unreachable: not renewing, since the result could not be verified"
-            )
-        return None
-    if force:
-        return "forced renewal"
-    if not settings.renew:
-        return None
-    if state in RENEWABLE_STATES and days is not None and days < settings.renew_below_days:
-        return f"{days:.1f} days left, under tls.renew_below_days ({settings.renew_below_days:g})"
-    return None
-
-
 def _runner(rt: Runtime) -> renewal.Runner:
     if rt.config.tls.executor == "local":
         return renewal.LocalRunner()
@@ -201,23 +183,81 @@ def _runner(rt: Runtime) -> renewal.Runner:
     return renewal.DockerRunner(client)
 
 
-def renew_domain(
-    rt: Runtime, domain: TlsDomain, before: Mapping[str, Any], *, force: bool
-) -> dict[str, Any] | None:
-    """Renew when due (or forced), reload nginx, re-probe; None when no renewal is due.
+def renewal_key(rt: Runtime, domain: TlsDomain) -> str:
+    """Where the last renewal of ``domain``'s certificate (its certbot lineage) is recorded."""
+    return f"{rt.config.backup.prefix}tls/renewals/{domain.lineage}.json"
 
-    Fails unless the re-probe sees a new serial with a later notAfter. certbot failing leaves the
-    served certificate alone (certbot swaps ``live/`` only after issuance) and nginx unreloaded.
-    """
-    reason = renewal_reason(rt, before, force=force)
-    if reason is None:
-        rt.say(f"{domain.label}: no renewal due ({before['state']})")
+
+def last_renewal(rt: Runtime, domain: TlsDomain) -> policy.RenewalRecord | None:
+    """The recorded last renewal of ``domain``'s certificate, by any run or worker; None if never."""
+    key = renewal_key(rt, domain)
+    store = rt.store()
+    if not store.exists(key):
         return None
+    document = store.get_json(key)
+    try:
+        if not isinstance(document, dict):
+            raise ValueError(f"a JSON object was expected, got {type(document).__name__}")
+        return policy.RenewalRecord.from_dict(document)
+    except ValueError as exc:
+        raise StellarOpsError(
+            f"{store.url(key)} is not a renewal record ({exc}): fix or delete it (it only holds the "
+            f"last renewal time and alert of {domain.lineage})"
+        ) from None
+
+
+def _save_renewal(rt: Runtime, domain: TlsDomain, record: policy.RenewalRecord) -> None:
+    rt.store().put_json(renewal_key(rt, domain), record.as_dict())
+
+
+def renew_domain(
+    rt: Runtime,
+    domain: TlsDomain,
+    before: Mapping[str, Any],
+    *,
+    force: bool,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """Renew when :func:`stellar_ops.tls.policy.decide` says so (or forced), reload nginx, re-probe.
+
+    Returns ``{"domain", "renewed": False, "reason", "summary"}`` when nothing is renewed. Fails
+    unless the re-probe sees a new serial with a later notAfter. certbot failing leaves the served
+    certificate alone (certbot swaps ``live/`` only after issuance) and nginx unreloaded. The
+    renewal time is recorded as soon as certbot succeeded: the CA counts the issuance even when
+    the new certificate does not get served.
+    """
     settings = rt.config.tls
+    last = last_renewal(rt, domain)
+    now = now or datetime.now(UTC)  # the wall clock, not the run's slot: the CA's limits count real time
+    decision = policy.decide(settings, before, last, now=now, force=force)
+    if not decision.renew:
+        if force:  # only an unreachable endpoint refuses a forced renewal
+            rt.warn(f"{domain.label} is unreachable: not renewing, since the result could not be verified")
+        rt.say(f"{domain.label}: not renewing {domain.lineage}: {decision.reason}")
+        return {
+            "domain": domain.label,
+            "renewed": False,
+            "reason": decision.reason,
+            "summary": decision.summary,
+        }
+    reason = decision.reason
+    if force and last is not None and now - last.renewed_at < settings.min_renewal_interval:
+        rt.warn(
+            f"{domain.lineage} was renewed {policy.span(now - last.renewed_at)} ago: forced past "
+            f"tls.min_renewal_interval ({policy.span(settings.min_renewal_interval)}); mind the CA's rate limits"
+        )
     rt.say(f"{domain.label}: renewing certificate {domain.lineage} ({reason})")
     runner = _runner(rt)
     certbot = renewal.run_certbot(runner, settings, domain)
     rt.say(f"certbot {settings.certbot_action} of {domain.lineage} succeeded:\n{certbot.tail()}")
+    previous_alert = last.short_lifetime_alert if last else None
+    record = policy.RenewalRecord(
+        domain.lineage, domain.label, datetime.now(UTC), short_lifetime_alert=previous_alert
+    )
+    try:
+        _save_renewal(rt, domain, record)
+    except StellarOpsError as exc:  # serve the new certificate first; the final save raises
+        rt.warn(f"the renewal of {domain.lineage} could not be recorded yet: {exc}")
     renewal.reload_nginx(runner, settings)
     rt.say(f"nginx reloaded ({' '.join(settings.nginx_reload_command)})")
     after = _reprobe(rt, domain, before)
@@ -234,6 +274,8 @@ def renew_domain(
             f"{domain.label} serves a new certificate (serial {after.serial}) whose notAfter "
             f"{after.not_after.isoformat()} is not later than the old one's ({old_end})"
         )
+    served = after.as_dict()
+    lifetime = policy.lifetime_days(served)
     old = f"{old_end} ({before.get('days_left')} days)" if old_end else "unknown"
     new = f"{after.not_after.isoformat() if after.not_after else 'unknown'} ({after.days_left} days)"
     rt.notify(
@@ -244,7 +286,68 @@ def renew_domain(
             f"*State now:* {after.state}"
         )
     )
-    return {"domain": domain.label, "reason": reason, "before": dict(before), "after": after.as_dict()}
+    short_alert = _short_lifetime(rt, domain, after, lifetime, previous_alert)
+    _save_renewal(
+        rt,
+        domain,
+        replace(record.served(after.serial, after.not_after, lifetime), short_lifetime_alert=short_alert),
+    )
+    return {
+        "domain": domain.label,
+        "renewed": True,
+        "reason": reason,
+        "before": dict(before),
+        "after": served,
+    }
+
+
+def _short_lifetime(
+    rt: Runtime,
+    domain: TlsDomain,
+    after: TlsProbe,
+    lifetime: int | None,
+    previous: policy.ShortLifetimeAlert | None,
+) -> policy.ShortLifetimeAlert | None:
+    """Alert once that the new certificate is still under the threshold; the alert to remember.
+
+    None once a renewal gives a certificate above the threshold again, so that a later return of
+    short certificates is alerted anew.
+    """
+    settings = rt.config.tls
+    if after.days_left is None or after.days_left >= settings.renew_below_days:
+        return None
+    days = lifetime if lifetime is not None else max(1, round(after.days_left))
+    if not policy.short_lifetime_alert_due(previous, days, settings.renew_below_days):
+        assert previous is not None
+        rt.warn(
+            f"{domain.label}: the new certificate ({after.days_left:.1f} days) is still under "
+            f"tls.renew_below_days ({settings.renew_below_days:g}); already alerted at "
+            f"{previous.sent_at.isoformat()}"
+        )
+        return previous
+    rt.alert(short_lifetime_finding(rt.config.tls, domain, after, days))
+    return policy.ShortLifetimeAlert(days, settings.renew_below_days, datetime.now(UTC))
+
+
+def short_lifetime_finding(settings: TlsConfig, domain: TlsDomain, after: TlsProbe, lifetime: int) -> Finding:
+    floor = lifetime * policy.SHORT_LIFETIME_SHARE
+    return Finding(
+        alert_name=ALERT_SHORT_LIFETIME,
+        severity="P3",
+        summary=(
+            f"{domain.label}: the CA issues {lifetime}-day certificates, under tls.renew_below_days "
+            f"({settings.renew_below_days:g}): lower tls.renew_below_days below {lifetime} "
+            f"(and tls.warning_days and tls.critical_days with it)"
+        ),
+        runbook=RUNBOOK,
+        dag_id=DAG_ID,
+        details=(
+            f"the certificate {domain.lineage} was renewed and is still due: {describe(after)}",
+            f"until the threshold is lowered, it is renewed under {floor:.1f} days left (a third of "
+            f"its lifetime), not at every run; this alert is not repeated",
+        ),
+        labels={"domain": domain.label, "state": after.state},
+    )
 
 
 def _reprobe(rt: Runtime, domain: TlsDomain, before: Mapping[str, Any]) -> TlsProbe:
@@ -286,7 +389,7 @@ def record_results(
     """
     final: dict[str, Mapping[str, Any]] = {p["domain"]: p for p in probes}
     for renewed in renewals:
-        if renewed:
+        if renewed and renewed.get("renewed", True):
             final[renewed["domain"]] = renewed["after"]
     key = latest_key(rt)
     store = rt.store()

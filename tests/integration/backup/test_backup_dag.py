@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from stellar_ops.backups.keys import parse_backup_key
 from tests.support.dagrun import run_dag
 from tests.support.faults import PgDumpKiller, api_metrics, gauge
 from tests.support.fixtures import published as published_objects
@@ -16,18 +17,37 @@ from tests.support.fixtures import published as published_objects
 pytestmark = pytest.mark.integration
 
 SLOT = datetime(2026, 11, 21, 2, 0, tzinfo=UTC)
-KEY_NAME = "stellar_escrow_20261121T020000Z.dump.zst"
+
+
+def todays_slot() -> datetime:
+    """The daily schedule's slot whose period holds now."""
+    now = datetime.now(UTC)
+    slot = now.replace(hour=2, minute=0, second=0, microsecond=0)
+    return slot if slot <= now else slot - timedelta(days=1)
+
+
+def snapshot_time_of(key: str, prefix: str) -> datetime:
+    name = parse_backup_key(key, prefix)
+    assert name is not None, key
+    return name.timestamp
+
+
+def assert_taken_now(key: str, prefix: str) -> None:
+    """A backup is named by its snapshot's time: now, to the second, never its run's slot."""
+    assert abs((datetime.now(UTC) - snapshot_time_of(key, prefix)).total_seconds()) < 120, key
 
 
 def test_db_backup_publishes_the_backup_metrics_asset_and_success_message(airflow_db, stack, ops, receiver):
-    outcome = run_dag("db_backup", logical_date=SLOT)
+    outcome = run_dag("db_backup", logical_date=todays_slot())
     assert outcome.state == "success", outcome.tasks
-    assert set(outcome.tasks.values()) == {"success"}
-    key = ops.prefix + KEY_NAME
-    assert ops.objects() == published_objects(key)
-
+    tasks = dict(outcome.tasks)
+    assert tasks.pop("trigger_drill", "skipped") == "skipped"  # dr.trigger_on_new_backup is off by default
+    assert set(tasks.values()) == {"success"}
     published = outcome.xcom("publish_backup")
-    assert published["key"] == key
+    key = published["key"]
+    assert_taken_now(key, ops.prefix)
+    assert ops.objects() == published_objects(key)
+    assert published["note"] is None, "a run within its slot's period holds its slot's data"
     assert published["manifest_key"] == key + ".manifest.json"
     retention = outcome.xcom("apply_retention")
     assert retention["kept"] == [key]
@@ -67,25 +87,81 @@ def test_db_backup_publishes_the_backup_metrics_asset_and_success_message(airflo
     (text,) = receiver.texts()
     assert text.startswith(":white_check_mark: Backup OK")
     assert key in text
+    assert "not of its slot" not in text
 
 
-def test_a_rerun_of_the_same_slot_does_not_create_a_second_backup(airflow_db, ops):
-    first = run_dag("db_backup", logical_date=SLOT)
-    assert first.state == "success"
-    manifest_before = ops.store().get_json(ops.prefix + KEY_NAME + ".manifest.json")
+def test_a_backfill_backs_up_now_says_so_and_a_second_run_of_the_slot_skips(airflow_db, ops, receiver, capfd):
+    past = todays_slot() - timedelta(days=3)
+    first = run_dag("db_backup", logical_date=past)
+    assert first.state == "success", first.tasks
+    key = first.xcom("publish_backup")["key"]
+    assert_taken_now(key, ops.prefix)
+    taken = snapshot_time_of(key, ops.prefix)
+    assert abs((taken - past).total_seconds()) > 3 * 86400 - 120, "named by its snapshot, not by the slot"
+    manifest = ops.store().get_json(key + ".manifest.json")
+    assert datetime.fromisoformat(manifest["slot"]) == past
+    assert datetime.fromisoformat(manifest["snapshot_at"]).replace(microsecond=0) == taken
+    said = (
+        f"This backup holds the data of {taken:%Y-%m-%d %H:%M:%S} UTC, not of its slot "
+        f"{past:%Y-%m-%d %H:%M:%S} UTC"
+    )
+    assert manifest["note"].startswith(said)
+    (text,) = receiver.texts()
+    assert key in text and said in text
+    assert said in "".join(capfd.readouterr())  # and in the task's log
+    assert first.xcom("apply_retention")["kept"] == [key]
 
-    again = run_dag("db_backup", logical_date=SLOT)
+    again = run_dag("db_backup", logical_date=past)
     assert again.state == "success"
     assert again.tasks["check_prerequisites"] == "skipped"
     assert again.tasks["dump_to_s3"] == "skipped"
-    assert ops.objects() == published_objects(ops.prefix + KEY_NAME)
+    assert (
+        f"a verified backup covers slot {past.isoformat()}: {key} (it was taken by a run for this slot"
+        in ("".join(capfd.readouterr()))
+    )
+    assert ops.objects() == published_objects(key)
 
-    forced = run_dag("db_backup", logical_date=SLOT, conf={"force": True})
-    assert forced.state == "success"
+
+def test_a_slot_whose_period_holds_a_verified_backup_skips(airflow_db, ops, capfd):
+    now = datetime.now(UTC)
+    manual = run_dag("db_backup", logical_date=now - timedelta(minutes=5))  # like a manual run's run_after
+    assert manual.state == "success", manual.tasks
+    key = manual.xcom("publish_backup")["key"]
+    capfd.readouterr()
+
+    earlier_slot = now - timedelta(hours=6)  # its period (6 h ago + 24 h) holds the backup just taken
+    covered = run_dag("db_backup", logical_date=earlier_slot)
+    assert covered.state == "success"
+    assert covered.tasks["check_prerequisites"] == "skipped"
+    log = "".join(capfd.readouterr())
+    assert f"a verified backup covers slot {earlier_slot.isoformat()}: {key} (its snapshot of " in log
+    assert "lies within the slot's period" in log
+    assert ops.objects() == published_objects(key)
+
+    day_before = earlier_slot - timedelta(days=1)  # its period ended before the backup was taken
+    outside = run_dag("db_backup", logical_date=day_before)
+    assert outside.tasks["dump_to_s3"] == "success"
+    assert outside.xcom("publish_backup")["note"] is not None
+
+
+def test_force_takes_a_new_backup_beside_the_covering_one_and_leaves_it_byte_identical(airflow_db, ops):
+    slot = todays_slot()
+    first = run_dag("db_backup", logical_date=slot)
+    assert first.state == "success", first.tasks
+    key = first.xcom("publish_backup")["key"]
+    store = ops.store()
+    before = {k: store.get_bytes(k) for k in published_objects(key)}
+
+    forced = run_dag("db_backup", logical_date=slot, conf={"force": True})
+    assert forced.state == "success", forced.tasks
     assert forced.tasks["dump_to_s3"] == "success"
-    assert ops.objects() == published_objects(ops.prefix + KEY_NAME)
-    manifest_after = ops.store().get_json(ops.prefix + KEY_NAME + ".manifest.json")
-    assert manifest_after["started_at"] != manifest_before["started_at"]
+    assert forced.xcom("check_prerequisites")["covering_backup"] == key
+    new_key = forced.xcom("publish_backup")["key"]
+    assert new_key != key
+    assert snapshot_time_of(new_key, ops.prefix) > snapshot_time_of(key, ops.prefix)
+    assert ops.objects() == sorted(published_objects(key) + published_objects(new_key))
+    assert {k: store.get_bytes(k) for k in published_objects(key)} == before
+    assert datetime.fromisoformat(store.get_json(new_key + ".manifest.json")["slot"]) == slot
 
 
 def test_pg_dump_killed_once_is_retried_and_the_backup_succeeds(airflow_db, ops, receiver):
@@ -94,7 +170,9 @@ def test_pg_dump_killed_once_is_retried_and_the_backup_succeeds(airflow_db, ops,
     assert len(killer.killed) == 1
     assert outcome.state == "success", outcome.tasks
     assert outcome.tries["dump_to_s3"] == 2
-    assert ops.objects() == published_objects(ops.prefix + KEY_NAME)
+    key = outcome.xcom("publish_backup")["key"]
+    assert_taken_now(key, ops.prefix)
+    assert ops.objects() == published_objects(key)
     assert not any("BackupFailed" in text for text in receiver.texts())
 
 
@@ -125,7 +203,7 @@ def test_pg_dump_killed_on_every_try_alerts_keeps_the_good_backups_and_clearing_
         "*Try:* 3 of 3",
         "pg_dump was killed by signal 9",
         "*Runbook:* RB-002 ",
-        "*Log:* http",
+        "*Log:* <http",
         "/dags/db_backup",
     ):
         assert expected in alert
@@ -134,7 +212,7 @@ def test_pg_dump_killed_on_every_try_alerts_keeps_the_good_backups_and_clearing_
 
     cleared = run_dag("db_backup", logical_date=SLOT)  # what "Clear" in the UI does
     assert cleared.state == "success"
-    assert ops.prefix + KEY_NAME in ops.objects()
+    assert ops.objects() == sorted(good_keys + published_objects(cleared.xcom("publish_backup")["key"]))
     assert gauge(stack.url("pushgateway"), "stellar_backup_success", **labels) == 1.0
 
 

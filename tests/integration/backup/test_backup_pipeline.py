@@ -10,7 +10,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from stellar_ops.backup.dump import BackupJob, verify_upload
+from stellar_ops.backup import retention
+from stellar_ops.backup.dump import KEY_ATTEMPTS, BackupJob, verify_upload
+from stellar_ops.backups.inventory import list_backups
+from stellar_ops.backups.keys import backup_key, parse_backup_key
 from stellar_ops.core.errors import BackupError, PrerequisiteError
 from stellar_ops.core.processes import unprivileged_user
 from stellar_ops.dr.engine.restore import RESTORED_DB, recover
@@ -24,6 +27,14 @@ from tests.support.fixtures import published as published_objects
 pytestmark = pytest.mark.integration
 
 SLOT = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)
+
+
+def named_by_its_snapshot(manifest, prefix: str) -> None:
+    """The backup's key is its snapshot's time (to the second), which is now, whatever the slot."""
+    assert manifest.snapshot_at is not None
+    assert manifest.key == backup_key(prefix, manifest.snapshot_at, manifest.dump_format)
+    assert abs((datetime.now(UTC) - manifest.snapshot_at).total_seconds()) < 120
+    assert manifest.started_at <= manifest.snapshot_at <= manifest.finished_at
 
 
 def make_job(stack, ops, target: PgTarget | None = None, **backup) -> BackupJob:
@@ -55,9 +66,9 @@ def test_backup_is_published_with_an_exact_manifest_and_local_copy(stack, ops):
     job = make_job(stack, ops)
     manifest = take_backup(job)
     store = ops.store()
-    key = f"{ops.prefix}stellar_escrow_20261120T020000Z.dump.zst"
+    key = manifest.key
+    named_by_its_snapshot(manifest, ops.prefix)
     assert ops.objects() == published_objects(key)
-    assert manifest.key == key
     assert manifest.row_counts == live_counts(stack)
     assert manifest.row_counts["public.trades"] > 0
     assert manifest.row_counts["public.events"] > 0
@@ -73,9 +84,10 @@ def test_backup_is_published_with_an_exact_manifest_and_local_copy(stack, ops):
     assert manifest.compression == "zstd"
     assert manifest.dag_run_id == "test-run"
     assert manifest.slot == SLOT
+    assert manifest.note is not None and "not of its slot 2026-11-20 02:00:00 UTC" in manifest.note
     assert manifest.verification is not None
     assert "pg_restore full read" in manifest.verification.checks
-    local = ops.local_dir / "stellar_escrow_20261120T020000Z.dump.zst"
+    local = ops.local_dir / key.rsplit("/", 1)[1]
     assert hashlib.sha256(local.read_bytes()).hexdigest() == manifest.sha256
     assert sorted(p.name for p in ops.local_dir.iterdir()) == [local.name, local.name + ".globals.sql"]
     roles = (ops.local_dir / (local.name + ".globals.sql")).read_bytes()
@@ -83,8 +95,10 @@ def test_backup_is_published_with_an_exact_manifest_and_local_copy(stack, ops):
     assert hashlib.sha256(roles).hexdigest() == manifest.globals_sha256
     assert b"CREATE ROLE stellar;" in roles and b"PASSWORD" not in roles
     stored = store.get_json(key + ".manifest.json")
-    assert stored["format_version"] == 2
+    assert stored["format_version"] == 3
     assert stored["sha256"] == manifest.sha256
+    assert stored["slot"] == "2026-11-20T02:00:00Z"
+    assert stored["snapshot_at"] == manifest.snapshot_at.isoformat().replace("+00:00", "Z")
 
 
 def test_row_counts_are_taken_in_the_dumps_own_snapshot(stack, ops, server_dir):
@@ -129,7 +143,8 @@ def test_row_counts_are_taken_in_the_dumps_own_snapshot(stack, ops, server_dir):
 
 def test_plain_format_is_the_old_scripts_sql_gz(stack, ops):
     manifest = take_backup(make_job(stack, ops, format="plain", compression_level=6))
-    assert manifest.key.endswith("stellar_escrow_20261120T020000Z.sql.gz")
+    named_by_its_snapshot(manifest, ops.prefix)
+    assert manifest.key.endswith(".sql.gz")
     assert manifest.compression == "gzip"
     assert "dump trailer" in manifest.verification.checks
     head = ops.store().head(manifest.key)
@@ -198,7 +213,22 @@ def test_s3_outage_during_upload_fails_cleanly_and_a_retry_succeeds(stack, stack
     assert ops.objects() == []
     manifest = take_backup(job, token="try2")
     assert ops.objects() == published_objects(manifest.key)
-    assert store.unfinished_uploads(ops.prefix) == []  # the first try's upload was aborted
+    # The first try could not abort its upload while S3 was down: it is no backup, and retention
+    # aborts it once it is stale.
+    left = store.unfinished_uploads(ops.prefix)
+    assert manifest.key not in {u["Key"] for u in left}
+    assert [e.key for e in list_backups(store, ops.prefix).backups] == [manifest.key]
+    plan = retention.plan_s3(
+        list_backups(store, ops.prefix),
+        reference=manifest.snapshot_at,
+        retention_days=30,
+        min_keep=1,
+        stale_before=datetime.now(UTC) + timedelta(minutes=1),
+        unfinished_uploads=left,
+    )
+    retention.apply_s3(store, plan, dry_run=False)
+    assert store.unfinished_uploads(ops.prefix) == []
+    assert ops.objects() == published_objects(manifest.key)
 
 
 def test_wrong_password_is_a_clear_error_without_the_password(stack, ops):
@@ -261,12 +291,99 @@ def test_pg_dump_older_than_the_server_is_refused(stack, ops, tmp_path):
         job.check_prerequisites(SLOT)
 
 
-def test_a_verified_backup_of_the_slot_is_detected(stack, ops):
+def test_the_verified_backup_that_covers_a_slot_is_found(stack, ops):
     job = make_job(stack, ops, local_dir=None)
-    assert not job.check_prerequisites(SLOT).verified_backup_exists
-    take_backup(job)
-    assert job.check_prerequisites(SLOT).verified_backup_exists
-    assert not job.check_prerequisites(SLOT + timedelta(days=1)).verified_backup_exists
+    past = datetime.now(UTC).replace(hour=2, minute=0, second=0, microsecond=0) - timedelta(days=3)
+    assert job.check_prerequisites(past).cover is None
+    backfilled = take_backup(job, slot=past)
+    cover = job.check_prerequisites(past).cover
+    assert cover is not None and cover.key == backfilled.key  # its manifest's slot
+    assert "taken by a run for this slot" in cover.reason
+    assert job.check_prerequisites(past + timedelta(days=1)).cover is None
+    # a slot whose period holds the snapshot is covered too: the slot just before it, on the hour
+    hour = backfilled.snapshot_at.replace(minute=0, second=0, microsecond=0)
+    within = job.check_prerequisites(hour).cover
+    assert within is not None and within.key == backfilled.key
+    assert "lies within the slot's period" in within.reason
+    assert job.check_prerequisites(hour + timedelta(hours=1)).cover is None  # after the snapshot
+
+    # an unverified backup (no manifest) and an unreadable manifest cover nothing
+    store = ops.store()
+    unverified = backup_key(ops.prefix, past + timedelta(days=1, hours=1), "custom")
+    store.put_bytes(unverified, b"no manifest")
+    broken = backup_key(ops.prefix, past + timedelta(days=1, hours=2), "custom")
+    store.put_bytes(broken, b"x")
+    store.put_bytes(broken + ".manifest.json", b"{not json")
+    said: list[str] = []
+    assert job.check_prerequisites(past + timedelta(days=1), say=said.append).cover is None
+    assert any("cannot be read, so it covers no slot" in line for line in said)
+
+
+def test_two_backups_in_the_same_second_never_share_a_key(stack, ops):
+    """A key in use (an object, or an upload under way) is waited past, never written over."""
+    job = make_job(stack, ops, local_dir=None, include_globals=False)
+    store = ops.store()
+    now = datetime.now(UTC).replace(microsecond=0)
+    squatted = {}
+    for second in range(3):  # this second and the next two: a published backup, then uploads under way
+        key = backup_key(ops.prefix, now + timedelta(seconds=second), "custom")
+        if second == 0:
+            store.put_bytes(key, b"another backup")
+            store.put_json(key + ".manifest.json", {"sha256": "ab" * 32})
+            squatted[key] = store.get_bytes(key)
+        else:
+            upload = store.client.create_multipart_upload(Bucket=store.bucket, Key=key)
+            squatted[key] = upload["UploadId"]
+    said: list[str] = []
+    draft = job.dump(SLOT, run_id="r", token="t1", say=said.append)
+    manifest = job.publish(draft, verify_upload(store, draft, job.binaries))
+    taken = parse_backup_key(manifest.key, ops.prefix)
+    assert taken is not None and taken.timestamp >= now + timedelta(seconds=3)
+    assert manifest.key not in squatted
+    assert any(
+        "is in use" in line and "taking the snapshot again in the next second" in line for line in said
+    )
+    first = next(iter(squatted))
+    assert store.get_bytes(first) == squatted[first], "the other backup is untouched"
+    assert store.get_json(first + ".manifest.json") == {"sha256": "ab" * 32}
+    under_way = {u["Key"]: u["UploadId"] for u in store.unfinished_uploads(ops.prefix)}
+    assert under_way == {k: v for k, v in squatted.items() if k != first}, "the uploads under way go on"
+
+
+def test_a_key_that_stays_in_use_is_refused_without_writing(stack, ops):
+    job = make_job(stack, ops, local_dir=None, include_globals=False)
+    store = ops.store()
+    now = datetime.now(UTC).replace(microsecond=0)
+    squatted = [
+        backup_key(ops.prefix, now + timedelta(seconds=s), "custom") for s in range(KEY_ATTEMPTS + 30)
+    ]
+    for key in squatted:
+        store.put_bytes(key, b"another backup of " + key.encode())
+    with pytest.raises(
+        BackupError, match=r"refusing to write over .* which is in use .* nothing was written"
+    ):
+        job.dump(SLOT, run_id="r", token="t1")
+    assert ops.objects() == sorted(squatted)
+    assert all(store.get_bytes(key) == b"another backup of " + key.encode() for key in squatted)
+    assert store.unfinished_uploads(ops.prefix) == []
+
+
+def test_an_upload_into_the_same_key_that_starts_beside_ours_stops_ours(stack, ops):
+    """Two dumps whose snapshots fall in the same second: whichever sees the other stops."""
+    job = make_job(stack, ops, local_dir=None, include_globals=False)
+    store = ops.store()
+    rival: dict[str, str] = {}
+
+    def start_a_rival(message: str) -> None:
+        if message.startswith("dumping") and not rival:
+            key = message.split(" to s3://stellar-backups/", 1)[1].split(" ", 1)[0]
+            rival[key] = store.client.create_multipart_upload(Bucket=store.bucket, Key=key)["UploadId"]
+
+    with pytest.raises(BackupError, match="started in the same second as this backup's: this one stops"):
+        job.dump(SLOT, run_id="r", token="t1", say=start_a_rival)
+    assert rival
+    assert ops.objects() == []
+    assert [(u["Key"], u["UploadId"]) for u in store.unfinished_uploads(ops.prefix)] == list(rival.items())
 
 
 def test_a_server_major_outside_the_supported_ones_is_refused_naming_it(stack, ops):

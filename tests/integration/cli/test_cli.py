@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -51,7 +52,11 @@ def test_backup_list_verify_and_dr_test_from_the_old_scripts_environment(stack, 
     env = old_script_env(stack, ops)
     result = cli("backup", "--slot", "2026-11-23T02:00:00Z", env=env, check=True)
     key = json.loads(result.stdout)["key"]
-    assert key == ops.prefix + "stellar_escrow_20261123T020000Z.dump.zst"
+    manifest = ops.store().get_json(key + ".manifest.json")
+    assert manifest["slot"] == "2026-11-23T02:00:00Z"
+    snapshot_at = datetime.fromisoformat(manifest["snapshot_at"])
+    assert key == ops.prefix + f"stellar_escrow_{snapshot_at:%Y%m%dT%H%M%SZ}.dump.zst"  # not the slot
+    assert abs((datetime.now(UTC) - snapshot_at).total_seconds()) < 120
     assert "published s3://stellar-backups/" in result.stderr
     assert any(text.startswith(":white_check_mark: Backup OK") and key in text for text in receiver.texts())
     assert (
@@ -73,7 +78,9 @@ def test_backup_list_verify_and_dr_test_from_the_old_scripts_environment(stack, 
     assert any("DR test passed" in text for text in receiver.texts())
 
     again = cli("backup", "--slot", "2026-11-23T02:00:00Z", env=env, check=True)
-    assert "already exists" in again.stderr
+    assert f"a verified backup covers slot 2026-11-23T02:00:00+00:00: {key}" in again.stderr
+    assert "use --force" in again.stderr
+    assert [row["key"] for row in json.loads(cli("backups", "list", "--json", env=env).stdout)] == [key]
 
     store = ops.store()
     data = bytearray(store.get_bytes(key))

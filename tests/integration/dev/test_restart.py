@@ -9,36 +9,24 @@ API accepts, and a DAG that posts metrics to the API must succeed.
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import requests
 
-from stellar_ops.core.processes import free_port
+from tests.integration.dev.make_run import REPO, VENV_BIN, RunScript, clean_env
 from tests.support.airflow_server import AirflowClient
 from tests.support.faults import api_metrics
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[3]
-VENV_BIN = Path(sys.executable).parent
 DEV_CLI = str(VENV_BIN / "stellar-dev")
 
 
 def exports(env_file: Path) -> dict[str, str]:
     return dict(re.findall(r"^export (\w+)='(.*)'$", env_file.read_text(), re.MULTILINE))
-
-
-def clean_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_", "STELLAR_"))}
-    env["PATH"] = f"{VENV_BIN}:{env.get('PATH', '/usr/bin:/bin')}"
-    return env
 
 
 def assert_the_exported_key_is_accepted(values: dict[str, str]) -> None:
@@ -115,54 +103,6 @@ def test_make_stack_twice_in_the_same_directory_hands_out_keys_the_api_accepts(t
             )
             assert down.returncode == 0, down.stderr
     assert seen_keys[0] != seen_keys[1], "each start makes its own credentials"
-
-
-class RunScript:
-    """``scripts/run.sh`` (what ``make run`` runs) in the background, in given directories."""
-
-    def __init__(self, stack_dir: Path, airflow_home: Path) -> None:
-        self.stack_dir = stack_dir
-        self.port = free_port()
-        self.env = {
-            **clean_env(),
-            "STACK_DIR": str(stack_dir),
-            "AIRFLOW_HOME": str(airflow_home),
-            "AIRFLOW_PORT": str(self.port),
-            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
-            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
-            "DEMO_ROWS": "300",
-            "STELLAR_OPS_RETRY_DELAY_SECONDS": "1",
-        }
-        self.log = stack_dir.parent / f"run-{time.monotonic_ns()}.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def __enter__(self) -> RunScript:
-        with open(self.log, "wb") as out:
-            self.process = subprocess.Popen(
-                [str(REPO / "scripts" / "run.sh")],
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=REPO,
-            )
-        deadline = time.monotonic() + 420
-        while time.monotonic() < deadline:
-            if "Press Ctrl-C to stop everything." in self.log.read_text(errors="replace"):
-                return self
-            if self.process.poll() is not None:
-                raise AssertionError(f"run.sh exited:\n{self.log.read_text()[-3000:]}")
-            time.sleep(1)
-        raise AssertionError(f"run.sh did not come up:\n{self.log.read_text()[-3000:]}")
-
-    def __exit__(self, *exc: object) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGINT)
-        try:
-            self.process.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            raise
-        assert "stack stopped" in self.log.read_text(errors="replace")
 
 
 def test_make_run_twice_in_the_same_checkout_hands_out_keys_the_api_accepts(tmp_path):

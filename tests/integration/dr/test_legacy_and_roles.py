@@ -120,7 +120,7 @@ def test_a_grant_to_an_application_role_passes_the_drill(stack, ops, an_applicat
     assert backed.returncode == 0, backed.stderr[-3000:]
     key = json.loads(backed.stdout)["key"]
     manifest = ops.store().get_json(key + ".manifest.json")
-    assert manifest["format_version"] == 2 and manifest["globals_key"] == key + ".globals.sql"
+    assert manifest["format_version"] == 3 and manifest["globals_key"] == key + ".globals.sql"
     assert f"CREATE ROLE {an_application_role};" in ops.store().get_bytes(manifest["globals_key"]).decode()
     acl = manifest["schema"]["acls"]["public.trades"]
     assert any(entry.startswith(f"{an_application_role}=r/") for entry in acl[2])

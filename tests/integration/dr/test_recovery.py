@@ -27,7 +27,13 @@ pytestmark = pytest.mark.integration
 
 CLI = str(Path(sys.executable).parent / "stellar-ops")
 PASSWORD = "p@ss:w/rd?#%&'x y"
-DATABASE = "stellar_escrow_20261122_020000"  # named after the backup_key fixture's slot
+
+
+def database_named_after(key: str) -> str:
+    """The database a restore creates by default: named after the backup's snapshot time."""
+    name = key.rsplit("/", 1)[1]  # stellar_escrow_20261206T173502Z.dump.zst
+    stamp = name.removeprefix("stellar_escrow_").split(".", 1)[0]
+    return f"stellar_escrow_{stamp[:8]}_{stamp[9:15]}"
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +83,7 @@ class ArgvWatch:
             time.sleep(0.01)
 
 
-def restore(stack, ops, server, *args: str, env_extra: dict | None = None, killer=None):
+def restore(stack, ops, server, *args: str, env_extra: dict | None = None, killer=None, user: str = "dba"):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_", "PG"))}
     env.update(
         {
@@ -90,7 +96,7 @@ def restore(stack, ops, server, *args: str, env_extra: dict | None = None, kille
             **(env_extra or {}),
         }
     )
-    target = f"postgresql://dba@127.0.0.1:{server.port}/postgres"
+    target = f"postgresql://{user}@127.0.0.1:{server.port}/postgres"
     return subprocess.run(
         [CLI, "restore", "--target", target, "--yes", "--json", *args],
         capture_output=True,
@@ -111,28 +117,29 @@ def counts(server, database: str) -> dict[str, int]:
 def test_a_backup_restores_into_a_second_server_verified_and_reported(
     stack, ops, second_server, backup_key, receiver
 ):
+    database = database_named_after(backup_key)
     with ArgvWatch(PASSWORD) as watch:
         result = restore(stack, ops, second_server, "--backup", backup_key)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout)
     assert report["success"] is True and report["rto_kind"] == "recovery"
     assert [c["check"] for c in report["checks"]] == ["row counts", "schema", "sanity queries"]
-    assert report["target"]["database"] == DATABASE and report["target"]["rename_existing_to"] is None
+    assert report["target"]["database"] == database and report["target"]["rename_existing_to"] is None
     assert ops.store().get_json(backup_key + ".restore_report.json") == report
     manifest = ops.store().get_json(backup_key + ".manifest.json")
-    assert counts(second_server, DATABASE) == {
+    assert counts(second_server, database) == {
         t: manifest["row_counts"][f"public.{t}"] for t in ("trades", "events", "escrows")
     }
     assert gauge(
         stack.url("pushgateway"), "stellar_restore_seconds", job="stellar_ops", procedure="db_restore"
     ) == pytest.approx(report["rto_seconds"])
-    assert any("Restore done" in text and DATABASE in text for text in receiver.texts())
+    assert any("Restore done" in text and database in text for text in receiver.texts())
     assert watch.samples > 0 and watch.seen == [], "the target's password was in a process's argv"
     assert PASSWORD not in result.stdout + result.stderr
 
     again = restore(stack, ops, second_server, "--backup", backup_key)
     assert again.returncode == 2
-    assert f"database {DATABASE!r} already exists" in again.stderr and "set replace" in again.stderr
+    assert f"database {database!r} already exists" in again.stderr and "set replace" in again.stderr
 
 
 def test_a_password_in_the_target_url_is_refused(stack, ops, second_server, backup_key):
@@ -196,11 +203,70 @@ def test_an_older_server_or_a_missing_extension_is_refused_naming_it(stack, ops,
     store.put_json(backup_key + ".manifest.json", newer)
     result = restore(stack, ops, second_server, "--backup", backup_key, "--database", "never")
     assert result.returncode == 2
-    assert "runs PostgreSQL 15." in result.stderr and "older than the backup's pg_dump 17" in result.stderr
+    assert "server version: PostgreSQL 15." in result.stderr
+    assert "older than the backup's pg_dump 17" in result.stderr and "nothing was written" in result.stderr
 
     schema = {**manifest["schema"], "extensions": {**manifest["schema"]["extensions"], "postgis": "public"}}
     store.put_json(backup_key + ".manifest.json", {**manifest, "schema": schema})
     result = restore(stack, ops, second_server, "--backup", backup_key, "--database", "never")
-    assert result.returncode == 2 and "lacks the extensions the backup needs: postgis" in result.stderr
+    assert result.returncode == 2 and "extensions: the server lacks postgis" in result.stderr
     with connect(second_server.target()) as conn:
         assert conn.execute("SELECT count(*) FROM pg_database WHERE datname = 'never'").fetchone()[0] == 0
+
+
+@pytest.fixture
+def fresh_server():
+    """A server that has none of the backup's roles yet."""
+    with reachable_dir() as base:
+        yield from _serve(base)
+
+
+def test_a_role_that_may_not_create_is_refused_before_any_write_naming_each_privilege(
+    stack, ops, fresh_server, backup_key
+):
+    """Everything missing is named at once, before the approval: not a permission error mid-restore."""
+    second_server = fresh_server
+    second_server.psql("DROP ROLE IF EXISTS restorer")
+    second_server.psql("CREATE ROLE restorer LOGIN PASSWORD 'restorer-pw'")
+    try:
+        result = restore(
+            stack,
+            ops,
+            second_server,
+            "--backup",
+            backup_key,
+            "--database",
+            "by_restorer",
+            env_extra={"PGPASSWORD": "restorer-pw"},
+            user="restorer",
+        )
+        assert result.returncode == 2, result.stdout[-2000:]
+        assert "cannot take this restore; nothing was written" in result.stderr
+        assert "privilege: role 'restorer' may not create databases (it needs CREATEDB" in result.stderr
+        assert "may not create them (it needs CREATEROLE" in result.stderr
+        assert "the backup's roles postgres (SUPERUSER, REPLICATION, BYPASSRLS)" in result.stderr
+        assert "only a superuser may create the extensions pg_stat_statements" in result.stderr
+        with connect(second_server.target()) as conn:
+            assert (
+                conn.execute("SELECT count(*) FROM pg_database WHERE datname = 'by_restorer'").fetchone()[0]
+                == 0
+            )
+
+        second_server.psql("ALTER ROLE restorer CREATEDB CREATEROLE")
+        second_server.psql("CREATE ROLE postgres SUPERUSER")  # what only a superuser may create
+        second_server.psql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements", "template1")
+        granted = restore(
+            stack,
+            ops,
+            second_server,
+            "--backup",
+            backup_key,
+            "--database",
+            "by_restorer",
+            env_extra={"PGPASSWORD": "restorer-pw"},
+            user="restorer",
+        )
+        assert granted.returncode == 0, granted.stderr[-3000:]
+        assert counts(second_server, "by_restorer")["trades"] > 0
+    finally:
+        second_server.psql("DROP DATABASE IF EXISTS by_restorer")

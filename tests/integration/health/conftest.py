@@ -70,14 +70,14 @@ class Backups:
     ) -> str:
         from stellar_ops.backups.keys import backup_key
 
-        finished = (now or datetime.now(UTC)) - timedelta(hours=hours_ago)
-        slot = finished.replace(microsecond=0) - timedelta(minutes=3)
-        key = backup_key(self.ops.prefix, slot, "custom")
+        snapshot_at = (now or datetime.now(UTC)) - timedelta(hours=hours_ago)  # the age of its data
+        key = backup_key(self.ops.prefix, snapshot_at, "custom")
         self.store.put_bytes(key, b"\0" * min(size, 4096))
         if manifest:
-            self.store.put_json(
-                key + ".manifest.json", manifest_document(key, finished_at=finished, size_bytes=size)
+            document = manifest_document(
+                key, finished_at=snapshot_at + timedelta(minutes=3), size_bytes=size, snapshot_at=snapshot_at
             )
+            self.store.put_json(key + ".manifest.json", document)
         return key
 
     def dr_report(self, backup_key: str, *, success: bool, days_ago: float) -> str:

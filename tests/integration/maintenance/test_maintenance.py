@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
+from stellar_ops.core.alerts import markdown_leftovers
 from stellar_ops.core.processes import unprivileged_user
 from stellar_ops.maintenance import vacuum as maintenance
 from stellar_ops.postgres.server import LocalPgServer
@@ -55,7 +58,7 @@ def test_vacuum_of_an_unknown_table_names_it(stack):
         maintenance.vacuum_analyze(stack.db, tables=["no_such_table"], lock_timeout_seconds=5)
 
 
-def test_db_maintenance_dag_vacuums_and_reports(airflow_db, ops, bloated_table):
+def test_db_maintenance_dag_vacuums_reports_and_sends_its_summary(airflow_db, ops, receiver, bloated_table):
     ops.update(maintenance={"tables": [bloated_table], "bloat_min_dead_tuples": 100})
     outcome = run_dag("db_maintenance")
     assert outcome.state == "success", outcome.tasks
@@ -68,6 +71,23 @@ def test_db_maintenance_dag_vacuums_and_reports(airflow_db, ops, bloated_table):
     assert summary["still_bloated"] == []
     assert summary["dead_tuples_removed"][bloated_table] >= 20000
     assert outcome.xcom("check_pg_stat_statements") == {"installed": True, "preloaded": True, "warning": None}
+    (top,) = summary["top"]
+    assert top["table"] == bloated_table and top["dead_before"] >= 20000 and top["dead_after"] == 0
+
+    (message,) = [m for m in receiver.messages() if "text" in (m.get("json") or {})]  # the summary
+    assert "/B0ALERTS/" in message["path"]  # the ops channel's webhook
+    text = message["json"]["text"]
+    assert message["json"]["blocks"][0]["text"] == {"type": "mrkdwn", "text": text}
+    assert markdown_leftovers(text) == [], text
+    headline, *rest = text.splitlines()
+    assert re.fullmatch(
+        r":broom: \*Database maintenance done:\* VACUUM ANALYZE of 1 table in \d+(\.\d)? (ms|s)", headline
+    ), headline
+    assert any(
+        re.fullmatch(rf"• {bloated_table}: 2\d,\d{{3}} \(5\d\.\d%\) → 0 \(0\.0%\) .*", line) for line in rest
+    ), rest
+    assert "*pg_stat_statements:* installed and preloaded" in rest
+    assert outcome.xcom("send_summary")["tables"] == 1
 
 
 def test_pg_stat_statements_not_preloaded_gives_a_clear_warning(server_dir):

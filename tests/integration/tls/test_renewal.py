@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -49,25 +50,101 @@ def _runtime(ops, lab: AcmeLab, **tls):
     return rt, domain
 
 
-def test_a_short_lived_certificate_is_renewed_through_acme_and_served(lab, ops, receiver):
-    rt, domain = _runtime(ops, lab)
+def _short_alerts(receiver) -> list[str]:
+    return [t for t in receiver.texts() if "TLSCertShortLifetime" in t]
+
+
+def test_a_due_certificate_is_renewed_once_then_not_within_the_interval(lab, ops, receiver, capsys):
+    # Just above pebble's 10-day lifetime, so a new certificate is still due at the next run.
+    rt, domain = _runtime(ops, lab, renew_below_days=10.5, warning_days=11, critical_days=5)
     before = flow.probe_domain(rt, domain, alert=False)
-    assert before.state == "critical"  # 10 days: under critical_days
+    assert before.state == "warning"  # 10 days: under warning_days
     assert before.issuer and before.issuer.startswith("CN=Pebble Intermediate CA")
 
     renewed = flow.renew_domain(rt, domain, before.as_dict(), force=False)
 
-    assert renewed is not None
+    assert renewed["renewed"] is True
     after = renewed["after"]
     assert after["serial"] != before.serial
     assert after["not_after"] > before.as_dict()["not_after"]
     assert lab.served_serial() == after["serial"]
-    assert lab.served_serial() == after["serial"]
     assert "under tls.renew_below_days" in renewed["reason"]
-    (message,) = receiver.texts()
-    assert "TLS certificate renewed" in message
+    (message,) = [t for t in receiver.texts() if "TLS certificate renewed" in t]
     assert f"*Old expiry:* {before.as_dict()['not_after']}" in message
     assert f"*New expiry:* {after['not_after']}" in message
+    record = ops.store().get_json(f"{ops.prefix}tls/renewals/escrow.json")
+    assert record["serial"] == after["serial"] and record["lifetime_days"] == 10
+    renewed_at = datetime.fromisoformat(record["renewed_at"])
+    assert abs((datetime.now(UTC) - renewed_at).total_seconds()) < 60
+
+    # The next run, at once: still due (under 10.5 days left), but renewed moments ago.
+    second = flow.probe_domain(rt, domain, alert=False)
+    assert second.state == "warning" and second.serial == after["serial"]
+    capsys.readouterr()
+
+    skipped = flow.renew_domain(rt, domain, second.as_dict(), force=False)
+
+    assert skipped["renewed"] is False
+    assert "within tls.min_renewal_interval (24h)" in skipped["reason"]
+    assert "within tls.min_renewal_interval (24h)" in capsys.readouterr().err  # said in the log
+    assert settled_serial(lab) == after["serial"]
+    assert sum("TLS certificate renewed" in t for t in receiver.texts()) == 1
+    assert ops.store().get_json(f"{ops.prefix}tls/renewals/escrow.json") == record
+
+
+def test_force_renewal_overrides_the_interval(lab, ops, receiver, capsys):
+    rt, domain = _runtime(ops, lab, renew_below_days=10.5, warning_days=11, critical_days=5)
+    first = flow.renew_domain(rt, domain, flow.probe_domain(rt, domain, alert=False).as_dict(), force=True)
+    assert first["renewed"] is True
+    capsys.readouterr()
+
+    again = flow.renew_domain(rt, domain, flow.probe_domain(rt, domain, alert=False).as_dict(), force=True)
+
+    assert again["renewed"] is True and again["reason"] == "forced renewal"
+    assert again["after"]["serial"] != first["after"]["serial"]
+    assert settled_serial(lab) == again["after"]["serial"]
+    assert "forced past tls.min_renewal_interval" in capsys.readouterr().err
+    assert sum("TLS certificate renewed" in t for t in receiver.texts()) == 2
+
+
+def test_a_ca_issuing_short_certificates_alerts_once(lab, ops, receiver, capsys):
+    # renew_below_days (30) above pebble's 10-day lifetime: every new certificate is still due.
+    rt, domain = _runtime(ops, lab)
+
+    first = flow.renew_domain(rt, domain, flow.probe_domain(rt, domain, alert=False).as_dict(), force=False)
+
+    assert first["renewed"] is True
+    (alert,) = _short_alerts(receiver)
+    assert "the CA issues 10-day certificates" in alert
+    assert "lower tls.renew_below_days below 10" in alert
+    assert first["after"]["state"] == "critical"  # still visible: 10 days, under critical_days
+    record = ops.store().get_json(f"{ops.prefix}tls/renewals/escrow.json")
+    assert record["short_lifetime_alert"]["lifetime_days"] == 10
+
+    # The next run: due, but renewed moments ago; neither a renewal nor a second alert.
+    second = flow.renew_domain(rt, domain, flow.probe_domain(rt, domain, alert=False).as_dict(), force=False)
+    assert second["renewed"] is False
+    assert settled_serial(lab) == first["after"]["serial"]
+
+    # Past the interval the short lifetime itself holds the renewal back (10 days > a third of 10).
+    later = flow.renew_domain(
+        rt,
+        domain,
+        flow.probe_domain(rt, domain, alert=False).as_dict(),
+        force=False,
+        now=datetime.now(UTC) + timedelta(days=1, hours=1),
+    )
+    assert later["renewed"] is False
+    assert "the CA issues 10-day certificates" in later["reason"]
+    assert settled_serial(lab) == first["after"]["serial"]
+
+    # A forced renewal gives another short certificate: the alert is not repeated.
+    capsys.readouterr()
+    forced = flow.renew_domain(rt, domain, flow.probe_domain(rt, domain, alert=False).as_dict(), force=True)
+    assert forced["renewed"] is True
+    assert "already alerted at" in capsys.readouterr().err
+    assert len(_short_alerts(receiver)) == 1
+    assert sum("TLS certificate renewed" in t for t in receiver.texts()) == 2
 
 
 def test_nothing_due_is_not_renewed(lab, ops):
@@ -75,8 +152,10 @@ def test_nothing_due_is_not_renewed(lab, ops):
     before = flow.probe_domain(rt, domain, alert=False)
     assert before.state == "ok"
 
-    assert flow.renew_domain(rt, domain, before.as_dict(), force=False) is None
+    skipped = flow.renew_domain(rt, domain, before.as_dict(), force=False)
+    assert skipped["renewed"] is False and skipped["summary"] == "not due (ok)"
     assert lab.served_serial() == before.serial
+    assert not ops.store().exists(f"{ops.prefix}tls/renewals/escrow.json")
 
 
 def test_a_failing_certbot_leaves_the_old_certificate_served(lab, ops, receiver):
@@ -111,7 +190,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([CLI, *args], capture_output=True, text=True, timeout=300, env=dict(os.environ))
 
 
-def test_the_cli_checks_and_renews(lab, ops):
+def test_the_cli_checks_and_renews_once_per_interval(lab, ops, receiver):
     ops.update(tls=lab.tls_config())
     served = settled_serial(lab)
 
@@ -126,7 +205,14 @@ def test_the_cli_checks_and_renews(lab, ops):
     renewed = _cli("certs", "renew", "--domain", "escrow.test", "--force")
     assert renewed.returncode == 0, renewed.stderr
     assert "renewed (forced renewal)" in renewed.stdout
-    assert settled_serial(lab) != served
+    renewed_serial = settled_serial(lab)
+    assert renewed_serial != served
+
+    again = _cli("certs", "renew", "--domain", "escrow.test")  # due (10 days < 30), renewed just now
+    assert again.returncode == 0, again.stderr
+    assert "not renewed:" in again.stdout and "within tls.min_renewal_interval" in again.stdout
+    assert settled_serial(lab) == renewed_serial
+    assert sum("TLSCertShortLifetime" in t for t in receiver.texts()) == 1  # the CA's 10-day lifetime
     latest = ops.store().get_json(f"{ops.prefix}tls/latest.json")
     (entry,) = latest["domains"]
     assert set(entry) == {"host", "port", "server_name", "state", "days_left", "not_after", "error"}

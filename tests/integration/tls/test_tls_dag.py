@@ -35,8 +35,9 @@ def _latest(ops) -> dict:
 
 
 def test_a_scheduled_check_probes_and_records_without_renewing(airflow_db, stack, ops, receiver):
-    # The stack's certificate has 20 days: warning, but renewal is set below 10 days here.
-    ops.update(tls={**stack.tls, "renew_below_days": 10})
+    # The stack's own thresholds fit pebble's 20-day certificates: ok, renewal under 10 days.
+    assert stack.tls["renew_below_days"] < 20
+    ops.update(tls=stack.tls)
     served = _served(stack)
 
     outcome = run_dag("tls_cert_check")
@@ -48,13 +49,13 @@ def test_a_scheduled_check_probes_and_records_without_renewing(airflow_db, stack
     assert _served(stack) == served
     latest = _latest(ops)
     (entry,) = latest["domains"]
-    assert entry["state"] == "warning" and entry["server_name"] == "escrow.test"
+    assert entry["state"] == "ok" and entry["server_name"] == "escrow.test"
     assert 19 < entry["days_left"] < 20.01
     assert latest["checked_at"].endswith("+00:00")
-    assert receiver.texts() == []  # warning alerts nobody: the renewal handles it
-    assert _grid_labels(outcome, "probe_certificate") == [
-        f"escrow.test@127.0.0.1:{stack.tls['domains'][0]['port']}: warning, {entry['days_left']:.1f} days"
-    ]
+    assert receiver.texts() == []
+    label = f"escrow.test@127.0.0.1:{stack.tls['domains'][0]['port']}"
+    assert _grid_labels(outcome, "probe_certificate") == [f"{label}: ok, {entry['days_left']:.1f} days"]
+    assert _grid_labels(outcome, "renew_certificate") == [f"{label}: not due (ok)"]
 
 
 def test_force_renewal_serves_a_new_certificate(airflow_db, stack, ops, receiver):
@@ -67,8 +68,9 @@ def test_force_renewal_serves_a_new_certificate(airflow_db, stack, ops, receiver
     assert outcome.tasks["renew_certificate"] == "success"
     assert _served(stack) != served
     (entry,) = _latest(ops)["domains"]
-    assert entry["state"] == "warning"
+    assert entry["state"] == "ok"
     assert any("TLS certificate renewed" in text for text in receiver.texts())
+    assert not any("TLSCertShortLifetime" in text for text in receiver.texts())
 
 
 def test_a_failed_renewal_turns_the_run_red_and_still_records(airflow_db, stack, ops, receiver):
@@ -82,7 +84,7 @@ def test_a_failed_renewal_turns_the_run_red_and_still_records(airflow_db, stack,
     assert outcome.tasks["record_results"] == "success"
     assert _served(stack) == served
     (entry,) = _latest(ops)["domains"]
-    assert entry["state"] == "warning"
+    assert entry["state"] == "ok"  # the old certificate, still served
 
 
 def test_an_unknown_domain_in_the_form_is_named(airflow_db, stack, ops):
@@ -103,6 +105,8 @@ def test_each_domain_has_its_own_mapped_task_and_entry(airflow_db, stack, ops, r
         tls={
             **stack.tls,
             "renew_below_days": 10,
+            "warning_days": 30,
+            "critical_days": 14,
             "handshake_timeout_seconds": 1,
             "domains": [
                 *stack.tls["domains"],
@@ -190,5 +194,67 @@ def test_the_dag_and_stellar_ops_certs_check_record_and_alert_the_same(
         ]
 
     assert comparable(from_cli) == comparable(from_dag)
-    assert [row["state"] for row in json.loads(result.stdout)] == ["warning", "unreachable"]
+    assert [row["state"] for row in json.loads(result.stdout)] == ["ok", "unreachable"]
     assert cli_texts == dag_texts and len(dag_texts) == 1 and "TLSEndpointUnreachable" in dag_texts[0]
+
+
+def _short_alerts(receiver) -> list[str]:
+    return [text for text in receiver.texts() if "TLSCertShortLifetime" in text]
+
+
+def test_renewal_is_idempotent_across_runs_and_short_certificates_alert_once(
+    airflow_db, stack, ops, receiver
+):
+    # renew_below_days (30) above pebble's 20-day lifetime: every new certificate is still due.
+    ops.update(tls={**stack.tls, "renew_below_days": 30, "warning_days": 30, "critical_days": 14})
+    label = f"escrow.test@127.0.0.1:{stack.tls['domains'][0]['port']}"
+    served = _served(stack)
+
+    first = run_dag("tls_cert_check")
+
+    assert first.state == "success", first.tasks
+    assert first.tasks["renew_certificate"] == "success"
+    renewed = _served(stack)
+    assert renewed != served
+    (alert,) = _short_alerts(receiver)
+    assert "the CA issues 20-day certificates" in alert
+    assert "lower tls.renew_below_days below 20" in alert
+    (entry,) = _latest(ops)["domains"]
+    assert entry["state"] == "warning"  # still under the threshold, and shown so
+
+    second = run_dag("tls_cert_check")
+
+    assert second.state == "success", second.tasks
+    assert second.tasks["renew_certificate"] == "skipped"
+    (skipped,) = _grid_labels(second, "renew_certificate")
+    assert skipped.startswith(f"{label}: not renewed: renewed ")
+    assert skipped.endswith("within tls.min_renewal_interval (24h)")
+    assert _served(stack) == renewed
+    assert len(_short_alerts(receiver)) == 1
+    assert sum("TLS certificate renewed" in text for text in receiver.texts()) == 1
+    (entry,) = _latest(ops)["domains"]
+    assert entry["state"] == "warning"
+
+    forced = run_dag("tls_cert_check", conf={"force_renewal": True})
+
+    assert forced.state == "success", forced.tasks
+    assert forced.tasks["renew_certificate"] == "success"
+    assert _served(stack) not in (served, renewed)
+    assert len(_short_alerts(receiver)) == 1  # the same CA, the same threshold: said once
+    assert sum("TLS certificate renewed" in text for text in receiver.texts()) == 2
+    record = ops.store().get_json(f"{ops.prefix}tls/renewals/{stack.tls['domains'][0]['cert_name']}.json")
+    assert record["serial"] == _served(stack) and record["lifetime_days"] == 20
+
+
+def test_the_runbook_names_the_tasks_in_their_order():
+    from tests.support.dagrun import get_dag
+
+    dag = get_dag("tls_cert_check")
+    numbered = [line for line in dag.doc_md.splitlines() if line[:1].isdigit() and ". `" in line[:5]]
+    steps = [line.split("`")[1] for line in numbered]
+    assert sorted(steps) == sorted(dag.task_ids)
+    for position, task_id in enumerate(steps):  # each step comes after every step it waits for
+        assert dag.get_task(task_id).upstream_task_ids <= set(steps[:position]), task_id
+    assert steps[:4] == ["list_domains", "probe_certificate", "renew_certificate", "record_results"]
+    for words in ("tls.min_renewal_interval", "force_renewal", "TLSCertShortLifetime", "once"):
+        assert words in dag.doc_md

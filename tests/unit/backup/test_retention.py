@@ -152,7 +152,7 @@ def test_reasons_explain_each_verdict() -> None:
 
     reasons = plan(listing(newest, second, recent, old, future)).reasons
 
-    assert reasons[future.key] == "keep: newer than this run's slot"
+    assert reasons[future.key] == "keep: newer than this run's backup"
     assert reasons[newest.key] == "keep: among the newest restorable backups (min_keep)"
     assert reasons[second.key] == "keep: among the newest restorable backups (min_keep)"
     assert reasons[recent.key] == "keep: within retention_days"
@@ -212,7 +212,7 @@ def test_newer_backups_are_never_deleted_nor_counted_by_min_keep() -> None:
 
     assert set(result.keep) == {e.key for e in february} | {old_unverified_future.key, january.key}
     assert sorted(result.delete) == sorted([december.key, december.key + ".manifest.json", november.key])
-    assert all(result.reasons[e.key] == "keep: newer than this run's slot" for e in february)
+    assert all(result.reasons[e.key] == "keep: newer than this run's backup" for e in february)
     assert result.reasons[january.key] == "keep: among the newest restorable backups (min_keep)"
 
 

@@ -10,13 +10,12 @@ from stellar_ops.backups.keys import (
     BackupName,
     backup_key,
     format_of_path,
-    incoming_key,
+    key_timestamp,
     parse_backup_key,
     parse_timestamp,
-    slot_timestamp,
 )
 
-SLOT = datetime(2025, 3, 1, 2, 0, tzinfo=UTC)
+TAKEN = datetime(2025, 3, 1, 2, 0, tzinfo=UTC)
 PREFIX = "backups/"
 
 
@@ -28,57 +27,48 @@ PREFIX = "backups/"
     ],
 )
 def test_backup_key_for_both_formats(dump_format: str, expected: str) -> None:
-    assert backup_key(PREFIX, SLOT, dump_format) == expected  # type: ignore[arg-type]
+    assert backup_key(PREFIX, TAKEN, dump_format) == expected  # type: ignore[arg-type]
 
 
 def test_backup_key_with_empty_prefix() -> None:
-    assert backup_key("", SLOT, "custom") == "stellar_escrow_20250301T020000Z.dump.zst"
+    assert backup_key("", TAKEN, "custom") == "stellar_escrow_20250301T020000Z.dump.zst"
 
 
-def test_backup_key_keeps_seconds() -> None:
-    slot = datetime(2025, 12, 31, 23, 59, 58, 999999, tzinfo=UTC)
-    assert backup_key(PREFIX, slot, "custom") == "backups/stellar_escrow_20251231T235958Z.dump.zst"
+def test_backup_key_keeps_seconds_and_cuts_the_fraction() -> None:
+    snapshot_at = datetime(2025, 12, 31, 23, 59, 58, 999999, tzinfo=UTC)
+    assert backup_key(PREFIX, snapshot_at, "custom") == "backups/stellar_escrow_20251231T235958Z.dump.zst"
 
 
-def test_naive_slot_is_rejected() -> None:
+def test_naive_time_is_rejected() -> None:
     with pytest.raises(ValueError, match="must be timezone-aware"):
         backup_key(PREFIX, datetime(2025, 3, 1, 2, 0), "custom")
     with pytest.raises(ValueError, match="must be timezone-aware"):
-        slot_timestamp(datetime(2025, 3, 1, 2, 0))
+        key_timestamp(datetime(2025, 3, 1, 2, 0))
 
 
-def test_non_utc_slot_is_converted_to_utc() -> None:
+def test_non_utc_time_is_converted_to_utc() -> None:
     # 03:30 at UTC+05:30 is 22:00 UTC the day before, across a month and a year boundary.
     india = timezone(timedelta(hours=5, minutes=30))
-    slot = datetime(2025, 1, 1, 3, 30, tzinfo=india)
+    taken = datetime(2025, 1, 1, 3, 30, tzinfo=india)
 
-    assert backup_key(PREFIX, slot, "plain") == "backups/stellar_escrow_20241231T220000Z.sql.gz"
+    assert backup_key(PREFIX, taken, "plain") == "backups/stellar_escrow_20241231T220000Z.sql.gz"
 
 
 def test_same_instant_in_two_zones_names_the_same_object() -> None:
     new_york = timezone(timedelta(hours=-5))
-    assert backup_key(PREFIX, SLOT, "custom") == backup_key(PREFIX, SLOT.astimezone(new_york), "custom")
+    assert backup_key(PREFIX, TAKEN, "custom") == backup_key(PREFIX, TAKEN.astimezone(new_york), "custom")
 
 
 def test_backup_key_round_trips_through_parse() -> None:
     for dump_format in ("custom", "plain"):
-        key = backup_key(PREFIX, SLOT, dump_format)  # type: ignore[arg-type]
+        key = backup_key(PREFIX, TAKEN, dump_format)  # type: ignore[arg-type]
         parsed = parse_backup_key(key, PREFIX)
-        assert parsed == BackupName(timestamp=SLOT, key=key, dump_format=dump_format)  # type: ignore[arg-type]
+        assert parsed == BackupName(timestamp=TAKEN, key=key, dump_format=dump_format)  # type: ignore[arg-type]
 
 
-def test_incoming_key() -> None:
-    final = "backups/stellar_escrow_20250301T020000Z.dump.zst"
-
-    key = incoming_key(PREFIX, final, "a1b2c3")
-
-    assert key == "backups/.incoming/stellar_escrow_20250301T020000Z.dump.zst.a1b2c3"
-    # An upload in progress is never mistaken for a backup.
-    assert parse_backup_key(key, PREFIX) is None
-
-
-def test_incoming_key_with_empty_prefix() -> None:
-    assert incoming_key("", "stellar_escrow_x.sql.gz", "t") == ".incoming/stellar_escrow_x.sql.gz.t"
+def test_an_upload_staged_by_an_earlier_version_is_never_a_backup() -> None:
+    staged = "backups/.incoming/stellar_escrow_20250301T020000Z.dump.zst.a1b2c3"
+    assert parse_backup_key(staged, PREFIX) is None
 
 
 # -- parse_backup_key -----------------------------------------------------------------------------

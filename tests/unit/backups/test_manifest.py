@@ -134,3 +134,20 @@ def test_the_roles_sidecar_is_named_and_covered_by_its_sha256(manifest_doc: dict
     assert manifest.globals_key.endswith(".dump.zst.globals.sql")
     with pytest.raises(VerificationError, match="globals_sha256"):
         Manifest.from_document({**document, "globals_sha256": "not-a-digest"}, source=SOURCE)
+
+
+def test_format_3_records_the_snapshot_time_and_the_note(manifest_doc: dict[str, Any]) -> None:
+    document = {
+        **manifest_doc,
+        "format_version": 3,
+        "slot": "2026-12-03T02:00:00+00:00",
+        "snapshot_at": "2026-12-06T10:00:03.25+00:00",
+        "note": "This backup holds the data of 2026-12-06 10:00:03 UTC, not of its slot 2026-12-03 02:00:00 UTC",
+    }
+    manifest = Manifest.from_document(document, source=SOURCE)
+    assert (
+        manifest.snapshot_time == manifest.snapshot_at == datetime(2026, 12, 6, 10, 0, 3, 250000, tzinfo=UTC)
+    )
+    assert manifest.slot == datetime(2026, 12, 3, 2, 0, tzinfo=UTC)
+    assert Manifest.from_document(manifest.to_document(), source=SOURCE) == manifest
+    assert FORMAT_VERSION == 3

@@ -52,10 +52,22 @@ def test_failure_message_names_everything_needed() -> None:
     assert f"*Severity:* P2 ({SEVERITY_MEANING['P2']}); respond within 1 hour" in lines
     assert "*Error:* pg_dump: error: connection to server failed" in lines
     assert (
-        "*Runbook:* RB-002 Backup failed or stale: https://ops.example.org/runbooks#rb-002"
-        " · DAG runbook: https://runbooks.example.org/db_backup"
+        "*Runbook:* <https://ops.example.org/runbooks#rb-002|RB-002 Backup failed or stale>"
+        " · <https://runbooks.example.org/db_backup|DAG runbook>"
     ) in lines
-    assert lines[-1] == "*Log:* https://airflow.example.org/dags/db_backup/runs/x/tasks/take_backup"
+    assert (
+        lines[-1] == "*Log:* <https://airflow.example.org/dags/db_backup/runs/x/tasks/take_backup|task log>"
+    )
+
+
+def test_a_runbook_without_a_web_address_is_named_with_its_path() -> None:
+    text = _text(dataclasses.replace(ALERT, runbook_link="docs/runbooks.md#rb-002", runbook_url="docs/x"))
+    assert "*Runbook:* RB-002 Backup failed or stale: docs/runbooks.md#rb-002 · DAG runbook: docs/x" in text
+
+
+def test_an_error_cannot_become_a_link_or_a_mention() -> None:
+    text = _text(dataclasses.replace(ALERT, error="<!channel> a & b <http://x|y>"))
+    assert "*Error:* &lt;!channel&gt; a &amp; b &lt;http://x|y&gt;" in text
 
 
 @pytest.mark.parametrize("severity", ["P1", "P2", "P3"])
@@ -131,7 +143,7 @@ def test_recovery_message() -> None:
 
     assert payload["text"] == (
         ":large_green_circle: RESOLVED BackupFailed: db_backup succeeded again in run scheduled__2025-03-02"
-        " (failing since run scheduled__2025-03-01)\n*Runbook:* https://runbooks.example.org/db_backup"
+        " (failing since run scheduled__2025-03-01)\n*Runbook:* <https://runbooks.example.org/db_backup|DAG runbook>"
     )
     assert payload["blocks"][0]["text"]["text"] == payload["text"]
 

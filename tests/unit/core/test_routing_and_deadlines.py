@@ -47,9 +47,10 @@ def test_a_missed_deadline_states_severity_response_time_and_runbook():
         dag_page="http://af/dags/dr_restore_test",
     )["text"]
     assert text.splitlines()[0] == (
-        ":red_circle: [P2] DeadlineMissed: dr_restore_test run scheduled__2026-12-01 is not done 120 minutes "
+        ":red_circle: [P2] DeadlineMissed: dr_restore_test run scheduled__2026-12-01 is not done 2 h "
         "after it was queued"
     )
+    assert "*Expected:* done within 2 h of being queued" in text
     assert "respond within 1 hour" in text
     assert "*Runbook:* RB-003 Disaster-recovery test failed: docs/runbooks.md#rb-003" in text
 

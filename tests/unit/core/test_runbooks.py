@@ -46,7 +46,7 @@ def test_a_findings_message_states_severity_summary_details_and_runbook() -> Non
         "• not after 2026-12-11T00:00:00Z",
         "• issuer Pebble Intermediate CA",
         "*Found by:* tls_cert_check",
-        "*Runbook:* RB-004 TLS certificate expiring, expired or invalid: https://ops.example.org/runbooks#rb-004",
+        "*Runbook:* <https://ops.example.org/runbooks#rb-004|RB-004 TLS certificate expiring, expired or invalid>",
     ]
     paging = Finding("DatabaseDown", "P1", "db down", "RB-001", "morning_health_check")
     assert finding_message(paging, AlertsConfig(mention="<!here>"))["text"].startswith(

@@ -58,3 +58,44 @@ def test_the_targets_password_comes_from_the_environment_never_from_argv():
     from_file = target_from("postgresql://dba@db:5432/postgres", {"PGPASSFILE": "/secure/pgpass"})
     assert from_file.password is None and from_file.client_env({})["PGPASSFILE"] == "/secure/pgpass"
     assert from_file.connect_kwargs()["passfile"] == "/secure/pgpass"
+
+
+def test_the_roles_a_backup_names_come_from_owners_grants_and_default_privileges():
+    from stellar_ops.dr.recovery import roles_named
+
+    schema = {
+        "acls": {
+            "public.trades": [
+                "r",
+                "stellar",
+                ["stellar=arwdDxt/stellar", "reporting=r/stellar", "=r/stellar"],
+            ],
+            "public.trades_id_seq": ["S", "stellar", None],
+            "public.audit": ["r", '"Auditors"', ["pg_read_all_data=r/stellar"]],
+        },
+        "default_acls": {"stellar.public.r": ["app=r/stellar"]},
+    }
+    assert roles_named(schema) == {"stellar", "reporting", "Auditors"}
+
+
+def test_a_restore_role_that_is_no_superuser_leaves_out_what_only_a_superuser_may_name():
+    from stellar_ops.dr.engine.roles import for_a_role_without_superuser, privileged_roles
+
+    globals_sql = (
+        "CREATE ROLE postgres;\n"
+        "ALTER ROLE postgres WITH SUPERUSER INHERIT CREATEROLE CREATEDB LOGIN REPLICATION BYPASSRLS;\n"
+        "CREATE ROLE stellar;\n"
+        "ALTER ROLE stellar WITH NOSUPERUSER INHERIT NOCREATEROLE NOCREATEDB LOGIN NOREPLICATION NOBYPASSRLS;\n"
+    )
+    assert privileged_roles(globals_sql) == {"postgres": ["SUPERUSER", "REPLICATION", "BYPASSRLS"]}
+    assert (
+        for_a_role_without_superuser(
+            "ALTER ROLE stellar WITH NOSUPERUSER INHERIT NOCREATEROLE NOCREATEDB LOGIN NOREPLICATION NOBYPASSRLS;"
+        )
+        == "ALTER ROLE stellar WITH INHERIT NOCREATEROLE NOCREATEDB LOGIN;"
+    )
+    assert (
+        for_a_role_without_superuser("GRANT pg_read_all_stats TO stellar GRANTED BY postgres;")
+        == "GRANT pg_read_all_stats TO stellar;"
+    )
+    assert for_a_role_without_superuser("CREATE ROLE stellar;") == "CREATE ROLE stellar;"

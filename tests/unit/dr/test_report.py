@@ -45,7 +45,7 @@ def test_report_success(make_manifest: Callable[..., Manifest]) -> None:
     assert datetime.fromisoformat(document["finished_at"]).tzinfo is not None
     assert report.summary_line(document) == (
         ":white_check_mark: DR test passed: backups/stellar_escrow_20250301T020000Z.dump.zst restored in "
-        "42.3s (drill restore on a throwaway-tuned scratch server), backup age 2.0h (RPO), 2 checks passed"
+        "42 s (drill restore on a throwaway-tuned scratch server), backup age 2 h (RPO), 2 checks passed"
     )
 
 

@@ -276,10 +276,10 @@ def test_the_summary_message_is_a_table_with_runbook_links():
     assert "services      critical  1 of 4 down: s3 (refused)" in text
     assert "alerts        ok        nothing firing" in text
     assert (
-        "• services: P1 ServiceDown, RB-001 Database or API unavailable: https://docs.example/runbooks#rb-001"
+        "• services: P1 ServiceDown, <https://docs.example/runbooks#rb-001|RB-001 Database or API unavailable>"
         in text
     )
-    assert "• backups: SEC-1.1 Morning health check" in text
+    assert "• backups: <https://docs.example/runbooks#sec-1.1|SEC-1.1 Morning health check>" in text
     assert "alerts: " not in text.split("*Runbooks:*")[1]  # ok checks need no runbook
     assert summary.severity(_results()) == "P1"
 

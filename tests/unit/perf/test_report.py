@@ -138,3 +138,77 @@ def test_a_report_read_back_sorted_keeps_its_checks_in_their_order() -> None:
         if line.startswith("| ") and "---" not in line
     ]
     assert rows == ["check", "slow_queries", "containers", "redis_hit_rate", "disk"]
+
+
+def test_the_slack_summary_is_short_mrkdwn_not_the_markdown_report() -> None:
+    from stellar_ops.core.alerts import markdown_leftovers
+
+    text = report.slack_summary(document(), where="s3://b/perf/2026-11-29.md")
+    lines = text.splitlines()
+    assert lines[0] == ":red_circle: *Performance review 2026-11-29*: 2 critical, 1 ok, 1 unknown"
+    assert "• :red_circle: *slow_queries* critical: slowest hot path mean 60.0 ms" in lines
+    assert "• :red_circle: *redis_hit_rate* critical: hit rate 50.0%" in lines
+    assert "*Could not check:* containers" in lines
+    assert "disk" not in text  # an ok check is counted, not listed
+    assert lines[-1] == "*Full report:* s3://b/perf/2026-11-29.md"
+    assert markdown_leftovers(text) == []
+    assert markdown_leftovers(report.markdown(document()))  # the stored report stays Markdown
+
+
+def test_the_slack_summary_names_the_worst_checks_and_changes_first_and_counts_the_rest() -> None:
+    many = [CheckResult(f"c{i}", "warning", f"w{i}", {}) for i in range(9)]
+    many.insert(5, CheckResult("bad", "critical", "very bad", {}))
+    regressions = [
+        {
+            "queryid": str(i),
+            "mean_ms_before": 1.0,
+            "mean_ms_now": 2.0 + i,
+            "change_share": 1.0 + i,
+            "calls_this_week": 10,
+            "query": "SELECT 1",
+        }
+        for i in range(5)
+    ]
+    wow = {
+        "compared_to": "perf/2026-11-22.json",
+        "available": True,
+        "reason": None,
+        "reset": "pg_stat_statements was reset at 2026-11-25",
+        "regressions": regressions,
+        "new_in_top": [],
+    }
+    doc = report.build(many, day=date(2026, 11, 29), run_id="r", generated_at="t", key="k", comparison=wow)
+    lines = report.slack_summary(doc).splitlines()
+    worst = [line for line in lines if line.startswith("• :")]
+    assert worst[0] == "• :red_circle: *bad* critical: very bad"
+    assert len(worst) == report.SLACK_WORST_CHECKS
+    assert f"• … and {10 - report.SLACK_WORST_CHECKS} more in the report" in lines
+    assert "*Week over week* (against perf/2026-11-22.json): 5 queries slower" in lines
+    assert (
+        ":warning: statistics reset between the reports: pg_stat_statements was reset at 2026-11-25" in lines
+    )
+    assert sum(line.startswith("• 0: mean") or line.startswith("• 1: mean") for line in lines) == 2
+    assert f"• … and {5 - report.SLACK_CHANGES} more in the report" in lines
+
+
+def test_the_slack_summary_says_why_nothing_was_compared() -> None:
+    doc = report.build(
+        [CheckResult("disk", "ok", "fullest / 40%", {})],
+        day=date(2026, 11, 29),
+        run_id="r",
+        generated_at="t",
+        key="k",
+        comparison={
+            "compared_to": None,
+            "available": False,
+            "reason": "no previous report",
+            "reset": None,
+            "regressions": [],
+            "new_in_top": [],
+        },
+    )
+    text = report.slack_summary(doc)
+    assert text.splitlines() == [
+        ":white_check_mark: *Performance review 2026-11-29*: 1 ok",
+        "*Week over week:* not compared (no previous report)",
+    ]

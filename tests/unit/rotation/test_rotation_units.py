@@ -119,3 +119,42 @@ def test_the_load_generator_stays_on_loopback_and_bounded():
         LoadGenerator("http://example.com", [])
     with pytest.raises(ValueError, match="rate_per_second"):
         LoadGenerator("http://127.0.0.1:1", [], rate_per_second=10_000)
+
+
+def test_the_audit_digest_names_every_overdue_secret_at_the_highest_severity() -> None:
+    from dataclasses import replace
+
+    from stellar_ops.core.alerts import finding_message, markdown_leftovers
+    from stellar_ops.core.config import AlertsConfig
+    from stellar_ops.rotation.flow import overdue_digest
+
+    now = datetime(2026, 12, 7, 8, 0, tzinfo=UTC)
+    found = [
+        ledger.Overdue("API_KEYS", now - timedelta(days=100), now - timedelta(days=8), 92, "rotate API"),
+        ledger.Overdue("REDIS_PASSWORD", None, None, 365, "set requirepass"),
+        ledger.Overdue(
+            "S3_CREDENTIALS",
+            now - timedelta(days=181, hours=5),
+            now - timedelta(days=1, hours=5),
+            180,
+            "new key",
+        ),
+    ]
+    digest = overdue_digest(found, now)
+    assert (
+        digest.severity == "P3"
+        and digest.alert_name == "SecretRotationOverdue"
+        and digest.runbook == "SEC-3.3"
+    )
+    assert digest.summary == "3 secrets overdue for rotation: API_KEYS, REDIS_PASSWORD, S3_CREDENTIALS"
+    assert digest.details == (
+        "API_KEYS was last rotated 2026-08-29 (100 days ago, overdue by 8 days); its period is 92 days. "
+        "Rotate it: rotate API",
+        "REDIS_PASSWORD has no recorded rotation; its period is 365 days. Rotate it: set requirepass",
+        "S3_CREDENTIALS was last rotated 2026-06-09 (181 days 5 h ago, overdue by 1 day 5 h); its period is "
+        "180 days. Rotate it: new key",
+    )
+    text = finding_message(digest, AlertsConfig())["text"]
+    assert text.count("• ") == 3 and markdown_leftovers(text) == []
+    assert overdue_digest([found[0], replace(found[1], severity="P2")], now).severity == "P2"
+    assert overdue_digest(found[:1], now).summary == "1 secret overdue for rotation: API_KEYS"

@@ -1,4 +1,4 @@
-"""The TLS procedure's pure parts: config, renewal decisions, certbot's arguments, alerts, metrics."""
+"""The TLS procedure's pure parts: config, certbot's arguments, alerts, metrics."""
 
 from __future__ import annotations
 
@@ -79,31 +79,6 @@ def test_list_domains_needs_domains_and_names_an_unknown_one():
         flow.list_domains(rt, ["nope.test"])
 
 
-@pytest.mark.parametrize(
-    ("state", "days", "force", "renews"),
-    [
-        ("ok", 60, False, False),
-        ("ok", 60, True, True),
-        ("warning", 29, False, True),
-        ("critical", 7, False, True),
-        ("expired", -1, False, True),
-        ("invalid", 60, False, False),
-        ("invalid", 60, True, True),
-        ("unreachable", None, False, False),
-        ("unreachable", None, True, False),
-    ],
-)
-def test_renewal_reason(state, days, force, renews):
-    before = _probe(state, days).as_dict()
-    assert (flow.renewal_reason(_rt(), before, force=force) is not None) is renews
-
-
-def test_no_automatic_renewal_when_switched_off():
-    before = _probe("critical", 3).as_dict()
-    assert flow.renewal_reason(_rt(renew=False), before, force=False) is None
-    assert flow.renewal_reason(_rt(renew=False), before, force=True) == "forced renewal"
-
-
 def test_certbot_arguments_renew_the_named_lineage_with_the_configured_directories():
     settings = TlsConfig(
         certbot_config_dir="/etc/le",
@@ -172,8 +147,21 @@ def test_a_failing_certbot_in_docker_stops_before_the_reload():
         renewal.run_certbot(runner, TlsConfig(), TlsDomain(host="escrow.example"))
 
 
+class _NoRenewalYet:
+    """A bucket holding no renewal record (all a forced renewal reads before certbot)."""
+
+    def exists(self, key: str) -> bool:
+        return False
+
+
+class _NoDocker(_Nothing):
+    def store(self) -> _NoRenewalYet:
+        return _NoRenewalYet()
+
+
 def test_docker_mode_without_a_docker_connection_is_a_config_error():
-    rt = _rt(executor="docker")
+    config = parse_config({"tls": {"executor": "docker", "domains": [{"host": "127.0.0.1", "port": 8443}]}})
+    rt = Runtime(config, _NoDocker(), say=lambda m: None, warn=lambda m: None)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="tls.executor is docker but no Docker connection"):
         flow.renew_domain(rt, rt.config.tls.domains[0], _probe("ok", 60).as_dict(), force=True)
 

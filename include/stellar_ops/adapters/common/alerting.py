@@ -50,6 +50,7 @@ NOT_RETRYABLE = [
     "stellar_ops.core.errors.ConfigError",
     "stellar_ops.core.errors.VerificationError",
     "stellar_ops.core.errors.BackupNotFoundError",
+    "stellar_ops.core.errors.TargetRefusedError",
 ]
 
 
@@ -158,6 +159,7 @@ def tell_alertmanager(
         runbook_url=runbook_link(entry.runbook, config.alerts.runbook_base_url),
         generator_url=runbook_url(config.alerts, entry.dag_id, airflow_url()),
         resolved=resolved,
+        firing_for=None if resolved else alertmanager.FAILURE_FIRES_FOR,
     )
     try:
         alertmanager.post(endpoint, [document])

@@ -18,6 +18,7 @@ from datetime import timedelta
 from typing import Any
 
 from stellar_ops.core.config import DeadlinesConfig
+from stellar_ops.core.durations import humanize_duration
 from stellar_ops.core.errors import ConfigError
 from stellar_ops.core.incidents import Event
 from stellar_ops.core.taxonomy import DagEntry
@@ -97,18 +98,18 @@ def alert_missed_deadline(context: Any, *, dag_id: str, minutes: float) -> None:
         dag_page=runbook_url(config.alerts, dag_id, airflow_url()),
     )
     channel = route(config, entry, payload)
-    tell_alertmanager(config, entry, summary=f"{dag_id} run {run_id} missed its {minutes:g}-minute deadline")
+    deadline = humanize_duration(minutes * 60)
+    tell_alertmanager(config, entry, summary=f"{dag_id} run {run_id} missed its deadline of {deadline}")
     record(
         dag_id,
         Event(
             _now(),
             "deadline",
             run_id,
-            detail=f"not done {minutes:g} minutes after being queued; "
-            f"{entry.severity} alert to the {channel} channel",
+            detail=f"not done {deadline} after being queued; {entry.severity} alert to the {channel} channel",
         ),
     )
-    log.warning("%s run %s missed its deadline of %g minutes", dag_id, run_id, minutes)
+    log.warning("%s run %s missed its deadline of %s", dag_id, run_id, deadline)
 
 
 def _field(value: Any, name: str) -> Any:

@@ -12,6 +12,7 @@ import fcntl
 import hashlib
 import itertools
 import logging
+import re
 import shutil
 import subprocess
 import tempfile
@@ -28,7 +29,7 @@ from stellar_ops.backups.source import ResolvedBackup, file_chunks, read_chunks,
 from stellar_ops.core.errors import RestoreError, VerificationError
 from stellar_ops.dr.engine import parallel_load, post_data, staging
 from stellar_ops.dr.engine.post_data_runner import PostDataRunner
-from stellar_ops.dr.engine.roles import PreparedRoles, prepare, referenced_roles
+from stellar_ops.dr.engine.roles import PreparedRoles, main_owner, prepare, referenced_roles
 from stellar_ops.postgres import catalog
 from stellar_ops.postgres.binaries import PgBinaries
 from stellar_ops.postgres.target import PgTarget, connect, quote_ident
@@ -101,10 +102,23 @@ class RestoreResult:
 
 
 def _with_roles(
-    server: PgTarget, referenced: set[str], globals_sql: bytes | None, alter_existing: bool
+    server: PgTarget,
+    referenced: set[str],
+    globals_sql: bytes | None,
+    alter_existing: bool,
+    *,
+    database: str | None = None,
+    owner: str | None = None,
 ) -> PreparedRoles:
+    """The backup's roles; for a restoring role that is no superuser, the new database then belongs
+    to the role that owns the backup's objects, as the source database did: since PostgreSQL 15 only
+    the database's owner may create in its ``public`` schema, which ``ALTER ... OWNER TO`` needs."""
     with connect(server.with_dbname("postgres")) as conn:
-        return prepare(conn, referenced, globals_sql, alter_existing=alter_existing)
+        prepared = prepare(conn, referenced, globals_sql, alter_existing=alter_existing)
+        superuser = conn.execute("SELECT usesuper FROM pg_user WHERE usename = current_user").fetchone()[0]
+        if database and owner and not superuser:
+            conn.execute(f"ALTER DATABASE {quote_ident(database)} OWNER TO {quote_ident(owner)}")
+        return prepared
 
 
 def restore_plain(
@@ -148,6 +162,8 @@ def _pg_restore(
 
     ``entries``: only these lines of its ``pg_restore -l`` listing.
     """
+    if entries is None and "pre-data" in sections:
+        entries = _entries_a_non_superuser_may_restore(target, path, binaries)
     argv = [binaries.path("pg_restore"), "--exit-on-error", "--no-password"]
     argv.append("--single-transaction" if jobs == 1 else f"--jobs={jobs}")
     argv += [f"--section={section}" for section in sections]
@@ -162,6 +178,33 @@ def _pg_restore(
     )
     if result.returncode != 0:
         raise RestoreError(f"{what} failed: {_first_error(result.stderr)}")
+
+
+_EXTENSION_COMMENT = re.compile(r"^\d+; \d+ \d+ COMMENT - EXTENSION ")
+
+
+def _entries_a_non_superuser_may_restore(
+    target: PgTarget, path: Path, binaries: PgBinaries
+) -> list[str] | None:
+    """For a restoring role that is no superuser, the archive's entries without the comments on
+    extensions: only an extension's owner may set its comment, and the extension (created from
+    ``template1`` or by its trusted script) is not the restoring role's. None for a superuser."""
+    with connect(target) as conn:
+        if conn.execute("SELECT usesuper FROM pg_user WHERE usename = current_user").fetchone()[0]:
+            return None
+    result = subprocess.run(
+        [binaries.path("pg_restore"), "--list", str(path)],
+        capture_output=True,
+        text=True,
+        env=target.client_env(),
+    )
+    if result.returncode != 0:
+        raise RestoreError(f"pg_restore --list cannot read the archive: {_first_error(result.stderr)}")
+    return [
+        line
+        for line in result.stdout.splitlines()
+        if line.strip() and not line.startswith(";") and not _EXTENSION_COMMENT.match(line)
+    ]
 
 
 def _psql_restore(target: PgTarget, path: Path, binaries: PgBinaries, say: Callable[[str], None]) -> None:
@@ -263,8 +306,8 @@ class _TocReader:
             raise RestoreError(f"pg_restore --list cannot read the archive: {_first_error(errors)}")
 
 
-def _archive_roles(archive: Path, binaries: PgBinaries) -> set[str]:
-    """The roles an archive's schema names (owners, grantees, default privileges)."""
+def _archive_roles(archive: Path, binaries: PgBinaries) -> tuple[set[str], str | None]:
+    """The roles an archive's schema names (owners, grantees, default privileges), and its main owner."""
     result = subprocess.run(
         [binaries.path("pg_restore"), "--schema-only", "--file=-", str(archive)],
         capture_output=True,
@@ -273,7 +316,7 @@ def _archive_roles(archive: Path, binaries: PgBinaries) -> set[str]:
     )
     if result.returncode != 0:
         raise RestoreError(f"pg_restore cannot read the archive's schema: {_first_error(result.stderr)}")
-    return referenced_roles(result.stdout)
+    return referenced_roles(result.stdout), main_owner(result.stdout)
 
 
 def restore_streaming(
@@ -343,7 +386,10 @@ def restore_streaming(
             toc_path = dest / "toc.dump"  # enough of the archive for pg_restore's schema sections
             toc_path.write_bytes(b"".join(head))
             created.result()
-            roles = _with_roles(server, _archive_roles(toc_path, binaries), globals_sql, alter_existing_roles)
+            referenced, owner = _archive_roles(toc_path, binaries)
+            roles = _with_roles(
+                server, referenced, globals_sql, alter_existing_roles, database=database.name, owner=owner
+            )
             target = server.with_dbname(database.name)
             say(
                 f"creating the tables of {source} on {target.describe()}, streaming its data over {jobs} sessions"
@@ -563,7 +609,10 @@ def restore_downloaded(
     """
     started = time.monotonic()
     _fresh_database(server, database)
-    roles = _with_roles(server, _archive_roles(path, binaries), globals_sql, alter_existing_roles)
+    referenced, owner = _archive_roles(path, binaries)
+    roles = _with_roles(
+        server, referenced, globals_sql, alter_existing_roles, database=database.name, owner=owner
+    )
     target = server.with_dbname(database.name)
     say(f"pg_restore -j {jobs} into {target.describe()}")
     _pg_restore(target, path, 1, binaries, sections=("pre-data",), what="pg_restore (tables)")

@@ -46,6 +46,13 @@ def referenced_roles(sql: str) -> set[str]:
     return {role for role in roles if role.upper() not in _NOT_ROLES and not role.startswith("pg_")}
 
 
+def main_owner(sql: str) -> str | None:
+    """The role that owns most of a schema script's objects: the source database's owner, as a rule."""
+    owners = [unquote(name) for name in _OWNER.findall(sql)]
+    owners = [o for o in owners if o.upper() not in _NOT_ROLES and not o.startswith("pg_")]
+    return max(sorted(set(owners)), key=owners.count) if owners else None
+
+
 @dataclass
 class GlobalsOutcome:
     created: list[str] = field(default_factory=list)
@@ -69,6 +76,37 @@ def statements(sql: str) -> list[str]:
     return found
 
 
+_PRIVILEGED = re.compile(r"\b(SUPERUSER|REPLICATION|BYPASSRLS)\b")
+
+
+def privileged_roles(sql: str) -> dict[str, list[str]]:
+    """The roles of a globals script given attributes only a superuser may grant, with those attributes."""
+    found: dict[str, list[str]] = {}
+    for statement in statements(sql):
+        alter = _ALTER_ROLE.match(statement)
+        if alter:
+            attributes = _PRIVILEGED.findall(statement.split(" WITH ", 1)[-1])
+            if attributes:
+                found.setdefault(unquote(alter.group(1)), []).extend(attributes)
+    return found
+
+
+_DEFAULT_PRIVILEGED = re.compile(r" (NOSUPERUSER|NOREPLICATION|NOBYPASSRLS)\b")
+_GRANTED_BY = re.compile(rf" GRANTED BY {_NAME}(?=[ ;])")
+
+
+def for_a_role_without_superuser(statement: str) -> str:
+    """A globals statement as a role with CREATEROLE that is no superuser may run it: ``ALTER ROLE``
+    without ``NOSUPERUSER``, ``NOREPLICATION`` and ``NOBYPASSRLS`` (a new role has them anyway, and
+    only a superuser may name them), and a ``GRANT`` without ``GRANTED BY`` (only a superuser may
+    grant in another role's name; the restoring role is the grantor)."""
+    if _ALTER_ROLE.match(statement):
+        return _DEFAULT_PRIVILEGED.sub("", statement)
+    if statement.startswith("GRANT "):
+        return _GRANTED_BY.sub("", statement)
+    return statement
+
+
 def apply_globals(conn: Any, sql: str, *, alter_existing: bool) -> GlobalsOutcome:
     """Create the backup's roles in ``conn``'s server, with their attributes, settings and memberships.
 
@@ -77,7 +115,9 @@ def apply_globals(conn: Any, sql: str, *, alter_existing: bool) -> GlobalsOutcom
     server the operator named leaves its roles as they are). Tablespaces are skipped: their
     directories belong to the source's machine.
     """
-    me = conn.execute("SELECT current_user").fetchone()[0]
+    me, superuser = conn.execute(
+        "SELECT current_user, usesuper FROM pg_user WHERE usename = current_user"
+    ).fetchone()
     existing = {row[0] for row in conn.execute("SELECT rolname FROM pg_roles").fetchall()}
     outcome = GlobalsOutcome()
     for statement in statements(sql):
@@ -93,6 +133,8 @@ def apply_globals(conn: Any, sql: str, *, alter_existing: bool) -> GlobalsOutcom
         if _TABLESPACE.match(statement):
             outcome.skipped.append(statement)
             continue
+        if not superuser:
+            statement = for_a_role_without_superuser(statement)
         try:
             conn.execute(statement)
         except Exception as exc:
@@ -113,6 +155,26 @@ def ensure_roles(conn: Any, roles: set[str]) -> list[str]:
     return created
 
 
+def join_roles_to_restore_as(conn: Any, referenced: set[str]) -> list[str]:
+    """For a restoring role that is no superuser: membership in each role the archive names that it
+    is not already in, which ``ALTER ... OWNER TO`` needs (PostgreSQL lets a CREATEROLE role grant
+    it); the roles joined. A superuser needs none."""
+    me, superuser = conn.execute(
+        "SELECT current_user, usesuper FROM pg_user WHERE usename = current_user"
+    ).fetchone()
+    if superuser:
+        return []
+    joined = []
+    for role in sorted(referenced - {me}):
+        member = conn.execute(
+            "SELECT pg_has_role(current_user, oid, 'USAGE') FROM pg_roles WHERE rolname = %s", (role,)
+        ).fetchone()
+        if member is not None and not member[0]:
+            conn.execute(f"GRANT {quote_ident(role)} TO {quote_ident(me)}")
+            joined.append(role)
+    return joined
+
+
 @dataclass(frozen=True)
 class PreparedRoles:
     """What :func:`prepare` did: roles from the globals, roles assumed (created NOLOGIN), warnings."""
@@ -130,7 +192,13 @@ def prepare(
     if globals_sql is not None:
         outcome = apply_globals(conn, globals_sql.decode(), alter_existing=alter_existing)
     assumed = ensure_roles(conn, referenced)
+    joined = join_roles_to_restore_as(conn, referenced)
     warnings = []
+    if joined:
+        warnings.append(
+            "the restoring role is no superuser: it was made a member of the roles the backup's objects "
+            f"belong to, so it may give them their owners: {', '.join(joined)}"
+        )
     if assumed:
         source = "its stored roles lack" if globals_sql is not None else "it stored no roles (no globals)"
         warnings.append(

@@ -1,0 +1,436 @@
+"""Every DAG as an on-call engineer takes it through the UI, in a real Chromium on a live scheduler.
+
+For each of the nine DAGs: the trigger form with its defaults, any approval answered under
+Required Actions, a realistic failure that turns the run red with a clear alert, the fault fixed
+as a person fixes it, Clear on the failed task in the UI, and the cleared run green with its
+message at the receiver. Then backfills of ``db_backup`` and ``dr_restore_test`` from the
+backfill dialog. Actions go through the UI only; REST reads state and sets up the faults.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from datetime import UTC, datetime, timedelta
+from urllib.parse import quote
+
+import pytest
+
+from stellar_ops.backups.keys import backup_key
+from stellar_ops.postgres.target import connect
+from stellar_ops.storage.s3 import S3Store
+from tests.support.api_stand_in import new_stand_in
+from tests.support.manifests import manifest_document
+from tests.support.operator_ui import OperatorUI
+from tests.support.waiting import wait_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.browser]
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+RED = ("failed",)
+GREEN = ("success",)
+
+
+@pytest.fixture(scope="module")
+def ui(airflow, tmp_path_factory):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        page = context.new_page()
+        page.set_default_timeout(30_000)
+        operator = OperatorUI(page, airflow.base_url, tmp_path_factory.mktemp("operator-ui"))
+        operator.login()
+        yield operator
+        browser.close()
+
+
+@pytest.fixture
+def configure(api, stack, e2e_prefix):
+    """Set the config Variable: the test's own prefix, plus the sections given."""
+
+    def apply(**sections):
+        document = {
+            "backup": {
+                "bucket": "stellar-backups",
+                "prefix": e2e_prefix,
+                "local_dir": f"{stack.data_dir}/e2e-local/{e2e_prefix.strip('/').replace('/', '-')}",
+            },
+            "dr": {"work_dir": f"{stack.data_dir}/scratch"},
+        }
+        for name, values in sections.items():
+            document[name] = {**document.get(name, {}), **values}
+        api.set_variable("stellar_ops_config", document)
+        return document
+
+    return apply
+
+
+def failure_alerts(receiver, dag_id: str, task_id: str) -> list[str]:
+    return [t for t in receiver.texts() if f"{dag_id}.{task_id} failed" in t]
+
+
+def wait_failure_alert(receiver, dag_id: str, task_id: str) -> str:
+    return wait_for(lambda: failure_alerts(receiver, dag_id, task_id), 90, f"{dag_id}.{task_id} alert")[0]
+
+
+def wait_resolved(receiver, dag_id: str, run_id: str) -> str:
+    found = wait_for(
+        lambda: [
+            t
+            for t in receiver.texts()
+            if "RESOLVED" in t and f"{dag_id} succeeded again in run {run_id}" in t
+        ],
+        90,
+        f"{dag_id} resolution",
+    )
+    return found[0]
+
+
+def red_then_cleared_green(ui, api, receiver, dag_id: str, run_id: str, failed_task: str, fix) -> None:
+    """The run red with the failed task named, the fault fixed, Clear in the UI, the run green."""
+    assert ui.wait_for_state(dag_id, run_id, RED + GREEN) == "failed", api.task_states(dag_id, run_id)
+    states = api.task_states(dag_id, run_id)
+    assert states[failed_task] == "failed", states
+    assert states["confirm_success"] == "upstream_failed", states
+    wait_failure_alert(receiver, dag_id, failed_task)
+    fix()
+    affected = ui.clear_task(dag_id, run_id, failed_task)
+    assert failed_task in affected and "confirm_success" in affected, affected
+    assert ui.wait_for_state(dag_id, run_id, ("queued", "running", "success"), timeout=60) != "failed"
+
+
+def finish_green(ui, api, receiver, dag_id: str, run_id: str) -> None:
+    assert ui.wait_for_state(dag_id, run_id, RED + GREEN) == "success", api.task_states(dag_id, run_id)
+    assert api.task_states(dag_id, run_id)["confirm_success"] == "success"
+    wait_resolved(receiver, dag_id, run_id)
+
+
+# -- db_backup, and the drill it starts --------------------------------------------------------
+
+
+def test_db_backup_red_on_a_missing_bucket_cleared_green_and_its_drill_started(
+    ui, api, stack, receiver, configure, e2e_prefix
+):
+    api.unpause("db_backup")
+    api.unpause("dr_restore_test")
+    configure(backup={"bucket": "no-such-bucket"}, dr={"trigger_on_new_backup": True})
+    run_id = ui.trigger_with_defaults("db_backup")
+
+    def fix():
+        assert not [
+            r for r in api.dag_runs("dr_restore_test") if r["conf"].get("backup", "").startswith(e2e_prefix)
+        ]
+        configure(dr={"trigger_on_new_backup": True})
+
+    red_then_cleared_green(ui, api, receiver, "db_backup", run_id, "check_prerequisites", fix)
+    assert "S3 bucket 'no-such-bucket' does not exist" in api.task_log(
+        "db_backup", run_id, "check_prerequisites"
+    )
+    finish_green(ui, api, receiver, "db_backup", run_id)
+    published = api.xcom("db_backup", run_id, "publish_backup")
+    assert published["key"].startswith(e2e_prefix)
+    assert any(published["key"] in t for t in receiver.texts()), "no success message names the backup"
+
+    drills = wait_for(
+        lambda: [r for r in api.dag_runs("dr_restore_test") if r["conf"].get("backup") == published["key"]],
+        60,
+        "the drill of the new backup",
+    )
+    (drill,) = drills
+    assert api.wait_run("dr_restore_test", drill["dag_run_id"], timeout=420) == "success"
+    report = api.xcom("dr_restore_test", drill["dag_run_id"], "publish_report")
+    assert report["success"] is True
+
+
+def test_a_backup_with_the_drill_off_starts_no_drill_run(ui, api, configure, e2e_prefix):
+    configure()
+    before = len(api.dag_runs("dr_restore_test"))
+    run_id = ui.trigger_with_defaults("db_backup")
+    assert ui.wait_for_state("db_backup", run_id, RED + GREEN) == "success", api.task_states(
+        "db_backup", run_id
+    )
+    assert api.task_states("db_backup", run_id)["trigger_drill"] == "skipped"
+    assert len(api.dag_runs("dr_restore_test")) == before
+
+
+# -- dr_restore_test ---------------------------------------------------------------------------
+
+
+def test_dr_restore_test_red_on_an_unusable_work_dir_cleared_green(
+    ui, api, stack, receiver, configure, e2e_prefix
+):
+    configure()
+    backup = ui.trigger_with_defaults("db_backup")
+    assert api.wait_run("db_backup", backup) == "success"
+    receiver.clear()
+    configure(dr={"work_dir": "/proc/stellar-scratch"})
+    run_id = ui.trigger_with_defaults("dr_restore_test")
+    red_then_cleared_green(
+        ui, api, receiver, "dr_restore_test", run_id, "restore_backup", lambda: configure()
+    )
+    finish_green(ui, api, receiver, "dr_restore_test", run_id)
+    key = api.xcom("db_backup", backup, "publish_backup")["key"]
+    assert api.xcom("dr_restore_test", run_id, "resolve_backup")["backup"]["location"] == key
+    assert stack.s3_client().head_object(Bucket="stellar-backups", Key=key + ".dr_report.json")
+
+
+# -- db_maintenance ----------------------------------------------------------------------------
+
+
+def test_db_maintenance_red_on_a_missing_table_cleared_green_once_it_exists(
+    ui, api, stack, receiver, configure
+):
+    api.unpause("db_maintenance")
+    configure(maintenance={"tables": ["public.settlement_batches"]})
+    run_id = ui.trigger_with_defaults("db_maintenance")
+
+    def create_the_table():
+        with connect(stack.db) as conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS public.settlement_batches (id bigint PRIMARY KEY)")
+
+    try:
+        failed = wait_for(
+            lambda: [
+                t
+                for t, s in api.task_states("db_maintenance", run_id).items()
+                if s == "failed" and t != "confirm_success"
+            ],
+            240,
+            "a failed maintenance task",
+        )
+        red_then_cleared_green(
+            ui, api, receiver, "db_maintenance", run_id, sorted(failed)[0], create_the_table
+        )
+        finish_green(ui, api, receiver, "db_maintenance", run_id)
+        assert any("settlement_batches" in t for t in receiver.texts() if "RESOLVED" not in t)
+    finally:
+        with connect(stack.db) as conn:
+            conn.execute("DROP TABLE IF EXISTS public.settlement_batches")
+
+
+# -- morning_health_check ----------------------------------------------------------------------
+
+
+def _publish_backup(stack, prefix: str) -> None:
+    """A verified backup an hour old, with a passed DR report."""
+    store = S3Store(stack.s3_client(), "stellar-backups", encryption="AES256")
+    finished = datetime.now(UTC) - timedelta(hours=1)
+    key = backup_key(prefix, finished.replace(microsecond=0), "custom")
+    store.put_bytes(key, b"\0" * 1024)
+    store.put_json(key + ".manifest.json", manifest_document(key, finished_at=finished, size_bytes=1024))
+    store.put_json(
+        key + ".dr_report.json",
+        {"success": True, "checks": [], "failed_steps": [], "finished_at": datetime.now(UTC).isoformat()},
+    )
+
+
+def test_morning_health_check_red_without_a_backup_cleared_green_after_one(
+    ui, api, stack, receiver, configure, e2e_prefix
+):
+    api.unpause("morning_health_check")
+    configure(health={"disk_paths": [stack.data_dir]})
+    run_id = ui.trigger_with_defaults("morning_health_check")
+    assert ui.wait_for_state("morning_health_check", run_id, RED + GREEN) == "failed"
+    states = api.task_states("morning_health_check", run_id)
+    assert states["summarize_health"] == "failed" and states["confirm_success"] == "upstream_failed"
+    assert api.xcom("morning_health_check", run_id, "check_backups")["status"] == "critical"
+    wait_failure_alert(receiver, "morning_health_check", "summarize_health")
+    _publish_backup(stack, e2e_prefix)
+    # the check that found the fault runs again, and the summary after it
+    affected = ui.clear_task("morning_health_check", run_id, "check_backups")
+    assert {"check_backups", "summarize_health", "confirm_success"} <= set(affected), affected
+    finish_green(ui, api, receiver, "morning_health_check", run_id)
+    assert api.xcom("morning_health_check", run_id, "check_backups")["status"] == "ok"
+
+
+# -- tls_cert_check ----------------------------------------------------------------------------
+
+
+def test_tls_cert_check_red_on_a_bad_domain_entry_cleared_green(ui, api, stack, receiver, configure):
+    api.unpause("tls_cert_check")
+    good = stack.ops_config()["tls"]
+    bad = {**good, "domains": [{**good["domains"][0], "port": 0}]}
+    configure(tls=bad)
+    run_id = ui.trigger_with_defaults("tls_cert_check")
+    red_then_cleared_green(
+        ui, api, receiver, "tls_cert_check", run_id, "list_domains", lambda: configure(tls=good)
+    )
+    finish_green(ui, api, receiver, "tls_cert_check", run_id)
+    assert "tls.domains" in api.task_log("tls_cert_check", run_id, "list_domains", try_number=1)
+
+
+# -- perf_analysis -----------------------------------------------------------------------------
+
+
+def test_perf_analysis_triggers_with_its_defaults_red_on_a_bad_check_name_cleared_green(
+    ui, api, receiver, configure
+):
+    api.unpause("perf_analysis")
+    configure(perf={"checks": ["cache_hit_ratio", "slow_querys"]})
+    run_id = ui.trigger_with_defaults("perf_analysis")  # compare_to left empty
+    red_then_cleared_green(
+        ui,
+        api,
+        receiver,
+        "perf_analysis",
+        run_id,
+        "list_checks",
+        lambda: configure(perf={"checks": ["cache_hit_ratio"]}),
+    )
+    finish_green(ui, api, receiver, "perf_analysis", run_id)
+    assert (
+        api.request("GET", f"/dags/perf_analysis/dagRuns/{quote(run_id, safe='')}")["conf"]["compare_to"]
+        is None
+    )
+
+
+# -- db_restore --------------------------------------------------------------------------------
+
+
+def test_db_restore_red_without_createdb_cleared_approved_and_green(
+    ui, api, stack, receiver, configure, e2e_prefix
+):
+    configure()
+    backup = ui.trigger_with_defaults("db_backup")
+    assert api.wait_run("db_backup", backup) == "success"
+    key = api.xcom("db_backup", backup, "publish_backup")["key"]
+    api.unpause("db_restore")
+    with connect(stack.superuser) as conn:
+        conn.execute("ALTER ROLE stellar_restore NOCREATEDB")
+    try:
+        run_id = ui.trigger("db_restore", {"backup": key})  # target_conn_id: its default
+        assert ui.wait_for_state("db_restore", run_id, RED + GREEN) == "failed"
+        assert api.task_tries("db_restore", run_id)["check_target"] == 1, "a missing privilege is not retried"
+        alert = wait_failure_alert(receiver, "db_restore", "check_target")
+        assert "may not create databases" in alert and "nothing was written" in alert
+
+        with connect(stack.superuser) as conn:
+            conn.execute("ALTER ROLE stellar_restore CREATEDB")
+        ui.clear_task("db_restore", run_id, "check_target")
+        api.wait_for_approval("db_restore", run_id, "approve_restore")
+        answer = ui.approve("db_restore", run_id, "approve_restore")
+        assert answer["chosen_options"] == ["Approve"]
+        finish_green(ui, api, receiver, "db_restore", run_id)
+        database = api.xcom("db_restore", run_id, "check_target")["database"]
+        assert any("Restore done" in t and database in t for t in receiver.texts())
+    finally:
+        with connect(stack.superuser) as conn:
+            conn.execute("ALTER ROLE stellar_restore CREATEDB")
+            for (name,) in conn.execute(
+                "SELECT datname FROM pg_database WHERE datname LIKE 'stellar_escrow_2%'"
+            ):
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# -- api_key_rotation --------------------------------------------------------------------------
+
+
+def test_api_key_rotation_red_while_the_api_is_down_cleared_approved_twice_and_green(
+    ui, api, stack, receiver, configure, e2e_prefix, tmp_path
+):
+    stand_in = new_stand_in(tmp_path / "api", api_keys=2, admin_keys=1)
+    api.request(
+        "POST",
+        "/connections",
+        json={
+            "connection_id": "operator_api",
+            "conn_type": "http",
+            "host": "127.0.0.1",
+            "port": stand_in.port,
+            "schema": "http",
+            "password": stand_in.admin_keys[0],
+        },
+    )
+    try:
+        configure(
+            connections={"api": "operator_api"},
+            rotation={
+                "env_file": str(stand_in.env_file),
+                "restart": "http_reload",
+                "audit_prefix": f"{e2e_prefix}audit/",
+                "ledger_key": f"{e2e_prefix}secrets-ledger.json",
+            },
+        )
+        api.unpause("api_key_rotation")
+        # the form's defaults, but a transition window a test can wait out
+        run_id = ui.trigger("api_key_rotation", {"transition_days": 20 / 86400})
+        api.wait_for_approval("api_key_rotation", run_id, "approve_rollout")
+        ui.approve("api_key_rotation", run_id, "approve_rollout")
+        stand_in.stop()  # the API is down when the rotation restarts it
+        red_then_cleared_green(ui, api, receiver, "api_key_rotation", run_id, "restart_api", stand_in.start)
+        api.wait_for_approval("api_key_rotation", run_id, "approve_removal", timeout=180)
+        ui.approve("api_key_rotation", run_id, "approve_removal")
+        finish_green(ui, api, receiver, "api_key_rotation", run_id)
+        assert stand_in.status(stand_in.api_keys[0]) == 401, "an old key is still accepted"
+    finally:
+        stand_in.stop()
+        api.request("DELETE", "/connections/operator_api")
+
+
+# -- secrets_rotation_audit --------------------------------------------------------------------
+
+
+def test_secrets_rotation_audit_red_on_a_missing_bucket_cleared_green_with_one_digest(
+    ui, api, receiver, configure, e2e_prefix
+):
+    api.unpause("secrets_rotation_audit")
+    configure(backup={"bucket": "no-such-bucket"})
+    run_id = ui.trigger_with_defaults("secrets_rotation_audit")
+    receiver.clear()
+    red_then_cleared_green(
+        ui, api, receiver, "secrets_rotation_audit", run_id, "audit_rotation_ledger", lambda: configure()
+    )
+    finish_green(ui, api, receiver, "secrets_rotation_audit", run_id)
+    digests = [t for t in receiver.texts() if "overdue" in t.lower() and "RESOLVED" not in t]
+    assert len(digests) == 1, digests
+
+
+# -- backfills from the dialog -----------------------------------------------------------------
+
+
+def test_backfill_of_db_backup_takes_backups_named_by_their_snapshot(
+    ui, api, receiver, configure, e2e_prefix
+):
+    configure()
+    today = datetime.now(UTC).date()
+    start, end = today - timedelta(days=3), today - timedelta(days=1)
+    ui.backfill("db_backup", f"{start}T00:00", f"{end}T00:00")
+
+    def finished_backfill_runs():
+        runs = [r for r in api.dag_runs("db_backup") if r["run_type"] == "backfill"]
+        done = len(runs) >= 2 and all(r["state"] in ("success", "failed") for r in runs)
+        return runs if done else []
+
+    runs = wait_for(finished_backfill_runs, 600, "the backfill's runs")
+    assert {r["state"] for r in runs} == {"success"}, runs
+    for run in runs:
+        published = api.xcom("db_backup", run["dag_run_id"], "publish_backup")
+        stamp = re.search(r"(\d{8}T\d{6}Z)", published["key"]).group(1)
+        taken = datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+        assert taken.date() == today, f"{published['key']} is named for the past"
+
+
+def test_backfill_of_dr_restore_test_tests_the_month_s_newest_backup(ui, api, configure, e2e_prefix):
+    configure()
+    backup = ui.trigger_with_defaults("db_backup")
+    assert api.wait_run("db_backup", backup) == "success"
+    key = api.xcom("db_backup", backup, "publish_backup")["key"]
+    month = datetime.now(UTC).replace(day=1).date()
+    ui.backfill("dr_restore_test", f"{month}T00:00", f"{month + timedelta(days=1)}T00:00")
+    (run,) = wait_for(
+        lambda: [r for r in api.dag_runs("dr_restore_test") if r["run_type"] == "backfill"],
+        120,
+        "the drill backfill's run",
+    )
+    assert api.wait_run("dr_restore_test", run["dag_run_id"], timeout=420) == "success"
+    assert api.xcom("dr_restore_test", run["dag_run_id"], "resolve_backup")["backup"]["location"] == key
