@@ -21,7 +21,9 @@ to `maintenance.window_end_utc`, 02:00-06:00 by default). **Severity:** P3. **Ow
    was skipped outside the window, red when any failed.
 
 ## Is it safe to re-run?
-Yes, at any time. VACUUM takes no lock that blocks reads or writes; it only adds I/O.
+Yes, at any time. VACUUM takes no lock that blocks reads or writes; it only adds I/O. A
+backfilled run vacuums now (a past week's maintenance cannot be made up) and, outside the
+low-traffic window, skips `vacuum_analyze` as a scheduled run does: backfill only inside it.
 
 ## When it fails
 - *cannot connect*: check the `stellar_db` connection and that PostgreSQL is up.

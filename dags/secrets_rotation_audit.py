@@ -20,7 +20,8 @@ read and written by `stellar-ops` when Airflow is down. `api_key_rotation` recor
 rotations; record a manual one with `stellar-ops secrets record NAME`.
 
 ## Is it safe to re-run?
-Yes: it only reads the ledger and alerts; a re-run sends the same list again.
+Yes: it only reads the ledger and alerts; a re-run sends the same list again. A backfilled run
+audits the ledger as it is now, not as it was on its date.
 
 ## When it fails
 - *is not a secrets ledger*: the object at `rotation.ledger_key` is not the ledger: restore it

@@ -37,7 +37,8 @@
 Yes. Probing changes nothing. A renewal happens only under the threshold and at most once per
 `tls.min_renewal_interval`, or when forced (`force_renewal` ignores the interval: mind the CA's
 rate limits). A certbot failure leaves the served certificate in place (certbot swaps `live/`
-only after a successful issuance) and nginx unreloaded.
+only after a successful issuance) and nginx unreloaded. A backfilled run probes the certificates
+as they are now (a past check cannot be made again) and renews only what is due now.
 
 ## When it fails
 - *certbot renew of X failed*: read certbot's output in the log (ACME server reachable? webroot

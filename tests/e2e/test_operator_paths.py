@@ -66,6 +66,7 @@ def configure(api, stack, e2e_prefix):
                 "local_dir": f"{stack.data_dir}/e2e-local/{e2e_prefix.strip('/').replace('/', '-')}",
             },
             "dr": {"work_dir": f"{stack.data_dir}/scratch"},
+            "alerts": {"alertmanager_severities": ["P1", "P2"]},  # as the stack's own config
         }
         for name, values in sections.items():
             document[name] = {**document.get(name, {}), **values}
@@ -94,6 +95,13 @@ def wait_resolved(receiver, dag_id: str, run_id: str) -> str:
         f"{dag_id} resolution",
     )
     return found[0]
+
+
+def alertmanager_alerts(stack, dag_id: str) -> list[dict]:
+    import requests
+
+    alerts = requests.get(f"{stack.url('alertmanager')}/api/v2/alerts", timeout=10).json()
+    return [a for a in alerts if a["labels"].get("dag_id") == dag_id and a["status"]["state"] == "active"]
 
 
 def red_then_cleared_green(ui, api, receiver, dag_id: str, run_id: str, failed_task: str, fix) -> None:
@@ -180,7 +188,7 @@ def test_dr_restore_test_red_on_an_unusable_work_dir_cleared_green(
     )
     finish_green(ui, api, receiver, "dr_restore_test", run_id)
     key = api.xcom("db_backup", backup, "publish_backup")["key"]
-    assert api.xcom("dr_restore_test", run_id, "resolve_backup")["backup"]["location"] == key
+    assert api.xcom("dr_restore_test", run_id, "resolve_backup")["location"] == key
     assert stack.s3_client().head_object(Bucket="stellar-backups", Key=key + ".dr_report.json")
 
 
@@ -313,6 +321,10 @@ def test_db_restore_red_without_createdb_cleared_approved_and_green(
         assert api.task_tries("db_restore", run_id)["check_target"] == 1, "a missing privilege is not retried"
         alert = wait_failure_alert(receiver, "db_restore", "check_target")
         assert "may not create databases" in alert and "nothing was written" in alert
+        # the page stays firing in Alertmanager until a run succeeds, not its 5-minute resolve_timeout
+        firing = wait_for(lambda: alertmanager_alerts(stack, "db_restore"), 60, "the Alertmanager alert")
+        ends = datetime.fromisoformat(firing[0]["endsAt"].replace("Z", "+00:00"))
+        assert ends - datetime.now(UTC) > timedelta(days=1), firing[0]
 
         with connect(stack.superuser) as conn:
             conn.execute("ALTER ROLE stellar_restore CREATEDB")
@@ -321,6 +333,9 @@ def test_db_restore_red_without_createdb_cleared_approved_and_green(
         answer = ui.approve("db_restore", run_id, "approve_restore")
         assert answer["chosen_options"] == ["Approve"]
         finish_green(ui, api, receiver, "db_restore", run_id)
+        wait_for(
+            lambda: not alertmanager_alerts(stack, "db_restore"), 60, "the alert resolved by the success"
+        )
         database = api.xcom("db_restore", run_id, "check_target")["database"]
         assert any("Restore done" in t and database in t for t in receiver.texts())
     finally:
@@ -433,4 +448,4 @@ def test_backfill_of_dr_restore_test_tests_the_month_s_newest_backup(ui, api, co
         "the drill backfill's run",
     )
     assert api.wait_run("dr_restore_test", run["dag_run_id"], timeout=420) == "success"
-    assert api.xcom("dr_restore_test", run["dag_run_id"], "resolve_backup")["backup"]["location"] == key
+    assert api.xcom("dr_restore_test", run["dag_run_id"], "resolve_backup")["location"] == key

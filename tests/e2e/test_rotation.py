@@ -56,6 +56,7 @@ def configured(api, stack, stand_in, e2e_prefix):
             "restart": "http_reload",
             "audit_prefix": f"{e2e_prefix}audit/",
             "ledger_key": f"{e2e_prefix}secrets-ledger.json",
+            "wait_poll_seconds": 3,
         },
     }
     api.set_variable("stellar_ops_config", document)
@@ -217,6 +218,36 @@ def test_a_rejected_approval_discards_the_pending_keys_and_changes_nothing_serve
     assert after.served == both and after.pending is None, "the removal's rejection changes nothing served"
     assert all(stand_in.status(k) == 200 for k in both)
     assert api.xcom(DAG, second, "record_audit")["outcome"] == "cancelled: approve_removal rejected"
+
+
+def test_a_second_rotation_waits_for_the_one_under_way_and_says_why(api, stand_in, configured, receiver):
+    first = api.trigger(DAG, conf=conf(reason="compromise"))
+    api.wait_for_approval(DAG, first, "approve_rollout", timeout=180)
+    second = api.trigger(DAG, conf=conf(reason="compromise"))
+    wait_for(
+        lambda: api.task_states(DAG, second).get("check_rotation_due") == "up_for_reschedule",
+        120,
+        "the second rotation waiting",
+        interval=0.5,
+    )
+    assert api.run_state(DAG, second) == "running", "it started, rather than sitting queued without a word"
+    assert f"waits: run {first} of {DAG} is still rotating keys" in api.task_log(
+        DAG, second, "check_rotation_due"
+    )
+    told = wait_for(
+        lambda: [t for t in receiver.texts() if f"{DAG} run {second}" in t and f"run {first}" in t],
+        60,
+        "the message saying why it waits",
+    )
+    assert len(told) == 1, "the ops channel is told once, not at every look"
+    assert api.task_states(DAG, second).get("generate_keys") is None, "nothing is generated meanwhile"
+
+    api.answer_approval(DAG, first, "approve_rollout", "Reject")
+    assert api.wait_run(DAG, first, timeout=180) == "success"
+    api.wait_for_approval(DAG, second, "approve_rollout", timeout=180)  # it went on by itself
+    api.answer_approval(DAG, second, "approve_rollout", "Reject")
+    assert api.wait_run(DAG, second, timeout=180) == "success"
+    assert len([t for t in receiver.texts() if f"{DAG} run {second}" in t and "waits" in t]) == 1
 
 
 def _xcom(api, run_id: str, task_id: str):

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from stellar_ops.core.durations import humanize_duration
 from stellar_ops.core.taxonomy import Severity, response_time
 
 EventKind = Literal["retry", "failure", "alert", "deadline", "recovery"]
@@ -106,10 +107,7 @@ def draft_key(prefix: str, incident: Incident, resolved_at: datetime) -> str:
 
 
 def _duration(delta: timedelta) -> str:
-    seconds = int(delta.total_seconds())
-    hours, rest = divmod(seconds, 3600)
-    minutes, seconds = divmod(rest, 60)
-    return f"{hours}h {minutes:02d}m {seconds:02d}s" if hours else f"{minutes}m {seconds:02d}s"
+    return humanize_duration(delta)
 
 
 def _describe(event: Event) -> str:

@@ -25,6 +25,7 @@ from stellar_ops.backups.keys import RESTORE_REPORT_SUFFIX
 from stellar_ops.backups.manifest import Manifest
 from stellar_ops.backups.source import load_globals
 from stellar_ops.core import alerts
+from stellar_ops.core.durations import humanize_duration
 from stellar_ops.core.errors import StellarOpsError, TargetRefusedError
 from stellar_ops.core.metrics import Metric
 from stellar_ops.dr import flow
@@ -352,7 +353,7 @@ def restore_backup(rt: Runtime, resolved: Resolved, target: PgTarget, plan: Rest
     for warning in result.warnings:
         rt.warn(warning)
     rt.say(
-        f"restored {found.backup.location} into {plan.database!r} on {plan.target} in {result.seconds:.1f}s"
+        f"restored {found.backup.location} into {plan.database!r} on {plan.target} in {humanize_duration(result.seconds)}"
     )
     return {
         "rto_seconds": result.seconds,
@@ -454,7 +455,7 @@ def publish_report(
     if success:
         text = (
             f":white_check_mark: Restore done: {resolved.backup.location if resolved else '?'} into {where} in "
-            f"{document['rto_seconds']:.1f}s (RTO), {len(checks)} checks passed"
+            f"{humanize_duration(float(restored.get('rto_seconds') or 0))} (RTO), {len(checks)} checks passed"
         )
         rt.notify(alerts.info_message(text))
     else:

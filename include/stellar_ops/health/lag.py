@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from stellar_ops.core.durations import humanize_duration
 from stellar_ops.core.errors import StellarOpsError
 from stellar_ops.core.http import HttpEndpoint
 from stellar_ops.health.config import HealthConfig
@@ -46,7 +47,7 @@ def check(document: dict[str, Any], settings: HealthConfig) -> CheckResult:
         return CheckResult(
             NAME,
             "critical",
-            f"indexer {lag:.0f}s behind (over {settings.indexer_lag_critical_seconds:g}s): P2 IndexerLag",
+            f"indexer {humanize_duration(lag)} behind (over {humanize_duration(settings.indexer_lag_critical_seconds)}): P2 IndexerLag",
             [item],
             LAG,
             LAG.runbook,
@@ -55,8 +56,8 @@ def check(document: dict[str, Any], settings: HealthConfig) -> CheckResult:
         return CheckResult(
             NAME,
             "warning",
-            f"indexer {lag:.0f}s behind (over {settings.indexer_lag_warning_seconds:g}s)",
+            f"indexer {humanize_duration(lag)} behind (over {humanize_duration(settings.indexer_lag_warning_seconds)})",
             [item],
         )
     note = "" if status_text == "ok" else f"; the API reports status {status_text}"
-    return CheckResult(NAME, "ok", f"indexer {lag:.1f}s behind{note}", [item])
+    return CheckResult(NAME, "ok", f"indexer {humanize_duration(lag)} behind{note}", [item])

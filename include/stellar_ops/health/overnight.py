@@ -14,6 +14,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from stellar_ops.core.durations import humanize_duration
 from stellar_ops.core.errors import StellarOpsError
 from stellar_ops.core.http import HttpEndpoint
 from stellar_ops.health.results import CheckResult, Status, parse_utc
@@ -50,11 +51,7 @@ def fetch(endpoint: HttpEndpoint, timeout: float) -> list[dict[str, Any]]:
 
 
 def _age(seconds: float) -> str:
-    if seconds < 3600:
-        return f"{int(seconds // 60)}m"
-    if seconds < 86400:
-        return f"{seconds / 3600:.1f}h"
-    return f"{seconds / 86400:.1f}d"
+    return humanize_duration(seconds)
 
 
 def summarize(

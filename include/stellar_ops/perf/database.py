@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from stellar_ops.core.durations import humanize_duration
 from stellar_ops.core.errors import StellarOpsError
 from stellar_ops.perf.checks import CheckResult, State, grade_above, grade_below, limits, unknown, worst
 from stellar_ops.perf.config import PerfConfig
@@ -394,7 +395,7 @@ def sessions(session: Session, settings: PerfConfig) -> CheckResult:
         grade_above(oldest_idle, settings.idle_in_transaction_seconds),
     ]
     findings = [
-        f"{s['state']} session pid {s['pid']} ({s['user']}, {s['application'] or 'no application name'}) for {s['seconds']:.0f}s"
+        f"{s['state']} session pid {s['pid']} ({s['user']}, {s['application'] or 'no application name'}) for {humanize_duration(s['seconds'])}"
         for s, threshold in [(s, settings.long_running_seconds) for s in active]
         + [(s, settings.idle_in_transaction_seconds) for s in idle]
         if s["seconds"] > threshold.warning

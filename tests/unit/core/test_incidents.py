@@ -74,8 +74,8 @@ def test_the_review_draft_has_the_timeline_detection_time_duration_and_sections(
     assert "- **Severity:** P2 (respond within 1 hour)" in lines
     assert "- **Started:** 2026-11-30 02:00:05 UTC (first failure)" in lines
     assert "- **Resolved:** 2026-11-30 03:03:15 UTC (run `manual__2`)" in lines
-    assert "- **Detection time:** 3m 11s (first failure to first alert)" in lines
-    assert "- **Duration:** 1h 03m 10s" in lines
+    assert "- **Detection time:** 3 min 11 s (first failure to first alert)" in lines
+    assert "- **Duration:** 1 h 3 min" in lines
     assert "- **Review due:** 2026-12-02 03:03 UTC (48 hours after the incident)" in lines
     timeline = lines[lines.index("## Timeline (UTC)") + 2 : lines.index("## Root cause") - 1]
     assert timeline == [
@@ -102,5 +102,5 @@ def test_a_draft_of_an_incident_still_open_says_so():
     now = datetime.fromtimestamp(T0.timestamp() + 600, UTC)
     text = review_draft(backup_incident(), resolved_at=None, recovery_run=None, runbook="RB-002", now=now)
     assert "- **Resolved:** not yet (this draft is as of 2026-11-30 02:10:05 UTC)" in text
-    assert "- **Duration:** 10m 00s so far" in text
+    assert "- **Duration:** 10 min so far" in text
     assert "succeeded again" not in text

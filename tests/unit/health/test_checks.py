@@ -108,7 +108,7 @@ def test_alerts_grouped_by_severity_with_age_and_new_since_the_previous_check():
         alerts, now=NOW, previous=previous, lookback=timedelta(hours=24), ignore_dags=["morning_health_check"]
     )
     assert result.status == "critical"
-    assert result.detail.startswith("P1: DatabaseDown (20m); P2: BackupStale (3.0h); P3: Old (3.0d)")
+    assert result.detail.startswith("P1: DatabaseDown (20 min); P2: BackupStale (3 h); P3: Old (3 days)")
     assert "2 new since 2026-12-01 07:00 UTC" in result.detail
     assert "1 silenced or inhibited" in result.detail
     assert [i["alertname"] for i in result.items] == ["DatabaseDown", "BackupStale", "Old", "Muted"]
