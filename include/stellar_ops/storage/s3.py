@@ -69,6 +69,7 @@ class S3Store:
     ) -> None:
         self.client = client
         self.bucket = bucket
+        self._bucket_seen = False  # check_bucket passed once: a 404 is then a missing object
         self.write_args: dict[str, str] = {}
         if encryption != "none":
             self.write_args["ServerSideEncryption"] = encryption
@@ -123,10 +124,16 @@ class S3Store:
             raise self._fail("listing", prefix, exc) from None
 
     def head(self, key: str) -> dict[str, Any] | None:
+        """The object's metadata; None when there is no such object. A HEAD answers a missing
+        bucket with the same bare 404 as a missing object: the first 404 checks the bucket, so a
+        wrong ``backup.bucket`` fails naming it instead of reading as "nothing stored yet"."""
         try:
             return dict(self.client.head_object(Bucket=self.bucket, Key=key))
         except Exception as exc:
             if _code(exc) in ("404", "NoSuchKey", "NotFound"):
+                if not self._bucket_seen:
+                    self.check_bucket()
+                    self._bucket_seen = True
                 return None
             raise self._fail("HEAD", key, exc) from None
 

@@ -269,6 +269,17 @@ def test_missing_bucket_is_named(stack, ops):
         job.check_prerequisites(SLOT)
 
 
+def test_a_missing_bucket_is_no_missing_object(stack, ops):
+    """A HEAD answers both with a bare 404: the store tells them apart, so nothing that looks for
+    an object (a ledger, a manifest, a key in use) reads a wrong bucket as "nothing stored yet"."""
+    missing = ops.store().__class__(stack.s3_client(), "no-such-bucket")
+    with pytest.raises(PrerequisiteError, match="S3 bucket 'no-such-bucket' does not exist"):
+        missing.exists("audit/secrets-ledger.json")
+    present = ops.store()
+    assert present.exists("no/such/key.json") is False
+    assert present.exists("no/such/other-key.json") is False  # the bucket is checked once
+
+
 def test_unwritable_local_backup_directory_is_named(stack, ops):
     job = make_job(stack, ops, local_dir="/proc/stellar-backups")
     with pytest.raises(
