@@ -41,7 +41,13 @@ def test_backup_and_dr_test_run_with_each_task_on_the_other_worker(cluster, stac
     for dag_id, run_id in (("db_backup", backup_run), ("dr_restore_test", dr_run)):
         instances = api.request("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
         for ti in instances:
-            assert ti["state"] == "success", (dag_id, ti["task_id"])
+            if ti["task_id"] == "confirm_success":  # an EmptyOperator: the scheduler settles it
+                assert ti["state"] == "success", (dag_id, ti)
+                continue
+            if ti["task_id"] == "trigger_drill":  # dr.trigger_on_new_backup is off
+                assert ti["state"] == "skipped", ti
+            else:
+                assert ti["state"] == "success", (dag_id, ti["task_id"])
             queue = queue_of(dag_id, ti["task_id"])
             assert ti["queue"] == queue, (dag_id, ti["task_id"], ti["queue"])
             other = "q2" if queue == "q1" else "q1"

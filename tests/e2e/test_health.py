@@ -68,6 +68,7 @@ def test_red_on_a_stale_backup_and_green_again(airflow, api, stack, receiver, e2
     assert api.wait_run(DAG, stale) == "failed"
     states = api.task_states(DAG, stale)
     assert states.pop("summarize_health") == "failed"
+    assert states.pop("confirm_success") == "upstream_failed", "the run's verdict is red"
     assert set(states.values()) == {"success"}
     assert api.task_tries(DAG, stale)["summarize_health"] == 1
     (red,) = wait_for(lambda: _summaries(receiver.texts()), 30, "summary")

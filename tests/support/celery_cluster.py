@@ -31,6 +31,7 @@ ALTERNATE = {
         "apply_retention",
         "notify_success",
         "publish_metrics",
+        "trigger_drill",
     ],
     "dr_restore_test": [
         "resolve_backup",
