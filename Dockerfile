@@ -33,6 +33,6 @@ USER 50000
 COPY --chown=50000:0 requirements.txt pyproject.toml README.md /opt/stellar-ops/
 COPY --chown=50000:0 include /opt/stellar-ops/include
 RUN pip install --no-cache-dir -r /opt/stellar-ops/requirements.txt \
- && pip install --no-cache-dir --no-deps -e /opt/stellar-ops
+ && pip install --no-cache-dir --no-deps /opt/stellar-ops
 COPY --chown=50000:0 dags /opt/airflow/dags
 COPY --chown=50000:0 plugins /opt/airflow/plugins

@@ -35,5 +35,8 @@ if [[ ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -r requirements.txt
   .venv/bin/python -m pip install -q --no-deps -e .
+  # the build's by-product: beside the editable package on sys.path it would be a second copy of
+  # the distribution, and Airflow would load the package's plugin twice
+  rm -rf include/stellar_ops.egg-info
   echo "$want" > "$stamp"
 fi

@@ -89,7 +89,7 @@ def test_a_deadline_whose_interval_cannot_be_read_keeps_its_time_and_the_clear_g
 def test_the_installed_airflow_still_has_the_bug_so_the_plugin_applies():
     assert fix.has_interval_bug(BUGGY) is True, (
         f"Airflow {airflow.__version__} clears runs with queued-at deadlines itself: the fix no longer "
-        "applies; delete plugins/queued_at_deadlines.py, stellar_ops.adapters.common.queued_at_deadlines "
+        "applies; delete stellar_ops.adapters.common.queued_at_deadlines (and its install in adapters/common/plugin.py) "
         "and this test"
     )
 
@@ -128,5 +128,5 @@ def test_airflows_plugin_manager_loads_the_plugin_and_it_installs_the_fix(airflo
     finally:
         plugins_manager._get_plugins.cache_clear()
     assert errors == {}
-    assert "stellar_ops_queued_at_deadlines" in {plugin.name for plugin in plugins}
+    assert "stellar_ops" in {plugin.name for plugin in plugins}
     assert taskinstance._recalculate_dagrun_queued_at_deadlines is fix.recalculate_queued_at_deadlines

@@ -13,8 +13,9 @@ component: dict``, an HTTP 500 and nothing cleared (apache/airflow#70368). Every
 a deadline (:mod:`stellar_ops.adapters.common.deadlines`), so Clear failed on every DAG while a run
 was within its deadline.
 
-What it does: :func:`install` (called by ``plugins/queued_at_deadlines.py`` in every Airflow
-process that loads plugins, the API server among them) puts :func:`recalculate_queued_at_deadlines`
+What it does: :func:`install` (called by the package's plugin,
+:mod:`stellar_ops.adapters.common.plugin`, in every Airflow process that loads plugins, the API
+server among them) puts :func:`recalculate_queued_at_deadlines`
 in that function's place. It decodes the interval as Airflow does when it creates a run's deadline
 (``decode_deadline_alert``; an interval read from a Variable is resolved), which is also what the
 upstream fix (apache/airflow#70370) does; a deadline whose interval cannot be read keeps its time,

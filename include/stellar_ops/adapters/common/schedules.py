@@ -7,7 +7,8 @@ installed. :class:`CronFromNextSlot` waits for the next slot instead when the DA
 run by the scheduler; once it has, it behaves as Airflow's ``CronTriggerTimetable`` (a slot missed
 while the scheduler was down still runs once, late).
 
-It is a core timetable class, registered by the ``stellar_ops_timetables`` plugin so the scheduler
+It is a core timetable class, registered by the package's plugin
+(:mod:`stellar_ops.adapters.common.plugin`, an ``airflow.plugins`` entry point), so the scheduler
 can read it back from the serialized DAG.
 """
 
