@@ -43,6 +43,10 @@ cleanup() {
   if [[ -n $airflow_pgid ]]; then
     stop_group "$airflow_pgid" 30
     wait "$airflow_pgid" 2>/dev/null
+    # a component forked while the group was being stopped (Airflow still starting) escapes that
+    # signal: look again, and stop what is there
+    sleep 1
+    stop_group "$airflow_pgid" 10
   fi
   .venv/bin/stellar-dev stack down --state-dir "$STACK_DIR"
   exit "$status"
