@@ -66,6 +66,11 @@ def describe(processes: list[psutil.Process]) -> str:
     return "\n".join(lines)
 
 
+def _as_from_a_terminal() -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 class RunScript:
     """``scripts/run.sh`` in the background, in given directories; see the module docstring."""
 
@@ -97,6 +102,9 @@ class RunScript:
                 stderr=subprocess.STDOUT,
                 cwd=REPO,
                 process_group=0,  # a group of its own, as `make run` has in a terminal
+                # and Ctrl-C's signal, as a terminal gives it: a test run started in the background
+                # (a CI job, `make test &`) ignores SIGINT, which run.sh would inherit and could not trap
+                preexec_fn=_as_from_a_terminal,
             )
         return self
 

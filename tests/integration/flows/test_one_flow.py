@@ -60,7 +60,8 @@ def cli_env(stack, ops, **extra: str) -> dict[str, str]:
 
 def normalised(text: str, prefix: str) -> str:
     """A message with what names the run taken out: the test's prefix, numbers, run ids."""
-    text = text.replace(prefix, "<prefix>/")
+    if prefix:
+        text = text.replace(prefix, "<prefix>/")
     text = re.sub(r"cli-\d+|manual__\S+|scheduled__\S+", "<run>", text)
     # a duration in words: "980 ms", "1 s", "4 min 19 s" are one duration whatever their units
     text = re.sub(r"\d+(\.\d+)? ?(ms|s|min|h|days?)\b( \d+(\.\d+)? ?(ms|s|min|h)\b)?", "<duration>", text)
