@@ -10,7 +10,6 @@ backfill dialog. Actions go through the UI only; REST reads state and sets up th
 from __future__ import annotations
 
 import re
-import shutil
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
@@ -21,20 +20,11 @@ from stellar_ops.postgres.target import connect
 from stellar_ops.storage.s3 import S3Store
 from tests.support.api_stand_in import new_stand_in
 from tests.support.manifests import manifest_document
-from tests.support.operator_ui import OperatorUI
+from tests.support.operator_ui import CHROMIUM, CHROMIUM_ARGS, OperatorUI
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 RED = ("failed",)
 GREEN = ("success",)
 
@@ -44,7 +34,7 @@ def ui(airflow, tmp_path_factory):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         context = browser.new_context(viewport={"width": 1400, "height": 1000})
         page = context.new_page()
         page.set_default_timeout(30_000)

@@ -7,23 +7,11 @@ Every action goes through the UI (tests/support/operator_ui.py); REST only reads
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
-from tests.support.operator_ui import OperatorUI
+from tests.support.operator_ui import CHROMIUM, CHROMIUM_ARGS, OperatorUI
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +19,7 @@ def browser_page(airflow):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         context = browser.new_context(viewport={"width": 1400, "height": 1000})
         page = context.new_page()
         page.set_default_timeout(30_000)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -49,6 +50,19 @@ REPROCESS_BEHAVIORS = {
 }
 # what SQLite answers while the scheduler holds its write lock: nothing was done, a person retries
 LOCKED = re.compile(r"database is locked|Database error", re.IGNORECASE)
+
+
+# Debian's Chromium as Playwright drives it here: no sandbox (root), no GPU, and nothing of its own
+# reaching out to the network
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 class OperatorUIError(AssertionError):

@@ -228,8 +228,9 @@ def test_a_role_that_may_not_create_is_refused_before_any_write_naming_each_priv
     second_server = fresh_server
     second_server.psql("DROP ROLE IF EXISTS restorer")
     second_server.psql("CREATE ROLE restorer LOGIN PASSWORD 'restorer-pw'")
-    try:
-        result = restore(
+
+    def as_restorer():
+        return restore(
             stack,
             ops,
             second_server,
@@ -240,6 +241,9 @@ def test_a_role_that_may_not_create_is_refused_before_any_write_naming_each_priv
             env_extra={"PGPASSWORD": "restorer-pw"},
             user="restorer",
         )
+
+    try:
+        result = as_restorer()
         assert result.returncode == 2, result.stdout[-2000:]
         assert "cannot take this restore; nothing was written" in result.stderr
         assert "privilege: role 'restorer' may not create databases (it needs CREATEDB" in result.stderr
@@ -255,17 +259,7 @@ def test_a_role_that_may_not_create_is_refused_before_any_write_naming_each_priv
         second_server.psql("ALTER ROLE restorer CREATEDB CREATEROLE")
         second_server.psql("CREATE ROLE postgres SUPERUSER")  # what only a superuser may create
         second_server.psql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements", "template1")
-        granted = restore(
-            stack,
-            ops,
-            second_server,
-            "--backup",
-            backup_key,
-            "--database",
-            "by_restorer",
-            env_extra={"PGPASSWORD": "restorer-pw"},
-            user="restorer",
-        )
+        granted = as_restorer()
         assert granted.returncode == 0, granted.stderr[-3000:]
         assert counts(second_server, "by_restorer")["trades"] > 0
     finally:
