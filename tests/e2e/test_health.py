@@ -5,13 +5,11 @@ whose callback comes late never announcing a recovery from a newer failure."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
-from stellar_ops.backups.keys import backup_key
-from stellar_ops.storage.s3 import S3Store
-from tests.support.manifests import manifest_document
+from tests.support.manifests import publish_verified_backup
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -28,19 +26,6 @@ def _resolutions(receiver) -> list[str]:
     return [t for t in receiver.texts() if "RESOLVED" in t]
 
 
-def _publish_backup(stack, prefix: str) -> None:
-    """A verified backup three hours old, with a passed DR test: fresh unless the config says 1h."""
-    store = S3Store(stack.s3_client(), "stellar-backups", encryption="AES256")
-    finished = datetime.now(UTC) - timedelta(hours=3)
-    key = backup_key(prefix, finished.replace(microsecond=0), "custom")
-    store.put_bytes(key, b"\0" * 1024)
-    store.put_json(key + ".manifest.json", manifest_document(key, finished_at=finished, size_bytes=1024))
-    store.put_json(
-        key + ".dr_report.json",
-        {"success": True, "checks": [], "failed_steps": [], "finished_at": datetime.now(UTC).isoformat()},
-    )
-
-
 def _config(stack, prefix: str, **health) -> dict:
     return {
         "backup": {"bucket": "stellar-backups", "prefix": prefix},
@@ -49,7 +34,7 @@ def _config(stack, prefix: str, **health) -> dict:
 
 
 def test_red_on_a_stale_backup_and_green_again(airflow, api, stack, receiver, e2e_prefix):
-    _publish_backup(stack, e2e_prefix)
+    publish_verified_backup(stack, e2e_prefix, age=timedelta(hours=3))
     api.wait_for_dag(DAG)
     api.unpause(DAG)
 
@@ -94,7 +79,7 @@ def test_red_on_a_stale_backup_and_green_again(airflow, api, stack, receiver, e2
 def test_a_success_whose_callback_comes_after_a_newer_failure_does_not_resolve_it(
     airflow, api, stack, receiver, e2e_prefix
 ):
-    _publish_backup(stack, e2e_prefix)
+    publish_verified_backup(stack, e2e_prefix, age=timedelta(hours=3))
     api.wait_for_dag(DAG)
     api.unpause(DAG)
     log_of_dag = f"{DAG}.py"

@@ -15,11 +15,9 @@ from urllib.parse import quote
 
 import pytest
 
-from stellar_ops.backups.keys import backup_key
 from stellar_ops.postgres.target import connect
-from stellar_ops.storage.s3 import S3Store
 from tests.support.api_stand_in import new_stand_in
-from tests.support.manifests import manifest_document
+from tests.support.manifests import publish_verified_backup
 from tests.support.operator_ui import CHROMIUM, CHROMIUM_ARGS, OperatorUI
 from tests.support.waiting import wait_for
 
@@ -219,19 +217,6 @@ def test_db_maintenance_red_on_a_missing_table_cleared_green_once_it_exists(
 # -- morning_health_check ----------------------------------------------------------------------
 
 
-def _publish_backup(stack, prefix: str) -> None:
-    """A verified backup an hour old, with a passed DR report."""
-    store = S3Store(stack.s3_client(), "stellar-backups", encryption="AES256")
-    finished = datetime.now(UTC) - timedelta(hours=1)
-    key = backup_key(prefix, finished.replace(microsecond=0), "custom")
-    store.put_bytes(key, b"\0" * 1024)
-    store.put_json(key + ".manifest.json", manifest_document(key, finished_at=finished, size_bytes=1024))
-    store.put_json(
-        key + ".dr_report.json",
-        {"success": True, "checks": [], "failed_steps": [], "finished_at": datetime.now(UTC).isoformat()},
-    )
-
-
 def test_morning_health_check_red_without_a_backup_cleared_green_after_one(
     ui, api, stack, receiver, configure, e2e_prefix
 ):
@@ -243,7 +228,7 @@ def test_morning_health_check_red_without_a_backup_cleared_green_after_one(
     assert states["summarize_health"] == "failed" and states["confirm_success"] == "upstream_failed"
     assert api.xcom("morning_health_check", run_id, "check_backups")["status"] == "critical"
     wait_failure_alert(receiver, "morning_health_check", "summarize_health")
-    _publish_backup(stack, e2e_prefix)
+    publish_verified_backup(stack, e2e_prefix, age=timedelta(hours=1))
     # the check that found the fault runs again, and the summary after it
     affected = ui.clear_task("morning_health_check", run_id, "check_backups")
     assert {"check_backups", "summarize_health", "confirm_success"} <= set(affected), affected

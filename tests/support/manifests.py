@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 
@@ -36,3 +36,20 @@ def manifest_document(
         "schema": {},
         "schema_fingerprint": "0" * 16,
     }
+
+
+def publish_verified_backup(stack: Any, prefix: str, *, age: timedelta) -> str:
+    """A small verified backup ``age`` old under ``prefix``, with a passed DR report; its key."""
+    from stellar_ops.backups.keys import backup_key
+    from stellar_ops.storage.s3 import S3Store
+
+    store = S3Store(stack.s3_client(), "stellar-backups", encryption="AES256")
+    finished = datetime.now(UTC) - age
+    key = backup_key(prefix, finished.replace(microsecond=0), "custom")
+    store.put_bytes(key, b"\0" * 1024)
+    store.put_json(key + ".manifest.json", manifest_document(key, finished_at=finished, size_bytes=1024))
+    store.put_json(
+        key + ".dr_report.json",
+        {"success": True, "checks": [], "failed_steps": [], "finished_at": datetime.now(UTC).isoformat()},
+    )
+    return key
