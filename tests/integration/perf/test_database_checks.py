@@ -174,7 +174,8 @@ def test_an_unreachable_database_gives_unknown_for_each_database_check(stack, ru
 def test_without_pg_stat_statements_slow_queries_is_unknown(stack, runtime, monkeypatch):
     with connect(stack.superuser.with_dbname("postgres")) as conn:
         conn.execute("DROP DATABASE IF EXISTS perf_plain")
-        conn.execute(f'CREATE DATABASE perf_plain OWNER "{stack.db.user}"')
+        # from template0: the stack's template1 carries pg_stat_statements into every new database
+        conn.execute(f'CREATE DATABASE perf_plain OWNER "{stack.db.user}" TEMPLATE template0')
     rt = runtime()
     monkeypatch.setattr(rt.resources, "database", lambda: stack.db.with_dbname("perf_plain"))
     result = flow.run_check(rt, "slow_queries")
