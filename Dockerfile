@@ -1,5 +1,7 @@
 # The image every Airflow component of docker-compose.yaml runs (and the Helm chart's image):
-# Airflow 3.3.2 with the pinned requirements and the stellar_ops package, plus what the DAGs run:
+# Airflow 3.3.2 with the pinned runtime set (requirements-runtime.txt: Airflow, the providers and
+# what the package imports; no test or lint tool) and the stellar_ops package as a wheel built in
+# a first stage, plus what the DAGs run:
 # - PostgreSQL client programs of every supported server major (PG_MAJORS, from the PostgreSQL
 #   project's apt repository): pg_dump must be at least the server's major, and stellar_ops picks
 #   the newest one installed unless backup.pg_bin_dir names another;
@@ -7,6 +9,13 @@
 #   (initdb and postgres run as the image's non-root user);
 # - zstd for the backups, certbot for tls_cert_check's renewal when it runs on the worker.
 # Keep PG_MAJORS equal to backup.supported_server_majors (a test checks the two agree).
+# The build context is what .dockerignore lets through: only the files copied below.
+
+FROM apache/airflow:3.3.2-python3.11 AS wheel
+COPY --chown=50000:0 pyproject.toml README.md /opt/stellar-ops-src/
+COPY --chown=50000:0 include /opt/stellar-ops-src/include
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /opt/stellar-ops-src/dist /opt/stellar-ops-src
+
 FROM apache/airflow:3.3.2-python3.11
 
 ARG PG_MAJORS="15 16 17"
@@ -30,9 +39,11 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 
 USER 50000
-COPY --chown=50000:0 requirements.txt pyproject.toml README.md /opt/stellar-ops/
-COPY --chown=50000:0 include /opt/stellar-ops/include
-RUN pip install --no-cache-dir -r /opt/stellar-ops/requirements.txt \
- && pip install --no-cache-dir --no-deps /opt/stellar-ops
+# the pinned set first: a change to the package alone rebuilds only the layers below it
+COPY --chown=50000:0 requirements-runtime.txt /opt/stellar-ops/
+RUN pip install --no-cache-dir -r /opt/stellar-ops/requirements-runtime.txt
+# its dependencies are all pinned above: --no-deps keeps the wheel from changing any of them
+COPY --from=wheel --chown=50000:0 /opt/stellar-ops-src/dist/ /opt/stellar-ops/dist/
+RUN pip install --no-cache-dir --no-deps /opt/stellar-ops/dist/stellar_ops-*.whl
 COPY --chown=50000:0 dags /opt/airflow/dags
 COPY --chown=50000:0 plugins /opt/airflow/plugins

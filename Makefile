@@ -33,11 +33,16 @@ unit: deps
 bench: deps
 	$(VENV)/python -m bench $(BENCH_ARGS)
 
+# the configuration reference, and the Prometheus rules with the example runbook base URL (a
+# deployment renders its own: stellar-ops monitoring rules --runbook-base-url URL)
 docs: deps
 	$(VENV)/stellar-ops config reference > docs/configuration.md
+	$(VENV)/stellar-ops monitoring rules --runbook-base-url https://runbooks.stellarescrow.example/ \
+		--job stellar_ops > monitoring/prometheus/stellar_ops_rules.yml
 
+# requirements-runtime.txt (the image's set) and requirements-dev.txt (the tools on top), from .venv
 freeze:
-	$(VENV)/pip freeze --exclude-editable | sed '1i # Pinned, resolved set for Python 3.11. Regenerate with: make freeze' > requirements.txt
+	$(VENV)/python scripts/freeze.py
 
 clean:
 	rm -rf .airflow .pytest_cache .mypy_cache .ruff_cache build *.egg-info
