@@ -15,6 +15,7 @@ from pydantic import Field
 
 from stellar_ops.backup.config import BackupConfig, RetentionConfig
 from stellar_ops.backup.procedure import PROCEDURE as BACKUP
+from stellar_ops.core.approvals import ApprovalsConfig
 from stellar_ops.core.config import (
     AlertsConfig,
     ConnectionIds,
@@ -49,6 +50,7 @@ class StellarOpsConfig(RootSection):
     perf: PerfConfig = Field(default_factory=PerfConfig)  # type: ignore[arg-type]
     rotation: RotationConfig = Field(default_factory=RotationConfig)  # type: ignore[arg-type]
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)  # type: ignore[arg-type]
+    approvals: ApprovalsConfig = Field(default_factory=ApprovalsConfig)  # type: ignore[arg-type]
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)  # type: ignore[arg-type]
 
 

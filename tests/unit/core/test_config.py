@@ -9,6 +9,7 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from stellar_ops.backup.config import BackupConfig, RetentionConfig
+from stellar_ops.core.approvals import ApprovalsConfig
 from stellar_ops.core.config import VARIABLE_NAME, AlertsConfig, ConnectionIds, MetricsConfig
 from stellar_ops.core.errors import ConfigError
 from stellar_ops.dr.config import DrConfig
@@ -381,6 +382,7 @@ SECTIONS: dict[str, type[BaseModel]] = {
     "perf": PerfConfig,
     "rotation": RotationConfig,
     "alerts": AlertsConfig,
+    "approvals": ApprovalsConfig,
     "metrics": MetricsConfig,
 }
 
