@@ -8,8 +8,8 @@ export AIRFLOW__CORE__LAZY_LOAD_PLUGINS=False
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
 export AIRFLOW__CORE__PARALLELISM=${AIRFLOW__CORE__PARALLELISM:-4}
 export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=False
-export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=admin:admin
-export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=$AIRFLOW_HOME/simple_auth_manager_passwords.json
+# FAB's users and roles, as in the deployment (docs/deployment.md)
+export AIRFLOW__CORE__AUTH_MANAGER=stellar_ops.adapters.common.auth.StellarAuthManager
 export AIRFLOW_PORT=${AIRFLOW_PORT:-8080}
 export AIRFLOW__API__PORT=$AIRFLOW_PORT
 export AIRFLOW__API__BASE_URL=http://127.0.0.1:$AIRFLOW_PORT

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# `make run`: the local stack of real servers, the demo database, and `airflow standalone` (UI
-# and API on http://127.0.0.1:$AIRFLOW_PORT, login admin/admin). Ctrl-C stops all of it, and so do
+# `make run`: the local stack of real servers, the demo database, and Airflow's four components as
+# `airflow standalone` runs them, with the deployment's users and roles (UI and API on
+# http://127.0.0.1:$AIRFLOW_PORT; the logins are printed when it is up). Ctrl-C stops all of it, and so do
 # SIGTERM and SIGHUP (a process manager, a closing terminal), whether sent to this script or to
 # its whole process group, during start-up or after.
 set -euo pipefail
@@ -8,11 +9,16 @@ REPO=$(cd "$(dirname "$0")/.." && pwd)
 cd "$REPO"
 source scripts/airflow_env.sh
 STACK_DIR=${STACK_DIR:-.stack}
+# the auth manager is FAB's (airflow_env.sh): `airflow standalone` would force SimpleAuthManager,
+# so stellar_ops.dev.standalone starts the components instead
+# admin, oncall, oncall2, lead, lead2: passwords made once, kept here, shown in the banner
+USERS_FILE=$AIRFLOW_HOME/users.json
 
 # Each step runs in a session of its own, in the background, and is waited for: a signal then
 # reaches the trap below at once (not when the step ends), and the trap stops the step's whole
 # process group. The servers of the stack run in sessions of their own and are stopped by pid
-# (`stellar-dev stack down`); `airflow standalone` is stopped through its process group.
+# (`stellar-dev stack down`); Airflow (stellar_ops.dev.standalone and its four components) is
+# stopped through its process group.
 step_pid=""
 in_step=""
 airflow_pgid=""
@@ -89,14 +95,18 @@ step .venv/bin/stellar-dev perf-workload > /dev/null
 # an earlier stack's runs, XComs and alert state would describe backups and servers that are gone.
 rm -rf "$AIRFLOW_HOME/airflow.db" "$AIRFLOW_HOME/logs"
 mkdir -p "$AIRFLOW_HOME"
-[[ -f $AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE ]] ||
-  echo '{"admin": "admin"}' > "$AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"
 step airflow db migrate >/dev/null
+# the roles and the local users, by the deployment's set-up step (FAB logs every permission: to a file)
+if ! step .venv/bin/python -m stellar_ops.dev.standalone users "$USERS_FILE" > "$AIRFLOW_HOME/users.log" 2>&1; then
+  echo "setting up the roles and users failed; the end of $AIRFLOW_HOME/users.log:" >&2
+  tail -n 20 "$AIRFLOW_HOME/users.log" >&2
+  exit 1
+fi
 step scripts/load_airflow_settings.sh
 
 # In a session (and process group) of its own: stopping the group stops every Airflow process.
 starting_airflow=1
-setsid airflow standalone > "$AIRFLOW_HOME/standalone.log" 2>&1 &
+setsid .venv/bin/python -m stellar_ops.dev.standalone run > "$AIRFLOW_HOME/standalone.log" 2>&1 &
 airflow_pgid=$!
 healthy=""
 for _ in $(seq 1 120); do
@@ -108,13 +118,16 @@ for _ in $(seq 1 120); do
   sleep 1
 done
 if [[ -z $healthy ]]; then
-  echo "airflow standalone did not answer on port $AIRFLOW_PORT; the end of $AIRFLOW_HOME/standalone.log:" >&2
+  echo "Airflow did not answer on port $AIRFLOW_PORT; the end of $AIRFLOW_HOME/standalone.log:" >&2
   tail -n 40 "$AIRFLOW_HOME/standalone.log" >&2
   exit 1
 fi
+logins=$(.venv/bin/python -m stellar_ops.dev.standalone logins "$USERS_FILE" | sed '2,$s/^/                /')
 cat <<MSG
 
-  Airflow UI:   http://127.0.0.1:$AIRFLOW_PORT   (login: admin / admin)
+  Airflow UI:   http://127.0.0.1:$AIRFLOW_PORT
+  Logins:       $logins
+                (kept in $USERS_FILE; approvals go to roles, so try them as several people)
   Webhook log:  http://127.0.0.1:$STELLAR_RECEIVER_PORT/_received   (what alerts were sent)
   Pushgateway:  http://127.0.0.1:$STELLAR_PUSHGATEWAY_PORT
   TLS (nginx):  https://escrow.test on 127.0.0.1:${STELLAR_TLS_PORT:-?}   (tls_cert_check; CA: $STELLAR_STACK_DATA/acme/acme-root.pem)

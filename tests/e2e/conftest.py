@@ -1,14 +1,20 @@
-"""The e2e harness: one ``airflow standalone`` per session on the repository's DAGs and the stack."""
+"""The e2e harness: one Airflow per session on the repository's DAGs and the stack.
+
+Its auth manager is the deployment's (FAB users and roles): ``api`` is the REST client of
+``admin`` (Admin); ``api_as(name)`` is another user's, among :data:`TEST_USERS` (``oncall`` and
+``oncall2``, on-call engineers; ``lead`` and ``lead2``, platform leads; each one's password is the
+username).
+"""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.airflow_server import AirflowClient, AirflowStandalone
+from tests.support.airflow_server import TEST_USERS, AirflowClient, AirflowStandalone
 
 HERE = Path(__file__).resolve().parent
 
@@ -26,8 +32,23 @@ def airflow(stack, tmp_path_factory) -> Iterator[AirflowStandalone]:
 
 
 @pytest.fixture(scope="session")
-def api(airflow) -> AirflowClient:
-    return AirflowClient(airflow.base_url, scheduler_log=airflow.log_path)
+def api_as(airflow) -> Callable[[str], AirflowClient]:
+    """The REST client of one of the test users, logged in when first asked for."""
+    clients: dict[str, AirflowClient] = {}
+
+    def client(user: str) -> AirflowClient:
+        if user not in TEST_USERS:
+            raise ValueError(f"no test user {user!r}; there are {sorted(TEST_USERS)}")
+        if user not in clients:
+            clients[user] = AirflowClient(airflow.base_url, user, user, scheduler_log=airflow.log_path)
+        return clients[user]
+
+    return client
+
+
+@pytest.fixture(scope="session")
+def api(api_as) -> AirflowClient:
+    return api_as("admin")
 
 
 @pytest.fixture

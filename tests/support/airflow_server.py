@@ -1,7 +1,12 @@
-"""A real ``airflow standalone`` on the repository's DAGs, and a REST client for it.
+"""A real Airflow (``airflow standalone``'s four components) on the repository's DAGs, and a REST client.
 
 Started once per test session: the scheduler, the DAG processor, the triggerer and the API server
-are what only they can test (REST triggers, backfills, DAG callbacks, approvals).
+are what only they can test (REST triggers, backfills, DAG callbacks, approvals). They run as
+``airflow standalone`` would, but with the deployment's auth manager (FAB users and roles,
+``stellar_ops.adapters.common.auth.StellarAuthManager``), which ``airflow standalone`` itself
+replaces with SimpleAuthManager: ``python -m stellar_ops.dev.standalone run``, as ``make run``.
+The users of :data:`TEST_USERS` are created by the deployment's roles set-up step, each with their
+username as password (test-only).
 """
 
 from __future__ import annotations
@@ -23,15 +28,20 @@ import psutil
 import requests
 
 from stellar_ops.core.processes import free_port
+from stellar_ops.dev.standalone import LOCAL_USERS, users_environment
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 FINISHED = {"success", "failed"}
 DEADLINE_MINUTES = 1.0
+AUTH_MANAGER = "stellar_ops.adapters.common.auth.StellarAuthManager"
+# {username: role}: admin (Admin), oncall and oncall2 (On-call engineer), lead and lead2 (Platform
+# lead); each one's password is the username
+TEST_USERS: dict[str, str] = dict(LOCAL_USERS)
 
 
 def airflow_env(home: Path, stack_env: dict[str, str], port: int) -> dict[str, str]:
-    """What every Airflow process of a test cluster shares: its home, the DAGs, the API, the login.
+    """What every Airflow process of a test cluster shares: its home, the DAGs, the API, the auth manager.
 
     Connections and the config Variable come from the metadata DB (loaded from
     airflow_settings.yaml), as under `make run`: copies in the environment would shadow them.
@@ -47,8 +57,9 @@ def airflow_env(home: Path, stack_env: dict[str, str], port: int) -> dict[str, s
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__PARALLELISM": "4",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
+        "AIRFLOW__CORE__AUTH_MANAGER": AUTH_MANAGER,
+        # the browser tests log in several users within seconds; FAB's login allows 5 per 40 s
+        "AIRFLOW__FAB__AUTH_RATE_LIMITED": "False",
         "AIRFLOW__API__PORT": str(port),
         "AIRFLOW__API__HOST": "127.0.0.1",
         "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
@@ -58,11 +69,28 @@ def airflow_env(home: Path, stack_env: dict[str, str], port: int) -> dict[str, s
         # still runs the most recent one): tests create exactly the runs they look at.
         "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
         "STELLAR_OPS_RETRY_DELAY_SECONDS": "1",
+        # an approval's wait ends (reminder, escalation, timeout) within seconds of its moment, not 15
+        "AIRFLOW__SCHEDULER__TRIGGER_TIMEOUT_CHECK_INTERVAL": "3",
         # every DAG has its deadline here; db_maintenance's is short enough to be missed in a test
         "STELLAR_OPS_DEADLINES": json.dumps(
             {"enabled": True, "minutes": {"db_maintenance": DEADLINE_MINUTES}}
         ),
     }
+
+
+def set_up_users(env: dict[str, str], home: Path) -> None:
+    """The deployment's roles set-up step (after ``airflow db migrate``): the roles, and :data:`TEST_USERS`."""
+    passwords = home / "users.json"
+    passwords.write_text(json.dumps({name: name for name in TEST_USERS}))
+    result = subprocess.run(
+        [str(VENV_BIN / "python"), "-m", "stellar_ops.adapters.common.roles"],
+        env={**env, **users_environment(TEST_USERS, passwords)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"the roles set-up step failed:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}")
 
 
 def airflow_healthy(base_url: str) -> bool:
@@ -78,7 +106,7 @@ def airflow_healthy(base_url: str) -> bool:
 
 
 class AirflowStandalone:
-    """One ``airflow standalone`` in its own process group, with its own AIRFLOW_HOME and ports."""
+    """One Airflow of four components in its own process group, with its own AIRFLOW_HOME and ports."""
 
     def __init__(
         self, home: Path, stack_env: dict[str, str], extra_dag_folders: list[Path] | None = None
@@ -119,8 +147,8 @@ class AirflowStandalone:
 
     def start(self, timeout: float = 240) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
-        (self.home / "passwords.json").write_text(json.dumps({"admin": "admin"}))
         self._airflow("db", "migrate")
+        set_up_users(self.env, self.home)
         loaded = subprocess.run(
             [str(REPO / "scripts" / "load_airflow_settings.sh")],
             env=self.env,
@@ -133,7 +161,7 @@ class AirflowStandalone:
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         try:
             self.process = subprocess.Popen(
-                [str(VENV_BIN / "airflow"), "standalone"],
+                [str(VENV_BIN / "python"), "-m", "stellar_ops.dev.standalone", "run"],
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -144,11 +172,11 @@ class AirflowStandalone:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"airflow standalone exited:\n{self.log_tail()}")
+                raise RuntimeError(f"Airflow exited:\n{self.log_tail()}")
             if self._healthy():
                 return
             time.sleep(1)
-        raise RuntimeError(f"airflow standalone did not become healthy in {timeout}s:\n{self.log_tail()}")
+        raise RuntimeError(f"Airflow did not become healthy in {timeout}s:\n{self.log_tail()}")
 
     def _healthy(self) -> bool:
         return airflow_healthy(self.base_url)
@@ -168,7 +196,7 @@ class AirflowStandalone:
     def dag_processor_paused(self) -> Iterator[None]:
         """The DAG processor stopped while the block runs, as when it is too busy to run callbacks:
         the scheduler's callback requests wait in the metadata DB, and run when it goes on."""
-        assert self.process is not None, "airflow standalone is not running"
+        assert self.process is not None, "Airflow is not running"
         (processor,) = [
             child
             for child in psutil.Process(self.process.pid).children()

@@ -2,12 +2,12 @@
 
 A cluster policy (``airflow_local_settings.task_policy``) alternates the queues of consecutive
 tasks, so each task runs on the other worker than the one before it: what a multi-worker
-deployment does by chance, done every time.
+deployment does by chance, done every time. Its metadata database is PostgreSQL, and its users and
+roles are the deployment's (FAB, set up by the same step as docker-compose's ``airflow-init``).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import shutil
@@ -20,7 +20,7 @@ from pathlib import Path
 from stellar_ops.core.processes import free_port, pid_alive, stop_pid
 from stellar_ops.dev.stack import StackInfo
 from stellar_ops.postgres.target import connect
-from tests.support.airflow_server import REPO, VENV_BIN, airflow_env, airflow_healthy
+from tests.support.airflow_server import REPO, VENV_BIN, airflow_env, airflow_healthy, set_up_users
 
 ALTERNATE = {
     "db_backup": [
@@ -107,7 +107,6 @@ class CeleryCluster:
 
     def start(self, timeout: float = 240) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
-        (self.home / "passwords.json").write_text(json.dumps({"admin": "admin"}))
         (self.home / "config").mkdir(exist_ok=True)
         (self.home / "config" / "airflow_local_settings.py").write_text(POLICY)
         with connect(self.stack.superuser.with_dbname("postgres")) as conn:
@@ -116,6 +115,7 @@ class CeleryCluster:
             conn.execute(f"CREATE ROLE airflow LOGIN PASSWORD '{self.db_password}'")
             conn.execute("CREATE DATABASE airflow OWNER airflow")
         self._airflow("db", "migrate")
+        set_up_users(self.env, self.home)
         subprocess.run(
             [str(REPO / "scripts" / "load_airflow_settings.sh")],
             env=self.env,

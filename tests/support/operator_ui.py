@@ -128,16 +128,23 @@ class OperatorUI:
 
     # -- login -------------------------------------------------------------------------------
 
-    def login(self, user: str = "admin", password: str = "admin") -> None:
+    def login(self, user: str = "admin", password: str = "admin", timeout: float = 30) -> None:
+        """Log in on the auth manager's page: FAB's ``/auth/login/`` ("Username:", "Password:",
+        "Sign In"), which answers a refused login on the same page with "Invalid login"."""
         self.page.goto(self.url("/"))
         self.page.wait_for_url(re.compile(r".*/auth/login.*"))
         self.page.get_by_label("Username").fill(user)
         self.page.get_by_label("Password").fill(password)
         self.page.get_by_role("button", name="Sign in").click()
-        try:
-            self.page.wait_for_url(re.compile(r"^(?!.*auth/login).*$"))
-        except PlaywrightTimeout as error:
-            raise self._fail(f"login as {user} was not accepted") from error
+        refused = self.page.get_by_text(re.compile(r"Invalid login"))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if "/auth/login" not in self.page.url:
+                return
+            if refused.count():
+                raise self._fail(f"login as {user} was refused: {refused.first.inner_text().strip()}")
+            self.page.wait_for_timeout(200)
+        raise self._fail(f"login as {user} was not accepted within {timeout:.0f}s")
 
     # -- trigger -----------------------------------------------------------------------------
 
@@ -398,9 +405,24 @@ class OperatorUI:
         "Respond" sends it.
         """
         self.open_required_action(dag_id, run_id, task_id, timeout=timeout)
+        return self._answer(task_id, option, params)
+
+    def respond_at(self, url: str, option: str) -> dict[str, Any]:
+        """Follow a link to a Required Action, as an approval's message gives it, and answer it."""
+        self.page.goto(url)
+        try:
+            self.page.wait_for_url(re.compile(r".*/required_actions(\?.*)?$"))
+        except PlaywrightTimeout as error:
+            raise self._fail(f"the link {url} did not open a Required Action") from error
+        return self._answer(url.split("/tasks/")[-1].split("/")[0], option, None)
+
+    def _answer(self, task_id: str, option: str, params: dict[str, Any] | None) -> dict[str, Any]:
         button = self.page.get_by_test_id(f"hitl-option-{option}")
         respond = self.page.get_by_role("button", name="Respond")
-        button.or_(respond).first.wait_for()
+        try:
+            button.or_(respond).first.wait_for()
+        except PlaywrightTimeout as error:
+            raise self._fail(f"no way to answer {task_id} with {option} on this page") from error
         for name, value in (params or {}).items():
             self.set_param(self.page.locator("main, body").first, name, value)
         matches = lambda r: r.request.method == "PATCH" and r.url.endswith("/hitlDetails")  # noqa: E731

@@ -1,9 +1,11 @@
 """A second start of the stack in the same state directory is a whole new stack, credentials included.
 
 Both paths a developer takes: ``make stack`` (``stellar-dev stack up``, then ``airflow dags test``)
-and ``make run`` (``scripts/run.sh``, with its ``airflow standalone``), each started, stopped and
-started again in the same directories; each time the key the stack exports must be the key its
-API accepts, and a DAG that posts metrics to the API must succeed.
+and ``make run`` (``scripts/run.sh``, with its Airflow), each started, stopped and started again in
+the same directories; each time the key the stack exports must be the key its API accepts, and a
+DAG that posts metrics to the API must succeed. ``make run``'s Airflow has the deployment's users
+and roles: its five local users log in with the passwords its banner shows, made on the first
+start and kept.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from stellar_ops.dev.standalone import LOCAL_USERS
 from tests.integration.dev.make_run import REPO, VENV_BIN, RunScript, clean_env
 from tests.support.airflow_server import AirflowClient
 from tests.support.faults import api_metrics
@@ -105,13 +108,44 @@ def test_make_stack_twice_in_the_same_directory_hands_out_keys_the_api_accepts(t
     assert seen_keys[0] != seen_keys[1], "each start makes its own credentials"
 
 
+def assert_the_local_users_log_in_with_their_roles(run: RunScript) -> dict[str, str]:
+    """Every local user is in the banner with their password and role, and logs in with it; the
+    passwords, as kept in the Airflow home."""
+    passwords = json.loads((run.airflow_home / "users.json").read_text())
+    assert set(passwords) == set(LOCAL_USERS)
+    assert (run.airflow_home / "users.json").stat().st_mode & 0o077 == 0, (
+        "the passwords file is readable by others"
+    )
+    base = f"http://127.0.0.1:{run.port}"
+    for name, role in LOCAL_USERS.items():
+        assert f"{name} / {passwords[name]}  ({role})" in run.output(), f"the banner does not show {name}"
+        AirflowClient(base, name, passwords[name])  # a token for each
+    admin = AirflowClient(base, "admin", passwords["admin"])
+    users = requests.get(
+        f"{base}/auth/fab/v1/users", headers=admin.session.headers, params={"limit": 100}, timeout=10
+    )
+    users.raise_for_status()
+    roles = {u["username"]: [r["name"] for r in u["roles"]] for u in users.json()["users"]}
+    assert roles == {name: [role] for name, role in LOCAL_USERS.items()}
+    oncall = AirflowClient(base, "oncall", passwords["oncall"])
+    refused = oncall.session.patch(
+        f"{base}/api/v2/variables/stellar_ops_config",
+        json={"key": "stellar_ops_config", "value": "{}"},
+        timeout=10,
+    )
+    assert refused.status_code == 403, "an on-call engineer edited the config"
+    return dict(passwords)
+
+
 def test_make_run_twice_in_the_same_checkout_hands_out_keys_the_api_accepts(tmp_path):
     stack_dir, airflow_home = tmp_path / "stack", tmp_path / "airflow"
+    passwords = []
     for _ in (1, 2):
         with RunScript(stack_dir, airflow_home) as run:
             values = exports(stack_dir / "env")
             assert_the_exported_key_is_accepted(values)
-            api = AirflowClient(f"http://127.0.0.1:{run.port}")
+            passwords.append(assert_the_local_users_log_in_with_their_roles(run))
+            api = AirflowClient(f"http://127.0.0.1:{run.port}", "admin", passwords[-1]["admin"])
             api.wait_for_dag("db_backup")
             run_id = api.trigger("db_backup", conf={"force": True})
             assert api.wait_run("db_backup", run_id, timeout=400) == "success", api.task_states(
@@ -124,3 +158,4 @@ def test_make_run_twice_in_the_same_checkout_hands_out_keys_the_api_accepts(tmp_
             # nothing of an earlier start: one run of db_backup's is this test's own
             assert run_id in [r["dag_run_id"] for r in api.dag_runs("db_backup")]
             assert all(r["state"] != "failed" for r in api.dag_runs("db_backup"))
+    assert passwords[0] == passwords[1], "the local users' passwords are made once and kept"

@@ -129,7 +129,7 @@ def test_make_run_stopped_through_its_process_group_leaves_nothing_running(tmp_p
         elif moment == "starting the stack":
             run.wait_for("the stack half-way up", lambda: _stack_partly_up(run), 300)
         else:
-            run.wait_for("airflow standalone starting", lambda: _airflow_starting(run), 400)
+            run.wait_for("Airflow starting", lambda: _airflow_starting(run), 400)
         seen = run.recorded_pids()
         assert seen, "the stack had started servers"
         run.signal_group(sig)

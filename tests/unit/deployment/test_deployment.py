@@ -1,6 +1,7 @@
 """The production deployment: docker-compose.yaml as a real compose parser reads it, the Dockerfile
 linted, and the points that need no Docker engine: queues and the socket, networks, secrets, the
-image's PostgreSQL majors, health checks. (No Docker engine runs here.)"""
+image's PostgreSQL majors, health checks, the auth manager and the set-up of the roles and first
+users. (No Docker engine runs here.)"""
 
 from __future__ import annotations
 
@@ -13,7 +14,15 @@ from pathlib import Path
 
 import pytest
 
+from stellar_ops.adapters.common.roles import (
+    ADMIN,
+    PASSWORDS_FILE_VARIABLE,
+    PLACEHOLDER,
+    first_users,
+    password_variable,
+)
 from stellar_ops.backup.config import BackupConfig
+from stellar_ops.core.approvals import ON_CALL, PLATFORM_LEAD
 from stellar_ops.core.config import ConnectionIds
 from stellar_ops.registry import parse_config
 
@@ -29,6 +38,8 @@ AIRFLOW_COMPONENTS = {
     "airflow-worker",
     "airflow-worker-docker",
 }
+AUTH_MANAGER = "stellar_ops.adapters.common.auth.StellarAuthManager"
+SET_UP_ROLES = ["python", "-m", "stellar_ops.adapters.common.roles"]
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|FERNET|TOKEN|_KEY$|^AIRFLOW_CONN_")
 
 
@@ -87,7 +98,11 @@ def test_compose_is_airflow_3s_layout_with_celery_postgres_redis_minio_nginx_and
         assert env["AIRFLOW__CELERY__BROKER_URL"] == "redis://:@redis:6379/0", name
         # every component must share these, or tasks fail to authenticate to the API server
         assert env["AIRFLOW__API_AUTH__JWT_SECRET"] == env_example()["AIRFLOW_JWT_SECRET"], name
-        assert env["AIRFLOW__API__BASE_URL"] == "http://airflow-apiserver:8080", name
+        # workers reach the API server inside the network; people follow links to the public URL
+        assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://airflow-apiserver:8080/execution/", (
+            name
+        )
+        assert env["AIRFLOW__API__BASE_URL"] == env_example()["AIRFLOW_PUBLIC_URL"], name
 
 
 def test_every_long_running_service_has_a_health_check(compose):
@@ -219,8 +234,9 @@ def test_the_image_has_client_and_server_programs_for_every_supported_major():
     assert 'packages+=("postgresql-client-${major}" "postgresql-${major}")' in text
     assert "packages=(zstd certbot)" in text
     assert "FROM apache/airflow:3.3.2-python3.11" in text
-    assert "pip install --no-cache-dir -r /opt/stellar-ops/requirements.txt" in text
-    assert "apache-airflow==3.3.2" in (REPO / "requirements.txt").read_text()
+    # the runtime set only (tests/packaging checks what it holds and how the package is installed)
+    assert "pip install --no-cache-dir -r /opt/stellar-ops/requirements-runtime.txt" in text
+    assert "apache-airflow==3.3.2" in (REPO / "requirements-runtime.txt").read_text().splitlines()
 
 
 def test_the_image_runs_as_a_non_root_user():
@@ -258,3 +274,69 @@ def test_the_helm_values_run_this_image_with_the_kubernetes_executor_and_no_secr
     assert config.dr.scratch_backend == "local"  # no Docker socket under Kubernetes
     assert "secretRef" in values["extraEnvFrom"]
     assert not [name for name in env if SECRET_NAME.search(name)]
+
+
+def test_every_airflow_component_runs_the_package_s_auth_manager():
+    from importlib import import_module
+
+    from airflow.providers.fab.auth_manager.fab_auth_manager import FabAuthManager
+
+    module, _, name = AUTH_MANAGER.rpartition(".")
+    assert issubclass(getattr(import_module(module), name), FabAuthManager)
+
+
+def test_every_compose_component_has_the_auth_manager_and_init_sets_up_roles_after_migrating(compose):
+    services = compose["services"]
+    for name in AIRFLOW_COMPONENTS:
+        assert services[name]["environment"]["AIRFLOW__CORE__AUTH_MANAGER"] == AUTH_MANAGER, name
+    command = services["airflow-init"]["command"]
+    assert command[:2] == ["bash", "-c"]
+    # the roles only once the migration succeeded (FAB's tables come with it)
+    assert command[2] == "airflow db migrate && " + " ".join(SET_UP_ROLES)
+    for name in ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"):
+        assert services[name]["depends_on"]["airflow-init"]["condition"] == "service_completed_successfully"
+
+
+def test_env_example_names_first_users_of_every_role_each_with_a_placeholder_password():
+    example = env_example()
+    users = first_users(example)
+    by_role = {
+        role: [u.username for u in users if role in u.roles] for role in (ADMIN, ON_CALL, PLATFORM_LEAD)
+    }
+    assert by_role[ADMIN] and by_role[ON_CALL], by_role
+    assert len(by_role[PLATFORM_LEAD]) >= 2, "db_restore's second approval needs a second platform lead"
+    for user in users:
+        assert example.get(password_variable(user.username), "").startswith(PLACEHOLDER), user.username
+        assert user.password == example[password_variable(user.username)]
+    assert not [
+        name
+        for name in example
+        if name.startswith("STELLAR_OPS_USER_")
+        and name.endswith("_PASSWORD")
+        and name not in {password_variable(u.username) for u in users}
+    ], "a password for nobody"
+
+
+def test_the_helm_values_run_the_auth_manager_and_set_up_users_from_a_secret_only_their_job_mounts():
+    import yaml
+
+    values = yaml.safe_load((REPO / "deploy" / "helm" / "values.yaml").read_text())
+    env = {item["name"]: item["value"] for item in values["env"]}
+    assert env["AIRFLOW__CORE__AUTH_MANAGER"] == AUTH_MANAGER
+    job = values["createUserJob"]
+    assert job["args"] == SET_UP_ROLES and job["command"] is None
+    job_env = {item["name"]: item["value"] for item in job["env"]}
+    inline = [name for name in job_env if SECRET_NAME.search(name) and name != PASSWORDS_FILE_VARIABLE]
+    assert not inline, f"passwords inline in the values: {inline}"
+    users = first_users({k: v for k, v in job_env.items() if k != PASSWORDS_FILE_VARIABLE})
+    assert {role for u in users for role in u.roles} == {ADMIN, ON_CALL, PLATFORM_LEAD}
+    # the passwords file is on a volume of the job alone, from a Kubernetes secret
+    (mount,) = [
+        m
+        for m in job["extraVolumeMounts"]
+        if job_env[PASSWORDS_FILE_VARIABLE].startswith(m["mountPath"] + "/")
+    ]
+    (volume,) = [v for v in job["extraVolumes"] if v["name"] == mount["name"]]
+    assert volume["secret"]["secretName"]
+    elsewhere = [*values.get("volumes", []), *values["workers"].get("extraVolumes", [])]
+    assert not [v for v in elsewhere if "secret" in v], "another pod mounts the users' passwords"
