@@ -3,8 +3,10 @@
 
 **Schedule:** 09:00 UTC on the first day of each quarter; a new deployment waits for the next
 quarter's slot (it never starts a rotation the day it is installed). **Severity:** P2 (KeyRotationFailed).
-**Owner:** platform. **Runbook:** SEC-3.2 (docs/runbooks.md). Two approvals by the on-call lead
-(section 6.1), under *Required Actions*.
+**Owner:** platform. **Runbook:** SEC-3.2 (docs/runbooks.md). Two approvals (section 6.1), under
+*Required Actions*, each by an on-call engineer or a platform lead (`approvals.steps`); the
+removal by a second person, neither the first approver nor the one who triggered the run. Each
+approval is announced on the ops route with a link, reminded, and escalated before it times out.
 
 ## What it does
 1. `check_rotation_due`: a scheduled run rotates each key set once a quarter (the ledger says
@@ -19,7 +21,7 @@ quarter's slot (it never starts a rotation the day it is installed). **Severity:
 5. `add_new_keys`, `restart_api`, `test_new_keys`: both sets served; every new and old key must
    be accepted, else the old set is served again (rolled back, alert P2).
 6. `wait_transition_window`: a deferred sensor until the window ends (no worker slot).
-7. `approve_removal`, `remove_old_keys`, `restart_api_after_removal`, `verify_rotation`: old keys
+7. `approve_removal` (four eyes, 14 days to answer), `remove_old_keys`, `restart_api_after_removal`, `verify_rotation`: old keys
    refused, new ones accepted.
 8. `finish_rotation`: pending becomes current, the old set is kept as previous; the ledger
    (`secrets_rotation_audit`) records it.
@@ -55,6 +57,7 @@ from datetime import timedelta
 from airflow.sdk import Param, TriggerRule, task
 
 from stellar_ops.adapters import rotation as steps
+from stellar_ops.adapters.common.approvals import Approval
 from stellar_ops.adapters.common.dag import procedure_dag
 from stellar_ops.adapters.common.queues import docker_queue
 from stellar_ops.adapters.common.schedules import CronFromNextSlot
@@ -103,11 +106,10 @@ def api_key_rotation() -> None:
     def notify_consumers(plan: dict, generated: dict) -> dict:
         return steps.notify_consumers(plan, generated)
 
-    approve_rollout = steps.approval_operator(
+    approve_rollout = Approval(
         task_id="approve_rollout",
         subject="Serve new {{ " + PLAN + "['key_set'] }} alongside the old ones?",
         body="{{ " + NOTICE + "['summary'] }}",
-        response_timeout=timedelta(hours=72),
     )
 
     @task
@@ -123,12 +125,11 @@ def api_key_rotation() -> None:
         return steps.test_new_keys(plan)
 
     wait = steps.transition_window("wait_transition_window")
-    approve_removal = steps.approval_operator(
+    approve_removal = Approval(
         task_id="approve_removal",
         subject="Remove the old {{ " + PLAN + "['key_set'] }}?",
         body="The transition window has ended. Old keys: {{ " + NOTICE + "['old'] | join(', ') }}; "
         "new keys: {{ " + NOTICE + "['new'] | join(', ') }}. After removal only the new keys are accepted.",
-        response_timeout=timedelta(days=14),
     )
 
     @task

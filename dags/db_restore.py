@@ -18,15 +18,20 @@
    new one named after the backup's time) is not the backup's own source and does not exist,
    unless `replace` is set: then it will be renamed aside to `<name>_before_<time>`, never
    dropped. A missing privilege or setting fails at once, without retries.
-4. `approve_restore`: a person approves the plan (backup, age, size, target, database, what is
-   renamed) under *Required Actions*. Reject, and nothing changes.
-5. `restore_backup`: renames the old database aside if asked, creates the backup's roles, and
+4. `approve_restore`: a platform lead approves the plan (backup, age, size, target, database,
+   what is renamed) under *Required Actions*. Reject, and nothing changes. The leads' route is
+   told when it opens, with a link; reminded after `approvals.remind_after_hours`; the next
+   severity's route is told before it times out, and with no answer in 24 hours the run fails.
+5. `approve_replace`: only with `replace`: a second platform lead, neither the one who triggered
+   the run nor the first approver, approves restoring over the existing database. Skipped
+   otherwise. Who answers each approval comes from `approvals.steps`.
+6. `restore_backup`: renames the old database aside if asked, creates the backup's roles, and
    restores with the drill's engine (`dr.restore_engine`, `dr.restore_jobs`).
-6. `verify_row_counts`, `verify_schema`, `verify_sanity_queries`: the drill's checks, on the
+7. `verify_row_counts`, `verify_schema`, `verify_sanity_queries`: the drill's checks, on the
    restored database.
-7. `publish_report`: `<backup key>.restore_report.json`, `stellar_restore_seconds`, a message.
-8. `confirm_success`: the run's verdict: red when the restore or any check failed, even though
-   the report is published; green when it passed, or when the approval was rejected.
+8. `publish_report`: `<backup key>.restore_report.json`, `stellar_restore_seconds`, a message.
+9. `confirm_success`: the run's verdict: red when the restore or any check failed, even though
+   the report is published; green when it passed, or when an approval was rejected.
 
 ## Is it safe to re-run?
 Yes. It writes nothing before the approval, and never drops a database: with `replace`, what
@@ -37,6 +42,8 @@ was there is renamed aside each time.
   extension, a privilege (grant the connection's role CREATEDB/CREATEROLE, or name a connection
   whose role has them), free space. Nothing was written; fix it and trigger again.
 - *is the backup's own source* / *already exists*: choose another database, or set `replace`.
+- *no answer within 24 hours*: nobody approved in time; trigger again when a lead is available.
+  An approval can be answered only by the people named in it: ask one of them.
 - *restore stopped*: the message says what was written: nothing (the database was not created),
   or a partly restored database left for inspection; the previous one (if `replace`) is intact
   under its `_before_` name. Fix the cause, then Clear `restore_backup` (or trigger again).
@@ -54,10 +61,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import Param, TriggerRule, task
 
 from stellar_ops.adapters import recovery as steps
+from stellar_ops.adapters.common.approvals import Approval
 from stellar_ops.adapters.common.dag import procedure_dag
 
 CHECKS = ("verify_row_counts", "verify_schema", "verify_sanity_queries")
@@ -109,14 +116,20 @@ def db_restore() -> None:
             resolved, p.get("target_conn_id"), p.get("target_database"), bool(p.get("replace"))
         )
 
-    approve_restore = ApprovalOperator(
+    approve_restore = Approval(
         task_id="approve_restore",
         subject="Restore a backup into {{ ti.xcom_pull(task_ids='check_target')['target'] }}?",
         body="{{ ti.xcom_pull(task_ids='check_target')['summary'] }}",
-        response_timeout=timedelta(hours=24),
+    )
+    approve_replace = Approval(
+        task_id="approve_replace",
+        ask_only_if="replace",
+        subject="Second approval: restore over {{ ti.xcom_pull(task_ids='check_target')['target'] }}?",
+        body="{{ ti.xcom_pull(task_ids='check_target')['summary'] }}",
     )
 
-    @task
+    # runs after approve_replace approved, or skipped because replace is off; a rejection skips it
+    @task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
     def restore_backup(resolved: dict, plan: dict, params: dict | None = None) -> dict:
         return steps.restore_backup(resolved, plan, (params or {}).get("target_conn_id"))
 
@@ -128,7 +141,8 @@ def db_restore() -> None:
     plan = check_target(resolved)
     check_backup(resolved) >> plan >> approve_restore
     restored = restore_backup(resolved, plan)
-    approve_restore >> restored
+    approve_restore >> [approve_replace, restored]
+    approve_replace >> restored
     verdicts = [task(task_id=check)(steps.verify)(check, resolved, restored) for check in CHECKS]
     verdicts >> publish_report()
 

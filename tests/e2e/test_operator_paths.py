@@ -18,7 +18,7 @@ import pytest
 from stellar_ops.postgres.target import connect
 from tests.support.api_stand_in import new_stand_in
 from tests.support.manifests import publish_verified_backup
-from tests.support.operator_ui import CHROMIUM, CHROMIUM_ARGS, OperatorUI
+from tests.support.operator_ui import CHROMIUM, CHROMIUM_ARGS, OperatorUI, OperatorUIError
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
@@ -28,18 +28,36 @@ GREEN = ("success",)
 
 
 @pytest.fixture(scope="module")
-def ui(airflow, tmp_path_factory):
+def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        context = browser.new_context(viewport={"width": 1400, "height": 1000})
-        page = context.new_page()
-        page.set_default_timeout(30_000)
-        operator = OperatorUI(page, airflow.base_url, tmp_path_factory.mktemp("operator-ui"))
-        operator.login()
-        yield operator
-        browser.close()
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def ui_as(airflow, browser, tmp_path_factory):
+    """One logged-in browser session per person (password = name), opened when first asked for."""
+    sessions: dict[str, OperatorUI] = {}
+
+    def session(user: str) -> OperatorUI:
+        if user not in sessions:
+            page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+            page.set_default_timeout(30_000)
+            sessions[user] = OperatorUI(
+                page, airflow.base_url, tmp_path_factory.mktemp(f"operator-ui-{user}")
+            )
+            sessions[user].login(user, user)
+        return sessions[user]
+
+    return session
+
+
+@pytest.fixture(scope="module")
+def ui(ui_as):
+    return ui_as("admin")
 
 
 @pytest.fixture
@@ -281,7 +299,7 @@ def test_perf_analysis_triggers_with_its_defaults_red_on_a_bad_check_name_cleare
 
 
 def test_db_restore_red_without_createdb_cleared_approved_and_green(
-    ui, api, stack, receiver, configure, e2e_prefix
+    ui, ui_as, api, stack, receiver, configure, e2e_prefix
 ):
     configure()
     backup = ui.trigger_with_defaults("db_backup")
@@ -305,7 +323,7 @@ def test_db_restore_red_without_createdb_cleared_approved_and_green(
             conn.execute("ALTER ROLE stellar_restore CREATEDB")
         ui.clear_task("db_restore", run_id, "check_target")
         api.wait_for_approval("db_restore", run_id, "approve_restore")
-        answer = ui.approve("db_restore", run_id, "approve_restore")
+        answer = ui_as("lead").approve("db_restore", run_id, "approve_restore")
         assert answer["chosen_options"] == ["Approve"]
         finish_green(ui, api, receiver, "db_restore", run_id)
         wait_for(
@@ -326,7 +344,7 @@ def test_db_restore_red_without_createdb_cleared_approved_and_green(
 
 
 def test_api_key_rotation_red_while_the_api_is_down_cleared_approved_twice_and_green(
-    ui, api, stack, receiver, configure, e2e_prefix, tmp_path
+    ui, ui_as, api, stack, receiver, configure, e2e_prefix, tmp_path
 ):
     stand_in = new_stand_in(tmp_path / "api", api_keys=2, admin_keys=1)
     api.request(
@@ -355,11 +373,14 @@ def test_api_key_rotation_red_while_the_api_is_down_cleared_approved_twice_and_g
         # the form's defaults, but a transition window a test can wait out
         run_id = ui.trigger("api_key_rotation", {"transition_days": 20 / 86400})
         api.wait_for_approval("api_key_rotation", run_id, "approve_rollout")
-        ui.approve("api_key_rotation", run_id, "approve_rollout")
+        ui_as("oncall").approve("api_key_rotation", run_id, "approve_rollout")
         stand_in.stop()  # the API is down when the rotation restarts it
         red_then_cleared_green(ui, api, receiver, "api_key_rotation", run_id, "restart_api", stand_in.start)
         api.wait_for_approval("api_key_rotation", run_id, "approve_removal", timeout=180)
-        ui.approve("api_key_rotation", run_id, "approve_removal")
+        # four eyes: the rollout's approver may not remove the old keys; another on-call engineer may
+        with pytest.raises(OperatorUIError, match="403|no way to answer"):
+            ui_as("oncall").approve("api_key_rotation", run_id, "approve_removal")
+        ui_as("oncall2").approve("api_key_rotation", run_id, "approve_removal")
         finish_green(ui, api, receiver, "api_key_rotation", run_id)
         assert stand_in.status(stand_in.api_keys[0]) == 403, "an old key is still accepted"
     finally:

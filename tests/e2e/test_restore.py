@@ -4,51 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from stellar_ops.core.processes import unprivileged_user
-from stellar_ops.postgres.server import LocalPgServer
-from stellar_ops.postgres.target import connect
 from tests.support.fixtures import reachable_dir
+from tests.support.restore_target import PASSWORD, databases, serve_restore_target
 
 pytestmark = pytest.mark.e2e
-
-PASSWORD = "e2e:p@ss/w?rd"
 
 
 @pytest.fixture(scope="module")
 def target_server(api):
     with reachable_dir() as base:
-        yield from _serve(api, base)
-
-
-def _serve(api, base):
-    server = LocalPgServer(
-        base / "pg", run_as=unprivileged_user("postgres"), superuser="dba", password=PASSWORD
-    )
-    server.init()
-    server.start()
-    api.request(
-        "POST",
-        "/connections",
-        json={
-            "connection_id": "restore_target",
-            "conn_type": "postgres",
-            "host": "127.0.0.1",
-            "port": server.port,
-            "login": "dba",
-            "password": PASSWORD,
-            "schema": "postgres",
-        },
-    )
-    try:
-        yield server
-    finally:
-        api.request("DELETE", "/connections/restore_target")
-        server.remove()
-
-
-def databases(server) -> set[str]:
-    with connect(server.target()) as conn:
-        return {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
+        yield from serve_restore_target(api, base, "restore_target")
 
 
 def a_backup(api) -> str:
@@ -59,7 +24,7 @@ def a_backup(api) -> str:
 
 
 def test_an_approved_restore_lands_verified_and_a_rejected_one_changes_nothing(
-    api, stack, e2e_prefix, target_server
+    api, api_as, stack, e2e_prefix, target_server
 ):
     key = a_backup(api)
     api.unpause("db_restore")
@@ -75,9 +40,11 @@ def test_an_approved_restore_lands_verified_and_a_rejected_one_changes_nothing(
         d for d in api.pending_approvals() if d.get("task_instance", d).get("dag_run_id", run_id) == run_id
     ]
     assert any("restored_e2e" in (d.get("body") or "") for d in details), details
-    api.answer_approval("db_restore", run_id, "approve_restore", "Approve")
+    api_as("lead").answer_approval("db_restore", run_id, "approve_restore", "Approve")
     assert api.wait_run("db_restore", run_id, timeout=600) == "success", api.task_states("db_restore", run_id)
-    assert set(api.task_states("db_restore", run_id).values()) == {"success"}
+    states = api.task_states("db_restore", run_id)
+    assert states.pop("approve_replace") == "skipped", "asked without replace"
+    assert set(states.values()) == {"success"}
     assert "restored_e2e" in databases(target_server)
     report = (
         stack.s3_client()
@@ -90,7 +57,7 @@ def test_an_approved_restore_lands_verified_and_a_rejected_one_changes_nothing(
 
     rejected = api.trigger("db_restore", conf={**conf, "target_database": "never_restored"})
     api.wait_for_approval("db_restore", rejected, "approve_restore")
-    api.answer_approval("db_restore", rejected, "approve_restore", "Reject")
+    api_as("lead2").answer_approval("db_restore", rejected, "approve_restore", "Reject")
     api.wait_run("db_restore", rejected, timeout=300)
     states = api.task_states("db_restore", rejected)
     assert states["restore_backup"] == "skipped" and states["publish_report"] == "success", states

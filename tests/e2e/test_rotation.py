@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import random
-import re
-import shutil
 import time
 
 import pytest
@@ -15,13 +13,13 @@ from stellar_ops.dev.load import Consumer, LoadGenerator
 from stellar_ops.rotation.keys import fingerprint
 from stellar_ops.rotation.keystore import EnvFileStore
 from tests.support.api_stand_in import new_stand_in
+from tests.support.operator_ui import CHROMIUM, CHROMIUM_ARGS, OperatorUI
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
 DAG = "api_key_rotation"
 WINDOW_SECONDS = 25.0
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 @pytest.fixture(scope="module")
@@ -91,18 +89,13 @@ def approval_body(api, run_id: str, task_id: str) -> str:
 def page(airflow):
     from playwright.sync_api import sync_playwright
 
-    args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=args, headless=True)
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         context = browser.new_context(viewport={"width": 1400, "height": 1000})
         tab = context.new_page()
         tab.set_default_timeout(30_000)
-        tab.goto(airflow.base_url + "/")
-        tab.wait_for_url(re.compile(r".*/auth/login.*"))
-        tab.get_by_label("Username").fill("admin")
-        tab.get_by_label("Password").fill("admin")
-        tab.get_by_role("button", name="Sign in").click()
-        tab.wait_for_url(re.compile(r"^(?!.*auth/login).*$"))
+        # the removal's second pair of eyes: not the rollout's approver (oncall), not the trigger (admin)
+        OperatorUI(tab, airflow.base_url).login("oncall2", "oncall2")
         yield tab
         browser.close()
 
@@ -115,7 +108,7 @@ def approve_in_the_ui(page, airflow, run_id: str, task_id: str) -> None:
 
 @pytest.mark.browser
 def test_a_rotation_approved_twice_serves_only_the_new_keys_and_rejects_no_request(
-    api, airflow, stack, stand_in, configured, page
+    api, api_as, airflow, stack, stand_in, configured, page
 ):
     old = list(stand_in.api_keys)
     load = LoadGenerator(stand_in.url, [Consumer(f"c{i}", k) for i, k in enumerate(old)], rate_per_second=30)
@@ -128,7 +121,7 @@ def test_a_rotation_approved_twice_serves_only_the_new_keys_and_rejects_no_reque
     body = approval_body(api, run_id, "approve_rollout")
     assert all(fingerprint(k) in body for k in pending) and "API_KEYS" in body
     assert all(stand_in.status(k) == 403 for k in pending), "nothing is served before the approval"
-    api.answer_approval(DAG, run_id, "approve_rollout", "Approve")
+    api_as("oncall").answer_approval(DAG, run_id, "approve_rollout", "Approve")
 
     try:
         restarted = wait_for(lambda: _xcom(api, run_id, "restart_api"), 180, "the restart", interval=0.5)
@@ -169,10 +162,11 @@ def test_a_rotation_approved_twice_serves_only_the_new_keys_and_rejects_no_reque
     audit = json.loads(client.get_object(Bucket="stellar-backups", Key=audit_key)["Body"].read())
     assert audit["outcome"] == "rotated"
     assert audit["approvals"]["approve_rollout"]["chosen"] == "Approve"
-    assert audit["approvals"]["approve_removal"]["by"] == "admin"
+    assert audit["approvals"]["approve_rollout"]["by"] == "oncall"
+    assert audit["approvals"]["approve_removal"]["by"] == "oncall2"
     ledger_key = f"{configured}secrets-ledger.json"
     ledger = json.loads(client.get_object(Bucket="stellar-backups", Key=ledger_key)["Body"].read())
-    assert ledger["secrets"]["API_KEYS"]["by"] == "admin"
+    assert ledger["secrets"]["API_KEYS"]["by"] == "oncall2"
 
     secrets = old + pending + list(stand_in.admin_keys)
     for task_id in states:
@@ -188,12 +182,14 @@ def test_a_rotation_approved_twice_serves_only_the_new_keys_and_rejects_no_reque
     assert state(stand_in).served == tuple(pending), "a second run in the quarter rotates nothing"
 
 
-def test_a_rejected_approval_discards_the_pending_keys_and_changes_nothing_served(api, stand_in, configured):
+def test_a_rejected_approval_discards_the_pending_keys_and_changes_nothing_served(
+    api, api_as, stand_in, configured
+):
     before = state(stand_in).served
     first = api.trigger(DAG, conf=conf(reason="compromise"))
     api.wait_for_approval(DAG, first, "approve_rollout", timeout=180)
     assert state(stand_in).pending is not None
-    api.answer_approval(DAG, first, "approve_rollout", "Reject")
+    api_as("oncall").answer_approval(DAG, first, "approve_rollout", "Reject")
     assert api.wait_run(DAG, first, timeout=180) == "success"
     states = api.task_states(DAG, first)
     assert states["add_new_keys"] == "skipped" and states["discard_rejected_rotation"] == "success", states
@@ -207,10 +203,10 @@ def test_a_rejected_approval_discards_the_pending_keys_and_changes_nothing_serve
 
     second = api.trigger(DAG, conf=conf(reason="compromise", transition_days=2 / 86400))
     api.wait_for_approval(DAG, second, "approve_rollout", timeout=180)
-    api.answer_approval(DAG, second, "approve_rollout", "Approve")
+    api_as("oncall").answer_approval(DAG, second, "approve_rollout", "Approve")
     api.wait_for_approval(DAG, second, "approve_removal", timeout=240)
     both = state(stand_in).served
-    api.answer_approval(DAG, second, "approve_removal", "Reject")
+    api_as("lead").answer_approval(DAG, second, "approve_removal", "Reject")
     assert api.wait_run(DAG, second, timeout=180) == "success"
     states = api.task_states(DAG, second)
     assert states["remove_old_keys"] == "skipped" and states["finish_rotation"] == "skipped", states
@@ -220,7 +216,9 @@ def test_a_rejected_approval_discards_the_pending_keys_and_changes_nothing_serve
     assert api.xcom(DAG, second, "record_audit")["outcome"] == "cancelled: approve_removal rejected"
 
 
-def test_a_second_rotation_waits_for_the_one_under_way_and_says_why(api, stand_in, configured, receiver):
+def test_a_second_rotation_waits_for_the_one_under_way_and_says_why(
+    api, api_as, stand_in, configured, receiver
+):
     first = api.trigger(DAG, conf=conf(reason="compromise"))
     api.wait_for_approval(DAG, first, "approve_rollout", timeout=180)
     second = api.trigger(DAG, conf=conf(reason="compromise"))
@@ -242,10 +240,10 @@ def test_a_second_rotation_waits_for_the_one_under_way_and_says_why(api, stand_i
     assert len(told) == 1, "the ops channel is told once, not at every look"
     assert api.task_states(DAG, second).get("generate_keys") is None, "nothing is generated meanwhile"
 
-    api.answer_approval(DAG, first, "approve_rollout", "Reject")
+    api_as("oncall").answer_approval(DAG, first, "approve_rollout", "Reject")
     assert api.wait_run(DAG, first, timeout=180) == "success"
     api.wait_for_approval(DAG, second, "approve_rollout", timeout=180)  # it went on by itself
-    api.answer_approval(DAG, second, "approve_rollout", "Reject")
+    api_as("oncall").answer_approval(DAG, second, "approve_rollout", "Reject")
     assert api.wait_run(DAG, second, timeout=180) == "success"
     assert len([t for t in receiver.texts() if f"{DAG} run {second}" in t and "waits" in t]) == 1
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from stellar_ops.adapters.common.approvals import answer_of
 from stellar_ops.adapters.common.connections import pg_target
 from stellar_ops.adapters.common.runtime import (
     checked,
@@ -80,6 +81,14 @@ def verify(check: str, resolved: dict[str, Any], restored: dict[str, Any]) -> di
     return verdict.as_dict()
 
 
+def _rejected(ti: Any) -> str:
+    for task_id in recovery.APPROVALS:
+        answer = answer_of(ti, task_id)
+        if answer and answer["chosen"] == "Reject":
+            return f"{task_id} by {answer['by']}"
+    return recovery.APPROVALS[0]
+
+
 @checked
 def publish_report() -> dict[str, Any]:
     """Runs whatever happened (a rejection too): the report beside the backup, metrics, the outcome."""
@@ -89,7 +98,7 @@ def publish_report() -> dict[str, Any]:
     plan = ti.xcom_pull(task_ids="check_target")
     failed = sorted(t for t, s in states.items() if s in ("failed", "upstream_failed"))
     if states.get("restore_backup") == "skipped" and not failed:
-        failed = ["approve_restore (rejected)"]
+        failed = [f"{_rejected(ti)} (rejected)"]
     document = recovery.publish_report(
         task_runtime(),
         resolved=Resolved.from_dict(resolved) if resolved else None,
@@ -98,5 +107,6 @@ def publish_report() -> dict[str, Any]:
         checks=[v for v in (ti.xcom_pull(task_ids=t) for t in recovery.CHECK_STEPS) if v],
         failed_steps=failed,
         run_id=ti.run_id,
+        approvals={task_id: answer_of(ti, task_id) for task_id in recovery.APPROVALS},
     )
     return {"success": document["success"], "rto_seconds": document["rto_seconds"]}

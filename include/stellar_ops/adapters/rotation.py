@@ -10,8 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from airflow.providers.standard.operators.hitl import ApprovalOperator
-
+from stellar_ops.adapters.common.approvals import answer_of
 from stellar_ops.adapters.common.runtime import (
     checked,
     current_context,
@@ -190,39 +189,9 @@ def verify_rotation(plan: dict[str, Any]) -> dict[str, Any]:
     return _step("verify", plan)
 
 
-ANSWER = "answer"
-
-
-class RotationApproval(ApprovalOperator):  # type: ignore[misc]
-    """The providers' ApprovalOperator, keeping who answered what and when in its XCom ``answer``.
-
-    A rejection skips the downstream tasks by raising, so no return value is pushed then: the
-    answer is pushed first, for the audit record and the cleanup of a rejected rotation.
-    """
-
-    def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
-        if "error" not in event:
-            user = event.get("responded_by_user") or {}
-            at: Any = event.get("responded_at")
-            context["ti"].xcom_push(
-                key=ANSWER,
-                value={
-                    "chosen": (event.get("chosen_options") or [None])[0],
-                    "by": user.get("name") or user.get("id"),
-                    "at": at.isoformat() if hasattr(at, "isoformat") else at,
-                },
-            )
-        return super().execute_complete(context, event)
-
-
-def approval_operator(**kwargs: Any) -> RotationApproval:
-    return RotationApproval(**kwargs)
-
-
 def approval(ti: Any, task_id: str) -> dict[str, Any] | None:
     """Who answered an approval, what and when."""
-    answer = ti.xcom_pull(task_ids=task_id, key=ANSWER)
-    return dict(answer) if answer else None
+    return answer_of(ti, task_id)
 
 
 @checked

@@ -37,7 +37,8 @@ from stellar_ops.runtime import Runtime
 
 DAG_ID = "db_restore"
 CHECK_STEPS = flow.CHECK_STEPS
-STEPS = ("resolve_backup", "check_backup", "check_target", "approve_restore", "restore_backup", *CHECK_STEPS)
+APPROVALS = ("approve_restore", "approve_replace")
+STEPS = ("resolve_backup", "check_backup", "check_target", *APPROVALS, "restore_backup", *CHECK_STEPS)
 _PG_DUMP_MAJOR = re.compile(r"\(PostgreSQL\)\s+(\d+)")
 MAX_IDENTIFIER = 63
 # what a restored database takes on disk, against the backup's uncompressed dump: the rows plus the
@@ -429,8 +430,10 @@ def publish_report(
     checks: list[dict[str, Any]],
     failed_steps: list[str],
     run_id: str | None,
+    approvals: dict[str, dict[str, Any] | None] | None = None,
 ) -> dict[str, Any]:
-    """``<key>.restore_report.json`` beside the backup, the metrics, and the outcome message."""
+    """``<key>.restore_report.json`` beside the backup, the metrics, and the outcome message.
+    ``approvals``: who answered each approval step, what and when (None: not asked)."""
     manifest = flow.sources(rt, resolved).manifest if resolved else None
     success = not failed_steps and bool(checks) and all(c["passed"] for c in checks)
     document = {
@@ -446,12 +449,16 @@ def publish_report(
         "restore": restored.get("restore") or {},
         "warnings": list(restored.get("warnings", [])),
         "dag_run_id": run_id,
+        "approvals": approvals or {},
         "finished_at": datetime.now(UTC).isoformat(),
     }
     if resolved is not None:
         flow.save_beside(rt, resolved.backup, RESTORE_REPORT_SUFFIX, document)
     rt.publish_metrics(DAG_ID, restore_metrics(document))
     where = f"{plan.database!r} on {plan.target}" if plan else "the target"
+    approvers = [f"{a['by']}" for a in (approvals or {}).values() if a and a.get("chosen") == "Approve"]
+    if approvers:
+        where += f", approved by {' and '.join(approvers)}"
     if success:
         text = (
             f":white_check_mark: Restore done: {resolved.backup.location if resolved else '?'} into {where} in "

@@ -95,7 +95,7 @@ def dag_callbacks(dag_id: str) -> dict[str, Any]:
     return {"on_success_callback": announce_recovery}
 
 
-def _config_or_defaults() -> StellarOpsConfig:
+def config_or_defaults() -> StellarOpsConfig:
     """Alerts must go out even when the config is what broke: fall back to the defaults."""
     from stellar_ops.adapters.common.runtime import load_config
 
@@ -191,7 +191,7 @@ class StellarAlertNotifier(BaseNotifier):
         self.dag_id = dag_id
 
     def notify(self, context: Any) -> None:
-        config = _config_or_defaults()
+        config = config_or_defaults()
         entry = procedure_for(self.dag_id)
         ti = context["ti"]
         try_number = int(ti.try_number or 1)
@@ -314,7 +314,7 @@ def announce_recovery(context: Any) -> None:
     if not incident.alerted:  # only retried tries that then succeeded: nobody was told
         Variable.delete(_incident_key(dag_id))
         return
-    config = _config_or_defaults()
+    config = config_or_defaults()
     entry = procedure_for(dag_id)
     review = (
         write_review(config, incident, run_id) if entry.severity in config.alerts.review_severities else None

@@ -69,9 +69,9 @@ async def missed_deadline(context: Any = None, *, dag_id: str, minutes: float, *
 def alert_missed_deadline(context: Any, *, dag_id: str, minutes: float) -> None:
     """The alert, on the route of the DAG's severity (and Alertmanager), and the incident's event."""
     from stellar_ops.adapters.common.alerting import (
-        _config_or_defaults,
         _now,
         airflow_url,
+        config_or_defaults,
         record,
         route,
         tell_alertmanager,
@@ -80,7 +80,7 @@ def alert_missed_deadline(context: Any, *, dag_id: str, minutes: float) -> None:
     from stellar_ops.registry import procedure_for
 
     entry = procedure_for(dag_id)
-    config = _config_or_defaults()
+    config = config_or_defaults()
     dag_run = (context or {}).get("dag_run") or {}
     run_id = str(_field(dag_run, "dag_run_id") or _field(dag_run, "run_id") or "unknown run")
     queued = _field(dag_run, "queued_at")
