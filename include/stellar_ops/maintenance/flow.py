@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from stellar_ops.core.errors import StellarOpsError
+from stellar_ops.core.metrics import run_finished
 from stellar_ops.maintenance import summary, vacuum
 from stellar_ops.maintenance.vacuum import StatStatements, TableBloat
 from stellar_ops.runtime import Runtime
@@ -110,8 +112,13 @@ def send_summary(
     rt: Runtime, statements: dict[str, Any], vacuumed: dict[str, float], bloat: dict[str, Any]
 ) -> dict[str, Any]:
     """One message on the ops route: what VACUUM ANALYZE did, how long it took, the bloat left,
-    and whether pg_stat_statements is there."""
+    and whether pg_stat_statements is there; then the run's end, to the Pushgateway."""
     payload = summary.message(statements=statements, vacuumed=vacuumed, bloat=bloat)
     rt.notify(payload)
     rt.say(payload["text"])
+    # Maintenance has no metric of its own: this push is what MaintenanceSilent watches.
+    try:
+        rt.publish_metrics(DAG_ID, [run_finished()])
+    except StellarOpsError as exc:  # the vacuum is done; a missing push is MaintenanceSilent's to say
+        rt.warn(f"the run's end was not pushed: {exc}")
     return {"tables": len(vacuumed), "seconds": round(sum(vacuumed.values()), 3)}

@@ -16,6 +16,7 @@ from typing import Any
 from stellar_ops.core.alerts import Finding, info_message
 from stellar_ops.core.durations import humanize_duration
 from stellar_ops.core.errors import ConfigError, StellarOpsError
+from stellar_ops.core.metrics import run_finished
 from stellar_ops.core.taxonomy import SEVERITIES
 from stellar_ops.rotation import api, keys, ledger
 from stellar_ops.rotation.backends import Tools
@@ -382,7 +383,20 @@ def record_audit(
 
 def audit_secrets(rt: Runtime, now: datetime) -> list[ledger.Overdue]:
     """The ledger's overdue secrets, in one alert (a digest) that names each with how overdue it
-    is and the procedure that rotates it, at the highest severity among them; none, no alert."""
+    is and the procedure that rotates it, at the highest severity among them; none, no alert.
+
+    Every audit, whatever its outcome, then pushes its end to the Pushgateway: the audit has no
+    metric of its own, and SecretsAuditSilent watches that push."""
+    try:
+        return _audit_secrets(rt, now)
+    finally:
+        try:
+            rt.publish_metrics(AUDIT_DAG_ID, [run_finished()])
+        except StellarOpsError as exc:  # never hides the audit's own outcome
+            rt.warn(f"the audit's end was not pushed: {exc}")
+
+
+def _audit_secrets(rt: Runtime, now: datetime) -> list[ledger.Overdue]:
     settings = rt.config.rotation
     document = ledger.load(rt.store(), settings.ledger_key)
     found = ledger.overdue(document, settings.periods_days, settings.procedures, now)

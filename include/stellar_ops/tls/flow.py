@@ -6,7 +6,8 @@
    threshold, not within ``tls.min_renewal_interval`` of the last renewal) or forced, certbot,
    nginx reload, re-probe; it fails unless the served certificate changed (new serial) and its
    expiry moved later; a new certificate still under the threshold alerts once;
-4. :func:`record_results`: every domain's final state in ``<backup.prefix>tls/latest.json``.
+4. :func:`record_results`: every domain's final state in ``<backup.prefix>tls/latest.json``; the
+   Pushgateway groups of domains no longer configured are deleted (:func:`forget_removed_domains`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+from stellar_ops.core import metrics
 from stellar_ops.core.alerts import Finding, info_message
 from stellar_ops.core.errors import ConfigError, StellarOpsError
 from stellar_ops.core.metrics import Metric
@@ -414,7 +416,31 @@ def record_results(
     store.put_json(key, document)
     states = {label: entry["state"] for label, entry in entries.items()}
     rt.say(f"wrote {store.url(key)}: {', '.join(f'{k} {v}' for k, v in states.items())}")
-    return {"key": key, "states": states}
+    return {"key": key, "states": states, "forgotten": forget_removed_domains(rt)}
+
+
+def forget_removed_domains(rt: Runtime) -> list[str]:
+    """Delete the Pushgateway groups of the domains no longer in ``tls.domains``: the last state a
+    removed domain pushed would stay there, and alert, forever. The labels deleted."""
+    gateway = rt.resources.endpoint("pushgateway")
+    if gateway is None:
+        return []
+    configured = {d.label for d in rt.config.tls.domains}
+    if not configured:  # a config mistake must not wipe every domain's alerts
+        rt.warn("tls.domains is empty: no domain's metrics are deleted from the Pushgateway")
+        return []
+    settings = rt.config.metrics
+    removed = metrics.prune_groups(
+        gateway.base_url,
+        job=settings.job,
+        procedure=DAG_ID,
+        label="domain",
+        keep=configured,
+        timeout=settings.timeout_seconds,
+    )
+    if removed:
+        rt.say(f"deleted the Pushgateway groups of domains no longer configured: {', '.join(removed)}")
+    return removed
 
 
 def describe_renewal(renewed: Mapping[str, Any]) -> str:
