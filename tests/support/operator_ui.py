@@ -420,7 +420,9 @@ class OperatorUI:
         button = self.page.get_by_test_id(f"hitl-option-{option}")
         respond = self.page.get_by_role("button", name="Respond")
         try:
-            button.or_(respond).first.wait_for()
+            # the page is up (the task awaits input): a person the approval does not name sees no
+            # answer buttons, and saying so need not take the page's whole default timeout
+            button.or_(respond).first.wait_for(timeout=15_000)
         except PlaywrightTimeout as error:
             raise self._fail(f"no way to answer {task_id} with {option} on this page") from error
         for name, value in (params or {}).items():
