@@ -14,7 +14,7 @@ import pytest
 
 from stellar_ops.postgres.target import connect
 from tests.support.fixtures import reachable_dir
-from tests.support.operator_ui import CHROMIUM, CHROMIUM_ARGS, OperatorUI, OperatorUIError
+from tests.support.operator_ui import OperatorUIError, browser_sessions
 from tests.support.restore_target import databases, serve_restore_target
 from tests.support.waiting import wait_for
 
@@ -33,22 +33,8 @@ def target_server(api):
 @pytest.fixture(scope="module")
 def browser_as(airflow):
     """A logged-in browser session per person, opened when first asked for."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        sessions: dict[str, OperatorUI] = {}
-
-        def session(user: str) -> OperatorUI:
-            if user not in sessions:
-                page = chromium.new_context(viewport={"width": 1400, "height": 1000}).new_page()
-                page.set_default_timeout(30_000)
-                sessions[user] = OperatorUI(page, airflow.base_url)
-                sessions[user].login(user, user)
-            return sessions[user]
-
+    with browser_sessions(airflow.base_url) as session:
         yield session
-        chromium.close()
 
 
 def a_backup(api) -> str:

@@ -18,7 +18,7 @@ import pytest
 from stellar_ops.postgres.target import connect
 from tests.support.api_stand_in import new_stand_in
 from tests.support.manifests import publish_verified_backup
-from tests.support.operator_ui import CHROMIUM, CHROMIUM_ARGS, OperatorUI, OperatorUIError
+from tests.support.operator_ui import OperatorUIError, browser_sessions
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
@@ -28,31 +28,12 @@ GREEN = ("success",)
 
 
 @pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture(scope="module")
-def ui_as(airflow, browser, tmp_path_factory):
+def ui_as(airflow, tmp_path_factory):
     """One logged-in browser session per person (password = name), opened when first asked for."""
-    sessions: dict[str, OperatorUI] = {}
-
-    def session(user: str) -> OperatorUI:
-        if user not in sessions:
-            page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
-            page.set_default_timeout(30_000)
-            sessions[user] = OperatorUI(
-                page, airflow.base_url, tmp_path_factory.mktemp(f"operator-ui-{user}")
-            )
-            sessions[user].login(user, user)
-        return sessions[user]
-
-    return session
+    with browser_sessions(
+        airflow.base_url, lambda user: tmp_path_factory.mktemp(f"operator-ui-{user}")
+    ) as session:
+        yield session
 
 
 @pytest.fixture(scope="module")

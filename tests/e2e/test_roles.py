@@ -32,7 +32,7 @@ from stellar_ops.adapters.common.roles import (
 )
 from stellar_ops.core.approvals import ON_CALL, PLATFORM_LEAD
 from tests.support.airflow_server import AUTH_MANAGER, VENV_BIN, AirflowClient
-from tests.support.operator_ui import CHROMIUM, CHROMIUM_ARGS, OperatorUI
+from tests.support.operator_ui import browser_sessions
 
 pytestmark = pytest.mark.e2e
 
@@ -53,22 +53,8 @@ def unique(name: str) -> str:
 @pytest.fixture(scope="module")
 def browser_as(airflow, tmp_path_factory):
     """One logged-in Chromium session per user, opened when first asked for."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        sessions: dict[str, OperatorUI] = {}
-
-        def session(user: str) -> OperatorUI:
-            if user not in sessions:
-                page = chromium.new_context(viewport={"width": 1400, "height": 1000}).new_page()
-                page.set_default_timeout(30_000)
-                sessions[user] = OperatorUI(page, airflow.base_url, tmp_path_factory.mktemp(f"roles-{user}"))
-                sessions[user].login(user, user)
-            return sessions[user]
-
+    with browser_sessions(airflow.base_url, lambda user: tmp_path_factory.mktemp(f"roles-{user}")) as session:
         yield session
-        chromium.close()
 
 
 # -- the on-call engineer ------------------------------------------------------------------------

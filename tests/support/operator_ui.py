@@ -27,7 +27,8 @@ import json
 import re
 import shutil
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
@@ -654,3 +655,30 @@ def _xpath_literal(text: str) -> str:
     if '"' not in text:
         return f'"{text}"'
     return "concat(" + ', "\'", '.join(f"'{part}'" for part in text.split("'")) + ")"
+
+
+@contextmanager
+def browser_sessions(
+    base_url: str, screenshot_dir: Callable[[str], Path] | None = None
+) -> Iterator[Callable[[str], OperatorUI]]:
+    """One Chromium for a module's tests, and one logged-in session per person (password = name),
+    opened when first asked for; ``screenshot_dir(user)`` names where a session's evidence goes."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        sessions: dict[str, OperatorUI] = {}
+
+        def session(user: str) -> OperatorUI:
+            if user not in sessions:
+                page = chromium.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+                page.set_default_timeout(30_000)
+                shots = screenshot_dir(user) if screenshot_dir else None
+                sessions[user] = OperatorUI(page, base_url, shots)
+                sessions[user].login(user, user)
+            return sessions[user]
+
+        try:
+            yield session
+        finally:
+            chromium.close()
