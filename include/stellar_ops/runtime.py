@@ -64,10 +64,19 @@ class Runtime:
     resources: Resources
     say: Callable[[str], None] = log.info
     warn: Callable[[str], None] = log.warning
+    # The procedure (its DAG id) and run this runtime serves: every PostgreSQL session it opens
+    # says so in application_name (stellar-ops/<procedure>/<run id>), for pg_stat_activity.
+    procedure: str | None = None
+    run_id: str | None = None
     _store: S3Store | None = field(default=None, init=False, repr=False)
 
     def database(self) -> PgTarget:
-        return self.resources.database()
+        return self.labelled(self.resources.database())
+
+    def labelled(self, target: PgTarget) -> PgTarget:
+        """``target`` with this run's sessions named after the procedure and run (any server the
+        procedure connects to: the source, a restore target, a scratch server)."""
+        return target.for_session(self.procedure, self.run_id) if self.procedure else target
 
     def store(self) -> S3Store:
         if self._store is None:

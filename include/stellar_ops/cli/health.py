@@ -49,6 +49,7 @@ def table(results: list[CheckResult]) -> str:
 
 def cmd_health(args: argparse.Namespace) -> int:
     rt = env.runtime()
+    rt.procedure, rt.run_id = flow.DAG_ID, f"cli-{os.getpid()}"  # named in application_name
     results = flow.check_all(rt, args.check, record=args.publish)
     if args.publish:
         flow.summarize(rt, results, run=f"stellar-ops health (cli-{os.getpid()})")

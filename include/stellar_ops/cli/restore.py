@@ -8,6 +8,7 @@ the terminal unless ``--yes``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from datetime import UTC, datetime
@@ -51,8 +52,9 @@ def target_from(url: str, environ: dict[str, str] | None = None) -> PgTarget:
         )
     target = PgTarget.from_url(url, source="--target")
     password = environ.get("PGPASSWORD") or None
-    passfile = environ.get("PGPASSFILE") or None
-    return PgTarget(target.host, target.port, target.user, target.dbname, password, target.sslmode, passfile)
+    passfile = environ.get("PGPASSFILE") or target.passfile
+    # every libpq setting of the URL's query string (sslrootcert, sslcert...) is kept
+    return dataclasses.replace(target, password=password, passfile=passfile)
 
 
 def approved(plan: recovery.RestorePlan) -> bool:

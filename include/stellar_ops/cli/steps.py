@@ -28,6 +28,8 @@ class Steps:
         self.entry = procedure_for(dag_id)
         self.run_id = f"cli-{os.getpid()}"
         self.failed: list[str] = []
+        # the run's PostgreSQL sessions say whose they are (application_name), as a task's do
+        rt.procedure, rt.run_id = dag_id, self.run_id
 
     def run(self, step: str, action: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         try:

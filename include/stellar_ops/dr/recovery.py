@@ -269,6 +269,7 @@ def check_target(
     rt: Runtime, resolved: Resolved, target: PgTarget, *, database: str | None, replace: bool
 ) -> RestorePlan:
     """Everything that must hold before a write; the plan a person approves. Raises naming what fails."""
+    target = rt.labelled(target)
     found = flow.sources(rt, resolved)
     manifest = found.manifest
     name = database or default_database(resolved)
@@ -342,6 +343,7 @@ def rename_aside(rt: Runtime, target: PgTarget, plan: RestorePlan) -> None:
 
 def restore_backup(rt: Runtime, resolved: Resolved, target: PgTarget, plan: RestorePlan) -> dict[str, Any]:
     """Rename the old database aside, restore with the drill's engine, and observe the result."""
+    target = rt.labelled(target)
     found = flow.sources(rt, resolved)
     settings = rt.config.dr
     rename_aside(rt, target, plan)

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from stellar_ops.core.http import HttpEndpoint, RedisTarget
 from stellar_ops.health.config import Endpoint, HealthConfig
 from stellar_ops.health.results import AlertRef, CheckResult, Status, worst
-from stellar_ops.postgres.target import PgTarget
+from stellar_ops.postgres.target import PgTarget, clean_error, connection_error
 
 NAME = "services"
 DOWN = AlertRef("ServiceDown", "P1", "RB-001")
@@ -54,16 +54,17 @@ def timed(name: str, action: Callable[[], str]) -> Probe:
 def postgres(target: PgTarget, timeout: float) -> str:
     import psycopg
 
-    kwargs = {**target.connect_kwargs(), "connect_timeout": max(1, int(timeout))}
-    kwargs["options"] = f"-c statement_timeout={int(timeout * 1000)}"
+    target.check_files()  # a missing certificate file is named, not reported as the server down
+    probe = target.with_settings(connect_timeout=str(max(1, int(timeout))))
+    kwargs = probe.with_options(f"-c statement_timeout={int(timeout * 1000)}").connect_kwargs()
     try:
         with psycopg.connect(autocommit=True, **kwargs) as conn:
             row = conn.execute("SELECT current_setting('server_version'), pg_is_in_recovery()").fetchone()
+    except psycopg.OperationalError as exc:
+        # names the TLS setting at fault when there is one (connection_error's ConfigError text)
+        raise ConnectionError(str(connection_error(str(exc), target))) from None
     except psycopg.Error as exc:
-        text = " ".join(str(exc).split())
-        if target.password:
-            text = text.replace(target.password, "***")
-        raise ConnectionError(f"{target.describe()}: {text}") from None
+        raise ConnectionError(f"{target.describe()}: {clean_error(str(exc), target)}") from None
     assert row is not None
     return f"PostgreSQL {row[0]} answered a query{' (in recovery)' if row[1] else ''}"
 

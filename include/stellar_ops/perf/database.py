@@ -14,10 +14,10 @@ from datetime import datetime
 from typing import Any
 
 from stellar_ops.core.durations import humanize_duration
-from stellar_ops.core.errors import StellarOpsError
+from stellar_ops.core.errors import ConfigError, StellarOpsError
 from stellar_ops.perf.checks import CheckResult, State, grade_above, grade_below, limits, unknown, worst
 from stellar_ops.perf.config import PerfConfig
-from stellar_ops.postgres.target import PgTarget, quote_ident
+from stellar_ops.postgres.target import PgTarget, clean_error, connection_error, quote_ident
 
 # Every statement of the analysis starts with this, so its own queries are left out of the
 # slow-query lists (pg_stat_statements keeps the first text of each query, comment included).
@@ -75,15 +75,18 @@ def read_only_session(target: PgTarget, settings: PerfConfig) -> Iterator[Sessio
             f"-c idle_in_transaction_session_timeout={int(settings.statement_timeout_seconds * 4000)}",
         ]
     )
-    kwargs = target.connect_kwargs()
-    kwargs["application_name"] = "stellar-ops perf_analysis"
+    target.check_files()
+    # the connection's own options (search_path...) first, then the read-only limits over them
+    kwargs = target.with_options(options).connect_kwargs()
     try:
-        conn = psycopg.connect(autocommit=False, options=options, **kwargs)
+        conn = psycopg.connect(autocommit=False, **kwargs)
     except psycopg.OperationalError as exc:
-        text = " ".join(str(exc).split())
-        if target.password:
-            text = text.replace(target.password, "***")
-        raise SourceUnavailable(f"cannot connect to PostgreSQL {target.describe()}: {text}") from None
+        error = connection_error(str(exc), target)
+        if isinstance(error, ConfigError):
+            raise error from None  # a TLS setting is wrong: no retry can fix it
+        raise SourceUnavailable(
+            f"cannot connect to PostgreSQL {target.describe()}: {clean_error(str(exc), target)}"
+        ) from None
     try:
         yield Session(conn, target.describe())
     finally:

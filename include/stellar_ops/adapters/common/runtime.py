@@ -33,7 +33,29 @@ def task_runtime(config: StellarOpsConfig | None = None) -> Runtime:
 
     config = load_config() if config is None else config
     task_log = task_logger()
-    return Runtime(config, AirflowResources(config), say=task_log.info, warn=task_log.warning)
+    procedure, run_id = _current_run()
+    return Runtime(
+        config,
+        AirflowResources(config),
+        say=task_log.info,
+        warn=task_log.warning,
+        procedure=procedure,
+        run_id=run_id,
+    )
+
+
+def _current_run() -> tuple[str | None, str | None]:
+    """The DAG id and run id of the running task (for application_name); None outside a task."""
+    from airflow.sdk import get_current_context
+
+    try:
+        context = get_current_context()
+    except RuntimeError:
+        return None, None
+    ti = context.get("ti")
+    if ti is None:
+        return None, None
+    return str(ti.dag_id), str(ti.run_id)
 
 
 def run_slot(context: Any) -> datetime:

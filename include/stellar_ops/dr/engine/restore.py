@@ -32,7 +32,7 @@ from stellar_ops.dr.engine.post_data_runner import PostDataRunner
 from stellar_ops.dr.engine.roles import PreparedRoles, main_owner, prepare, referenced_roles
 from stellar_ops.postgres import catalog
 from stellar_ops.postgres.binaries import PgBinaries
-from stellar_ops.postgres.target import PgTarget, connect, quote_ident
+from stellar_ops.postgres.target import PgTarget, connect, quote_ident, tls_failure
 from stellar_ops.storage.compression import decompress
 from stellar_ops.storage.s3 import S3Store
 
@@ -173,11 +173,14 @@ def _pg_restore(
         listing = path.parent / f"{path.stem}-{len(entries)}-{time.monotonic_ns()}.list"
         listing.write_text(post_data.list_file_text(entries))
         argv.append(f"--use-list={listing}")
-    result = subprocess.run(
-        [*argv, "-d", target.dbname, str(path)], capture_output=True, text=True, env=target.client_env()
-    )
+    with target.client_session() as env:
+        result = subprocess.run(
+            [*argv, "-d", target.dbname, str(path)], capture_output=True, text=True, env=env
+        )
     if result.returncode != 0:
-        raise RestoreError(f"{what} failed: {_first_error(result.stderr)}")
+        raise tls_failure(result.stderr, target) or RestoreError(
+            f"{what} failed: {_first_error(result.stderr)}"
+        )
 
 
 _EXTENSION_COMMENT = re.compile(r"^\d+; \d+ \d+ COMMENT - EXTENSION ")
@@ -192,12 +195,10 @@ def _entries_a_non_superuser_may_restore(
     with connect(target) as conn:
         if conn.execute("SELECT usesuper FROM pg_user WHERE usename = current_user").fetchone()[0]:
             return None
-    result = subprocess.run(
-        [binaries.path("pg_restore"), "--list", str(path)],
-        capture_output=True,
-        text=True,
-        env=target.client_env(),
-    )
+    with target.client_session() as env:
+        result = subprocess.run(
+            [binaries.path("pg_restore"), "--list", str(path)], capture_output=True, text=True, env=env
+        )
     if result.returncode != 0:
         raise RestoreError(f"pg_restore --list cannot read the archive: {_first_error(result.stderr)}")
     return [
@@ -221,9 +222,12 @@ def _psql_restore(target: PgTarget, path: Path, binaries: PgBinaries, say: Calla
         "-",
     ]
     sql = decompress(file_chunks(path), "plain", source=str(path))
-    code, stderr = _run_fed(argv, sql, target.client_env())
+    with target.client_session() as env:
+        code, stderr = _run_fed(argv, sql, env)
     if code != 0:
-        raise RestoreError(f"psql stopped at the first failing statement: {_first_error(stderr)}")
+        raise tls_failure(stderr, target) or RestoreError(
+            f"psql stopped at the first failing statement: {_first_error(stderr)}"
+        )
 
 
 def _run_fed(argv: list[str], chunks: Iterable[bytes], env: dict[str, str]) -> tuple[int, str]:
