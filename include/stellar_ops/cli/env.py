@@ -2,7 +2,9 @@
 
 It accepts the old cron scripts' variables, so they keep working unchanged:
 
-- ``DATABASE_URL``: ``postgresql://user:password@host:port/db``
+- ``DATABASE_URL``: ``postgresql://user:password@host:port/db``, with any libpq setting in its
+  query string (``?sslmode=verify-full&sslrootcert=...&sslcert=...&sslkey=...``; see
+  docs/database-connections.md)
 - ``S3_BUCKET``; ``S3_ENDPOINT_URL`` (or ``AWS_ENDPOINT_URL_S3``) for MinIO/SeaweedFS; AWS
   credentials the usual boto3 way (``AWS_ACCESS_KEY_ID``...)
 - ``RETENTION_DAYS``: retention of local copies and of S3 backups
@@ -23,8 +25,9 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from stellar_ops.cli.output import say, warn
-from stellar_ops.core.alerts import post_webhook, unpaged
+from stellar_ops.core.alerts import post_webhook, rerouted, unpaged, with_alert_id
 from stellar_ops.core.config import Channel
+from stellar_ops.core.delivery import alert_id, policy_of
 from stellar_ops.core.errors import ConfigError, MissingConnectionError, StellarOpsError
 from stellar_ops.core.http import HttpEndpoint, RedisTarget
 from stellar_ops.postgres.target import PgTarget
@@ -136,19 +139,42 @@ class EnvResources:
     def send_message(self, payload: dict[str, Any], channel: Channel = "ops") -> None:
         """Post to ``BACKUP_ALERT_WEBHOOK`` (ops) or ``PAGING_WEBHOOK`` (paging; without one, to ops,
         marked so); a failure to post is a warning, not the run's failure."""
-        webhook = optional("BACKUP_ALERT_WEBHOOK", self.env)
-        if channel == "paging":
-            paging = optional("PAGING_WEBHOOK", self.env)
+        ident = alert_id(payload)
+        payload = {key: value for key, value in payload.items() if key != "alert_id"}
+        ops = optional("BACKUP_ALERT_WEBHOOK", self.env)
+        paging = optional("PAGING_WEBHOOK", self.env)
+        routes: list[tuple[str, dict[str, Any]]] = []
+        if channel == "paging" and paging:
+            routes.append((paging, payload))
+            if ops:
+                routes.append(
+                    (
+                        ops,
+                        rerouted(payload, "the paging webhook could not be reached: this should have paged"),
+                    )
+                )
+        elif channel == "paging":
+            routes += [(ops, unpaged(payload))] if ops else []
+        elif ops:
+            routes.append((ops, payload))
             if paging:
-                webhook = paging
-            else:
-                payload = unpaged(payload)
-        if not webhook:
-            return
-        try:
-            post_webhook(webhook, payload)
-        except StellarOpsError as exc:
-            self.warn(str(exc))
+                routes.append(
+                    (
+                        paging,
+                        rerouted(payload, "the ops webhook could not be reached: sent to paging instead"),
+                    )
+                )
+        settings = self.config.alerts.delivery
+        bound = policy_of(settings)
+        for number, (webhook, message) in enumerate(routes):
+            try:
+                post_webhook(webhook, with_alert_id(message, ident), policy=bound)
+                return
+            except StellarOpsError as exc:
+                self.warn(f"alert {ident}: {exc}")
+            bound = bound.bounded(settings.fallback_max_seconds) if number == 0 else bound
+        if routes:
+            self.warn(f"alert {ident} was not delivered; the message:\n{payload['text']}")
 
 
 def redis_target(url: str) -> RedisTarget:

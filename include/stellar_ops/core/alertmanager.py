@@ -14,6 +14,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from stellar_ops.core.delivery import DeliveryError, DeliveryPolicy, deliver
 from stellar_ops.core.errors import StellarOpsError
 from stellar_ops.core.http import HttpEndpoint
 
@@ -49,17 +50,28 @@ def alert(
     return document
 
 
-def post(endpoint: HttpEndpoint, alerts: list[dict[str, Any]], *, timeout: float = 10.0) -> None:
+def post(
+    endpoint: HttpEndpoint,
+    alerts: list[dict[str, Any]],
+    *,
+    timeout: float = 10.0,
+    policy: DeliveryPolicy | None = None,
+) -> None:
+    """Post ``alerts``, retrying 429, 5xx and connection errors within ``policy`` (by default 20 s,
+    ``timeout`` per attempt: Alertmanager runs beside us, an outage longer than that is no blip)."""
     import requests
 
     url = endpoint.url("/api/v2/alerts")
+    policy = policy or DeliveryPolicy(max_seconds=20.0, attempt_timeout=timeout)
+    answered: list[str] = []
+
+    def post_once(attempt_timeout: float) -> tuple[int, dict[str, str]]:
+        response = requests.post(url, json=alerts, timeout=attempt_timeout)
+        answered[:] = [response.text[:200]]
+        return response.status_code, dict(response.headers)
+
     try:
-        response = requests.post(url, json=alerts, timeout=timeout)
-    except requests.RequestException as exc:
-        raise StellarOpsError(
-            f"Alertmanager at {endpoint.base_url} could not be reached ({type(exc).__name__})"
-        ) from None
-    if response.status_code >= 300:
-        raise StellarOpsError(
-            f"Alertmanager at {endpoint.base_url} answered {response.status_code}: {response.text[:200]}"
-        )
+        deliver(post_once, policy, what=f"Alertmanager at {endpoint.base_url}")
+    except DeliveryError as exc:
+        body = f": {answered[0]}" if answered and exc.status else ""
+        raise StellarOpsError(f"{exc}{body}") from None

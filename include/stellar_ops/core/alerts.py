@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stellar_ops.core.config import AlertsConfig
+from stellar_ops.core.delivery import Delivered, DeliveryPolicy, Refused, deliver
 from stellar_ops.core.durations import humanize_duration
-from stellar_ops.core.errors import StellarOpsError
 from stellar_ops.core.runbooks import runbook, runbook_link
 from stellar_ops.core.taxonomy import SEVERITY_MEANING, DagEntry, Severity, response_time
 
@@ -224,6 +224,30 @@ def unpaged(payload: dict[str, Any]) -> dict[str, Any]:
     return {"text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]}
 
 
+def rerouted(payload: dict[str, Any], note: str) -> dict[str, Any]:
+    """A message sent on another route than its own, marked so as :func:`unpaged` does; ``note``
+    says why (e.g. "the paging channel could not be reached")."""
+    text = f":warning: ({note}) " + payload["text"]
+    return {
+        **payload,
+        "text": text,
+        "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}],
+    }
+
+
+def with_alert_id(payload: dict[str, Any], alert_id: str) -> dict[str, Any]:
+    """The message with its id as a small context line under it (a message without blocks: as the
+    last line of its text), so whoever reads it can find it in the outbox, in Alertmanager (label
+    ``alert_id``) and in logs. ``text``, Slack's notification line, stays what the message says."""
+    line = f"alert id: {alert_id}"
+    blocks = payload.get("blocks")
+    if not blocks:
+        text = payload.get("text", "")
+        return payload if text.endswith(line) else {**payload, "text": f"{text}\n{line}"}
+    context = {"type": "context", "block_id": "alert_id", "elements": [{"type": "mrkdwn", "text": line}]}
+    return {**payload, "blocks": [*(b for b in blocks if b.get("block_id") != "alert_id"), context]}
+
+
 def info_message(text: str) -> dict[str, Any]:
     return {"text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]}
 
@@ -267,13 +291,26 @@ def human_bytes(count: float) -> str:
     return f"{count:,.1f} TiB"
 
 
-def post_webhook(url: str, payload: dict[str, Any], *, timeout: float = 10.0) -> None:
-    """POST a JSON payload (the old scripts' ``BACKUP_ALERT_WEBHOOK``); the URL is never echoed."""
+def post_webhook(url: str, payload: dict[str, Any], *, policy: DeliveryPolicy | None = None) -> Delivered:
+    """POST a JSON payload (the old scripts' ``BACKUP_ALERT_WEBHOOK``) with the retries of
+    :func:`stellar_ops.core.delivery.deliver`; the URL is never echoed. Raises
+    :class:`~stellar_ops.core.delivery.DeliveryError` (a StellarOpsError) when it was not delivered."""
     import requests
 
-    try:
-        response = requests.post(url, json=payload, timeout=timeout)
-    except requests.RequestException as exc:
-        raise StellarOpsError(f"alert webhook could not be reached ({type(exc).__name__})") from None
-    if response.status_code >= 300:
-        raise StellarOpsError(f"alert webhook answered HTTP {response.status_code}")
+    # only what Slack reads: an outbox copy carries bookkeeping keys (alert_id) beside them
+    body = {key: value for key, value in payload.items() if key != "alert_id"}
+
+    def post_once(timeout: float) -> tuple[int, dict[str, str]]:
+        try:
+            response = requests.post(url, json=body, timeout=timeout)
+        except (
+            requests.exceptions.InvalidURL,
+            requests.exceptions.InvalidSchema,
+            requests.exceptions.MissingSchema,
+        ) as exc:
+            raise Refused(
+                f"the alert webhook URL is not valid ({type(exc).__name__})", attempts=1, status=None
+            ) from None
+        return response.status_code, dict(response.headers)
+
+    return deliver(post_once, policy or DeliveryPolicy(), what="the alert webhook")

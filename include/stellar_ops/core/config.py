@@ -55,6 +55,42 @@ class ConnectionIds(Section):
     )
 
 
+class DeliveryConfig(Section):
+    """How hard a message is pushed through before it falls back (README, "Delivery")."""
+
+    max_seconds: float = Field(
+        150.0,
+        gt=0,
+        description="Time bound of one message's retries on its own route (429 with Retry-After, 5xx, "
+        "connection errors, timeouts), from the first try: long enough to survive a minute of 5xx.",
+    )
+    attempt_timeout_seconds: float = Field(10.0, gt=0, description="Timeout of one HTTP attempt.")
+    retry_after_cap_seconds: float = Field(
+        30.0, ge=0, description="Longest wait honoured from a 429's Retry-After header."
+    )
+    max_backoff_seconds: float = Field(
+        30.0, gt=0, description="Longest wait between retries (exponential backoff from 1 s, with jitter)."
+    )
+    fallback_max_seconds: float = Field(
+        20.0,
+        gt=0,
+        description="Time bound on each fallback route (the other channel, Alertmanager) of a message "
+        "its own route did not take.",
+    )
+    drain_max_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="Time bound of the outbox drain at the start of a task (alerts/outbox/ under "
+        "backup.prefix): what is left stays for the next task.",
+    )
+    sent_retention_days: float = Field(
+        14.0,
+        gt=0,
+        description="How long the ids of delivered outbox alerts (alerts/sent/) are kept, so a replay "
+        "skips them.",
+    )
+
+
 class AlertsConfig(Section):
     runbook_url_template: str | None = Field(
         None,
@@ -78,6 +114,15 @@ class AlertsConfig(Section):
     review_severities: list[SeverityName] = Field(
         default_factory=lambda: list(DEFAULT_REVIEWED),
         description="Severities whose resolved incidents leave a post-incident review draft in S3.",
+    )
+    delivery: DeliveryConfig = Field(
+        default_factory=DeliveryConfig,  # type: ignore[arg-type]
+        description="Retries of every message and the outbox of those no route took (README, Delivery): "
+        "max_seconds bounds one route's retries (429 with Retry-After, 5xx, connection errors, timeouts), "
+        "attempt_timeout_seconds one HTTP attempt, retry_after_cap_seconds the wait a 429 may ask, "
+        "max_backoff_seconds the backoff, fallback_max_seconds each fallback route, drain_max_seconds "
+        "the outbox drain at the start of a task; sent_retention_days keeps the ids of delivered "
+        "outbox alerts.",
     )
 
     @field_validator("routes")

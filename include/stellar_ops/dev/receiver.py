@@ -3,10 +3,16 @@
 Any ``POST``/``PUT`` is recorded and answered ``200 ok`` (what Slack answers); ``GET /`` answers
 :data:`BANNER`. Control routes:
 
-- ``GET /_received``: every recorded request as JSON (``[{method, path, body, json, at}]``)
-- ``DELETE /_received``: forget them
+- ``GET /_received``: every recorded request as JSON (``[{method, path, body, json, at, status}]``),
+  refused ones too: ``status`` is what it was answered (200 for a delivered message)
+- ``DELETE /_received``: forget them (and any failures still armed)
 - ``POST /_fail`` with ``{"status": 500, "count": 2}``: answer the next ``count`` requests with
   ``status`` (to test retries and failure handling)
+- ``POST /_script`` with a list of phases, e.g.
+  ``[{"status": 429, "count": 3, "headers": {"Retry-After": "2"}}, {"status": 500, "seconds": 60}]``:
+  each phase answers its ``status`` (and ``headers``) to the next ``count`` requests, or to every
+  request for ``seconds`` from the first one it answers; then ``200 ok`` again (an outage in Slack).
+  A phase with ``"path": "/services/"`` answers only requests under that path (others get 200)
 
 Run: ``python -m stellar_ops.dev.receiver --port P``
 """
@@ -16,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import threading
+import time
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -29,7 +36,28 @@ class Recorder:
         self.requests: list[dict[str, Any]] = []
         self.fail_status = 0
         self.fail_count = 0
+        self.phases: list[dict[str, Any]] = []
         self.lock = threading.Lock()
+
+    def answer(self, path: str) -> tuple[int, dict[str, str]]:
+        """The status (and headers) of the next request to ``path``; call with ``lock`` held."""
+        if self.fail_count > 0:
+            self.fail_count -= 1
+            return self.fail_status, {}
+        now = time.monotonic()
+        while self.phases:
+            phase = self.phases[0]
+            if not path.startswith(str(phase.get("path", "/"))):
+                return 200, {}  # the outage is of another service (e.g. only the webhooks)
+            if "seconds" in phase:
+                phase.setdefault("until", now + float(phase["seconds"]))
+                if now < phase["until"]:
+                    return int(phase["status"]), dict(phase.get("headers") or {})
+            elif int(phase.get("count", 1)) > 0:
+                phase["count"] = int(phase.get("count", 1)) - 1
+                return int(phase["status"]), dict(phase.get("headers") or {})
+            self.phases.pop(0)
+        return 200, {}
 
 
 def make_handler(recorder: Recorder) -> type[BaseHTTPRequestHandler]:
@@ -37,9 +65,17 @@ def make_handler(recorder: Recorder) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
             print(f"{self.command} {self.path.split('?')[0]}")
 
-        def _send(self, status: int, body: bytes, content_type: str = "text/plain") -> None:
+        def _send(
+            self,
+            status: int,
+            body: bytes,
+            content_type: str = "text/plain",
+            headers: dict[str, str] | None = None,
+        ) -> None:
             self.send_response(status)
             self.send_header("Content-Type", content_type)
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
@@ -59,6 +95,8 @@ def make_handler(recorder: Recorder) -> type[BaseHTTPRequestHandler]:
         def do_DELETE(self) -> None:  # noqa: N802 - stdlib name
             with recorder.lock:
                 recorder.requests.clear()
+                recorder.fail_count = 0
+                recorder.phases = []
             self._send(200, b"cleared")
 
         def do_POST(self) -> None:  # noqa: N802 - stdlib name
@@ -70,11 +108,18 @@ def make_handler(recorder: Recorder) -> type[BaseHTTPRequestHandler]:
                     recorder.fail_count = int(spec.get("count", 1))
                 self._send(200, b"armed")
                 return
+            if self.path == "/_script":
+                phases = json.loads(body or b"[]")
+                with recorder.lock:
+                    recorder.phases = [dict(phase) for phase in phases]
+                self._send(200, b"scripted")
+                return
             try:
                 parsed = json.loads(body) if body else None
             except json.JSONDecodeError:
                 parsed = None
             with recorder.lock:
+                status, headers = recorder.answer(self.path)
                 recorder.requests.append(
                     {
                         "method": self.command,
@@ -82,13 +127,11 @@ def make_handler(recorder: Recorder) -> type[BaseHTTPRequestHandler]:
                         "body": body.decode(errors="replace"),
                         "json": parsed,
                         "at": datetime.now(UTC).isoformat(),
+                        "status": status,
                     }
                 )
-                failing = recorder.fail_count > 0
-                if failing:
-                    recorder.fail_count -= 1
-            if failing:
-                self._send(recorder.fail_status, b"failure requested")
+            if status != 200:
+                self._send(status, b"failure requested", headers=headers)
             else:
                 self._send(200, b"ok")
 

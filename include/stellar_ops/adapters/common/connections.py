@@ -7,13 +7,14 @@ through inside a task.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
-from stellar_ops.core.alerts import unpaged
 from stellar_ops.core.config import Channel
+from stellar_ops.core.delivery import Delivered, DeliveryPolicy, deliver
 from stellar_ops.core.errors import ConfigError, MissingConnectionError
 from stellar_ops.core.http import HttpEndpoint, RedisTarget
-from stellar_ops.postgres.target import PgTarget
+from stellar_ops.postgres.target import SECRET_SETTINGS, PgTarget, libpq_settings
 from stellar_ops.registry import StellarOpsConfig
 from stellar_ops.storage.s3 import S3Store, client_config
 
@@ -53,14 +54,18 @@ def pg_target(conn_id: str) -> PgTarget:
         raise ConfigError(
             f"connection {conn_id!r} lacks {', '.join(missing)} (schema holds the database name)"
         )
-    extra = conn.extra_dejson or {}
-    return PgTarget(
+    # Every libpq setting among the extras reaches psycopg and the client programs, as PostgresHook
+    # hands its extras to the driver (its own ``cursor``, ``iam``... dropped, as it drops them).
+    settings = libpq_settings(conn.extra_dejson or {}, source=f"connection {conn_id!r}'s extra")
+    for name in SECRET_SETTINGS:
+        _mask(settings.get(name))
+    return PgTarget.build(
         host=conn.host,
         port=int(conn.port or 5432),
         user=conn.login,
         dbname=conn.schema,
         password=conn.password,
-        sslmode=extra.get("sslmode"),
+        settings=settings,
     )
 
 
@@ -99,10 +104,23 @@ def optional_endpoint(conn_id: str | None, purpose: str) -> HttpEndpoint | None:
         return None
 
 
-def _post_slack(conn_id: str, payload: dict[str, Any]) -> None:
+def _post_slack(conn_id: str, payload: dict[str, Any], policy: DeliveryPolicy | None = None) -> Delivered:
+    """Post through the Slack provider's webhook client (the connection format stays the same), with
+    the retries of :func:`stellar_ops.core.delivery.deliver`; raises its DeliveryError when not
+    delivered. The SDK's own retry handlers are switched off: the loop is the only one."""
     from airflow.providers.slack.hooks.slack_webhook import SlackWebhookHook
 
-    SlackWebhookHook(slack_webhook_conn_id=conn_id).send(text=payload["text"], blocks=payload["blocks"])
+    policy = policy or DeliveryPolicy()
+    client = SlackWebhookHook(
+        slack_webhook_conn_id=conn_id, timeout=math.ceil(policy.attempt_timeout), retry_handlers=[]
+    ).client
+
+    def post_once(timeout: float) -> tuple[int, dict[str, str]]:
+        client.timeout = max(1, math.ceil(timeout))
+        response = client.send(text=payload["text"], blocks=payload.get("blocks"))
+        return int(response.status_code), dict(response.headers or {})
+
+    return deliver(post_once, policy, what=f"Slack webhook connection {conn_id!r}")
 
 
 def docker_client(conn_id: str) -> Any:
@@ -174,22 +192,16 @@ class AirflowResources:
 
     def send_message(self, payload: dict[str, Any], channel: Channel = "ops") -> None:
         """Post to the channel's webhook connection; a null ``connections.alerts`` switches alerts
-        off. What would page goes to the ops channel, marked so, when no paging channel is set up."""
-        ops = self.config.connections.alerts
-        if not ops:
+        off. What would page goes to the ops channel, marked so, when no paging channel is set up.
+
+        Never raises: a message its channel does not take within ``alerts.delivery`` goes to the
+        other channel (marked so), to Alertmanager, and to the outbox that the next task sends
+        first (:mod:`stellar_ops.adapters.common.outbox`)."""
+        from stellar_ops.adapters.common.outbox import send_or_keep
+
+        if not self.config.connections.alerts:
             log.info(
                 "alerts are switched off (connections.alerts is null): %s", payload["text"].splitlines()[0]
             )
             return
-        if channel == "paging":
-            paging = self.config.connections.paging
-            try:
-                if paging:
-                    _connection(paging, "the paging channel")
-                    _post_slack(paging, payload)
-                    return
-            except MissingConnectionError:
-                pass
-            log.warning("no paging channel (connections.paging %r): paging through the ops channel", paging)
-            payload = unpaged(payload)
-        _post_slack(ops, payload)
+        send_or_keep(self.config, payload, channel)
