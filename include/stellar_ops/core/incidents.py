@@ -5,19 +5,33 @@ Every failed try (retried or final), every alert sent and every missed deadline 
 P1 or P2 incident the review of section 6.2 of the procedures is due within 48 hours: the draft
 (:func:`review_draft`) holds the timeline in UTC, the detection time (first failure to first
 alert) and the duration, and the sections a person fills in.
+
+Each event is stored on its own (:func:`event_key`, a key of the DAG's own
+:func:`event_key_prefix`) and the incident is put together when it is read
+(:meth:`Incident.from_events`): see :mod:`stellar_ops.adapters.common.incident_store` for why.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from stellar_ops.core.durations import humanize_duration
-from stellar_ops.core.taxonomy import Severity, response_time
+from stellar_ops.core.taxonomy import DagEntry, Severity, response_time
+
+log = logging.getLogger(__name__)
 
 EventKind = Literal["retry", "failure", "alert", "deadline", "recovery"]
-VARIABLE_PREFIX = "stellar_ops_incident__"  # the Airflow Variable of a DAG's open incident
+VARIABLE_PREFIX = "stellar_ops_incident__"  # the Airflow Variables of a DAG's open incident
+# ``<prefix><dag_id>__<UTC time, microseconds>Z_<12 hex digits>``: the time first, so that keys sort
+# as their events happened; nothing after the DAG's own prefix can contain "__"
+_EVENT_KEY_SUFFIX = re.compile(r"\d{8}T\d{12}Z_[0-9a-f]{12}")
 MAX_EVENTS = 200  # a DAG failing for days keeps its first and latest events
 REVIEW_DUE = timedelta(hours=48)
 REVIEW_SECTIONS = (
@@ -46,10 +60,44 @@ class Event:
     error: str | None = None
     log_url: str | None = None
     detail: str | None = None
+    map_index: int | None = None  # the mapped task's index; None for a task that is not mapped
 
     @property
     def moment(self) -> datetime:
         return datetime.fromisoformat(self.at)
+
+
+def _utc_moment(event: Event) -> datetime:
+    moment = event.moment
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def legacy_key(dag_id: str) -> str:
+    """The one Variable that held a DAG's whole incident before events were stored one by one."""
+    return VARIABLE_PREFIX + dag_id
+
+
+def event_key_prefix(dag_id: str) -> str:
+    return f"{VARIABLE_PREFIX}{dag_id}__"
+
+
+def event_key(dag_id: str, event: Event, salt: str) -> str:
+    """The key of ``event`` of ``dag_id``'s incident: its UTC time, then a digest of who and what
+    (run, task, map index, try, kind) and of ``salt``, so that two writers never share a key."""
+    at = _utc_moment(event).astimezone(UTC)
+    who = "|".join(
+        str(part)
+        for part in (event.run_id, event.task_id, event.map_index, event.try_number, event.kind, salt)
+    )
+    digest = hashlib.sha256(who.encode()).hexdigest()[:12]
+    return f"{event_key_prefix(dag_id)}{at:%Y%m%dT%H%M%S%f}Z_{digest}"
+
+
+def is_event_key(dag_id: str, key: str) -> bool:
+    """Whether ``key`` is an event of ``dag_id`` itself: ``db_backup``'s prefix is also the start of
+    the keys of a DAG named ``db_backup__x``, whose suffix does not look like an event's."""
+    prefix = event_key_prefix(dag_id)
+    return key.startswith(prefix) and _EVENT_KEY_SUFFIX.fullmatch(key[len(prefix) :]) is not None
 
 
 @dataclass
@@ -95,9 +143,61 @@ class Incident:
         return asdict(self)
 
     @classmethod
+    def from_events(
+        cls, dag_id: str, alert_name: str, severity: Severity, events: Iterable[Event]
+    ) -> Incident:
+        """The incident of events stored one by one, in the order they happened (the first and the
+        latest :data:`MAX_EVENTS` when there are more)."""
+        incident = cls(dag_id, alert_name, severity)
+        for event in sorted(events, key=_utc_moment):  # stable: equal times keep their order
+            incident.add(event)
+        return incident
+
+    @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Incident:
         events = [Event(**event) for event in data.get("events", [])]
         return cls(data["dag_id"], data["alert_name"], data["severity"], events)
+
+
+@dataclass(frozen=True)
+class StoredIncident:
+    """An incident as read, and every key it was read from: the ones closing it deletes."""
+
+    incident: Incident
+    keys: tuple[str, ...]
+
+
+def parse_event(raw: str) -> Event:
+    return Event(**json.loads(raw))
+
+
+def legacy_events(dag_id: str, raw: str) -> list[Event]:
+    """The events of an incident kept in the one-Variable format; none if it cannot be read."""
+    try:
+        return Incident.from_dict(json.loads(raw)).events
+    except (ValueError, KeyError, TypeError) as exc:
+        log.warning("the open incident of %s (one-Variable format) cannot be read (%s): ignored", dag_id, exc)
+        return []
+
+
+def assemble(entry: DagEntry, stored: dict[str, str]) -> StoredIncident | None:
+    """The incident of ``entry``'s DAG from its stored values by key, or None if there are none.
+
+    ``stored`` may hold keys of no event of the DAG (another DAG's, read through a wider listing):
+    they are left out, and left alone.
+    """
+    dag_id = entry.dag_id
+    keys = sorted(k for k in stored if is_event_key(dag_id, k))
+    events = legacy_events(dag_id, stored[legacy_key(dag_id)]) if legacy_key(dag_id) in stored else []
+    for key in keys:
+        try:
+            events.append(parse_event(stored[key]))
+        except (ValueError, TypeError) as exc:
+            log.warning("the incident event %s cannot be read (%s): ignored", key, exc)
+    read = tuple(([legacy_key(dag_id)] if legacy_key(dag_id) in stored else []) + keys)
+    if not read:
+        return None
+    return StoredIncident(Incident.from_events(dag_id, entry.alert_name, entry.severity, events), read)
 
 
 def draft_key(prefix: str, incident: Incident, resolved_at: datetime) -> str:
@@ -111,7 +211,8 @@ def _duration(delta: timedelta) -> str:
 
 
 def _describe(event: Event) -> str:
-    where = f"`{event.task_id}` try {event.try_number}" if event.task_id else "the run"
+    mapped = f"[{event.map_index}]" if event.map_index is not None else ""
+    where = f"`{event.task_id}{mapped}` try {event.try_number}" if event.task_id else "the run"
     if event.kind in ("retry", "failure"):
         then = "retried" if event.kind == "retry" else "failed for good"
         text = f"{where} of run `{event.run_id}` {then}: {event.error or 'no error message'}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import UTC, datetime
 
 from stellar_ops.core.incidents import MAX_EVENTS, Event, Incident, draft_key, review_draft
@@ -104,3 +105,32 @@ def test_a_draft_of_an_incident_still_open_says_so():
     assert "- **Resolved:** not yet (this draft is as of 2026-11-30 02:10:05 UTC)" in text
     assert "- **Duration:** 10 min so far" in text
     assert "succeeded again" not in text
+
+
+def test_event_keys_sort_as_their_events_happened_and_belong_to_one_dag():
+    from stellar_ops.core.incidents import event_key, is_event_key
+
+    early = Event("2026-12-07T00:30:00.000001+00:00", "failure", "r", "t", 1, map_index=3)
+    late = Event("2026-12-07T01:30:00.500000+01:00", "failure", "r", "t", 1, map_index=3)  # 00:30:00.5 UTC
+    first, second = event_key("db_backup", early, "a"), event_key("db_backup", late, "a")
+    assert first == "stellar_ops_incident__db_backup__20261207T003000000001Z_" + first[-12:]
+    assert first < second
+    assert event_key("db_backup", early, "a") != event_key("db_backup", early, "b")  # two writers
+    assert is_event_key("db_backup", first)
+    assert not is_event_key("db_backup__copy", first) and not is_event_key("db", first)
+    theirs = event_key("db_backup__copy", early, "a")  # starts with db_backup's prefix
+    assert theirs.startswith("stellar_ops_incident__db_backup__") and not is_event_key("db_backup", theirs)
+    assert not is_event_key("db_backup", "stellar_ops_incident__db_backup")  # the one-Variable format
+
+
+def test_events_stored_one_by_one_make_an_incident_in_time_order_naming_mapped_tasks():
+    events = [
+        Event(at(20), "alert", "manual__1", detail="P3 to ops"),
+        Event(at(10), "failure", "manual__1", "probe_certificate", 1, "boom", map_index=4),
+    ]
+    incident = Incident.from_events("tls_cert_check", "CertificateCheckFailed", "P3", events)
+    assert [e.kind for e in incident.events] == ["failure", "alert"]
+    draft = review_draft(incident, resolved_at=None, recovery_run=None, runbook="RB", now=T0)
+    assert "`probe_certificate[4]` try 1 of run `manual__1` failed for good: boom" in draft
+    older = {k: v for k, v in asdict(incident.events[0]).items() if k != "map_index"}  # stored before
+    assert Event(**older).map_index is None

@@ -12,13 +12,14 @@
   P1 or P2 incident writes the post-incident review draft to S3 and links it.
 
 The open incident of a DAG (every failed try, alert and missed deadline, see
-:mod:`stellar_ops.core.incidents`) is kept in a per-DAG Variable (``stellar_ops_incident__<dag_id>``),
-in Airflow's own metadata database, so a broken S3 or database never loses it.
+:mod:`stellar_ops.core.incidents`) is kept in Airflow's own metadata database, so a broken S3 or
+database never loses it: one Variable per event (``stellar_ops_incident__<dag_id>__<time>_<digest>``),
+so that callbacks running at the same time never overwrite each other's events
+(:mod:`stellar_ops.adapters.common.incident_store`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import replace
@@ -28,6 +29,8 @@ from typing import Any
 from airflow.sdk import BaseNotifier
 from airflow.sdk.definitions.retry_policy import ExceptionRetryPolicy, RetryAction, RetryRule
 
+from stellar_ops.adapters.common import incident_store
+from stellar_ops.adapters.common.outbox import drain_before_task
 from stellar_ops.core import alertmanager
 from stellar_ops.core.alerts import (
     DEFAULT_AIRFLOW_URL,
@@ -36,8 +39,9 @@ from stellar_ops.core.alerts import (
     recovery_message,
     runbook_url,
 )
+from stellar_ops.core.delivery import event_alert_id
 from stellar_ops.core.errors import StellarOpsError
-from stellar_ops.core.incidents import VARIABLE_PREFIX, Event, EventKind, Incident, draft_key, review_draft
+from stellar_ops.core.incidents import Event, EventKind, Incident, draft_key, review_draft
 from stellar_ops.core.runbooks import runbook_link
 from stellar_ops.core.taxonomy import DagEntry
 from stellar_ops.registry import StellarOpsConfig, procedure_for
@@ -86,6 +90,8 @@ def task_defaults(
         "execution_timeout": execution_timeout,
         "on_failure_callback": [StellarAlertNotifier(dag_id=dag_id)],
         "on_retry_callback": [IncidentRecorder(dag_id=dag_id)],
+        # every task of every DAG passes here: alerts kept in the outbox go out first
+        "on_execute_callback": [drain_before_task],
     }
 
 
@@ -195,10 +201,11 @@ class StellarAlertNotifier(BaseNotifier):
         entry = procedure_for(self.dag_id)
         ti = context["ti"]
         try_number = int(ti.try_number or 1)
+        map_index = _map_index(ti)
         alert = failure_alert(
             entry,
             config.alerts,
-            task_id=ti.task_id,
+            task_id=ti.task_id if map_index is None else f"{ti.task_id}[{map_index}]",
             run_id=ti.run_id,
             error=context.get("exception"),
             try_number=try_number,
@@ -208,7 +215,11 @@ class StellarAlertNotifier(BaseNotifier):
         )
         alert = replace(alert, error=_redact(alert.error))
         record(self.dag_id, _try_event("failure", ti, context.get("exception")))
-        channel = route(config, entry, failure_message(alert))
+        message = failure_message(alert)
+        message["alert_id"] = event_alert_id(
+            self.dag_id, ti.run_id, ti.task_id, map_index, try_number, "failed"
+        )
+        channel = route(config, entry, message)
         tell_alertmanager(config, entry, summary=f"{self.dag_id}.{ti.task_id} failed: {alert.error[:200]}")
         record(
             self.dag_id,
@@ -235,35 +246,27 @@ def _try_event(kind: EventKind, ti: Any, exception: BaseException | None) -> Eve
         try_number=int(ti.try_number or 1),
         error=" ".join(error.split())[:600] if error else None,
         log_url=getattr(ti, "log_url", None),
+        map_index=_map_index(ti),
     )
 
 
-def _incident_key(dag_id: str) -> str:
-    return VARIABLE_PREFIX + dag_id
+def _map_index(ti: Any) -> int | None:
+    """The task instance's map index; None for a task that is not mapped."""
+    index = getattr(ti, "map_index", None)
+    return index if isinstance(index, int) and index >= 0 else None
 
 
 def open_incident(dag_id: str) -> Incident | None:
-    from airflow.sdk import Variable
-
-    raw = Variable.get(_incident_key(dag_id), default=None)
-    if not raw:
-        return None
-    try:
-        return Incident.from_dict(json.loads(raw))
-    except (ValueError, KeyError, TypeError) as exc:
-        log.warning("the open incident of %s cannot be read (%s): starting a new one", dag_id, exc)
-        return None
+    stored = incident_store.read(procedure_for(dag_id))
+    return stored.incident if stored else None
 
 
 def record(dag_id: str, event: Event) -> None:
-    """Add ``event`` to ``dag_id``'s open incident (opening one)."""
-    from airflow.sdk import Variable
-
-    entry = procedure_for(dag_id)
-    incident = open_incident(dag_id) or Incident(dag_id, entry.alert_name, entry.severity)
-    incident.add(event)
+    """Add ``event`` to ``dag_id``'s open incident (opening one), in a Variable of its own: callbacks
+    recording at the same moment never overwrite each other's events."""
+    procedure_for(dag_id)  # a DAG missing from the taxonomy is a bug: fail loudly
     try:
-        Variable.set(_incident_key(dag_id), json.dumps(incident.as_dict()))
+        incident_store.add(dag_id, event)
     except Exception as exc:  # noqa: BLE001 - the alert itself goes out; the timeline is best effort
         log.warning("could not record the incident of %s: %s", dag_id, exc)
 
@@ -272,7 +275,12 @@ def _task_state(dag_id: str, run_id: str, task_id: str) -> str | None:
     from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
 
     states = RuntimeTaskInstance.get_task_states(dag_id=dag_id, run_ids=[run_id], task_ids=[task_id])
-    state = states.get(run_id, {}).get(task_id)
+    in_run = states.get(run_id, {})
+    if task_id not in in_run:
+        # a mapped task's instances come as <task_id>_<map index>: its state is theirs if they agree
+        mapped = {str(getattr(s, "value", s)) for key, s in in_run.items() if key.startswith(f"{task_id}_")}
+        return mapped.pop() if len(mapped) == 1 else None
+    state = in_run[task_id]
     return None if state is None else str(getattr(state, "value", state))
 
 
@@ -286,14 +294,15 @@ def _run_ended_at(context: Any) -> datetime | None:
 
 def announce_recovery(context: Any) -> None:
     """DAG success callback: if the DAG was failing, say it recovered, on the same route, and close
-    its incident (with the review draft for a P1 or P2 incident)."""
-    from airflow.sdk import Variable
+    its incident (with the review draft for a P1 or P2 incident).
 
+    Closing deletes the events read here and no other: one recorded meanwhile opens the next one."""
     dag = context.get("dag")
     dag_id = getattr(dag, "dag_id", None) or context["dag_run"].dag_id
-    incident = open_incident(dag_id)
-    if incident is None:
+    stored = incident_store.read(procedure_for(dag_id))
+    if stored is None:
         return
+    incident = stored.incident
     run_id = context.get("run_id") or context["dag_run"].run_id
     ended_at = _run_ended_at(context)
     if incident.ended_before_latest_trouble(ended_at):
@@ -312,7 +321,7 @@ def announce_recovery(context: Any) -> None:
         log.info("%s run %s succeeded but %s did not run: still failing", dag_id, run_id, failed_task)
         return
     if not incident.alerted:  # only retried tries that then succeeded: nobody was told
-        Variable.delete(_incident_key(dag_id))
+        incident_store.close(stored)
         return
     config = config_or_defaults()
     entry = procedure_for(dag_id)
@@ -333,7 +342,7 @@ def announce_recovery(context: Any) -> None:
         ),
     )
     tell_alertmanager(config, entry, summary=f"{dag_id} succeeded again in run {run_id}", resolved=True)
-    Variable.delete(_incident_key(dag_id))
+    incident_store.close(stored)
 
 
 def write_review(config: StellarOpsConfig, incident: Incident, run_id: str) -> str | None:
