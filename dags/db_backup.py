@@ -26,12 +26,17 @@ time (`snapshot_at`) and the run's slot (its logical date, or `run_after` for a 
    schema are read in the dump's own snapshot; the roles go beside it as `<key>.globals.sql`. The
    upload is completed only when pg_dump exited 0 and every check passed; a failure aborts it, so
    nothing appears under the key. A key already in use (a backup taken in the same second) is
-   never written over: the snapshot is taken again in the next second.
+   never written over: the snapshot is taken again in the next second. The draft manifest (every
+   table's schema and row count) goes to `<prefix>.incoming/<name>.draft.json`; the task's XCom is
+   its key and a few fields, whatever the number of tables.
 3. `verify_backup`: confirms that the completed object is the size that was sent and checked, and
    reads the roles back against their sha256. With `backup.verify_read_back` it also downloads
    the whole backup and reads it again.
-4. `publish_backup`: writes `<key>.manifest.json`, last: its presence is what makes the backup
-   verified. It emits the `stellar_escrow_backup` Asset with the key and manifest in its extra.
+4. `publish_backup`: writes `<key>.manifest.json` from the draft, last: its presence is what
+   makes the backup verified; then deletes the draft. It emits the `stellar_escrow_backup` Asset
+   with the key and manifest in its extra. A draft that a failed run leaves under `.incoming/` is
+   never taken for a backup; retention removes it once it is older than
+   `backup.stale_upload_hours`.
 5. `apply_retention` (after a successful backup only): S3 backups older than
    `backup.retention_days` before this backup's snapshot time, always keeping the newest
    `backup.min_keep` restorable ones and never touching a newer one; local copies older than

@@ -68,7 +68,7 @@ def db_maintenance() -> None:
         return steps.check_pg_stat_statements()
 
     @task
-    def measure_bloat(params: dict | None = None) -> list:
+    def measure_bloat(params: dict | None = None) -> dict:
         return steps.measure_bloat((params or {}).get("tables"))
 
     @task(pool="stellar_db_heavy")
@@ -76,7 +76,7 @@ def db_maintenance() -> None:
         return steps.vacuum_analyze((params or {}).get("tables"))
 
     @task
-    def report_bloat(before: list, params: dict | None = None) -> dict:
+    def report_bloat(before: dict, params: dict | None = None) -> dict:
         return steps.report_bloat(before, (params or {}).get("tables"))
 
     @task

@@ -17,7 +17,8 @@ key); otherwise no run is started, so no run does nothing.
    own worker (initdb on a free port); `docker` starts a `postgres:<major>` container.
 4. `restore_backup`: downloads the backup again (checked on the way), restores it
    (`pg_restore -j`, or `psql -v ON_ERROR_STOP=1`), and records exact row counts, the schema
-   and the sanity queries' outcome. RTO = download + restore.
+   and the sanity queries' outcome, which wait in the bucket (`<backup.prefix>.incoming/`, or
+   `dr.work_dir` for a local backup) for the checks; XCom carries where. RTO = download + restore.
 5. `verify_row_counts`, `verify_schema`, `verify_sanity_queries`: each compares the restored
    database with the manifest and fails with a verdict naming what differs.
 6. `drop_scratch` (teardown): always removes the scratch server, failures included, unless
@@ -107,8 +108,8 @@ def dr_restore_test() -> None:
         return steps.verify_schema(resolved, restored)
 
     @task
-    def verify_sanity_queries(restored: dict) -> dict:
-        return steps.verify_sanity_queries(restored)
+    def verify_sanity_queries(resolved: dict, restored: dict) -> dict:
+        return steps.verify_sanity_queries(resolved, restored)
 
     @teardown
     @task(**docker_queue())
@@ -127,7 +128,7 @@ def dr_restore_test() -> None:
     verdicts = [
         verify_row_counts(resolved, restored),
         verify_schema(resolved, restored),
-        verify_sanity_queries(restored),
+        verify_sanity_queries(resolved, restored),
     ]
     removed = drop_scratch(scratch)
     verdicts >> removed >> publish_report()

@@ -15,7 +15,9 @@
    (near exhaustion), `wraparound` (transaction-id headroom), `api_latency` (p50/p95/p99 TTFB of
    `/health/metrics`), `containers` (indexer memory, CPU, through `stellar_docker`),
    `redis_hit_rate` (`INFO stats`), `disk` (`perf.disk_paths`). Every query is read-only, with
-   `statement_timeout` and `lock_timeout`, and takes no lock beyond ACCESS SHARE.
+   `statement_timeout` and `lock_timeout`, and takes no lock beyond ACCESS SHARE. Each result
+   waits in the bucket (`<backup.prefix>.incoming/perf/<run>/`) for the report, so a bucket that
+   refuses fails the checks; XCom carries its state, one line and its key.
 3. `assemble_report`: compares this week's pg_stat_statements snapshot with the report named by
    `compare_to` (default: last week's, else the newest earlier one): queries whose mean rose by
    more than `perf.regression_share`, new entries in the top 10; a statistics reset between the
@@ -40,6 +42,8 @@ Pushgateway is down), not that it found problems; problems are states in the rep
 - *compare_to: no report at ...*: trigger again with an existing key, or leave it empty.
 - *Invalid stellar_ops_config: perf...*: fix the named field of the Variable.
 - An `unknown` check says why in its values: a connection to add, a server that did not answer.
+- *check_performance* failed with an S3 error: the bucket (`backup.bucket`, `stellar_s3`) refused
+  the check's result; fix it and clear the failed checks.
 
 ## Triage
 P3, within 4 hours. Critical checks: RB-006 (queries, indexes, vacuum, connections), RB-005 (Redis).

@@ -47,7 +47,7 @@ from stellar_ops.adapters.common.dag import procedure_dag
 )
 def secrets_rotation_audit() -> None:
     @task
-    def audit_rotation_ledger() -> list:
+    def audit_rotation_ledger() -> dict:
         return steps.audit_rotation_ledger()
 
     audit_rotation_ledger()

@@ -94,7 +94,7 @@ def tls_cert_check() -> None:
         return steps.list_domains((params or {}).get("domains"))
 
     @task(map_index_template=steps.MAP_LABEL)
-    def probe_certificate(domain: dict) -> dict:
+    def probe_certificate(domain: str) -> dict:
         return steps.probe_certificate(domain)
 
     @task(map_index_template=steps.MAP_LABEL, **docker_queue())  # docker exec in certbot and nginx

@@ -11,6 +11,9 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
+# What one task may hand the next through XCom, serialized: a reference (an S3 key) or a short
+# summary, never a document whose size grows with the data (docs/deployment.md, "XCom").
+XCOM_LIMIT_BYTES = 4 * 1024
 
 
 @functools.cache
@@ -72,4 +75,32 @@ def run_dag(
         tasks = {ti.task_id: str(ti.state.value if hasattr(ti.state, "value") else ti.state) for ti in tis}
         tries = {ti.task_id: int(ti.try_number or 0) for ti in tis}
     state = run.state.value if hasattr(run.state, "value") else str(run.state)
-    return Outcome(dag_id=dag_id, run_id=run.run_id, state=str(state), tasks=tasks, tries=tries)
+    outcome = Outcome(dag_id=dag_id, run_id=run.run_id, state=str(state), tasks=tasks, tries=tries)
+    assert_xcoms_small(outcome)
+    return outcome
+
+
+def xcom_sizes(dag_id: str, run_id: str) -> dict[str, int]:
+    """The serialized size in bytes of every XCom of one run, by ``task[map_index].key``."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    sizes: dict[str, int] = {}
+    with create_session() as session:
+        for row in session.query(XComModel).filter_by(dag_id=dag_id, run_id=run_id):
+            value = row.value
+            text = value if isinstance(value, str) else json.dumps(value)
+            where = row.task_id + (f"[{row.map_index}]" if row.map_index >= 0 else "")
+            sizes[f"{where}.{row.key}"] = len(text.encode())
+    return sizes
+
+
+def assert_xcoms_small(outcome: Outcome, limit: int = XCOM_LIMIT_BYTES) -> dict[str, int]:
+    """Every XCom of the run is at most ``limit`` bytes; the sizes, or an error naming each too big."""
+    sizes = xcom_sizes(outcome.dag_id, outcome.run_id)
+    too_big = {where: size for where, size in sizes.items() if size > limit}
+    assert not too_big, (
+        f"{outcome.dag_id} run {outcome.run_id}: XComs over {limit} bytes (pass an S3 key or a summary): "
+        + ", ".join(f"{where} {size} bytes" for where, size in sorted(too_big.items()))
+    )
+    return sizes

@@ -39,20 +39,25 @@ def check_prerequisites(force: bool) -> dict[str, Any]:
 
 @checked
 def dump_to_s3() -> dict[str, Any]:
+    """The dump; its draft manifest (a schema and a row count per table) goes to the bucket, and
+    XCom carries its key with a short summary."""
     context = current_context()
-    return flow.dump_to_s3(
-        task_runtime(), run_slot(context), run_id=context["dag_run"].run_id, token=try_token(context)
-    )
+    rt = task_runtime()
+    draft = flow.dump_to_s3(rt, run_slot(context), run_id=context["dag_run"].run_id, token=try_token(context))
+    return flow.stage_draft(rt, draft)
 
 
 @checked
-def verify_backup(draft: dict[str, Any]) -> dict[str, Any]:
-    return flow.verify_backup(task_runtime(), draft)
+def verify_backup(staged: dict[str, Any]) -> dict[str, Any]:
+    rt = task_runtime()
+    return flow.verify_backup(rt, flow.load_draft(rt, staged))
 
 
 @checked
-def publish_backup(draft: dict[str, Any], verification: dict[str, Any]) -> dict[str, Any]:
-    manifest = flow.publish_backup(task_runtime(), draft, verification)
+def publish_backup(staged: dict[str, Any], verification: dict[str, Any]) -> dict[str, Any]:
+    rt = task_runtime()
+    manifest = flow.publish_backup(rt, flow.load_draft(rt, staged), verification)
+    flow.discard_draft(rt, staged)
     published = Published.from_manifest(manifest)
     # The Asset event carries the manifest too (all but the schema), so consumers need no S3 read.
     document = manifest.to_document()
@@ -61,9 +66,19 @@ def publish_backup(draft: dict[str, Any], verification: dict[str, Any]) -> dict[
     return published.as_dict()
 
 
+KEYS_SHOWN = 10  # of each list in apply_retention's XCom; the task log names every key
+
+
 @checked
 def apply_retention(published: dict[str, Any], dry_run: bool) -> dict[str, Any]:
-    return flow.apply_retention(task_runtime(), Published.from_dict(published), dry_run=dry_run).as_dict()
+    """The counts, and the first keys of each list: what it kept and deleted grows with the bucket."""
+    outcome = flow.apply_retention(task_runtime(), Published.from_dict(published), dry_run=dry_run).as_dict()
+    summary: dict[str, Any] = {"dry_run": outcome["dry_run"]}
+    for name in ("kept", "deleted", "local_deleted"):
+        keys = list(outcome[name])  # type: ignore[call-overload]
+        summary[name] = keys[:KEYS_SHOWN]
+        summary[f"{name}_count"] = len(keys)
+    return summary
 
 
 @checked

@@ -68,29 +68,35 @@ def restore_backup(resolved: dict[str, Any], handle: dict[str, Any], keep_on_fai
     backup = Resolved.from_dict(resolved)
     if handle["backend"] == "local":
         with flow.local_scratch(rt, handle["name"]).running(keep_on_failure=keep_on_failure) as server:
-            return flow.restore_backup(rt, backup, server.target())
-    docker = _docker(rt, handle["name"], handle.get("image"))
-    docker.wait_ready(handle)
-    return flow.restore_backup(rt, backup, docker.target(handle))
+            restored = flow.restore_backup(rt, backup, server.target())
+    else:
+        docker = _docker(rt, handle["name"], handle.get("image"))
+        docker.wait_ready(handle)
+        restored = flow.restore_backup(rt, backup, docker.target(handle))
+    # the observation (every table's row count, the schema) waits in the bucket; XCom has where
+    return flow.stage_observation(rt, backup, restored, current_context()["dag_run"].run_id)
 
 
 @checked
 def verify_row_counts(resolved: dict[str, Any], restored: dict[str, Any]) -> dict[str, Any]:
-    verdict = flow.verify_row_counts(task_runtime(), Resolved.from_dict(resolved), restored)
+    rt, backup = task_runtime(), Resolved.from_dict(resolved)
+    verdict = flow.verify_row_counts(rt, backup, flow.load_observation(rt, backup, restored))
     verdict.raise_if_failed()
     return verdict.as_dict()
 
 
 @checked
 def verify_schema(resolved: dict[str, Any], restored: dict[str, Any]) -> dict[str, Any]:
-    verdict = flow.verify_schema(task_runtime(), Resolved.from_dict(resolved), restored)
+    rt, backup = task_runtime(), Resolved.from_dict(resolved)
+    verdict = flow.verify_schema(rt, backup, flow.load_observation(rt, backup, restored))
     verdict.raise_if_failed()
     return verdict.as_dict()
 
 
 @checked
-def verify_sanity_queries(restored: dict[str, Any]) -> dict[str, Any]:
-    verdict = flow.verify_sanity_queries(task_runtime(), restored)
+def verify_sanity_queries(resolved: dict[str, Any], restored: dict[str, Any]) -> dict[str, Any]:
+    rt, backup = task_runtime(), Resolved.from_dict(resolved)
+    verdict = flow.verify_sanity_queries(rt, flow.load_observation(rt, backup, restored))
     verdict.raise_if_failed()
     return verdict.as_dict()
 
@@ -134,6 +140,10 @@ def publish_report(backend: str) -> dict[str, Any]:
         backend=backend,
         run_id=ti.run_id,
     )
+    if resolved:
+        flow.discard_observation(
+            task_runtime(), Resolved.from_dict(resolved), ti.xcom_pull(task_ids="restore_backup") or {}
+        )
     return {
         "success": document["success"],
         "rto_seconds": document["rto_seconds"],

@@ -4,15 +4,33 @@ from __future__ import annotations
 
 from typing import Any
 
-from stellar_ops.adapters.common.runtime import checked, current_context, task_runtime
+from stellar_ops.adapters.common.runtime import checked, current_context, task_logger, task_runtime
 from stellar_ops.health import flow
 from stellar_ops.health.results import CheckResult
+
+log = task_logger()
+
+# What a check hands summarize_health through XCom: its state and line, and its first items (the
+# firing alerts, services, backups, mounts, domains grow with what is watched). The summary reads
+# only the state and the line; the task log has every item.
+ITEMS_SHOWN = 8
+DETAIL_CHARS = 1000
 
 
 @checked
 def check(name: str) -> dict[str, Any]:
-    """One check's result; a check never fails its task: a problem is its state."""
-    return flow.check(task_runtime(), name).as_dict()
+    """One check's result, its items cut to the first few; a check never fails its task: a problem
+    is its state."""
+    document = flow.check(task_runtime(), name).as_dict()
+    items = document["items"]
+    if len(items) > ITEMS_SHOWN:
+        log.info("%s: %d items, the first %d in XCom: %s", name, len(items), ITEMS_SHOWN, items)
+    document["items"] = items[:ITEMS_SHOWN]
+    document["items_count"] = len(items)
+    if len(document["detail"]) > DETAIL_CHARS:
+        log.info("%s: %s", name, document["detail"])
+        document["detail"] = document["detail"][: DETAIL_CHARS - 1] + "…"
+    return document
 
 
 @checked

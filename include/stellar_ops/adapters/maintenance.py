@@ -16,8 +16,9 @@ def check_pg_stat_statements() -> dict[str, Any]:
 
 
 @checked
-def measure_bloat(tables: list[str] | None) -> list[dict[str, Any]]:
-    return [row.as_dict() for row in flow.measure_bloat(task_runtime(), tables)]
+def measure_bloat(tables: list[str] | None) -> dict[str, Any]:
+    """The report's summary (the worst tables); the task log has every table's row."""
+    return flow.bloat_before(flow.measure_bloat(task_runtime(), tables))
 
 
 @checked
@@ -28,16 +29,17 @@ def vacuum_analyze(tables: list[str] | None) -> dict[str, float]:
         from airflow.sdk.exceptions import AirflowSkipException
 
         raise AirflowSkipException(outside.reason)
-    return flow.vacuum_analyze(rt, tables)
+    # every table's time is in the task log; the summary needs the count, total and slowest
+    return flow.VacuumSummary.of(flow.vacuum_analyze(rt, tables)).as_dict()
 
 
 @checked
-def report_bloat(before: list[dict[str, Any]], tables: list[str] | None) -> dict[str, Any]:
+def report_bloat(before: dict[str, Any], tables: list[str] | None) -> dict[str, Any]:
     return flow.report_bloat(task_runtime(), before, tables)
 
 
 @checked
 def send_summary(
-    statements: dict[str, Any], vacuumed: dict[str, float], bloat: dict[str, Any]
+    statements: dict[str, Any], vacuumed: dict[str, Any], bloat: dict[str, Any]
 ) -> dict[str, Any]:
-    return flow.send_summary(task_runtime(), statements, vacuumed, bloat)
+    return flow.send_summary(task_runtime(), statements, flow.VacuumSummary(**vacuumed), bloat)

@@ -23,21 +23,34 @@ def list_checks(chosen: list[str] | None) -> list[str]:
 def check_performance(name: str) -> dict[str, Any]:
     context = current_context()
     context["check_name"] = name  # the mapped task's label in the grid
-    return flow.run_check(task_runtime(), name).as_dict()
+    rt = task_runtime()
+    # its values and findings (slow queries, indexes, tables) wait in the bucket for the report
+    return flow.stage_result(rt, flow.run_check(rt, name), context["dag_run"].run_id)
+
+
+REGRESSIONS_SHOWN = 10  # query ids in assemble_report's XCom; the report has them all
 
 
 @checked
 def assemble_report(results: list[dict[str, Any]], compare_to: str | None) -> dict[str, Any]:
     context = current_context()
+    rt = task_runtime()
+    staged = list(results)
     summary = flow.assemble_report(
-        task_runtime(),
-        list(results),
+        rt,
+        flow.load_results(rt, staged),
         day=run_slot(context).date(),
         run_id=context["dag_run"].run_id,
         compare_to=compare_to or None,
     )
+    flow.discard_results(rt, staged)
     # The document (with its snapshot) stays in S3; XCom carries where it is and the states.
-    return {k: v for k, v in summary.items() if k not in ("document", "markdown")}
+    regressions = list(summary["regressions"])
+    return {
+        **{k: v for k, v in summary.items() if k not in ("document", "markdown")},
+        "regressions": regressions[:REGRESSIONS_SHOWN],
+        "regressions_count": len(regressions),
+    }
 
 
 @checked

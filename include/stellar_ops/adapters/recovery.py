@@ -65,13 +65,17 @@ def _plan(data: dict[str, Any]) -> RestorePlan:
 @checked
 def restore_backup(resolved: dict[str, Any], plan: dict[str, Any], conn_id: str | None) -> dict[str, Any]:
     target = pg_target(_target_conn_id(conn_id))
-    return recovery.restore_backup(task_runtime(), Resolved.from_dict(resolved), target, _plan(plan))
+    rt, backup = task_runtime(), Resolved.from_dict(resolved)
+    restored = recovery.restore_backup(rt, backup, target, _plan(plan))
+    # the observation (every table's row count, the schema) waits in the bucket; XCom has where
+    return flow.stage_observation(rt, backup, restored, current_context()["dag_run"].run_id)
 
 
 @checked
 def verify(check: str, resolved: dict[str, Any], restored: dict[str, Any]) -> dict[str, Any]:
     rt = task_runtime()
     backup = Resolved.from_dict(resolved)
+    restored = flow.load_observation(rt, backup, restored)
     verdict = {
         "verify_row_counts": lambda: flow.verify_row_counts(rt, backup, restored),
         "verify_schema": lambda: flow.verify_schema(rt, backup, restored),
@@ -109,4 +113,8 @@ def publish_report() -> dict[str, Any]:
         run_id=ti.run_id,
         approvals={task_id: answer_of(ti, task_id) for task_id in recovery.APPROVALS},
     )
+    if resolved:
+        flow.discard_observation(
+            task_runtime(), Resolved.from_dict(resolved), ti.xcom_pull(task_ids="restore_backup") or {}
+        )
     return {"success": document["success"], "rto_seconds": document["rto_seconds"]}

@@ -262,8 +262,17 @@ def transition_window(task_id: str) -> Any:
     )
 
 
+OVERDUE_SHOWN = 15  # overdue secrets in the audit's XCom; the alert and the log name them all
+
+
 @checked
-def audit_rotation_ledger() -> list[dict[str, Any]]:
+def audit_rotation_ledger() -> dict[str, Any]:
+    """How many secrets are overdue and the first few of them; the ledger is at ``ledger_key``."""
     rt = task_runtime()
     now = datetime.now(UTC)
-    return [item.as_dict() for item in flow.audit_secrets(rt, now)]
+    found = flow.audit_secrets(rt, now)
+    return {
+        "ledger_key": rt.config.rotation.ledger_key,
+        "overdue_count": len(found),
+        "overdue": [item.as_dict() for item in found[:OVERDUE_SHOWN]],
+    }

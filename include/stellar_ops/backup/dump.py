@@ -49,10 +49,10 @@ from stellar_ops.backups import verify
 from stellar_ops.backups.inventory import OURS_METADATA
 from stellar_ops.backups.keys import GLOBALS_SUFFIX, INCOMING_DIR, MANIFEST_SUFFIX, DumpFormat, backup_key
 from stellar_ops.backups.manifest import Manifest, Verification
-from stellar_ops.core.errors import BackupError, PrerequisiteError, VerificationError
+from stellar_ops.core.errors import BackupError, ConfigError, PrerequisiteError, VerificationError
 from stellar_ops.postgres import catalog
 from stellar_ops.postgres.binaries import PgBinaries
-from stellar_ops.postgres.target import PgTarget, connect, major_of, server_version_num
+from stellar_ops.postgres.target import PgTarget, connect, major_of, server_version_num, tls_failure
 from stellar_ops.storage.compression import compression_name, compressor
 from stellar_ops.storage.s3 import MIB, S3Store
 
@@ -196,7 +196,7 @@ class BackupJob:
             try:
                 self._refuse_rival_uploads(key, upload.upload_id)
                 inflight = verify.InFlightScan(cfg.format, source=self.store.url(key), binaries=self.binaries)
-                pg_dump = _PgDump.start(self._pg_dump_argv(snapshot), self.target.client_env())
+                pg_dump = _PgDump.start(self._pg_dump_argv(snapshot), self.target)
                 inventory.start()
                 local = open(local_partial, "wb") if local_partial else None  # noqa: SIM115 - closed below
                 raw_bytes = self._stream(pg_dump.process, upload, local, inflight, say, clock)
@@ -232,7 +232,9 @@ class BackupJob:
                 if globals_written is not None:
                     with contextlib.suppress(BackupError):
                         self.store.delete(globals_written)
-                if isinstance(exc, BackupError | PrerequisiteError) or not isinstance(exc, Exception):
+                if isinstance(exc, BackupError | PrerequisiteError | ConfigError) or not isinstance(
+                    exc, Exception
+                ):
                     raise
                 raise BackupError(f"backup to {self.store.url(key)} failed: {exc}") from exc
             finally:
@@ -286,10 +288,12 @@ class BackupJob:
         ]
         if not self.config.globals_with_passwords:
             argv.append("--no-role-passwords")
-        result = subprocess.run(argv, capture_output=True, env=self.target.client_env(), timeout=600)
+        with self.target.client_session() as env:
+            result = subprocess.run(argv, capture_output=True, env=env, timeout=600)
         if result.returncode != 0:
-            detail = " | ".join(result.stderr.decode(errors="replace").strip().splitlines()[-3:])
-            raise BackupError(
+            stderr = result.stderr.decode(errors="replace")
+            detail = " | ".join(stderr.strip().splitlines()[-3:])
+            raise tls_failure(stderr, self.target) or BackupError(
                 f"pg_dumpall --globals-only exited with code {result.returncode}: {detail} "
                 "(set backup.include_globals to false to back up without the roles)"
             )
@@ -447,23 +451,40 @@ class BackupJob:
 
 
 class _PgDump:
-    """A running pg_dump whose stderr is drained in the background (the last lines kept)."""
+    """A running pg_dump whose stderr is drained in the background (the last lines kept).
 
-    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+    Its libpq service file (the settings without an environment variable) lives until it exits."""
+
+    def __init__(
+        self, process: subprocess.Popen[bytes], target: PgTarget, session: contextlib.ExitStack
+    ) -> None:
         self.process = process
+        self.target = target
+        self._session = session
         self._tail: collections.deque[str] = collections.deque(maxlen=20)
         self._reader = threading.Thread(target=self._drain, name="pg_dump-stderr", daemon=True)
         self._reader.start()
 
     @classmethod
-    def start(cls, argv: list[str], env: dict[str, str]) -> _PgDump:
-        process = subprocess.Popen(
-            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env, bufsize=0
-        )
+    def start(cls, argv: list[str], target: PgTarget) -> _PgDump:
+        session = contextlib.ExitStack()
+        try:
+            env = session.enter_context(target.client_session())
+            process = subprocess.Popen(
+                argv,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                bufsize=0,
+            )
+        except BaseException:
+            session.close()
+            raise
         assert process.stdout is not None
         with contextlib.suppress(OSError):  # a smaller pipe only costs a few more reads
             fcntl.fcntl(process.stdout.fileno(), F_SETPIPE_SZ, CHUNK)
-        return cls(process)
+        return cls(process, target, session)
 
     def _drain(self) -> None:
         assert self.process.stderr is not None
@@ -472,14 +493,17 @@ class _PgDump:
 
     def check_exit(self) -> None:
         code = self.process.wait()
+        self._session.close()
         if code != 0:
             self._reader.join(timeout=5)
-            raise BackupError(_pg_dump_failure(code, "\n".join(self._tail)))
+            tail = "\n".join(self._tail)
+            raise tls_failure(tail, self.target) or BackupError(_pg_dump_failure(code, tail))
 
     def kill(self) -> None:
         if self.process.poll() is None:
             self.process.kill()
         self.process.wait()
+        self._session.close()
 
 
 class _InventoryThread:

@@ -15,11 +15,14 @@ from stellar_ops.backup.dump import BackupJob, Prerequisites, verify_upload
 from stellar_ops.backup.report import Published
 from stellar_ops.backup.retention import RetentionOutcome, apply_policy, require_this_run_verified
 from stellar_ops.backup.slots import Cover, is_past
+from stellar_ops.backups.keys import INCOMING_DIR
 from stellar_ops.backups.manifest import Manifest
+from stellar_ops.core.errors import BackupError
 from stellar_ops.core.metrics import Metric
 from stellar_ops.runtime import Runtime
 
 DAG_ID = "db_backup"
+DRAFT_SUFFIX = ".draft.json"
 
 
 def _job(rt: Runtime) -> BackupJob:
@@ -52,6 +55,69 @@ def dump_to_s3(rt: Runtime, slot: datetime, *, run_id: str | None, token: str) -
     """Stream a dump to the key of its snapshot's time, checked on its way; the draft manifest (not
     yet published), which records the run's slot."""
     return _job(rt).dump(slot, run_id=run_id, token=token, say=rt.say)
+
+
+def draft_key(rt: Runtime, key: str) -> str:
+    """Where the draft manifest of the upload at ``key`` waits for its verification: under
+    ``.incoming/``, which the inventory never takes for a backup and retention empties of
+    whatever is older than ``backup.stale_upload_hours`` (a draft whose run failed)."""
+    return f"{rt.config.backup.prefix}{INCOMING_DIR}{key.rsplit('/', 1)[-1]}{DRAFT_SUFFIX}"
+
+
+def stage_draft(rt: Runtime, draft: dict[str, Any]) -> dict[str, Any]:
+    """Put the draft manifest (its schema and row counts grow with the tables) in the bucket; what
+    the next steps need to find it, a few hundred bytes whatever the database."""
+    where = draft_key(rt, draft["key"])
+    rt.store().put_json(where, draft)
+    rt.say(
+        f"draft manifest of {draft['key']} ({len(draft.get('row_counts') or {})} tables) at {rt.store().url(where)}"
+    )
+    return {
+        "key": draft["key"],
+        "draft_key": where,
+        "sha256": draft["sha256"],
+        "size_bytes": draft["size_bytes"],
+        "slot": draft["slot"],
+        "snapshot_at": draft["snapshot_at"],
+        "note": draft["note"],
+        "tables": len(draft.get("row_counts") or {}),
+    }
+
+
+def load_draft(rt: Runtime, staged: dict[str, Any]) -> dict[str, Any]:
+    """The draft manifest that :func:`stage_draft` put in the bucket, checked to be that upload's.
+
+    A whole draft (what a run of an earlier version passed along) is taken as it is.
+    """
+    if "draft_key" not in staged:
+        return staged
+    store = rt.store()
+    where = staged["draft_key"]
+    if not store.exists(where):
+        raise BackupError(
+            f"the draft manifest {store.url(where)} of {staged['key']} is gone (published already, or removed by "
+            "retention as stale): clear dump_to_s3 to take the backup again"
+        )
+    draft = store.get_json(where)
+    if (
+        not isinstance(draft, dict)
+        or draft.get("key") != staged["key"]
+        or draft.get("sha256") != staged["sha256"]
+    ):
+        raise BackupError(
+            f"{store.url(where)} is not the draft manifest of {staged['key']}: clear dump_to_s3"
+        )
+    return draft
+
+
+def discard_draft(rt: Runtime, staged: dict[str, Any]) -> None:
+    """Remove the draft once its manifest is published; one left behind goes with retention."""
+    if "draft_key" not in staged:
+        return
+    try:
+        rt.store().delete(staged["draft_key"])
+    except BackupError as exc:
+        rt.warn(f"the draft manifest stays until retention removes it as stale: {exc}")
 
 
 def verify_backup(rt: Runtime, draft: dict[str, Any]) -> dict[str, Any]:

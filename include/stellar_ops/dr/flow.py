@@ -2,13 +2,16 @@
 
 ``dr_restore_test`` runs one step per task (the task ids are the step names) and
 ``stellar-ops dr-test`` runs them in order on the local scratch backend. State between steps is
-plain data (the resolved backup, the scratch handle, the observation of the restored database),
-so consecutive tasks may run on different workers.
+plain data (the resolved backup, the scratch handle, where the observation of the restored
+database is), so consecutive tasks may run on different workers. The observation (every table's
+row count and the whole schema) grows with the database: the DAGs keep it in the bucket (or, for
+a local backup, in ``dr.work_dir``) and pass its location (:func:`stage_observation`).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,10 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from stellar_ops.backups import source
-from stellar_ops.backups.keys import DR_REPORT_SUFFIX
+from stellar_ops.backups.keys import DR_REPORT_SUFFIX, INCOMING_DIR
 from stellar_ops.backups.manifest import Manifest
 from stellar_ops.backups.source import ResolvedBackup
 from stellar_ops.core import alerts
+from stellar_ops.core.errors import RestoreError, StellarOpsError
 from stellar_ops.dr import report, verdicts
 from stellar_ops.dr.engine import restore, staging
 from stellar_ops.dr.scratch import DockerScratch, LocalScratch
@@ -29,6 +33,7 @@ from stellar_ops.runtime import Runtime
 from stellar_ops.storage.s3 import S3Store
 
 DAG_ID = "dr_restore_test"
+OBSERVATION_SUFFIX = ".observation.json"
 CHECK_STEPS = ("verify_row_counts", "verify_schema", "verify_sanity_queries")
 STEPS = ("resolve_backup", "check_backup", "create_scratch", "restore_backup", *CHECK_STEPS)
 
@@ -130,6 +135,7 @@ def server_major(rt: Runtime) -> int:
 
 def restore_backup(rt: Runtime, resolved: Resolved, server: PgTarget) -> dict[str, Any]:
     """Download (checked again on the way), restore into ``server``, and observe the result."""
+    server = rt.labelled(server)
     found = sources(rt, resolved)
     settings = rt.config.dr
     result = restore.recover(
@@ -159,6 +165,76 @@ def restore_backup(rt: Runtime, resolved: Resolved, server: PgTarget) -> dict[st
         "restore": report.restore_conditions(settings),
         "observation": restore.observe(server, list(settings.sanity_queries)),
     }
+
+
+def observation_location(rt: Runtime, backup: ResolvedBackup, run_id: str) -> str:
+    """Where one run's observation of the restored database waits for its checks: under the
+    bucket's ``.incoming/`` (retention removes what is older than ``backup.stale_upload_hours``)
+    for a backup in S3, in ``dr.work_dir`` for a local one."""
+    name = (
+        f"{backup.location.rsplit('/', 1)[-1]}.{re.sub(r'[^A-Za-z0-9._-]', '_', run_id)}{OBSERVATION_SUFFIX}"
+    )
+    if backup.source == "s3":
+        return f"{rt.config.backup.prefix}{INCOMING_DIR}{name}"
+    return str(work_dir(rt) / name)
+
+
+def stage_observation(
+    rt: Runtime, resolved: Resolved, restored: dict[str, Any], run_id: str
+) -> dict[str, Any]:
+    """``restored`` with its observation put aside (see :func:`observation_location`): where it is,
+    and a few counts, instead of every table's row count and schema."""
+    observation = restored["observation"]
+    location = observation_location(rt, resolved.backup, run_id)
+    if resolved.backup.source == "s3":
+        rt.store().put_json(location, observation)
+    else:
+        Path(location).write_text(json.dumps(observation, sort_keys=True, default=str))
+    sanity = observation.get("sanity") or []
+    return {
+        **{k: v for k, v in restored.items() if k != "observation"},
+        "observation_at": location,
+        "tables": len(observation.get("row_counts") or {}),
+        "sanity_failed": sum(1 for query in sanity if not query.get("ok")),
+    }
+
+
+def load_observation(rt: Runtime, resolved: Resolved, restored: dict[str, Any]) -> dict[str, Any]:
+    """``restored`` whole again, with the observation :func:`stage_observation` put aside (one that
+    carries its observation, from an earlier version's run, is taken as it is)."""
+    if "observation" in restored:
+        return restored
+    location = restored["observation_at"]
+    if resolved.backup.source == "s3":
+        store = rt.store()
+        if not store.exists(location):
+            raise _observation_gone(store.url(location))
+        observation = store.get_json(location)
+    else:
+        if not Path(location).is_file():
+            raise _observation_gone(location)
+        observation = json.loads(Path(location).read_text())
+    return {**restored, "observation": observation}
+
+
+def _observation_gone(where: str) -> Exception:
+    return RestoreError(
+        f"the observation of the restored database {where} is gone (removed as stale?): clear restore_backup"
+    )
+
+
+def discard_observation(rt: Runtime, resolved: Resolved | None, restored: dict[str, Any]) -> None:
+    """Remove the observation once the report is written; a leftover in S3 goes with retention."""
+    location = restored.get("observation_at")
+    if not location or resolved is None:
+        return
+    try:
+        if resolved.backup.source == "s3":
+            rt.store().delete(location)
+        else:
+            Path(location).unlink(missing_ok=True)
+    except (StellarOpsError, OSError) as exc:  # the report is written; a leftover is only clutter
+        rt.warn(f"the observation {location} stays: {exc}")
 
 
 def verify_row_counts(rt: Runtime, resolved: Resolved, restored: dict[str, Any]) -> Verdict:

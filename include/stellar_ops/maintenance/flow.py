@@ -13,6 +13,9 @@ from stellar_ops.maintenance.vacuum import StatStatements, TableBloat
 from stellar_ops.runtime import Runtime
 
 DAG_ID = "db_maintenance"
+# Of a per-table list that one step hands the next (an XCom in the DAG): the worst first. The
+# task log names every table; the lists grow with the tables, the handover must not.
+SHOWN = 10
 
 
 @dataclass(frozen=True)
@@ -74,11 +77,76 @@ def vacuum_analyze(rt: Runtime, chosen: list[str] | None) -> dict[str, float]:
     )
 
 
-def report_bloat(rt: Runtime, before: list[dict[str, Any]], chosen: list[str] | None) -> dict[str, Any]:
+def bloat_before(report: list[TableBloat]) -> dict[str, Any]:
+    """What :func:`report_bloat` needs of the report before the vacuum, small whatever the number
+    of tables: how many, those over the threshold, and the ``SHOWN`` with the most dead tuples."""
+    worst = sorted((row for row in report if row.dead_tuples > 0), key=lambda r: (-r.dead_tuples, r.table))
+    warned = sorted(row.table for row in report if row.warning)
+    return {
+        "tables": len(report),
+        "warned": warned[:SHOWN],
+        "warned_count": len(warned),
+        "worst": [row.as_dict() for row in worst[:SHOWN]],
+    }
+
+
+@dataclass(frozen=True)
+class VacuumSummary:
+    """What the summary needs of a VACUUM ANALYZE of every table: how many, how long, the slowest."""
+
+    tables: int
+    seconds: float
+    slowest: str | None
+    slowest_seconds: float
+
+    @classmethod
+    def of(cls, timings: dict[str, float]) -> VacuumSummary:
+        slowest = max(timings, key=lambda name: timings[name]) if timings else None
+        return cls(
+            tables=len(timings),
+            seconds=round(sum(timings.values()), 3),
+            slowest=slowest,
+            slowest_seconds=timings[slowest] if slowest else 0.0,
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "tables": self.tables,
+            "seconds": self.seconds,
+            "slowest": self.slowest,
+            "slowest_seconds": self.slowest_seconds,
+        }
+
+    def timings(self) -> dict[str, float]:
+        """Timings with this count, total and slowest table: all that :func:`summary.message` reads
+        of them (the other tables' names are not known here, and are never shown)."""
+        if self.slowest is None:
+            return {}
+        others = self.tables - 1
+        rest = max(self.seconds - self.slowest_seconds, 0.0) / others if others else 0.0
+        return {self.slowest: self.slowest_seconds, **{f"(another table {n})": rest for n in range(others)}}
+
+
+def report_bloat(
+    rt: Runtime, before: list[dict[str, Any]] | dict[str, Any], chosen: list[str] | None
+) -> dict[str, Any]:
     """The bloat report again after the vacuum; ``top`` pairs the tables with the most dead tuples
-    before it (worst first) with their state after it."""
+    before it (worst first) with their state after it. ``before`` is the report before the
+    vacuum, or its :func:`bloat_before`; the lists of tables in the result are the ``SHOWN`` worst,
+    with their counts."""
     after = measure_bloat(rt, chosen, when="after")
-    dead_before = {row["table"]: row["dead_tuples"] for row in before}
+    rows: list[dict[str, Any]]
+    if isinstance(before, dict):
+        rows, warned_before, warned_count = (
+            list(before["worst"]),
+            list(before["warned"]),
+            int(before["warned_count"]),
+        )
+    else:
+        rows = before
+        warned_before = sorted(row["table"] for row in rows if row["warning"])
+        warned_count = len(warned_before)
+    dead_before = {row["table"]: row["dead_tuples"] for row in rows}
     removed = {
         row.table: dead_before.get(row.table, 0) - row.dead_tuples
         for row in after
@@ -86,7 +154,7 @@ def report_bloat(rt: Runtime, before: list[dict[str, Any]], chosen: list[str] | 
     }
     now = {row.table: row for row in after}
     worst = sorted(
-        (row for row in before if row["dead_tuples"] > 0), key=lambda r: (-r["dead_tuples"], r["table"])
+        (row for row in rows if row["dead_tuples"] > 0), key=lambda r: (-r["dead_tuples"], r["table"])
     )
     top = [
         {
@@ -99,20 +167,29 @@ def report_bloat(rt: Runtime, before: list[dict[str, Any]], chosen: list[str] | 
         }
         for row in worst[: summary.TOP_TABLES]
     ]
+    still = sorted(row.table for row in after if row.warning)
+    most_removed = sorted(removed, key=lambda table: (-removed[table], table))[:SHOWN]
     return {
         "tables": len(after),
-        "warned_before": sorted(row["table"] for row in before if row["warning"]),
-        "still_bloated": sorted(row.table for row in after if row.warning),
-        "dead_tuples_removed": removed,
+        "warned_before": warned_before[:SHOWN],
+        "warned_before_count": warned_count,
+        "still_bloated": still[:SHOWN],
+        "still_bloated_count": len(still),
+        "dead_tuples_removed": {table: removed[table] for table in sorted(most_removed)},
         "top": top,
     }
 
 
 def send_summary(
-    rt: Runtime, statements: dict[str, Any], vacuumed: dict[str, float], bloat: dict[str, Any]
+    rt: Runtime,
+    statements: dict[str, Any],
+    vacuumed: dict[str, float] | VacuumSummary,
+    bloat: dict[str, Any],
 ) -> dict[str, Any]:
     """One message on the ops route: what VACUUM ANALYZE did, how long it took, the bloat left,
     and whether pg_stat_statements is there; then the run's end, to the Pushgateway."""
+    if isinstance(vacuumed, VacuumSummary):
+        vacuumed = vacuumed.timings()
     payload = summary.message(statements=statements, vacuumed=vacuumed, bloat=bloat)
     rt.notify(payload)
     rt.say(payload["text"])

@@ -7,12 +7,14 @@ the report) is the analysis failing to run, and fails its step.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
+from stellar_ops.backups.keys import INCOMING_DIR
 from stellar_ops.core.alerts import info_message
-from stellar_ops.core.errors import ConfigError, MissingConnectionError
+from stellar_ops.core.errors import ConfigError, MissingConnectionError, StellarOpsError
 from stellar_ops.perf import database, report, sources
 from stellar_ops.perf.checks import CheckResult, unknown
 from stellar_ops.perf.compare import compare
@@ -210,6 +212,43 @@ def publish_report(rt: Runtime, document: dict[str, Any], *, where: str | None =
         "states": {name: check["state"] for name, check in document["checks"].items()},
         "alerts": [f.alert_name for f in alerts],
     }
+
+
+def result_key(rt: Runtime, run_id: str, name: str) -> str:
+    """Where one run's check result waits for ``assemble_report``: under the bucket's
+    ``<backup.prefix>.incoming/`` (retention removes what is older than ``backup.stale_upload_hours``)."""
+    run = re.sub(r"[^A-Za-z0-9._-]", "_", run_id)
+    return f"{rt.config.backup.prefix}{INCOMING_DIR}perf/{run}/{name}.json"
+
+
+def stage_result(rt: Runtime, result: CheckResult, run_id: str) -> dict[str, Any]:
+    """Put a check's result (its values and findings grow with the database) in the bucket; its
+    state and one line, and where the rest is."""
+    key = result_key(rt, run_id, result.check)
+    rt.store().put_json(key, result.as_dict())
+    return {
+        "check": result.check,
+        "state": result.state,
+        "summary": result.summary[:500],
+        "findings": len(result.findings),
+        "result_key": key,
+    }
+
+
+def load_results(rt: Runtime, staged: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The check results :func:`stage_result` put aside (a whole result is taken as it is)."""
+    store = rt.store()
+    return [store.get_json(item["result_key"]) if "result_key" in item else item for item in staged]
+
+
+def discard_results(rt: Runtime, staged: list[dict[str, Any]]) -> None:
+    """Remove the staged results once the report holds them; a leftover goes with retention."""
+    for item in staged:
+        if "result_key" in item:
+            try:
+                rt.store().delete(item["result_key"])
+            except StellarOpsError as exc:
+                rt.warn(f"{item['result_key']} stays until retention removes it: {exc}")
 
 
 def load_report(rt: Runtime, key: str) -> dict[str, Any]:

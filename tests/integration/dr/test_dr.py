@@ -45,9 +45,15 @@ def test_dr_test_restores_and_verifies_the_latest_backup(stack, ops, receiver, b
     assert outcome.xcom("resolve_backup")["location"] == backup_key
     restored = outcome.xcom("restore_backup")
     manifest = ops.store().get_json(backup_key + ".manifest.json")
-    assert restored["observation"]["row_counts"] == manifest["row_counts"]
+    # the observation waited in the bucket for the checks (XCom has where), and went with the report
+    assert "observation" not in restored and restored["tables"] == len(manifest["row_counts"])
+    assert restored["observation_at"].startswith(ops.prefix + ".incoming/")
+    assert not ops.store().exists(restored["observation_at"])
     assert restored["rto_seconds"] > 0
     assert outcome.xcom("verify_row_counts")["passed"] is True
+    assert outcome.xcom("verify_row_counts")["detail"].startswith(
+        f"match: {len(manifest['row_counts'])} tables"
+    )
     assert outcome.xcom("verify_schema")["detail"].endswith("fingerprint matches the manifest")
 
     report = ops.store().get_json(backup_key + ".dr_report.json")

@@ -63,9 +63,12 @@ def test_db_maintenance_dag_vacuums_reports_and_sends_its_summary(airflow_db, op
     outcome = run_dag("db_maintenance")
     assert outcome.state == "success", outcome.tasks
     assert set(outcome.tasks.values()) == {"success"}
-    before = outcome.xcom("measure_bloat")
-    assert [row["table"] for row in before] == [bloated_table]
-    assert before[0]["warning"] is True
+    before = outcome.xcom("measure_bloat")  # a summary: the worst tables, not every table's row
+    assert before["tables"] == 1 and before["warned"] == [bloated_table] and before["warned_count"] == 1
+    assert [row["table"] for row in before["worst"]] == [bloated_table]
+    assert before["worst"][0]["warning"] is True
+    assert outcome.xcom("vacuum_analyze")["tables"] == 1
+    assert outcome.xcom("vacuum_analyze")["slowest"] == bloated_table
     summary = outcome.xcom("report_bloat")
     assert summary["warned_before"] == [bloated_table]
     assert summary["still_bloated"] == []

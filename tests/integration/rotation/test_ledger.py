@@ -68,7 +68,9 @@ def test_the_ledger_dag_sends_one_digest_naming_every_overdue_secret(airflow_db,
     assert cli("secrets", "record", "REDIS_PASSWORD", "--at", "2020-01-01T00:00:00Z").returncode == 0
     outcome = run_dag("secrets_rotation_audit")
     assert outcome.state == "success", outcome.tasks
-    overdue = {o["secret"] for o in outcome.xcom("audit_rotation_ledger")}
+    audit = outcome.xcom("audit_rotation_ledger")
+    overdue = {o["secret"] for o in audit["overdue"]}
+    assert audit["overdue_count"] == len(overdue)
     assert overdue == {"POSTGRES_PASSWORD", "REDIS_PASSWORD", "GRAFANA_ADMIN_PASSWORD", "S3_CREDENTIALS"}
     (digest,) = receiver.texts()
     assert "[P3] SecretRotationOverdue: 4 secrets overdue for rotation" in digest
