@@ -20,14 +20,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from stellar_ops.cli.output import say, warn
+from stellar_ops.core import alertmanager
 from stellar_ops.core.alerts import post_webhook, rerouted, unpaged, with_alert_id
 from stellar_ops.core.config import Channel
-from stellar_ops.core.delivery import alert_id, policy_of
+from stellar_ops.core.delivery import alert_id, outbox_document, outbox_keys, policy_of
 from stellar_ops.core.errors import ConfigError, MissingConnectionError, StellarOpsError
 from stellar_ops.core.http import HttpEndpoint, RedisTarget
 from stellar_ops.postgres.target import PgTarget
@@ -166,15 +168,55 @@ class EnvResources:
                 )
         settings = self.config.alerts.delivery
         bound = policy_of(settings)
+        failures: list[str] = []
         for number, (webhook, message) in enumerate(routes):
             try:
                 post_webhook(webhook, with_alert_id(message, ident), policy=bound)
                 return
             except StellarOpsError as exc:
+                failures.append(str(exc))
                 self.warn(f"alert {ident}: {exc}")
             bound = bound.bounded(settings.fallback_max_seconds) if number == 0 else bound
         if routes:
-            self.warn(f"alert {ident} was not delivered; the message:\n{payload['text']}")
+            self.keep(ident, payload, channel, failures)
+
+    def keep(self, ident: str, payload: dict[str, Any], channel: Channel, failures: list[str]) -> None:
+        """A message no webhook took: to Alertmanager (``ALERTMANAGER_URL``) and to the outbox in the
+        bucket, which the next task of any DAG sends first; the whole message in a warning when
+        the bucket fails too."""
+        settings = self.config.alerts.delivery
+        told_alertmanager = False
+        endpoint = self.endpoint("alertmanager")
+        if endpoint is not None:
+            try:
+                bound = policy_of(settings).bounded(settings.fallback_max_seconds)
+                alertmanager.post(
+                    endpoint, [alertmanager.undelivered_alert(ident, payload, channel)], policy=bound
+                )
+                told_alertmanager = True
+            except StellarOpsError as exc:
+                failures.append(f"Alertmanager: {exc}")
+        key = f"{outbox_keys(self.config.backup.prefix)['outbox']}{ident}.json"
+        document = outbox_document(
+            ident,
+            payload,
+            channel,
+            failures,
+            alertmanager=told_alertmanager,
+            kept_at=datetime.now(UTC).isoformat(),
+        )
+        try:
+            self.store().put_json(key, document)
+        except Exception as exc:  # noqa: BLE001 - nothing else is left: the warning keeps the message
+            self.warn(
+                f"alert {ident} was not delivered and could not be kept in the outbox ({exc}); "
+                f"the message:\n{payload['text']}"
+            )
+            return
+        self.warn(
+            f"alert {ident} was not delivered ({'; '.join(failures)}): kept in s3://"
+            f"{self.config.backup.bucket}/{key}; the next task of any DAG sends it first"
+        )
 
 
 def redis_target(url: str) -> RedisTarget:

@@ -11,6 +11,8 @@ ahead (:data:`FAILURE_FIRES_FOR`), and is resolved by the run that succeeds.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -75,3 +77,25 @@ def post(
     except DeliveryError as exc:
         body = f": {answered[0]}" if answered and exc.status else ""
         raise StellarOpsError(f"{exc}{body}") from None
+
+
+UNDELIVERED_ALERT = "AlertUndelivered"
+
+
+def undelivered_alert(ident: str, payload: Mapping[str, Any], channel: str) -> dict[str, Any]:
+    """The Alertmanager alert of a message no channel took: its severity from its ``[P1]`` tag."""
+    text = str(payload.get("text", ""))
+    headline = text.splitlines()[0] if text else ""
+    tag = re.search(r"\[(P[123])\]", headline)
+    severity = tag.group(1) if tag else ("P1" if channel == "paging" else "P3")
+    document = alert(
+        name=UNDELIVERED_ALERT,
+        severity=severity,
+        labels={"alert_id": ident, "channel": channel},
+        summary=f"not delivered to the {channel} channel: {headline[:300]}",
+        runbook="",
+        runbook_url="",
+        firing_for=FAILURE_FIRES_FOR,
+    )
+    document["annotations"]["description"] = text[:4000]
+    return document

@@ -179,3 +179,34 @@ def alert_id(payload: Mapping[str, Any]) -> str:
         {"text": payload.get("text"), "blocks": payload.get("blocks")}, sort_keys=True, default=str
     )
     return hashlib.sha256(content.encode()).hexdigest()[:16]
+
+
+# -- what an undelivered alert leaves behind ------------------------------------------------------
+
+
+def outbox_keys(prefix: str) -> dict[str, str]:
+    """Where kept alerts live in the backups bucket (``prefix`` is ``backup.prefix``): the outbox,
+    the drains' claims, and the markers of alerts already sent."""
+    base = f"{prefix}alerts/"
+    return {"outbox": f"{base}outbox/", "claims": f"{base}claims/", "sent": f"{base}sent/"}
+
+
+def outbox_document(
+    ident: str,
+    payload: Mapping[str, Any],
+    channel: str,
+    failures: list[str],
+    *,
+    alertmanager: bool,
+    kept_at: str,
+) -> dict[str, Any]:
+    """The outbox copy of a message no channel took, whoever kept it (a task or the CLI): the next
+    task of any DAG sends it to ``channel`` (``ops`` or ``paging``)."""
+    return {
+        "alert_id": ident,
+        "channel": channel,
+        "payload": dict(payload),
+        "kept_at": kept_at,
+        "failures": failures,
+        "alertmanager": alertmanager,
+    }

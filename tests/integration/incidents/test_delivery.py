@@ -259,3 +259,31 @@ def test_a_claim_is_taken_once_and_a_stale_one_is_taken_over(stack, ops):
     time.sleep(1.1)
     assert outbox.claim(store, key, timedelta(seconds=1)) is True  # its drain died: taken over
     store.delete(key)
+
+
+def test_what_the_cli_could_not_deliver_is_kept_and_the_next_dag_task_sends_it(
+    stack, ops, receiver, probes, airflow_db
+):
+    from stellar_ops.cli.env import EnvResources
+
+    ops.update(alerts={"delivery": {"max_seconds": 2, "fallback_max_seconds": 1}})
+    down = f"http://127.0.0.1:{closed_port()}"
+    env = {
+        **stack.env(),
+        "BACKUP_ALERT_WEBHOOK": stack.webhook_url.replace(stack.url("receiver"), down),
+        "PAGING_WEBHOOK": stack.paging_webhook_url.replace(stack.url("receiver"), down),
+    }
+    warnings: list[str] = []
+    EnvResources(ops.config, env, warn=warnings.append).send_message(info_message("[P1] cli page"), "paging")
+
+    assert slack_posts(receiver) == []
+    kept = [o for o in ops.objects() if "/alerts/outbox/" in o]
+    assert len(kept) == 1, warnings
+    ident = kept[0].rsplit("/", 1)[-1].removesuffix(".json")
+    assert ident in alertmanager_ids(stack)
+    assert "kept in s3://" in warnings[-1] and ident in warnings[-1]
+
+    assert state(build_dag(WORKING, fail=False).test()) == "success"
+    assert dict(delivered_ids(receiver)) == {ident: 1}
+    assert all("/B0PAGING/" in p["path"] for p in slack_posts(receiver))
+    assert [o for o in ops.objects() if "/alerts/outbox/" in o] == []

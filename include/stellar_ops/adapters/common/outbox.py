@@ -24,23 +24,29 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from stellar_ops.core import alertmanager
+from stellar_ops.core.alertmanager import UNDELIVERED_ALERT, undelivered_alert
 from stellar_ops.core.alerts import rerouted, unpaged, with_alert_id
 from stellar_ops.core.config import Channel
-from stellar_ops.core.delivery import Delivered, DeliveryPolicy, alert_id, policy_of
+from stellar_ops.core.delivery import (
+    Delivered,
+    DeliveryPolicy,
+    alert_id,
+    outbox_document,
+    outbox_keys,
+    policy_of,
+)
 from stellar_ops.core.errors import MissingConnectionError, StellarOpsError
 from stellar_ops.registry import StellarOpsConfig
 from stellar_ops.storage.s3 import S3Store
 
 log = logging.getLogger(__name__)
 
-UNDELIVERED_ALERT = "AlertUndelivered"
 OTHER: dict[str, Channel] = {"paging": "ops", "ops": "paging"}
 # a claim older than this is a drain that died mid-way: another may take the message over
 MIN_CLAIM_STALE = timedelta(minutes=10)
@@ -51,8 +57,7 @@ def policy(config: StellarOpsConfig) -> DeliveryPolicy:
 
 
 def keys(config: StellarOpsConfig) -> dict[str, str]:
-    base = f"{config.backup.prefix}alerts/"
-    return {"outbox": f"{base}outbox/", "claims": f"{base}claims/", "sent": f"{base}sent/"}
+    return outbox_keys(config.backup.prefix)
 
 
 @dataclass(frozen=True)
@@ -164,25 +169,6 @@ def _send_or_keep(
     return None
 
 
-def undelivered_alert(ident: str, payload: dict[str, Any], channel: Channel) -> dict[str, Any]:
-    """The Alertmanager alert of a message no channel took: its severity from its ``[P1]`` tag."""
-    text = str(payload.get("text", ""))
-    headline = text.splitlines()[0] if text else ""
-    tag = re.search(r"\[(P[123])\]", headline)
-    severity = tag.group(1) if tag else ("P1" if channel == "paging" else "P3")
-    document = alertmanager.alert(
-        name=UNDELIVERED_ALERT,
-        severity=severity,
-        labels={"alert_id": ident, "channel": channel},
-        summary=f"not delivered to the {channel} channel: {headline[:300]}",
-        runbook="",
-        runbook_url="",
-        firing_for=alertmanager.FAILURE_FIRES_FOR,
-    )
-    document["annotations"]["description"] = text[:4000]
-    return document
-
-
 def _alertmanager(config: StellarOpsConfig) -> Any:
     from stellar_ops.adapters.common.connections import optional_endpoint
 
@@ -202,14 +188,14 @@ def keep(
             told_alertmanager = True
     except Exception as exc:  # noqa: BLE001 - the outbox below still keeps it
         failures.append(f"Alertmanager: {exc}")
-    document = {
-        "alert_id": ident,
-        "channel": channel,
-        "payload": payload,
-        "kept_at": datetime.now(UTC).isoformat(),
-        "failures": failures,
-        "alertmanager": told_alertmanager,
-    }
+    document = outbox_document(
+        ident,
+        payload,
+        channel,
+        failures,
+        alertmanager=told_alertmanager,
+        kept_at=datetime.now(UTC).isoformat(),
+    )
     key = f"{keys(config)['outbox']}{ident}.json"
     try:
         from stellar_ops.adapters.common.connections import s3_store
