@@ -19,7 +19,7 @@ from pathlib import Path
 
 import psutil
 
-from stellar_ops.core.processes import free_port
+from stellar_ops.core.processes import free_port, pid_alive
 
 REPO = Path(__file__).resolve().parents[3]
 VENV_BIN = Path(sys.executable).parent
@@ -181,6 +181,33 @@ class RunScript:
                 f"run.sh exited ({status}) and left running:\n{listing}\n{self.output()[-2000:]}"
             )
         return status
+
+    def stop_through_group(self, sig: int) -> None:
+        """Stop it as a process manager or a closing terminal does: ``sig`` to its whole process
+        group, then once more to the script (an impatient Ctrl-C, a process manager repeating
+        itself must not cut the stop short). Fails unless it exits ``128 + sig`` with every server
+        it started gone, its process group empty and its stack state removed."""
+        seen = self.recorded_pids()
+        assert seen, "the stack had started servers"
+        try:
+            self.signal_group(sig)
+            time.sleep(1)
+            self.signal_script(sig)
+            status = self.wait_stopped()
+        except BaseException:
+            self.kill()
+            raise
+        assert status == 128 + sig, self.output()[-2000:]
+        assert not any(pid_alive(pid) for pid in seen.values())
+        try:
+            os.killpg(self.pgid, 0)
+        except ProcessLookupError:
+            pass
+        else:
+            raise AssertionError(f"run.sh's process group {self.pgid} still has processes")
+        assert not (self.stack_dir / "state.json").exists()
+        left = leftovers(self.markers())
+        assert not left, describe(left)
 
     def kill(self) -> None:
         """SIGKILL everything of this run: its process group, then whatever else the scan finds."""

@@ -2,7 +2,8 @@
 
 Both paths a developer takes: ``make stack`` (``stellar-dev stack up``, then ``airflow dags test``)
 and ``make run`` (``scripts/run.sh``, with its Airflow), each started, stopped and started again in
-the same directories; each time the key the stack exports must be the key its API accepts, and a
+the same directories (``make run`` stopped once by SIGTERM and once by SIGHUP to its process group,
+leaving nothing running); each time the key the stack exports must be the key its API accepts, and a
 DAG that posts metrics to the API must succeed. ``make run``'s Airflow has the deployment's users
 and roles: its five local users log in with the passwords its banner shows, made on the first
 start and kept.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -149,8 +151,11 @@ def assert_the_local_users_log_in_with_their_roles(run: RunScript) -> dict[str, 
 def test_make_run_twice_in_the_same_checkout_hands_out_keys_the_api_accepts(tmp_path):
     stack_dir, airflow_home = tmp_path / "stack", tmp_path / "airflow"
     passwords = []
-    for _ in (1, 2):
-        with RunScript(stack_dir, airflow_home) as run:
+    # the first start is stopped as a process manager stops it, the second as a closing terminal
+    for stop_signal in (signal.SIGTERM, signal.SIGHUP):
+        run = RunScript(stack_dir, airflow_home).start()
+        try:
+            run.wait_until_up()
             values = exports(stack_dir / "env")
             assert_the_exported_key_is_accepted(values)
             passwords.append(assert_the_local_users_log_in_with_their_roles(run))
@@ -167,4 +172,8 @@ def test_make_run_twice_in_the_same_checkout_hands_out_keys_the_api_accepts(tmp_
             # nothing of an earlier start: one run of db_backup's is this test's own
             assert run_id in [r["dag_run_id"] for r in api.dag_runs("db_backup")]
             assert all(r["state"] != "failed" for r in api.dag_runs("db_backup"))
+        except BaseException:
+            run.kill()
+            raise
+        run.stop_through_group(stop_signal)
     assert passwords[0] == passwords[1], "the local users' passwords are made once and kept"
