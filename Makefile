@@ -33,9 +33,11 @@ unit: deps
 bench: deps
 	$(VENV)/python -m bench $(BENCH_ARGS)
 
-# the configuration reference, and the Prometheus rules with the example runbook base URL (a
+# the generated pages (docs/procedures/<dag_id>.md from each DAG's doc_md, docs/cli.md from the
+# parsers; tests/dags/test_generated_docs.py checks them), the configuration reference, and the Prometheus rules with the example runbook base URL (a
 # deployment renders its own: stellar-ops monitoring rules --runbook-base-url URL)
 docs: deps
+	$(VENV)/stellar-dev docs --dags-folder dags --out docs
 	$(VENV)/stellar-ops config reference > docs/configuration.md
 	$(VENV)/stellar-ops monitoring rules --runbook-base-url https://runbooks.stellarescrow.example/ \
 		--job stellar_ops > monitoring/prometheus/stellar_ops_rules.yml

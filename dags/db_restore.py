@@ -50,7 +50,7 @@ was there is renamed aside each time.
 
 A backfill does not apply: the DAG has no schedule.
 - If Airflow itself is down, run the same steps from a terminal:
-  `stellar-ops restore --backup KEY --target postgresql://user@host:5432/postgres` (README,
+  `stellar-ops restore --backup KEY --target postgresql://user@host:5432/postgres` (docs/restore.md,
   "Disaster recovery").
 
 ## Triage

@@ -1,4 +1,4 @@
-"""The layer rules of the package (see the README's Layout section).
+"""The layer rules of the package (see docs/architecture.md, "Layout").
 
 - pure modules (everything but ``adapters``) never import Airflow;
 - runtime modules (everything but ``dev``) never import the development tooling;

@@ -56,7 +56,7 @@ class ConnectionIds(Section):
 
 
 class DeliveryConfig(Section):
-    """How hard a message is pushed through before it falls back (README, "Delivery")."""
+    """How hard a message is pushed through before it falls back (docs/alerting.md, "Delivery")."""
 
     max_seconds: float = Field(
         150.0,
@@ -117,7 +117,7 @@ class AlertsConfig(Section):
     )
     delivery: DeliveryConfig = Field(
         default_factory=DeliveryConfig,  # type: ignore[arg-type]
-        description="Retries of every message and the outbox of those no route took (README, Delivery): "
+        description="Retries of every message and the outbox of those no route took (docs/alerting.md, Delivery): "
         "max_seconds bounds one route's retries (429 with Retry-After, 5xx, connection errors, timeouts), "
         "attempt_timeout_seconds one HTTP attempt, retry_after_cap_seconds the wait a 429 may ask, "
         "max_backoff_seconds the backoff, fallback_max_seconds each fallback route, drain_max_seconds "

@@ -18,6 +18,7 @@ from stellar_ops.cli.output import print_json, say
 from stellar_ops.core.errors import StellarOpsError
 from stellar_ops.core.processes import pid_alive
 from stellar_ops.dev.airflow_settings import write_import_files
+from stellar_ops.dev.docs import write_pages
 from stellar_ops.dev.servers import stop_on_signals
 from stellar_ops.dev.stack import Stack, StackInfo, stop_recorded
 
@@ -68,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", help="airflow_settings.yaml")
     p.add_argument("--out", required=True, help="directory for connections/variables/pools.json")
     p.set_defaults(func=cmd_airflow_settings)
+
+    p = sub.add_parser("docs", help="write the generated pages of docs/: procedures/<dag_id>.md, cli.md")
+    p.add_argument("--dags-folder", default="dags", help="the DAG files whose doc_md become the pages")
+    p.add_argument("--out", default="docs", help="the docs directory")
+    p.set_defaults(func=cmd_docs)
     return parser
 
 
@@ -171,6 +177,12 @@ def cmd_perf_workload(args: argparse.Namespace) -> int:
 def cmd_airflow_settings(args: argparse.Namespace) -> int:
     for name, path in write_import_files(Path(args.file), Path(args.out)).items():
         say(f"{name}: {path}")
+    return 0
+
+
+def cmd_docs(args: argparse.Namespace) -> int:
+    for path in write_pages(Path(args.out), Path(args.dags_folder)):
+        say(f"wrote {path}")
     return 0
 
 
