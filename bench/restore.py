@@ -10,7 +10,7 @@ from typing import Any
 from bench import cores
 from bench.report import table, verdict
 from stellar_ops.backup.dump import BackupJob, verify_upload
-from stellar_ops.backups.source import ResolvedBackup
+from stellar_ops.catalogue.source import ResolvedBackup
 from stellar_ops.dev.stack import StackInfo
 from stellar_ops.dr.engine import restore
 from stellar_ops.dr.scratch import LocalScratch, scratch_name

@@ -3,7 +3,8 @@
 - pure modules (everything but ``adapters``) never import Airflow;
 - runtime modules (everything but ``dev``) never import the development tooling;
 - a procedure's package never imports another procedure's: shared code goes down into ``core``,
-  ``postgres``, ``storage`` or ``backups``, which import no procedure's package;
+  ``postgres``, ``storage`` or ``catalogue``, which import no procedure's package, and each
+  only those below it (``core``, ``probes``, ``postgres``, ``storage``, ``catalogue``);
 - DAG files import only Airflow's SDK, the standard provider's operators and the adapters.
 """
 
@@ -18,7 +19,8 @@ from stellar_ops import registry
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGE = REPO / "include" / "stellar_ops"
-SHARED = ("core", "postgres", "storage", "backups", "probes")
+# the shared packages, lowest first: each imports only those before it
+SHARED = ("core", "probes", "postgres", "storage", "catalogue")
 # a procedure's package is named after its config section
 PROCEDURE_PACKAGES = sorted({p.section for p in registry.PROCEDURES})
 
@@ -80,6 +82,16 @@ def test_shared_packages_import_no_procedure_and_no_layer_above():
     for path in modules_in(*SHARED):
         offenders = sorted(m for m in imported_modules(path) if room_of(m) in above)
         assert offenders == [], f"{path.relative_to(REPO)} (shared) imports {offenders}"
+
+
+def test_shared_packages_import_only_the_shared_packages_below_them():
+    for rank, room in enumerate(SHARED):
+        above = set(SHARED[rank:]) - {room}
+        for path in modules_in(room):
+            offenders = sorted(m for m in imported_modules(path) if room_of(m) in above)
+            assert offenders == [], (
+                f"{path.relative_to(REPO)} ({room}) imports a shared package above it: {offenders}"
+            )
 
 
 def test_dag_files_import_only_airflow_and_the_adapters():

@@ -17,7 +17,7 @@ import json
 
 import pytest
 
-from stellar_ops.backups.keys import INCOMING_DIR
+from stellar_ops.catalogue.keys import INCOMING_DIR
 from stellar_ops.postgres.target import connect
 from tests.support.dagrun import XCOM_LIMIT_BYTES, assert_xcoms_small, run_dag
 

@@ -40,7 +40,7 @@ def manifest_document(
 
 def publish_verified_backup(stack: Any, prefix: str, *, age: timedelta) -> str:
     """A small verified backup ``age`` old under ``prefix``, with a passed DR report; its key."""
-    from stellar_ops.backups.keys import backup_key
+    from stellar_ops.catalogue.keys import backup_key
     from stellar_ops.storage.s3 import S3Store
 
     store = S3Store(stack.s3_client(), "stellar-backups", encryption="AES256")

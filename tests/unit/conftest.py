@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from stellar_ops.backups.manifest import Manifest
+from stellar_ops.catalogue.manifest import Manifest
 from stellar_ops.postgres import catalog
 
 

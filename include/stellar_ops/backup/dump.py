@@ -2,7 +2,7 @@
 
 One pass, no full-size temporary file and no second one: pg_dump's output is compressed, hashed
 (sha256), copied to the optional local directory and uploaded in parts as it is produced, and
-the compressed stream is verified on its way (:class:`~stellar_ops.backups.verify.InFlightScan`:
+the compressed stream is verified on its way (:class:`~stellar_ops.catalogue.verify.InFlightScan`:
 decompressed into ``pg_restore --list`` and a full ``pg_restore`` read, or the SQL trailer).
 The backup is named by the time of its snapshot, read on the database server in the statement
 that exports it, before pg_dump starts, so the upload goes straight to the backup's final key. It
@@ -45,10 +45,10 @@ from typing import Any, cast
 
 from stellar_ops.backup.config import BackupConfig
 from stellar_ops.backup.slots import Cover, find_cover, late_note
-from stellar_ops.backups import verify
-from stellar_ops.backups.inventory import OURS_METADATA
-from stellar_ops.backups.keys import GLOBALS_SUFFIX, INCOMING_DIR, MANIFEST_SUFFIX, DumpFormat, backup_key
-from stellar_ops.backups.manifest import Manifest, Verification
+from stellar_ops.catalogue import verify
+from stellar_ops.catalogue.inventory import OURS_METADATA
+from stellar_ops.catalogue.keys import GLOBALS_SUFFIX, INCOMING_DIR, MANIFEST_SUFFIX, DumpFormat, backup_key
+from stellar_ops.catalogue.manifest import Manifest, Verification
 from stellar_ops.core.errors import BackupError, ConfigError, PrerequisiteError, VerificationError
 from stellar_ops.postgres import catalog
 from stellar_ops.postgres.binaries import PgBinaries

@@ -15,8 +15,8 @@ from stellar_ops.backup.dump import BackupJob, Prerequisites, verify_upload
 from stellar_ops.backup.report import Published
 from stellar_ops.backup.retention import RetentionOutcome, apply_policy, require_this_run_verified
 from stellar_ops.backup.slots import Cover, is_past
-from stellar_ops.backups.keys import INCOMING_DIR
-from stellar_ops.backups.manifest import Manifest
+from stellar_ops.catalogue.keys import INCOMING_DIR
+from stellar_ops.catalogue.manifest import Manifest
 from stellar_ops.core.errors import BackupError
 from stellar_ops.core.metrics import Metric
 from stellar_ops.runtime import Runtime

@@ -6,8 +6,8 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from stellar_ops.backups.keys import MANIFEST_SUFFIX
-from stellar_ops.backups.manifest import Manifest
+from stellar_ops.catalogue.keys import MANIFEST_SUFFIX
+from stellar_ops.catalogue.manifest import Manifest
 from stellar_ops.core import alerts
 from stellar_ops.core.durations import humanize_duration
 from stellar_ops.core.metrics import Metric

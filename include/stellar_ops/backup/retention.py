@@ -23,8 +23,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from stellar_ops.backup.config import BackupConfig
-from stellar_ops.backups.inventory import BackupEntry, Listing, list_backups
-from stellar_ops.backups.keys import BASENAME, MANIFEST_SUFFIX, parse_timestamp
+from stellar_ops.catalogue.inventory import BackupEntry, Listing, list_backups
+from stellar_ops.catalogue.keys import BASENAME, MANIFEST_SUFFIX, parse_timestamp
 from stellar_ops.core.errors import BackupError
 from stellar_ops.storage.s3 import S3Store
 

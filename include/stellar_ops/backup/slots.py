@@ -16,8 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from stellar_ops.backups.keys import MANIFEST_SUFFIX, parse_backup_key
-from stellar_ops.backups.manifest import Manifest
+from stellar_ops.catalogue.keys import MANIFEST_SUFFIX, parse_backup_key
+from stellar_ops.catalogue.manifest import Manifest
 from stellar_ops.core.errors import StellarOpsError
 from stellar_ops.storage.s3 import S3Store
 

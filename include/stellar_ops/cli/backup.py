@@ -9,8 +9,8 @@ from typing import Any
 
 from stellar_ops.backup import flow
 from stellar_ops.backup.report import Published
-from stellar_ops.backups.inventory import list_backups
-from stellar_ops.backups.source import verify_published
+from stellar_ops.catalogue.inventory import list_backups
+from stellar_ops.catalogue.source import verify_published
 from stellar_ops.cli import env
 from stellar_ops.cli.output import parse_slot, print_json
 from stellar_ops.cli.steps import Steps

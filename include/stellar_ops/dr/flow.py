@@ -18,10 +18,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from stellar_ops.backups import source
-from stellar_ops.backups.keys import DR_REPORT_SUFFIX, INCOMING_DIR
-from stellar_ops.backups.manifest import Manifest
-from stellar_ops.backups.source import ResolvedBackup
+from stellar_ops.catalogue import source
+from stellar_ops.catalogue.keys import DR_REPORT_SUFFIX, INCOMING_DIR
+from stellar_ops.catalogue.manifest import Manifest
+from stellar_ops.catalogue.source import ResolvedBackup
 from stellar_ops.core import alerts
 from stellar_ops.core.errors import RestoreError, StellarOpsError
 from stellar_ops.dr import report, verdicts

@@ -21,9 +21,9 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from stellar_ops.backups.keys import RESTORE_REPORT_SUFFIX
-from stellar_ops.backups.manifest import Manifest
-from stellar_ops.backups.source import load_globals
+from stellar_ops.catalogue.keys import RESTORE_REPORT_SUFFIX
+from stellar_ops.catalogue.manifest import Manifest
+from stellar_ops.catalogue.source import load_globals
 from stellar_ops.core import alerts
 from stellar_ops.core.durations import humanize_duration
 from stellar_ops.core.errors import StellarOpsError, TargetRefusedError

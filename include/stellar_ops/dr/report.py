@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from stellar_ops.backups.manifest import Manifest
+from stellar_ops.catalogue.manifest import Manifest
 from stellar_ops.core.durations import humanize_duration
 from stellar_ops.core.metrics import Metric
 from stellar_ops.dr.config import DrConfig

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from stellar_ops.backups.manifest import Manifest
+from stellar_ops.catalogue.manifest import Manifest
 from stellar_ops.core.errors import VerificationError
 from stellar_ops.postgres import catalog
 

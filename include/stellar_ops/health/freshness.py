@@ -11,9 +11,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from stellar_ops.backups.inventory import BackupEntry, list_backups
-from stellar_ops.backups.keys import DR_REPORT_SUFFIX, MANIFEST_SUFFIX
-from stellar_ops.backups.manifest import Manifest
+from stellar_ops.catalogue.inventory import BackupEntry, list_backups
+from stellar_ops.catalogue.keys import DR_REPORT_SUFFIX, MANIFEST_SUFFIX
+from stellar_ops.catalogue.manifest import Manifest
 from stellar_ops.core.alerts import human_bytes
 from stellar_ops.health.config import HealthConfig
 from stellar_ops.health.results import AlertRef, CheckResult, Status, parse_utc, worst

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from stellar_ops.backups.keys import INCOMING_DIR
+from stellar_ops.catalogue.keys import INCOMING_DIR
 from stellar_ops.core.alerts import info_message
 from stellar_ops.core.errors import ConfigError, MissingConnectionError, StellarOpsError
 from stellar_ops.perf import database, report, sources

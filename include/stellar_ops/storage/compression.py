@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable, Iterable, Iterator
-from typing import IO, Protocol, cast
+from typing import IO, Literal, Protocol, cast
 
-from stellar_ops.backups.keys import DumpFormat
 from stellar_ops.core.errors import VerificationError
 
+# custom: pg_dump's custom format through zstd; plain: plain SQL through gzip, as the old scripts
+DumpFormat = Literal["custom", "plain"]
 Emit = Callable[[bytes], None]
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from stellar_ops.backups.keys import parse_backup_key
+from stellar_ops.catalogue.keys import parse_backup_key
 from tests.support.dagrun import run_dag
 from tests.support.faults import PgDumpKiller, api_metrics, gauge
 from tests.support.fixtures import published as published_objects

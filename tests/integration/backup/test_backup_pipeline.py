@@ -12,8 +12,8 @@ import pytest
 
 from stellar_ops.backup import retention
 from stellar_ops.backup.dump import KEY_ATTEMPTS, BackupJob, verify_upload
-from stellar_ops.backups.inventory import list_backups
-from stellar_ops.backups.keys import backup_key, parse_backup_key
+from stellar_ops.catalogue.inventory import list_backups
+from stellar_ops.catalogue.keys import backup_key, parse_backup_key
 from stellar_ops.core.errors import BackupError, PrerequisiteError
 from stellar_ops.core.processes import unprivileged_user
 from stellar_ops.dr.engine.restore import RESTORED_DB, recover
@@ -127,7 +127,7 @@ def test_row_counts_are_taken_in_the_dumps_own_snapshot(stack, ops, server_dir):
     server.init()
     server.start()
     try:
-        from stellar_ops.backups.source import ResolvedBackup
+        from stellar_ops.catalogue.source import ResolvedBackup
 
         backup = ResolvedBackup("s3", manifest.key, "custom", SLOT.isoformat(), "verified")
         recover(server.target(), ops.store(), backup, manifest, server_dir, jobs=2, binaries=find_binaries())

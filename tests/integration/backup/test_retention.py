@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from stellar_ops.backup import retention
-from stellar_ops.backups.inventory import list_backups
+from stellar_ops.catalogue.inventory import list_backups
 
 pytestmark = pytest.mark.integration
 

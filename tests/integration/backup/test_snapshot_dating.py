@@ -15,8 +15,8 @@ import pytest
 
 from stellar_ops.backup import retention
 from stellar_ops.backup.dump import BackupJob, verify_upload
-from stellar_ops.backups import source
-from stellar_ops.backups.inventory import list_backups
+from stellar_ops.catalogue import source
+from stellar_ops.catalogue.inventory import list_backups
 from stellar_ops.core.errors import BackupNotFoundError
 from stellar_ops.health import freshness
 from stellar_ops.health.config import HealthConfig

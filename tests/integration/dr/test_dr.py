@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from stellar_ops.backups import source as backup_source
+from stellar_ops.catalogue import source as backup_source
 from stellar_ops.core.errors import BackupNotFoundError, VerificationError
 from stellar_ops.dr.engine import restore, staging
 from stellar_ops.postgres.binaries import find_binaries

@@ -18,7 +18,7 @@ import pytest
 
 from stellar_ops.backup.config import BackupConfig
 from stellar_ops.backup.dump import BackupJob, verify_upload
-from stellar_ops.backups import source
+from stellar_ops.catalogue import source
 from stellar_ops.dr import verdicts
 from stellar_ops.dr.engine import parallel_load, restore
 from stellar_ops.dr.scratch import LocalScratch, scratch_name

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from stellar_ops.backups.source import ResolvedBackup
+from stellar_ops.catalogue.source import ResolvedBackup
 from stellar_ops.core.errors import RestoreError
 from stellar_ops.dr.engine import parallel_load, restore
 from stellar_ops.postgres.binaries import find_binaries

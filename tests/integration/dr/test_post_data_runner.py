@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from stellar_ops.backups.source import ResolvedBackup
+from stellar_ops.catalogue.source import ResolvedBackup
 from stellar_ops.core.errors import RestoreError
 from stellar_ops.dr.engine import post_data, restore
 from stellar_ops.dr.engine.post_data_runner import PostDataRunner

@@ -68,7 +68,7 @@ class Backups:
     def add(
         self, hours_ago: float, *, size: int = 4096, manifest: bool = True, now: datetime | None = None
     ) -> str:
-        from stellar_ops.backups.keys import backup_key
+        from stellar_ops.catalogue.keys import backup_key
 
         snapshot_at = (now or datetime.now(UTC)) - timedelta(hours=hours_ago)  # the age of its data
         key = backup_key(self.ops.prefix, snapshot_at, "custom")

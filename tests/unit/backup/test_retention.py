@@ -16,8 +16,8 @@ from stellar_ops.backup.retention import (
     plan_s3,
     require_this_run_verified,
 )
-from stellar_ops.backups.inventory import BackupEntry, Listing, State
-from stellar_ops.backups.keys import BackupName, parse_backup_key
+from stellar_ops.catalogue.inventory import BackupEntry, Listing, State
+from stellar_ops.catalogue.keys import BackupName, parse_backup_key
 from stellar_ops.core.errors import BackupError
 from stellar_ops.storage.s3 import ObjectInfo
 

@@ -17,7 +17,7 @@ from stellar_ops.backup.slots import (
     slot_period,
     within_period,
 )
-from stellar_ops.backups.manifest import Manifest
+from stellar_ops.catalogue.manifest import Manifest
 
 SLOT = datetime(2026, 12, 3, 2, 0, tzinfo=UTC)
 

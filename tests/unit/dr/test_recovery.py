@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from stellar_ops.backups.source import ResolvedBackup
+from stellar_ops.catalogue.source import ResolvedBackup
 from stellar_ops.cli.restore import target_from
 from stellar_ops.core.errors import ConfigError
 from stellar_ops.dr.flow import Resolved

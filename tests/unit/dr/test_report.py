@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from stellar_ops.backups.manifest import Manifest
+from stellar_ops.catalogue.manifest import Manifest
 from stellar_ops.dr import report
 from stellar_ops.dr.verdicts import Verdict
 

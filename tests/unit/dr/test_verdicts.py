@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from stellar_ops.backups.manifest import Manifest
+from stellar_ops.catalogue.manifest import Manifest
 from stellar_ops.core.errors import VerificationError
 from stellar_ops.dr import verdicts
 from stellar_ops.postgres import catalog

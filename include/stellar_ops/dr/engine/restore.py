@@ -23,9 +23,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
-from stellar_ops.backups import verify
-from stellar_ops.backups.manifest import Manifest
-from stellar_ops.backups.source import ResolvedBackup, file_chunks, read_chunks, source_label
+from stellar_ops.catalogue import verify
+from stellar_ops.catalogue.manifest import Manifest
+from stellar_ops.catalogue.source import ResolvedBackup, file_chunks, read_chunks, source_label
 from stellar_ops.core.errors import RestoreError, VerificationError
 from stellar_ops.dr.engine import parallel_load, post_data, staging
 from stellar_ops.dr.engine.post_data_runner import PostDataRunner

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from stellar_ops.backups.manifest import Manifest
-from stellar_ops.backups.source import ResolvedBackup, backup_time, month_end
+from stellar_ops.catalogue.manifest import Manifest
+from stellar_ops.catalogue.source import ResolvedBackup, backup_time, month_end
 
 # -- month_end ------------------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any
 
-from stellar_ops.backups.keys import DumpFormat
+from stellar_ops.catalogue.keys import DumpFormat
 from stellar_ops.core.errors import VerificationError
 from stellar_ops.postgres.binaries import PgBinaries
 from stellar_ops.storage.compression import decompress

@@ -11,9 +11,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
 
-DumpFormat = Literal["custom", "plain"]
+# re-exported: the catalogue names each format's objects
+from stellar_ops.storage.compression import DumpFormat as DumpFormat
 
 BASENAME = "stellar_escrow"
 TIMESTAMP_FORMAT = "%Y%m%dT%H%M%SZ"

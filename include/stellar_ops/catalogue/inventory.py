@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from stellar_ops.backups.keys import MANIFEST_SUFFIX, SIDECAR_SUFFIXES, BackupName, parse_backup_key
+from stellar_ops.catalogue.keys import MANIFEST_SUFFIX, SIDECAR_SUFFIXES, BackupName, parse_backup_key
 from stellar_ops.core.errors import BackupNotFoundError
 from stellar_ops.storage.s3 import ObjectInfo, S3Store
 
@@ -158,7 +158,7 @@ def nearest_keys_hint(listing: Listing, key: str, count: int = 3) -> str:
 def _timestamp_hint(key: str) -> datetime | None:
     import re
 
-    from stellar_ops.backups.keys import parse_timestamp
+    from stellar_ops.catalogue.keys import parse_timestamp
 
     match = re.search(r"\d{8}T\d{6}Z|\d{8}_\d{6}|\d{14}|\d{8}", key)
     return parse_timestamp(match.group(0)) if match else None

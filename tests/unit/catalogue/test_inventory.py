@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from stellar_ops.backups.inventory import OURS_METADATA, find, list_backups, nearest_keys_hint
+from stellar_ops.catalogue.inventory import OURS_METADATA, find, list_backups, nearest_keys_hint
 from stellar_ops.core.errors import BackupNotFoundError
 from stellar_ops.storage.s3 import ObjectInfo
 

@@ -1,4 +1,4 @@
-"""stellar_ops.backups.manifest.Manifest: the alias, round trip and from_document's refusals."""
+"""stellar_ops.catalogue.manifest.Manifest: the alias, round trip and from_document's refusals."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from stellar_ops import __version__
-from stellar_ops.backups.manifest import FORMAT_VERSION, Manifest
+from stellar_ops.catalogue.manifest import FORMAT_VERSION, Manifest
 from stellar_ops.core.errors import VerificationError
 
 SOURCE = "s3://stellar-backups/backups/stellar_escrow_20250301T020000Z.dump.zst.manifest.json"

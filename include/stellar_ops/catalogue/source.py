@@ -14,16 +14,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from stellar_ops.backups import verify
-from stellar_ops.backups.inventory import BackupEntry, Listing, entry_at, list_backups, nearest_keys_hint
-from stellar_ops.backups.keys import (
+from stellar_ops.catalogue import verify
+from stellar_ops.catalogue.inventory import BackupEntry, Listing, entry_at, list_backups, nearest_keys_hint
+from stellar_ops.catalogue.keys import (
     GLOBALS_SUFFIX,
     MANIFEST_SUFFIX,
     DumpFormat,
     format_of_path,
     parse_backup_key,
 )
-from stellar_ops.backups.manifest import Manifest
+from stellar_ops.catalogue.manifest import Manifest
 from stellar_ops.core.errors import BackupNotFoundError, VerificationError
 from stellar_ops.postgres.binaries import PgBinaries
 from stellar_ops.storage.s3 import MIB, S3Store

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 import pytest
 import zstandard
 
-from stellar_ops.backups.keys import DumpFormat
-from stellar_ops.backups.verify import PLAIN_TRAILER, ScanResult, judge, scan, verification_record
+from stellar_ops.catalogue.keys import DumpFormat
+from stellar_ops.catalogue.verify import PLAIN_TRAILER, ScanResult, judge, scan, verification_record
 from stellar_ops.core.errors import VerificationError
 from stellar_ops.storage.compression import compression_name, compressor, decompress
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from stellar_ops.backups.keys import (
+from stellar_ops.catalogue.keys import (
     BackupName,
     backup_key,
     format_of_path,
