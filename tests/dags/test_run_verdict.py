@@ -78,3 +78,18 @@ def test_the_check_finds_a_report_leaf_that_hides_a_failure():
         "verify_schema",
         "publish_report",
     }
+
+
+def test_the_scheduler_settles_every_verdict_without_a_worker(dags):
+    """Airflow short-circuits an EmptyOperator only without execute or success callbacks: with one
+    (the default args' outbox drain), the verdict would wait for a worker of its queue, for ever
+    under a CeleryExecutor whose workers serve other queues."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    for dag in dags:
+        serialized = DagSerialization.from_dict(DagSerialization.to_dict(dag))
+        verdict = serialized.get_task(VERDICT_TASK)
+        assert not TaskInstance.is_task_schedulable(verdict), f"{dag.dag_id}'s verdict needs a worker"
+        work = [t for t in serialized.tasks if t.task_id != VERDICT_TASK]
+        assert all(TaskInstance.is_task_schedulable(t) for t in work)

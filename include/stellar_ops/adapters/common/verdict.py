@@ -53,7 +53,14 @@ def add_verdict(dag: Any) -> Any:
 
     followed = uncarried(list(dag.tasks))
     verdict = EmptyOperator(
-        task_id=VERDICT_TASK, trigger_rule=TriggerRule.NONE_FAILED, doc=VERDICT_DOC, dag=dag
+        task_id=VERDICT_TASK,
+        trigger_rule=TriggerRule.NONE_FAILED,
+        doc=VERDICT_DOC,
+        dag=dag,
+        # the scheduler settles an EmptyOperator without a worker only when it has no execute or
+        # success callback: the default args' outbox drain is for the tasks that do work
+        on_execute_callback=None,
+        on_success_callback=None,
     )
     verdict.set_upstream(followed)
     return verdict
