@@ -19,9 +19,11 @@ import secrets
 import shutil
 import tempfile
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 from stellar_ops.core.processes import free_port, unprivileged_user
@@ -163,130 +165,181 @@ class FakeDockerDaemon:
         )
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
-        daemon = self
+        """A :class:`DaemonHandler` class bound to this daemon (the server builds a handler per request)."""
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+        class Handler(DaemonHandler):
+            pass
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-                return
-
-            def _reply(
-                self,
-                status: int,
-                body: Any = None,
-                raw: bytes | None = None,
-                content_type: str = "application/json",
-            ) -> None:
-                data = raw if raw is not None else (json.dumps(body).encode() if body is not None else b"")
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(data)))
-                self.send_header("Api-Version", API_VERSION)
-                self.end_headers()
-                self.wfile.write(data)
-
-            def _route(self) -> tuple[str, dict[str, list[str]]]:
-                parts = urlsplit(self.path)
-                return re.sub(r"^/v[0-9.]+", "", parts.path), parse_qs(parts.query)
-
-            def _body(self) -> Any:
-                length = int(self.headers.get("Content-Length") or 0)
-                data = self.rfile.read(length) if length else b""
-                return json.loads(data) if data else None
-
-            def do_HEAD(self) -> None:  # noqa: N802 - stdlib name
-                self._reply(200, raw=b"")
-
-            def do_GET(self) -> None:  # noqa: N802 - stdlib name
-                path, query = self._route()
-                daemon.requests.append(("GET", self.path, None))
-                if path == "/_ping":
-                    return self._reply(200, raw=b"OK", content_type="text/plain")
-                if path == "/version":
-                    return self._reply(
-                        200, {"ApiVersion": API_VERSION, "Version": "fake-24.0", "MinAPIVersion": "1.24"}
-                    )
-                if path == "/containers/json":
-                    return self._reply(
-                        200,
-                        [
-                            {
-                                "Id": w["Id"],
-                                "Names": [f"/{w['name']}"],
-                                "Image": w["image"],
-                                "State": "running",
-                            }
-                            for w in daemon.workloads.values()
-                        ],
-                    )
-                match = re.fullmatch(r"/containers/([^/]+)/stats", path)
-                if match:
-                    workload = next((w for w in daemon.workloads.values() if w["Id"] == match.group(1)), None)
-                    if workload is None:
-                        return self._reply(404, {"message": f"No such container: {match.group(1)}"})
-                    return self._reply(200, daemon._stats(workload))
-                match = re.fullmatch(r"/images/(.+)/json", path)
-                if match:
-                    image = match.group(1)
-                    return (
-                        self._reply(200, {"Id": image})
-                        if image in daemon.images
-                        else self._reply(404, {"message": f"No such image: {image}"})
-                    )
-                match = re.fullmatch(r"/containers/([^/]+)/(json|logs)", path)
-                if match:
-                    container = daemon._find(match.group(1))
-                    if container is None:
-                        return self._reply(404, {"message": f"No such container: {match.group(1)}"})
-                    if match.group(2) == "json":
-                        return self._reply(200, container.inspect())
-                    return self._reply(
-                        200,
-                        raw=container.logs.encode()[-2000:],
-                        content_type="application/vnd.docker.raw-stream",
-                    )
-                return self._reply(404, {"message": f"fake daemon has no route {path}"})
-
-            def do_POST(self) -> None:  # noqa: N802 - stdlib name
-                path, query = self._route()
-                body = self._body()
-                daemon.requests.append(("POST", self.path, body))
-                if path == "/images/create":
-                    image = f"{query['fromImage'][0]}:{query.get('tag', ['latest'])[0]}"
-                    daemon.images.add(image)
-                    return self._reply(200, raw=json.dumps({"status": f"Pulled {image}"}).encode() + b"\n")
-                if path == "/containers/create":
-                    name = query["name"][0]
-                    with daemon.lock:
-                        if name in daemon.containers:
-                            return self._reply(409, {"message": f"Conflict: {name} is in use"})
-                        container = Container(name, body, daemon.root)
-                        daemon.containers[name] = container
-                    return self._reply(201, {"Id": container.id, "Warnings": []})
-                match = re.fullmatch(r"/containers/([^/]+)/restart", path)
-                if match:
-                    if daemon._find(match.group(1)) is None:
-                        return self._reply(404, {"message": f"No such container: {match.group(1)}"})
-                    return self._reply(204)
-                match = re.fullmatch(r"/containers/([^/]+)/start", path)
-                if match:
-                    container = daemon._find(match.group(1))
-                    if container is None:
-                        return self._reply(404, {"message": "No such container"})
-                    container.start()
-                    return self._reply(204)
-                return self._reply(404, {"message": f"fake daemon has no route {path}"})
-
-            def do_DELETE(self) -> None:  # noqa: N802 - stdlib name
-                path, query = self._route()
-                daemon.requests.append(("DELETE", self.path, None))
-                match = re.fullmatch(r"/containers/([^/]+)", path)
-                container = daemon._find(match.group(1)) if match else None
-                if container is None:
-                    return self._reply(404, {"message": "No such container"})
-                container.remove()
-                daemon.containers.pop(container.name, None)
-                return self._reply(204)
-
+        Handler.daemon = self
         return Handler
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a route's answer reads: the route's match (its groups name the container or image), the
+    query string and the JSON body (POST only)."""
+
+    match: re.Match[str]
+    query: dict[str, list[str]]
+    body: Any = None
+
+
+class DaemonHandler(BaseHTTPRequestHandler):
+    """Answers one Engine API call against ``daemon``; the routes are in :attr:`ROUTES`."""
+
+    protocol_version = "HTTP/1.1"
+    daemon: FakeDockerDaemon
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        return
+
+    def _reply(
+        self,
+        status: int,
+        body: Any = None,
+        raw: bytes | None = None,
+        content_type: str = "application/json",
+    ) -> None:
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else b"")
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Api-Version", API_VERSION)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _no_such(self, what: str) -> None:
+        self._reply(404, {"message": f"No such {what}"})
+
+    def _body(self) -> Any:
+        length = int(self.headers.get("Content-Length") or 0)
+        data = self.rfile.read(length) if length else b""
+        return json.loads(data) if data else None
+
+    def do_HEAD(self) -> None:  # noqa: N802 - stdlib name
+        self._reply(200, raw=b"")
+
+    def do_GET(self) -> None:  # noqa: N802 - stdlib name
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:  # noqa: N802 - stdlib name
+        self._dispatch("POST", self._body())
+
+    def do_DELETE(self) -> None:  # noqa: N802 - stdlib name
+        self._dispatch("DELETE")
+
+    def _dispatch(self, method: str, body: Any = None) -> None:
+        """Records the call, then answers it through the first route of ``method`` whose pattern
+        matches the whole path (the API version prefix, ``/v1.43``, stripped)."""
+        parts = urlsplit(self.path)
+        path = re.sub(r"^/v[0-9.]+", "", parts.path)
+        self.daemon.requests.append((method, self.path, body))
+        for route_method, pattern, answer in self.ROUTES:
+            match = pattern.fullmatch(path) if route_method == method else None
+            if match:
+                answer(self, Request(match, parse_qs(parts.query), body))
+                return
+        self._reply(404, {"message": f"fake daemon has no route {path}"})
+
+    def _ping(self, request: Request) -> None:
+        self._reply(200, raw=b"OK", content_type="text/plain")
+
+    def _version(self, request: Request) -> None:
+        self._reply(200, {"ApiVersion": API_VERSION, "Version": "fake-24.0", "MinAPIVersion": "1.24"})
+
+    def _list_workloads(self, request: Request) -> None:
+        self._reply(
+            200,
+            [
+                {"Id": w["Id"], "Names": [f"/{w['name']}"], "Image": w["image"], "State": "running"}
+                for w in self.daemon.workloads.values()
+            ],
+        )
+
+    def _workload_stats(self, request: Request) -> None:
+        workload_id = request.match[1]
+        workload = next((w for w in self.daemon.workloads.values() if w["Id"] == workload_id), None)
+        if workload is None:
+            self._no_such(f"container: {workload_id}")
+            return
+        self._reply(200, self.daemon._stats(workload))
+
+    def _inspect_image(self, request: Request) -> None:
+        image = request.match[1]
+        if image in self.daemon.images:
+            self._reply(200, {"Id": image})
+        else:
+            self._no_such(f"image: {image}")
+
+    def _inspect_container(self, request: Request) -> None:
+        container = self.daemon._find(request.match[1])
+        if container is None:
+            self._no_such(f"container: {request.match[1]}")
+            return
+        self._reply(200, container.inspect())
+
+    def _container_logs(self, request: Request) -> None:
+        container = self.daemon._find(request.match[1])
+        if container is None:
+            self._no_such(f"container: {request.match[1]}")
+            return
+        self._reply(
+            200, raw=container.logs.encode()[-2000:], content_type="application/vnd.docker.raw-stream"
+        )
+
+    def _pull_image(self, request: Request) -> None:
+        image = f"{request.query['fromImage'][0]}:{request.query.get('tag', ['latest'])[0]}"
+        self.daemon.images.add(image)
+        self._reply(200, raw=json.dumps({"status": f"Pulled {image}"}).encode() + b"\n")
+
+    def _create_container(self, request: Request) -> None:
+        name = request.query["name"][0]
+        daemon = self.daemon
+        with daemon.lock:
+            if name in daemon.containers:
+                self._reply(409, {"message": f"Conflict: {name} is in use"})
+                return
+            container = Container(name, request.body, daemon.root)
+            daemon.containers[name] = container
+        self._reply(201, {"Id": container.id, "Warnings": []})
+
+    def _restart_container(self, request: Request) -> None:
+        if self.daemon._find(request.match[1]) is None:
+            self._no_such(f"container: {request.match[1]}")
+            return
+        self._reply(204)
+
+    def _start_container(self, request: Request) -> None:
+        container = self.daemon._find(request.match[1])
+        if container is None:
+            self._no_such("container")
+            return
+        container.start()
+        self._reply(204)
+
+    def _remove_container(self, request: Request) -> None:
+        container = self.daemon._find(request.match[1])
+        if container is None:
+            self._no_such("container")
+            return
+        container.remove()
+        self.daemon.containers.pop(container.name, None)
+        self._reply(204)
+
+    # (method, pattern of the whole path, answer); the first match answers
+    ROUTES: ClassVar[tuple[tuple[str, re.Pattern[str], Callable[[DaemonHandler, Request], None]], ...]] = (
+        ("GET", re.compile(r"/_ping"), _ping),
+        ("GET", re.compile(r"/version"), _version),
+        ("GET", re.compile(r"/containers/json"), _list_workloads),
+        ("GET", re.compile(r"/containers/([^/]+)/stats"), _workload_stats),
+        ("GET", re.compile(r"/images/(.+)/json"), _inspect_image),
+        ("GET", re.compile(r"/containers/([^/]+)/json"), _inspect_container),
+        ("GET", re.compile(r"/containers/([^/]+)/logs"), _container_logs),
+        ("POST", re.compile(r"/images/create"), _pull_image),
+        ("POST", re.compile(r"/containers/create"), _create_container),
+        ("POST", re.compile(r"/containers/([^/]+)/restart"), _restart_container),
+        ("POST", re.compile(r"/containers/([^/]+)/start"), _start_container),
+        ("DELETE", re.compile(r"/containers/([^/]+)"), _remove_container),
+        # a DELETE of any other path is answered as one of an unknown container, not as an unknown route
+        ("DELETE", re.compile(r".*", re.DOTALL), lambda handler, request: handler._no_such("container")),
+    )

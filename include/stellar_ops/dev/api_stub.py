@@ -31,10 +31,11 @@ import json
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 VERSION = "stellar-escrow-api-stub/1"
 MAX_BODY = 1 << 20
@@ -111,126 +112,160 @@ class ApiState:
 
         return {"p50_ms": pct(0.50), "p95_ms": pct(0.95), "p99_ms": pct(0.99), "requests": len(samples)}
 
+    def record_latency(self, seconds: float) -> None:
+        with self.lock:
+            self.latencies.append(seconds)
+
+    def request_counts(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [
+                {"key": key, "outcome": outcome, "count": count}
+                for (key, outcome), count in sorted(self.requests.items())
+            ]
+
+    def control(self, settings: Any) -> None:
+        """Applies a ``/_control`` body; a bad value raises ValueError or TypeError."""
+        with self.lock:
+            if "delay_ms" in settings:
+                self.delay_seconds = float(settings["delay_ms"]) / 1000
+            if "indexer_lag_seconds" in settings:
+                self.indexer_lag = float(settings["indexer_lag_seconds"])
+            if "health_status" in settings:
+                self.health_status = str(settings["health_status"])
+            if settings.get("reset_latencies"):
+                self.latencies.clear()
+
+
+class ApiHandler(BaseHTTPRequestHandler):
+    """Answers one request against ``state``, which :func:`make_handler` binds.
+
+    Every route but ``GET /_ready`` is in :attr:`ROUTES`, with who may call it.
+    """
+
+    server_version = VERSION
+    state: ApiState
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        # never log headers: they carry API keys
+        print(f"{self.address_string()} {self.command} {self.path} -> {args[1] if len(args) > 1 else ''}")
+
+    def _send(self, status: int, body: Any) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _guard(self, *, admin: bool = False) -> bool:
+        if self.state.authorised(self.headers.get("X-API-Key"), admin=admin):
+            return True
+        self._send(403 if self.headers.get("X-API-Key") else 401, {"error": "invalid or missing X-API-Key"})
+        return False
+
+    def do_GET(self) -> None:  # noqa: N802 - stdlib name
+        path = self.path.split("?")[0]
+        if path == "/_ready":
+            # the stack's readiness probe: no key, no delay, not counted as a request
+            self._send(200, {"ready": True})
+            return
+        started = time.perf_counter()
+        self._serve("GET", path)
+        # /_requests is bookkeeping of the stand-in itself: it stays out of the latencies
+        if path != "/_requests":
+            self.state.record_latency(time.perf_counter() - started)
+
+    def do_POST(self) -> None:  # noqa: N802 - stdlib name
+        self._serve("POST", self.path.split("?")[0])
+
+    def _serve(self, method: str, path: str) -> None:
+        """Waits the configured delay, then answers ``path`` if the key may call it; an unknown path
+        is answered 404 without looking at the key."""
+        time.sleep(self.state.delay_seconds)
+        route = self.ROUTES.get((method, path))
+        if route is None:
+            self._send(404, {"error": f"no route {path}"})
+            return
+        answer, admin = route
+        if self._guard(admin=admin):
+            answer(self)
+
+    def _request_counts(self) -> None:
+        self._send(200, {"requests": self.state.request_counts()})
+
+    def _health(self) -> None:
+        state = self.state
+        self._send(
+            200 if state.health_status == "ok" else 503,
+            {
+                "status": state.health_status,
+                "indexer_lag_seconds": state.indexer_lag,
+                "version": VERSION,
+                "started_at": state.started_at,
+            },
+        )
+
+    def _latency(self) -> None:
+        self._send(200, {"latency": self.state.percentiles()})
+
+    def _recorded_metrics(self) -> None:
+        self._send(200, {"metrics": self.state.recorded_metrics()})
+
+    def _record_metrics(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length <= 0 or length > MAX_BODY:
+            self._send(400, {"error": "a JSON body of at most 1 MiB is required"})
+            return
+        try:
+            payload = json.loads(self.rfile.read(length))
+        except json.JSONDecodeError as exc:
+            self._send(400, {"error": f"invalid JSON: {exc.msg}"})
+            return
+        if not isinstance(payload, dict) or not isinstance(payload.get("metrics"), list):
+            self._send(422, {"error": "body must be an object with a 'metrics' list"})
+            return
+        self.state.record_metrics(payload)
+        self._send(202, {"accepted": len(payload["metrics"])})
+
+    def _reload(self) -> None:
+        self.state.reload()
+        self._send(200, {"api_keys": len(self.state.api_keys), "admin_keys": len(self.state.admin_keys)})
+
+    def _control(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            self.state.control(json.loads(self.rfile.read(length) or b"{}"))
+        except (ValueError, TypeError) as exc:
+            self._send(400, {"error": f"invalid control settings: {exc}"})
+            return
+        self._send(
+            200,
+            {
+                "delay_ms": self.state.delay_seconds * 1000,
+                "indexer_lag_seconds": self.state.indexer_lag,
+                "health_status": self.state.health_status,
+            },
+        )
+
+    # (method, path) -> (answer, whether only admin keys may call it)
+    ROUTES: ClassVar[dict[tuple[str, str], tuple[Callable[[ApiHandler], None], bool]]] = {
+        ("GET", "/_requests"): (_request_counts, True),
+        ("GET", "/health"): (_health, False),
+        ("GET", "/health/metrics"): (_latency, False),
+        ("GET", "/api/metrics"): (_recorded_metrics, True),
+        ("POST", "/api/metrics"): (_record_metrics, False),
+        ("POST", "/_reload"): (_reload, True),
+        ("POST", "/_control"): (_control, True),
+    }
+
 
 def make_handler(state: ApiState) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        server_version = VERSION
+    """An :class:`ApiHandler` class bound to ``state`` (the server builds a handler per request)."""
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-            # never log headers: they carry API keys
-            print(f"{self.address_string()} {self.command} {self.path} -> {args[1] if len(args) > 1 else ''}")
+    class Handler(ApiHandler):
+        pass
 
-        def _send(self, status: int, body: Any) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def _guard(self, *, admin: bool = False) -> bool:
-            if state.authorised(self.headers.get("X-API-Key"), admin=admin):
-                return True
-            self._send(
-                403 if self.headers.get("X-API-Key") else 401, {"error": "invalid or missing X-API-Key"}
-            )
-            return False
-
-        def do_GET(self) -> None:  # noqa: N802 - stdlib name
-            path = self.path.split("?")[0]
-            if path == "/_ready":
-                # the stack's readiness probe: no key, no delay, not counted as a request
-                self._send(200, {"ready": True})
-                return
-            started = time.perf_counter()
-            time.sleep(state.delay_seconds)
-            if path == "/_requests":
-                if self._guard(admin=True):
-                    with state.lock:
-                        counts = [
-                            {"key": key, "outcome": outcome, "count": count}
-                            for (key, outcome), count in sorted(state.requests.items())
-                        ]
-                    self._send(200, {"requests": counts})
-                return
-            if path == "/health":
-                if self._guard():
-                    self._send(
-                        200 if state.health_status == "ok" else 503,
-                        {
-                            "status": state.health_status,
-                            "indexer_lag_seconds": state.indexer_lag,
-                            "version": VERSION,
-                            "started_at": state.started_at,
-                        },
-                    )
-            elif path == "/health/metrics":
-                if self._guard():
-                    self._send(200, {"latency": state.percentiles()})
-            elif path == "/api/metrics":
-                if self._guard(admin=True):
-                    self._send(200, {"metrics": state.recorded_metrics()})
-            else:
-                self._send(404, {"error": f"no route {path}"})
-            with state.lock:
-                state.latencies.append(time.perf_counter() - started)
-
-        def do_POST(self) -> None:  # noqa: N802 - stdlib name
-            time.sleep(state.delay_seconds)
-            path = self.path.split("?")[0]
-            if path in ("/_reload", "/_control"):
-                if self._guard(admin=True):
-                    self._control(path)
-                return
-            if path != "/api/metrics":
-                self._send(404, {"error": f"no route {path}"})
-                return
-            if not self._guard():
-                return
-            length = int(self.headers.get("Content-Length") or 0)
-            if length <= 0 or length > MAX_BODY:
-                self._send(400, {"error": "a JSON body of at most 1 MiB is required"})
-                return
-            try:
-                payload = json.loads(self.rfile.read(length))
-            except json.JSONDecodeError as exc:
-                self._send(400, {"error": f"invalid JSON: {exc.msg}"})
-                return
-            if not isinstance(payload, dict) or not isinstance(payload.get("metrics"), list):
-                self._send(422, {"error": "body must be an object with a 'metrics' list"})
-                return
-            state.record_metrics(payload)
-            self._send(202, {"accepted": len(payload["metrics"])})
-
-        def _control(self, path: str) -> None:
-            if path == "/_reload":
-                state.reload()
-                self._send(200, {"api_keys": len(state.api_keys), "admin_keys": len(state.admin_keys)})
-                return
-            length = int(self.headers.get("Content-Length") or 0)
-            try:
-                settings = json.loads(self.rfile.read(length) or b"{}")
-                with state.lock:
-                    if "delay_ms" in settings:
-                        state.delay_seconds = float(settings["delay_ms"]) / 1000
-                    if "indexer_lag_seconds" in settings:
-                        state.indexer_lag = float(settings["indexer_lag_seconds"])
-                    if "health_status" in settings:
-                        state.health_status = str(settings["health_status"])
-                    if settings.get("reset_latencies"):
-                        state.latencies.clear()
-            except (ValueError, TypeError) as exc:
-                self._send(400, {"error": f"invalid control settings: {exc}"})
-                return
-            self._send(
-                200,
-                {
-                    "delay_ms": state.delay_seconds * 1000,
-                    "indexer_lag_seconds": state.indexer_lag,
-                    "health_status": state.health_status,
-                },
-            )
-
+    Handler.state = state
     return Handler
 
 
