@@ -248,8 +248,19 @@ class AirflowClient:
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
 
+    def send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        """One API call; on SQLite, Airflow refuses one (500 "Database error") while the scheduler
+        holds the database's write lock, and nothing is written, so a refused call is tried again."""
+        kwargs.setdefault("timeout", 30)
+        for _ in range(10):
+            response = self.session.request(method, url, **kwargs)
+            if not (response.status_code in (500, 503) and "Database" in response.text):
+                return response
+            time.sleep(2)
+        return response
+
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self.session.request(method, f"{self.base_url}/api/v2{path}", timeout=30, **kwargs)
+        response = self.send(method, f"{self.base_url}/api/v2{path}", **kwargs)
         if response.status_code >= 400:
             raise AssertionError(f"{method} {path} -> {response.status_code}: {response.text[:1000]}")
         return response.json() if response.content else None
@@ -270,8 +281,8 @@ class AirflowClient:
 
     def set_variable(self, key: str, value: Any) -> None:
         text = value if isinstance(value, str) else json.dumps(value)
-        response = self.session.patch(
-            f"{self.base_url}/api/v2/variables/{key}", json={"key": key, "value": text}, timeout=10
+        response = self.send(
+            "PATCH", f"{self.base_url}/api/v2/variables/{key}", json={"key": key, "value": text}, timeout=10
         )
         if response.status_code == 404:
             self.request("POST", "/variables", json={"key": key, "value": text})
@@ -281,22 +292,14 @@ class AirflowClient:
     def trigger(
         self, dag_id: str, conf: dict[str, Any] | None = None, logical_date: str | None = None
     ) -> str:
-        """Trigger a run; on SQLite, Airflow refuses one (500 "Database error") while the scheduler
-        holds the database's write lock, and nothing is created, so a refused trigger is tried again."""
+        """Trigger a run (tried again while SQLite's write lock refuses it, see :meth:`send`)."""
         body = {"conf": conf or {}, "logical_date": logical_date}
-        for _ in range(10):
-            response = self.session.post(
-                f"{self.base_url}/api/v2/dags/{dag_id}/dagRuns", json=body, timeout=30
+        response = self.send("POST", f"{self.base_url}/api/v2/dags/{dag_id}/dagRuns", json=body)
+        if response.status_code >= 400:
+            raise AssertionError(
+                f"POST /dags/{dag_id}/dagRuns -> {response.status_code}: {response.text[:1000]}"
             )
-            if response.status_code in (500, 503) and "Database" in response.text:
-                time.sleep(2)
-                continue
-            if response.status_code >= 400:
-                raise AssertionError(
-                    f"POST /dags/{dag_id}/dagRuns -> {response.status_code}: {response.text[:1000]}"
-                )
-            return str(response.json()["dag_run_id"])
-        raise AssertionError(f"POST /dags/{dag_id}/dagRuns: the database stayed locked")
+        return str(response.json()["dag_run_id"])
 
     def run_state(self, dag_id: str, run_id: str) -> str:
         return str(self.request("GET", f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}")["state"])
