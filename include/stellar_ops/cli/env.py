@@ -20,16 +20,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from stellar_ops.cli.output import say, warn
-from stellar_ops.core import alertmanager
+from stellar_ops.core import undelivered
 from stellar_ops.core.alerts import post_webhook, rerouted, unpaged, with_alert_id
 from stellar_ops.core.config import Channel
-from stellar_ops.core.delivery import alert_id, outbox_document, outbox_keys, policy_of
+from stellar_ops.core.delivery import alert_id, policy_of
 from stellar_ops.core.errors import ConfigError, MissingConnectionError, StellarOpsError
 from stellar_ops.core.http import HttpEndpoint, RedisTarget
 from stellar_ops.postgres.target import PgTarget
@@ -184,38 +183,25 @@ class EnvResources:
         """A message no webhook took: to Alertmanager (``ALERTMANAGER_URL``) and to the outbox in the
         bucket, which the next task of any DAG sends first; the whole message in a warning when
         the bucket fails too."""
-        settings = self.config.alerts.delivery
-        told_alertmanager = False
-        endpoint = self.endpoint("alertmanager")
-        if endpoint is not None:
-            try:
-                bound = policy_of(settings).bounded(settings.fallback_max_seconds)
-                alertmanager.post(
-                    endpoint, [alertmanager.undelivered_alert(ident, payload, channel)], policy=bound
-                )
-                told_alertmanager = True
-            except StellarOpsError as exc:
-                failures.append(f"Alertmanager: {exc}")
-        key = f"{outbox_keys(self.config.backup.prefix)['outbox']}{ident}.json"
-        document = outbox_document(
+        kept = undelivered.keep(
             ident,
             payload,
             channel,
             failures,
-            alertmanager=told_alertmanager,
-            kept_at=datetime.now(UTC).isoformat(),
+            prefix=self.config.backup.prefix,
+            delivery=self.config.alerts.delivery,
+            find_alertmanager=lambda: self.endpoint("alertmanager"),
+            put_json=lambda key, document: self.store().put_json(key, document),
         )
-        try:
-            self.store().put_json(key, document)
-        except Exception as exc:  # noqa: BLE001 - nothing else is left: the warning keeps the message
+        if kept.error is not None:  # nothing else is left: the warning keeps the message
             self.warn(
-                f"alert {ident} was not delivered and could not be kept in the outbox ({exc}); "
+                f"alert {ident} was not delivered and could not be kept in the outbox ({kept.error}); "
                 f"the message:\n{payload['text']}"
             )
             return
         self.warn(
             f"alert {ident} was not delivered ({'; '.join(failures)}): kept in s3://"
-            f"{self.config.backup.bucket}/{key}; the next task of any DAG sends it first"
+            f"{self.config.backup.bucket}/{kept.key}; the next task of any DAG sends it first"
         )
 
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from stellar_ops.core import alertmanager
+from stellar_ops.core import alertmanager, undelivered
 from stellar_ops.core.alertmanager import UNDELIVERED_ALERT, undelivered_alert
 from stellar_ops.core.alerts import rerouted, unpaged, with_alert_id
 from stellar_ops.core.config import Channel
@@ -37,7 +37,6 @@ from stellar_ops.core.delivery import (
     Delivered,
     DeliveryPolicy,
     alert_id,
-    outbox_document,
     outbox_keys,
     policy_of,
 )
@@ -179,35 +178,29 @@ def keep(
     config: StellarOpsConfig, ident: str, payload: dict[str, Any], channel: Channel, failures: list[str]
 ) -> None:
     """Alertmanager (when connected) and the outbox; the ERROR log when the bucket fails too."""
-    told_alertmanager = False
-    try:
-        endpoint = _alertmanager(config)
-        if endpoint is not None:
-            bound = policy(config).bounded(config.alerts.delivery.fallback_max_seconds)
-            alertmanager.post(endpoint, [undelivered_alert(ident, payload, channel)], policy=bound)
-            told_alertmanager = True
-    except Exception as exc:  # noqa: BLE001 - the outbox below still keeps it
-        failures.append(f"Alertmanager: {exc}")
-    document = outbox_document(
+
+    def put_json(key: str, document: dict[str, Any]) -> None:
+        from stellar_ops.adapters.common.connections import s3_store
+
+        s3_store(config).put_json(key, document)
+
+    kept = undelivered.keep(
         ident,
         payload,
         channel,
         failures,
-        alertmanager=told_alertmanager,
-        kept_at=datetime.now(UTC).isoformat(),
+        prefix=config.backup.prefix,
+        delivery=config.alerts.delivery,
+        find_alertmanager=lambda: _alertmanager(config),
+        put_json=put_json,
     )
-    key = f"{keys(config)['outbox']}{ident}.json"
-    try:
-        from stellar_ops.adapters.common.connections import s3_store
-
-        s3_store(config).put_json(key, document)
-    except Exception as exc:  # noqa: BLE001 - nothing else is left: the task log keeps it
+    if kept.error is not None:  # nothing else is left: the task log keeps it
         log.error(
             "alert %s was NOT delivered (%s) and could not be kept in the outbox (%s); the message:\n%s",
             ident,
             "; ".join(failures),
-            exc,
-            json.dumps(document, indent=2, default=str),
+            kept.error,
+            json.dumps(kept.document, indent=2, default=str),
         )
         return
     log.warning(
@@ -215,8 +208,8 @@ def keep(
         ident,
         "; ".join(failures),
         config.backup.bucket,
-        key,
-        ", and posted to Alertmanager" if told_alertmanager else "",
+        kept.key,
+        ", and posted to Alertmanager" if kept.alertmanager else "",
     )
 
 
