@@ -48,8 +48,8 @@ def stack(stack_handle: Stack) -> StackInfo:
 
 
 @pytest.fixture(scope="session")
-def airflow_db(stack: StackInfo) -> Path:
-    """A migrated metadata DB in the session's AIRFLOW_HOME, for ``dag.test()``."""
+def migrated_airflow_db() -> Path:
+    """A migrated metadata DB in the session's AIRFLOW_HOME (no server of the stack needed)."""
     home = Path(os.environ["AIRFLOW_HOME"])
     result = subprocess.run(
         [str(Path(sys.executable).parent / "airflow"), "db", "migrate"],
@@ -59,6 +59,12 @@ def airflow_db(stack: StackInfo) -> Path:
     )
     assert result.returncode == 0, result.stderr[-2000:]
     return home
+
+
+@pytest.fixture(scope="session")
+def airflow_db(stack: StackInfo, migrated_airflow_db: Path) -> Path:
+    """A migrated metadata DB in the session's AIRFLOW_HOME, for ``dag.test()`` against the stack."""
+    return migrated_airflow_db
 
 
 class Receiver:

@@ -9,11 +9,8 @@ as a second bundle beside the repository's DAGs.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import textwrap
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
@@ -71,20 +68,8 @@ DAG_FILE = textwrap.dedent(
 )
 
 
-@pytest.fixture(scope="module")
-def metadata_db() -> None:
-    """The session's AIRFLOW_HOME migrated (no server of the stack is needed here)."""
-    result = subprocess.run(
-        [str(Path(sys.executable).parent / "airflow"), "db", "migrate"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-
-
 def test_dag_test_records_each_mapped_failure_and_the_success_callback_closes_them(
-    metadata_db, tmp_path, monkeypatch
+    migrated_airflow_db, tmp_path, monkeypatch
 ):
     from airflow.dag_processing.dagbag import DagBag
     from airflow.models.variable import Variable
