@@ -12,8 +12,8 @@ from pathlib import Path
 
 from bench import backup, health, parse, perf, restore, rotation, tls
 from bench.report import save
-from stellar_ops.dev import demo_data
-from stellar_ops.dev.stack import Stack
+from stellar_ops_dev import demo_data
+from stellar_ops_dev.stack import Stack
 
 
 def main() -> None:

@@ -14,8 +14,8 @@ from typing import Any
 from bench import end_to_end
 from bench.report import table, verdict
 from stellar_ops.backup.config import BackupConfig
-from stellar_ops.dev.stack import StackInfo
 from stellar_ops.storage.s3 import MIB
+from stellar_ops_dev.stack import StackInfo
 
 LEVEL = BackupConfig().compression_level
 

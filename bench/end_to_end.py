@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from stellar_ops.dev.stack import StackInfo
+from stellar_ops_dev.stack import StackInfo
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

@@ -12,8 +12,8 @@ from typing import Any
 
 from bench.report import table, verdict
 from stellar_ops.cli.env import runtime
-from stellar_ops.dev.stack import StackInfo
 from stellar_ops.health import flow
+from stellar_ops_dev.stack import StackInfo
 
 
 def _rt(info: StackInfo, health: dict[str, Any] | None = None) -> Any:

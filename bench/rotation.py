@@ -20,13 +20,13 @@ from typing import Any
 from bench.report import table, verdict
 from stellar_ops.cli.env import EnvResources
 from stellar_ops.core.http import HttpEndpoint
-from stellar_ops.dev.load import Consumer, LoadGenerator
 from stellar_ops.registry import parse_config
 from stellar_ops.rotation import flow
 from stellar_ops.rotation.backends import Tools
 from stellar_ops.rotation.keystore import EnvFileStore
 from stellar_ops.rotation.restart import HttpReload
 from stellar_ops.runtime import Runtime
+from stellar_ops_dev.load import Consumer, LoadGenerator
 from tests.support.api_stand_in import StandIn, new_stand_in
 
 WINDOW_SECONDS = 8.0

@@ -25,8 +25,8 @@ WORKERS = 64
 SERVERS = r"""
 import json, sys, time
 from pathlib import Path
-from stellar_ops.dev.certs import LocalCA
-from stellar_ops.dev.tls_servers import TlsServer
+from stellar_ops_dev.certs import LocalCA
+from stellar_ops_dev.tls_servers import TlsServer
 work, count, slow_every, slow = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
 ca = LocalCA("Bench Root")
 ca.write_bundle(work / "ca.pem")

@@ -14,10 +14,10 @@ import time
 from datetime import datetime
 
 from stellar_ops.backup.dump import BackupJob
-from stellar_ops.dev.stack import StackInfo
 from stellar_ops.postgres.binaries import find_binaries
 from stellar_ops.registry import parse_config
 from stellar_ops.storage.s3 import S3Store, client_config
+from stellar_ops_dev.stack import StackInfo
 
 
 def _client(info: StackInfo):

@@ -2,8 +2,9 @@
 # Install what the project needs on a fresh Debian machine: the OS packages of packages.txt
 # (through apt, when running as root and something is missing), then .venv from the pinned
 # development set, requirements-dev.txt (the runtime set of requirements-runtime.txt plus the test
-# and lint tools), with the stellar_ops package installed editable. Safe to run again: each
-# step is skipped when it is already done.
+# and lint tools), with the stellar_ops package installed editable, and the development tooling
+# (dev/: the stellar-ops-dev distribution, stellar-dev) editable on top of it. Safe to run again:
+# each step is skipped when it is already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,15 +31,18 @@ if [[ ! -x .venv/bin/python ]]; then
   "$PYTHON" -m venv .venv
 fi
 stamp=.venv/.requirements.sha256
-# a change to any of the three pin files or to pyproject reinstalls
-want=$(cat requirements.txt requirements-dev.txt requirements-runtime.txt pyproject.toml | sha256sum | cut -d' ' -f1)
+# a change to any of the three pin files or to either pyproject reinstalls
+want=$(cat requirements.txt requirements-dev.txt requirements-runtime.txt pyproject.toml dev/pyproject.toml \
+  | sha256sum | cut -d' ' -f1)
 if [[ ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
   echo "bootstrap: installing the pinned requirements into .venv"
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -r requirements-dev.txt
   .venv/bin/python -m pip install -q --no-deps -e .
+  .venv/bin/python -m pip install -q --no-deps -e dev
   # the build's by-product: beside the editable package on sys.path it would be a second copy of
-  # the distribution, and Airflow would load the package's plugin twice
-  rm -rf include/stellar_ops.egg-info
+  # the distribution, and Airflow would load the package's plugin twice; dev/'s is removed as
+  # clutter (dev/ is not on sys.path: the editable stellar_ops_dev is mapped by an import finder)
+  rm -rf include/stellar_ops.egg-info dev/stellar_ops_dev.egg-info
   echo "$want" > "$stamp"
 fi

@@ -4,7 +4,8 @@ The runtime set is the dependency closure, over the installed distributions' own
 Requires-Dist, markers evaluated for this interpreter, extras followed), of the runtime roots:
 Airflow, the providers the deployment runs, and the package's ``[project] dependencies``. The
 dev set is every other distribution installed in .venv (what bootstrap installed from
-requirements-dev.txt, or what was added there by hand), less pip's own tools and the package.
+requirements-dev.txt, or what was added there by hand), less pip's own tools and the project's
+own two distributions (stellar-ops and the development tooling's stellar-ops-dev, both editable).
 
 Run it with .venv's interpreter: ``.venv/bin/python scripts/freeze.py``.
 """
@@ -104,7 +105,7 @@ def runtime_set(dists: dict[str, md.Distribution]) -> set[str]:
 def main() -> None:
     dists = installed()
     runtime = runtime_set(dists)
-    dev = set(dists) - runtime - NOT_PINNED - {canonicalize_name(project()["name"])}
+    dev = set(dists) - runtime - NOT_PINNED - {canonicalize_name(project()["name"]), "stellar-ops-dev"}
     airflow = dists["apache-airflow"].version
     RUNTIME_FILE.write_text(
         HEADER.format(what="What the Airflow components run (the image)", airflow=airflow)

@@ -10,14 +10,14 @@ cd "$REPO"
 source scripts/airflow_env.sh
 STACK_DIR=${STACK_DIR:-.stack}
 # the auth manager is FAB's (airflow_env.sh): `airflow standalone` would force SimpleAuthManager,
-# so stellar_ops.dev.standalone starts the components instead
+# so stellar_ops_dev.standalone starts the components instead
 # admin, oncall, oncall2, lead, lead2: passwords made once, kept here, shown in the banner
 USERS_FILE=$AIRFLOW_HOME/users.json
 
 # Each step runs in a session of its own, in the background, and is waited for: a signal then
 # reaches the trap below at once (not when the step ends), and the trap stops the step's whole
 # process group. The servers of the stack run in sessions of their own and are stopped by pid
-# (`stellar-dev stack down`); Airflow (stellar_ops.dev.standalone and its four components) is
+# (`stellar-dev stack down`); Airflow (stellar_ops_dev.standalone and its four components) is
 # stopped through its process group.
 step_pid=""
 in_step=""
@@ -97,7 +97,7 @@ rm -rf "$AIRFLOW_HOME/airflow.db" "$AIRFLOW_HOME/logs"
 mkdir -p "$AIRFLOW_HOME"
 step airflow db migrate >/dev/null
 # the roles and the local users, by the deployment's set-up step (FAB logs every permission: to a file)
-if ! step .venv/bin/python -m stellar_ops.dev.standalone users "$USERS_FILE" > "$AIRFLOW_HOME/users.log" 2>&1; then
+if ! step .venv/bin/python -m stellar_ops_dev.standalone users "$USERS_FILE" > "$AIRFLOW_HOME/users.log" 2>&1; then
   echo "setting up the roles and users failed; the end of $AIRFLOW_HOME/users.log:" >&2
   tail -n 20 "$AIRFLOW_HOME/users.log" >&2
   exit 1
@@ -106,7 +106,7 @@ step scripts/load_airflow_settings.sh
 
 # In a session (and process group) of its own: stopping the group stops every Airflow process.
 starting_airflow=1
-setsid .venv/bin/python -m stellar_ops.dev.standalone run > "$AIRFLOW_HOME/standalone.log" 2>&1 &
+setsid .venv/bin/python -m stellar_ops_dev.standalone run > "$AIRFLOW_HOME/standalone.log" 2>&1 &
 airflow_pgid=$!
 healthy=""
 for _ in $(seq 1 120); do
@@ -122,7 +122,7 @@ if [[ -z $healthy ]]; then
   tail -n 40 "$AIRFLOW_HOME/standalone.log" >&2
   exit 1
 fi
-logins=$(.venv/bin/python -m stellar_ops.dev.standalone logins "$USERS_FILE" | sed '2,$s/^/                /')
+logins=$(.venv/bin/python -m stellar_ops_dev.standalone logins "$USERS_FILE" | sed '2,$s/^/                /')
 cat <<MSG
 
   Airflow UI:   http://127.0.0.1:$AIRFLOW_PORT

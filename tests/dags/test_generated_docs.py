@@ -1,7 +1,7 @@
 """The generated pages of docs/ are current: each DAG's runbook page and the CLI reference.
 
 ``docs/procedures/<dag_id>.md`` is its DAG's ``doc_md`` and ``docs/cli.md`` the parsers' help, both
-rendered by ``make docs`` (:mod:`stellar_ops.dev.docs`); an edit of a runbook or of a command that
+rendered by ``make docs`` (:mod:`stellar_ops_dev.docs`); an edit of a runbook or of a command that
 is not rendered again fails here. ``docs/configuration.md`` is checked the same way in
 ``tests/integration/cli/test_cli.py``.
 """
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from stellar_ops.dev.docs import dag_doc, generated_pages, stale_procedure_pages
+from stellar_ops_dev.docs import dag_doc, generated_pages, stale_procedure_pages
 
 REPO = Path(__file__).resolve().parents[2]
 DOCS = REPO / "docs"

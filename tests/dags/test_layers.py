@@ -1,7 +1,8 @@
 """The layer rules of the package (see docs/architecture.md, "Layout").
 
 - pure modules (everything but ``adapters``) never import Airflow;
-- runtime modules (everything but ``dev``) never import the development tooling;
+- runtime modules (the package, the DAG files, the plugins) never import the development tooling,
+  ``stellar_ops_dev`` (a distribution of its own under ``dev/``, above the runtime package);
 - a procedure's package never imports another procedure's: shared code goes down into ``core``,
   ``postgres``, ``storage`` or ``catalogue``, which import no procedure's package, and each
   only those below it (``core``, ``probes``, ``postgres``, ``storage``, ``catalogue``);
@@ -19,6 +20,8 @@ from stellar_ops import registry
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGE = REPO / "include" / "stellar_ops"
+# the development tooling (stellar-ops-dev): it may import stellar_ops, never the other way round
+DEV_TOOLING = "stellar_ops_dev"
 # the shared packages, lowest first: each imports only those before it
 SHARED = ("core", "probes", "postgres", "storage", "catalogue")
 # a procedure's package is named after its config section
@@ -43,6 +46,10 @@ def room_of(module: str) -> str | None:
     return parts[1] if parts[0] == "stellar_ops" and len(parts) > 1 else None
 
 
+def is_dev_tooling(module: str) -> bool:
+    return module == DEV_TOOLING or module.startswith(f"{DEV_TOOLING}.")
+
+
 def modules_in(*rooms: str) -> list[Path]:
     return sorted(p for room in rooms for p in (PACKAGE / room).rglob("*.py"))
 
@@ -51,7 +58,7 @@ def test_every_procedure_has_its_package_and_every_package_a_room():
     for procedure in registry.PROCEDURES:
         assert (PACKAGE / procedure.section / "__init__.py").exists(), procedure.section
     rooms = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()}
-    assert rooms == {*PROCEDURE_PACKAGES, *SHARED, "adapters", "cli", "dev"}
+    assert rooms == {*PROCEDURE_PACKAGES, *SHARED, "adapters", "cli"}
 
 
 def test_pure_modules_do_not_import_airflow():
@@ -63,9 +70,10 @@ def test_pure_modules_do_not_import_airflow():
 
 
 def test_runtime_modules_do_not_import_development_tooling():
-    runtime = [p for p in PACKAGE.rglob("*.py") if p.relative_to(PACKAGE).parts[0] != "dev"]
+    runtime = [*PACKAGE.rglob("*.py"), *(REPO / "dags").rglob("*.py"), *(REPO / "plugins").rglob("*.py")]
+    assert len(runtime) > 30 and (REPO / "dev" / DEV_TOOLING / "__init__.py").exists()
     for path in runtime:
-        offenders = sorted(m for m in imported_modules(path) if room_of(m) == "dev")
+        offenders = sorted(m for m in imported_modules(path) if is_dev_tooling(m))
         assert offenders == [], f"{path.relative_to(REPO)} imports development tooling {offenders}"
 
 
@@ -78,7 +86,7 @@ def test_a_procedure_package_imports_no_other_procedure(package):
 
 
 def test_shared_packages_import_no_procedure_and_no_layer_above():
-    above = set(PROCEDURE_PACKAGES) | {"adapters", "cli", "dev", "registry", "runtime"}
+    above = set(PROCEDURE_PACKAGES) | {"adapters", "cli", "registry", "runtime"}
     for path in modules_in(*SHARED):
         offenders = sorted(m for m in imported_modules(path) if room_of(m) in above)
         assert offenders == [], f"{path.relative_to(REPO)} (shared) imports {offenders}"
@@ -107,9 +115,12 @@ def test_dag_files_import_only_airflow_and_the_adapters():
 def test_the_layer_checks_can_fail(tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text(
-        "from airflow.sdk import Variable\nfrom stellar_ops import dev\nfrom stellar_ops.dr.flow import x\n"
+        "from airflow.sdk import Variable\nfrom stellar_ops_dev import stack\n"
+        "import stellar_ops_dev.servers\nfrom stellar_ops.dr.flow import x\n"
     )
     found = imported_modules(bad)
     assert "airflow.sdk" in found
-    assert room_of("stellar_ops.dev") == "dev" and "stellar_ops.dev" in found
+    assert sorted(m for m in found if is_dev_tooling(m)) == ["stellar_ops_dev", "stellar_ops_dev.servers"]
+    assert not is_dev_tooling("stellar_ops") and not is_dev_tooling("stellar_ops_devices")
+    assert room_of("stellar_ops_dev.stack") is None
     assert room_of("stellar_ops.dr.flow") == "dr" and "stellar_ops.dr.flow" in found

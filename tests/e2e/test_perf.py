@@ -14,8 +14,8 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture
 def demo_workload(stack):
-    from stellar_ops.dev import perf_workload
     from stellar_ops.postgres.target import connect
+    from stellar_ops_dev import perf_workload
 
     perf_workload.generate(stack.db, calls=6, say=lambda _: None)
     yield

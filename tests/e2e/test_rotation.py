@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from stellar_ops.dev.load import Consumer, LoadGenerator
 from stellar_ops.rotation.keys import fingerprint
 from stellar_ops.rotation.keystore import EnvFileStore
+from stellar_ops_dev.load import Consumer, LoadGenerator
 from tests.support.api_stand_in import new_stand_in
 from tests.support.operator_ui import CHROMIUM, CHROMIUM_ARGS, OperatorUI
 from tests.support.waiting import wait_for

@@ -1,5 +1,6 @@
-"""What the packaging tests read: the pin files, pyproject's dependencies, and the third-party
-imports of the code, mapped to the distributions that provide them."""
+"""What the packaging tests read: the pin files, the dependencies of pyproject (and of
+dev/pyproject.toml, the development tooling's distribution), and the imports of the code from
+other distributions, mapped to the distributions that provide them."""
 
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ REPO = Path(__file__).resolve().parents[2]
 RUNTIME_FILE = REPO / "requirements-runtime.txt"
 DEV_FILE = REPO / "requirements-dev.txt"
 PACKAGE = REPO / "include" / "stellar_ops"
-DEV_PACKAGE = PACKAGE / "dev"
+# the development tooling: a distribution of its own (stellar-ops-dev), which the wheel never holds
+DEV_PROJECT = REPO / "dev" / "pyproject.toml"
+DEV_PACKAGE = REPO / "dev" / "stellar_ops_dev"
 
 
 def pins(path: Path) -> dict[str, str]:
@@ -37,8 +40,8 @@ def pins(path: Path) -> dict[str, str]:
     return found
 
 
-def project() -> dict:
-    return tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+def project(path: Path = REPO / "pyproject.toml") -> dict:
+    return tomllib.loads(path.read_text())["project"]
 
 
 def requirement_names(lines: list[str]) -> set[str]:
@@ -46,8 +49,8 @@ def requirement_names(lines: list[str]) -> set[str]:
 
 
 def runtime_sources() -> list[Path]:
-    """The code production runs: the package less ``stellar_ops.dev``, the DAGs, the plugins."""
-    files = [p for p in PACKAGE.rglob("*.py") if DEV_PACKAGE not in p.parents]
+    """The code production runs: the package, the DAGs, the plugins."""
+    files = list(PACKAGE.rglob("*.py"))
     return sorted(files + list((REPO / "dags").rglob("*.py")) + list((REPO / "plugins").rglob("*.py")))
 
 
@@ -71,14 +74,15 @@ def _imports(node: ast.AST) -> Iterator[str]:
         yield from _imports(child)
 
 
-def third_party_imports(files: list[Path]) -> dict[str, set[str]]:
+def third_party_imports(files: list[Path], own: str = "stellar_ops") -> dict[str, set[str]]:
     """``{module: {file, ...}}`` of the modules the files import that are neither the standard
-    library nor stellar_ops."""
+    library nor the files' own package ``own`` (another of the project's, such as stellar_ops_dev
+    for the runtime code, counts: it is another distribution)."""
     found: dict[str, set[str]] = {}
     for path in files:
         for module in _imports(ast.parse(path.read_text(), str(path))):
             top = module.partition(".")[0]
-            if top in sys.stdlib_module_names or top in ("__future__", "stellar_ops"):
+            if top in sys.stdlib_module_names or top in ("__future__", own):
                 continue
             found.setdefault(module, set()).add(str(path.relative_to(REPO)))
     return found
@@ -116,9 +120,9 @@ def distribution_of(module: str) -> str:
     raise AssertionError(f"{module}: none of {sorted(set(candidates))} holds it")
 
 
-def distributions_imported(files: list[Path]) -> dict[str, set[str]]:
-    """``{distribution: {module, ...}}`` for the third-party imports of ``files``."""
+def distributions_imported(files: list[Path], own: str = "stellar_ops") -> dict[str, set[str]]:
+    """``{distribution: {module, ...}}`` for the imports of ``files`` from other distributions."""
     found: dict[str, set[str]] = {}
-    for module in third_party_imports(files):
+    for module in third_party_imports(files, own):
         found.setdefault(distribution_of(module), set()).add(module)
     return found

@@ -1,11 +1,13 @@
 """Run by the fresh-virtualenv test with that virtualenv's interpreter (so only the runtime set and
-the installed wheel are importable): import every module of stellar_ops but stellar_ops.dev, then
-parse the DAGs as the DAG processor does, and print what was found as JSON.
+the installed wheel are importable): import every module of stellar_ops, then parse the DAGs as
+the DAG processor does, and print what was found as JSON, with whether the development tooling
+(stellar_ops_dev, a distribution the wheel does not hold) can be imported or was.
 
-    python runtime_check.py DAGS_FOLDER [--imports-only] [--hide MODULE]
+    python runtime_check.py DAGS_FOLDER [--imports-only] [--hide MODULE] [--path DIR]
 
-``--hide MODULE`` makes MODULE unimportable first, as if the runtime set lacked its distribution:
-the test uses it to show that a missing package is reported.
+``--hide MODULE`` makes MODULE unimportable first, as if the runtime set lacked its distribution;
+``--path DIR`` puts DIR first on sys.path, as if what it holds were installed: the tests use them
+to show that a missing package, and an importable development tooling, are reported.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.abc
+import importlib.util
 import json
 import pkgutil
 import sys
@@ -30,12 +33,13 @@ class Hidden(importlib.abc.MetaPathFinder):
         return None
 
 
-def import_all(package: ModuleType, skip: str, errors: dict[str, str]) -> list[str]:
-    """Import the package's modules depth first, never importing ``skip`` or what is under it."""
+DEV_PACKAGE = "stellar_ops_dev"
+
+
+def import_all(package: ModuleType, errors: dict[str, str]) -> list[str]:
+    """Import the package's modules depth first."""
     imported = []
     for info in pkgutil.iter_modules(package.__path__, f"{package.__name__}."):
-        if info.name == skip or info.name.startswith(f"{skip}."):
-            continue
         try:
             module = importlib.import_module(info.name)
         except Exception:
@@ -43,7 +47,7 @@ def import_all(package: ModuleType, skip: str, errors: dict[str, str]) -> list[s
             continue
         imported.append(info.name)
         if info.ispkg:
-            imported += import_all(module, skip, errors)
+            imported += import_all(module, errors)
     return imported
 
 
@@ -52,7 +56,10 @@ def main() -> None:
     parser.add_argument("dags_folder")
     parser.add_argument("--imports-only", action="store_true")
     parser.add_argument("--hide")
+    parser.add_argument("--path")
     args = parser.parse_args()
+    if args.path:
+        sys.path.insert(0, args.path)
     if args.hide:
         sys.meta_path.insert(0, Hidden(args.hide))
     import stellar_ops
@@ -60,12 +67,10 @@ def main() -> None:
     errors: dict[str, str] = {}
     report: dict[str, object] = {
         "package_file": stellar_ops.__file__,
-        "imported": import_all(stellar_ops, "stellar_ops.dev", errors),
+        "imported": import_all(stellar_ops, errors),
         "import_errors": errors,
-        # nothing production runs may need stellar_ops.dev, whose imports are not the runtime's
-        "dev_loaded": sorted(
-            m for m in sys.modules if m == "stellar_ops.dev" or m.startswith("stellar_ops.dev.")
-        ),
+        # the wheel does not hold the development tooling, and nothing production runs needs it
+        "dev_importable": importlib.util.find_spec(DEV_PACKAGE) is not None,
     }
     if not args.imports_only:
         from airflow.dag_processing.dagbag import DagBag
@@ -83,6 +88,9 @@ def main() -> None:
             "dag_import_errors": {str(k): v for k, v in bag.import_errors.items()},
             "serialization_errors": serialization_errors,
         }
+    report["dev_loaded"] = sorted(
+        m for m in sys.modules if m == DEV_PACKAGE or m.startswith(f"{DEV_PACKAGE}.")
+    )
     print(json.dumps(report))
 
 

@@ -12,7 +12,7 @@ import pytest
 from tests.packaging.pins import REPO
 
 # What local runs and builds leave in the work tree (see .gitignore), and what must never reach
-# an image: the secrets of .env, the tests, the development virtualenv.
+# an image: the secrets of .env, the tests, the development virtualenv and tooling (dev/).
 LEFT_BY_LOCAL_RUNS = [
     ".venv/bin/python",
     ".venv/lib/python3.11/site-packages/pytest/__init__.py",
@@ -27,6 +27,10 @@ LEFT_BY_LOCAL_RUNS = [
     "build/lib/stellar_ops/__init__.py",
     "bench/results/parse.json",
     "tests/conftest.py",
+    "dev/pyproject.toml",
+    "dev/stellar_ops_dev/cli.py",
+    "dev/stellar_ops_dev/sql/demo_schema.sql",
+    "dev/stellar_ops_dev.egg-info/PKG-INFO",
     "include/stellar_ops.egg-info/PKG-INFO",
     "include/stellar_ops/__pycache__/registry.cpython-311.pyc",
     "include/stellar_ops/core/__pycache__/config.cpython-311.pyc",
@@ -79,7 +83,7 @@ def test_the_context_leaves_out_venv_stack_git_secrets_tests_and_caches(work_tre
     sent = context(work_tree)
     leaked = sorted(name for name in LEFT_BY_LOCAL_RUNS if name in sent)
     assert not leaked, f"the build context holds {leaked}"
-    for top in (".venv", ".stack", ".git", ".airflow", ".env", "tests", "build", "bench"):
+    for top in (".venv", ".stack", ".git", ".airflow", ".env", "tests", "build", "bench", "dev"):
         assert top not in sent, f"the build context holds {top}"
 
 
@@ -94,6 +98,9 @@ def test_the_repository_context_holds_the_package_and_nothing_of_the_development
     sent = context(REPO)
     assert {p.partition("/")[0] for p in sent} <= set(copied_sources()) | {"Dockerfile", ".dockerignore"}
     assert "include/stellar_ops/registry.py" in sent
+    # the development tooling is its own distribution, outside include/: no part of it is sent
+    assert (REPO / "dev" / "stellar_ops_dev" / "cli.py").exists()
+    assert not [p for p in sent if p.startswith("dev/") or "stellar_ops_dev" in p or "/dev/" in p]
     assert not [p for p in sent if "__pycache__" in p or p.endswith((".pyc", ".egg-info"))]
 
 

@@ -133,6 +133,8 @@ def test_every_runtime_module_imports_and_every_dag_parses_with_the_runtime_set_
     assert report["import_errors"] == {}, "\n".join(report["import_errors"].values())
     assert "stellar_ops.registry" in report["imported"]
     assert "stellar_ops.adapters.common.plugin" in report["imported"]
+    # the wheel does not hold the development tooling, and nothing the runtime imports needs it
+    assert report["dev_importable"] is False
     assert report["dev_loaded"] == []
     assert report["dag_import_errors"] == {}, "\n".join(report["dag_import_errors"].values())
     assert report["serialization_errors"] == {}, "\n".join(report["serialization_errors"].values())
@@ -147,8 +149,17 @@ def test_a_package_the_runtime_set_lacked_would_be_reported(runtime_venv, tmp_pa
     assert "No module named 'pydantic'" in report["import_errors"]["stellar_ops.core.config"]
 
 
+def test_an_importable_development_tooling_would_be_reported(runtime_venv, tmp_path):
+    """The check itself: with dev/ on sys.path, as if the wheel held stellar_ops_dev, it says so
+    (and that the runtime modules still load none of it)."""
+    report = check(runtime_venv, tmp_path, "--imports-only", "--path", str(REPO / "dev"))
+    assert report["dev_importable"] is True
+    assert report["import_errors"] == {}, "\n".join(report["import_errors"].values())
+    assert report["dev_loaded"] == []
+
+
 def test_the_runtime_virtualenv_has_no_development_tool(runtime_venv):
     site = next((runtime_venv / "lib").glob("python3.*/site-packages"))
-    tools = {"pytest", "_pytest", "playwright", "moto", "mypy", "ruff"}
+    tools = {"pytest", "_pytest", "playwright", "moto", "mypy", "ruff", "stellar_ops_dev", "stellar_ops/dev"}
     present = sorted(name for name in tools if (site / name).exists())
     assert not present, f"the runtime virtualenv holds {present}"

@@ -1,5 +1,6 @@
 """The pin files and pyproject's dependencies: the image's runtime set holds no development tool,
-the dev set sits on top of it, and pyproject lists exactly what the code imports."""
+the dev set sits on top of it, and pyproject lists exactly what the code imports (as
+dev/pyproject.toml does for the development tooling's distribution)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from packaging.utils import canonicalize_name
 from tests.packaging.pins import (
     DEV_FILE,
     DEV_PACKAGE,
+    DEV_PROJECT,
     REPO,
     RUNTIME_FILE,
     distributions_imported,
@@ -117,9 +119,20 @@ def test_pyproject_dependencies_are_exactly_the_distributions_the_runtime_code_i
     assert declared <= set(runtime), f"not in the runtime set: {sorted(declared - set(runtime))}"
 
 
-def test_the_dev_extra_is_what_only_stellar_ops_dev_imports():
-    imported = set(distributions_imported(sorted(DEV_PACKAGE.rglob("*.py"))))
-    declared = requirement_names(project()["dependencies"])
-    extra = requirement_names(project()["optional-dependencies"]["dev"])
-    assert sorted(extra) == sorted(imported - declared)
-    assert canonicalize_name("PyYAML") not in declared and "psutil" not in declared
+def test_the_dev_distribution_declares_stellar_ops_and_what_only_stellar_ops_dev_imports():
+    """dev/pyproject.toml (stellar-ops-dev): stellar-ops, whose modules the tooling imports, and
+    the distributions it imports that stellar-ops does not declare; the root has none of it."""
+    dev = project(DEV_PROJECT)
+    assert dev["name"] == "stellar-ops-dev"
+    imported = set(distributions_imported(sorted(DEV_PACKAGE.rglob("*.py")), own="stellar_ops_dev"))
+    assert "stellar-ops" in imported
+    runtime_declared = requirement_names(project()["dependencies"])
+    declared = requirement_names(dev["dependencies"])
+    assert sorted(declared) == sorted(imported - runtime_declared), (
+        f"imported but not declared: {sorted(imported - runtime_declared - declared)}; "
+        f"declared but not imported: {sorted(declared - imported)}"
+    )
+    assert canonicalize_name("PyYAML") not in runtime_declared and "psutil" not in runtime_declared
+    assert "optional-dependencies" not in project()
+    assert "stellar-dev" not in project()["scripts"]
+    assert dev["scripts"]["stellar-dev"] == "stellar_ops_dev.cli:main"

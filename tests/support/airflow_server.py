@@ -4,7 +4,7 @@ Started once per test session: the scheduler, the DAG processor, the triggerer a
 are what only they can test (REST triggers, backfills, DAG callbacks, approvals). They run as
 ``airflow standalone`` would, but with the deployment's auth manager (FAB users and roles,
 ``stellar_ops.adapters.common.auth.StellarAuthManager``), which ``airflow standalone`` itself
-replaces with SimpleAuthManager: ``python -m stellar_ops.dev.standalone run``, as ``make run``.
+replaces with SimpleAuthManager: ``python -m stellar_ops_dev.standalone run``, as ``make run``.
 The users of :data:`TEST_USERS` are created by the deployment's roles set-up step, each with their
 username as password (test-only).
 """
@@ -28,7 +28,7 @@ import psutil
 import requests
 
 from stellar_ops.core.processes import free_port
-from stellar_ops.dev.standalone import LOCAL_USERS, users_environment
+from stellar_ops_dev.standalone import LOCAL_USERS, users_environment
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -161,7 +161,7 @@ class AirflowStandalone:
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         try:
             self.process = subprocess.Popen(
-                [str(VENV_BIN / "python"), "-m", "stellar_ops.dev.standalone", "run"],
+                [str(VENV_BIN / "python"), "-m", "stellar_ops_dev.standalone", "run"],
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

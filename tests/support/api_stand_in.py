@@ -38,7 +38,7 @@ class StandIn:
             )
             self.env_file.chmod(0o600)
         self.port = self.port or free_port()
-        argv = [sys.executable, "-m", "stellar_ops.dev.api_stub", "--port", str(self.port)]
+        argv = [sys.executable, "-m", "stellar_ops_dev.api_stub", "--port", str(self.port)]
         argv += ["--env-file", str(self.env_file), "--state-dir", str(self.directory / "state")]
         self.process = ManagedProcess("api-stand-in", argv, self.directory / "api.log")
         self.process.start()

@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 from stellar_ops.core.processes import free_port, pid_alive, stop_pid
-from stellar_ops.dev.stack import StackInfo
 from stellar_ops.postgres.target import connect
+from stellar_ops_dev.stack import StackInfo
 from tests.support.airflow_server import REPO, VENV_BIN, airflow_env, airflow_healthy, set_up_users
 
 ALTERNATE = {

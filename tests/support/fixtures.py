@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 import requests
 
-from stellar_ops.dev.stack import Stack, StackInfo
 from stellar_ops.dr.scratch import LocalScratch, scratch_name
 from stellar_ops.postgres.binaries import find_binaries
 from stellar_ops.postgres.target import PgTarget, connect
 from stellar_ops.registry import parse_config
 from stellar_ops.storage.s3 import S3Store
+from stellar_ops_dev.stack import Stack, StackInfo
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_ROWS = int(os.environ.get("STELLAR_TEST_DEMO_ROWS", "30000"))

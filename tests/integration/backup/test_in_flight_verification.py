@@ -17,9 +17,9 @@ import pytest
 
 from stellar_ops.backup.dump import BackupJob, verify_upload
 from stellar_ops.core.errors import BackupError, VerificationError
-from stellar_ops.dev.stack import S3_REGION
 from stellar_ops.postgres.binaries import find_binaries
 from stellar_ops.storage.s3 import S3Store, client_config
+from stellar_ops_dev.stack import S3_REGION
 from tests.support.corrupting_proxy import CorruptingProxy
 from tests.support.fixtures import published
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from stellar_ops.dev.standalone import LOCAL_USERS
+from stellar_ops_dev.standalone import LOCAL_USERS
 from tests.integration.dev.make_run import REPO, VENV_BIN, RunScript, clean_env
 from tests.support.airflow_server import AirflowClient
 from tests.support.faults import api_metrics

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from stellar_ops.core.errors import StellarOpsError
-from stellar_ops.dev.servers import redis_answers, start_server
-from stellar_ops.dev.tls_servers import SilentServer
+from stellar_ops_dev.servers import redis_answers, start_server
+from stellar_ops_dev.tls_servers import SilentServer
 from tests.integration.dev.make_run import RunScript, clean_env, leftovers
 
 pytestmark = pytest.mark.integration

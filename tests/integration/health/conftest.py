@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 
-from stellar_ops.dev.certs import LocalCA
-from stellar_ops.dev.tls_servers import SilentServer, TlsServer
+from stellar_ops_dev.certs import LocalCA
+from stellar_ops_dev.tls_servers import SilentServer, TlsServer
 from tests.support.manifests import manifest_document
 
 
 class CertificateAuthority:
-    """A local CA (:class:`stellar_ops.dev.certs.LocalCA`) and the leaves it signs, as PEM files."""
+    """A local CA (:class:`stellar_ops_dev.certs.LocalCA`) and the leaves it signs, as PEM files."""
 
     def __init__(self, root: Path) -> None:
         self.root = root

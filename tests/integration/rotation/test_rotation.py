@@ -11,9 +11,9 @@ import time
 
 import pytest
 
-from stellar_ops.dev.load import Consumer, LoadGenerator
 from stellar_ops.rotation.keys import fingerprint
 from stellar_ops.rotation.keystore import EnvFileStore
+from stellar_ops_dev.load import Consumer, LoadGenerator
 from tests.integration.rotation.conftest import CLI, argv_of_every_process, cli
 from tests.support.waiting import wait_for
 

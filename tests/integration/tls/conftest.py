@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from stellar_ops.dev.certs import LocalCA, self_signed
-from stellar_ops.dev.tls_servers import SilentServer, TlsServer
+from stellar_ops_dev.certs import LocalCA, self_signed
+from stellar_ops_dev.tls_servers import SilentServer, TlsServer
 
 NAME = "escrow.test"
 

@@ -15,9 +15,9 @@ import pytest
 
 from stellar_ops.cli import env
 from stellar_ops.core.processes import wait_until
-from stellar_ops.dev.acme import AcmeLab
 from stellar_ops.tls import flow
 from stellar_ops.tls.renewal import RenewalError
+from stellar_ops_dev.acme import AcmeLab
 
 pytestmark = pytest.mark.integration
 

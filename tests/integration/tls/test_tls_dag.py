@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from stellar_ops.dev.acme import AcmeLab
 from stellar_ops.probes.tls import probe
+from stellar_ops_dev.acme import AcmeLab
 from tests.support.dagrun import run_dag
 
 pytestmark = pytest.mark.integration

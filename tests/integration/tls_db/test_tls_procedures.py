@@ -33,11 +33,11 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from stellar_ops.core.errors import ConfigError
 from stellar_ops.core.processes import chown_tree, unprivileged_user
-from stellar_ops.dev import demo_data
-from stellar_ops.dev.certs import LocalCA
 from stellar_ops.postgres.server import LocalPgServer
 from stellar_ops.postgres.target import PgTarget, connect, session_name
 from stellar_ops.registry import parse_config
+from stellar_ops_dev import demo_data
+from stellar_ops_dev.certs import LocalCA
 from tests.support.dagrun import run_dag
 from tests.support.fixtures import reachable_dir
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from stellar_ops.core.errors import ConfigError
-from stellar_ops.dev.airflow_settings import load, write_import_files
+from stellar_ops_dev.airflow_settings import load, write_import_files
 
 REPO_SETTINGS = Path(__file__).resolve().parents[3] / "airflow_settings.yaml"
 

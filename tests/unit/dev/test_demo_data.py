@@ -1,11 +1,11 @@
-"""stellar_ops.dev.demo_data.parse_size."""
+"""stellar_ops_dev.demo_data.parse_size."""
 
 from __future__ import annotations
 
 import pytest
 
 from stellar_ops.core.errors import ConfigError
-from stellar_ops.dev.demo_data import parse_size
+from stellar_ops_dev.demo_data import parse_size
 
 
 @pytest.mark.parametrize(

@@ -14,8 +14,8 @@ import pytest
 
 from stellar_ops.core.errors import StellarOpsError
 from stellar_ops.core.processes import free_port, port_free
-from stellar_ops.dev.servers import PortPicker
-from stellar_ops.dev.stack import PREFERRED_PORTS, Stack
+from stellar_ops_dev.servers import PortPicker
+from stellar_ops_dev.stack import PREFERRED_PORTS, Stack
 
 
 def scripted(*ports: int) -> Iterator[int]:

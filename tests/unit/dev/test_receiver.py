@@ -10,7 +10,7 @@ from http.server import ThreadingHTTPServer
 import pytest
 import requests
 
-from stellar_ops.dev.receiver import Recorder, make_handler
+from stellar_ops_dev.receiver import Recorder, make_handler
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from stellar_ops.dev.certs import LocalCA
 from stellar_ops.probes.tls import SEVERITY_ORDER, STATES, Target, TlsProbe, classify, parse_der, probe
+from stellar_ops_dev.certs import LocalCA
 
 
 @pytest.mark.parametrize(

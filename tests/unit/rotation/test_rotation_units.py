@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from stellar_ops.core.errors import ConfigError
-from stellar_ops.dev.load import LoadGenerator
 from stellar_ops.registry import parse_config
 from stellar_ops.rotation import keys, ledger
 from stellar_ops.rotation.keystore import EnvFileStore
+from stellar_ops_dev.load import LoadGenerator
 
 
 def test_keys_are_random_hex_of_the_configured_size_and_named_by_fingerprint():

@@ -130,7 +130,7 @@ class DemoDataResult:
 
 
 def apply_schema(target: PgTarget) -> None:
-    schema = resources.files("stellar_ops.dev").joinpath("sql/demo_schema.sql").read_text()
+    schema = resources.files("stellar_ops_dev").joinpath("sql/demo_schema.sql").read_text()
     with connect(target) as conn:
         conn.execute(schema)
 

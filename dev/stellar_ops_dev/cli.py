@@ -17,10 +17,10 @@ from stellar_ops.cli.main import run
 from stellar_ops.cli.output import print_json, say
 from stellar_ops.core.errors import StellarOpsError
 from stellar_ops.core.processes import pid_alive
-from stellar_ops.dev.airflow_settings import write_import_files
-from stellar_ops.dev.docs import write_pages
-from stellar_ops.dev.servers import stop_on_signals
-from stellar_ops.dev.stack import Stack, StackInfo, stop_recorded
+from stellar_ops_dev.airflow_settings import write_import_files
+from stellar_ops_dev.docs import write_pages
+from stellar_ops_dev.servers import stop_on_signals
+from stellar_ops_dev.stack import Stack, StackInfo, stop_recorded
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -154,7 +154,7 @@ def _stack_up(stack: Stack, args: argparse.Namespace) -> int:
 
 
 def cmd_demo_data(args: argparse.Namespace) -> int:
-    from stellar_ops.dev import demo_data
+    from stellar_ops_dev import demo_data
 
     size = demo_data.parse_size(args.size) if args.size else None
     result = demo_data.generate(db_target(), trades=args.rows, size_bytes=size, progress=say)
@@ -164,7 +164,7 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
 
 def cmd_perf_workload(args: argparse.Namespace) -> int:
     from stellar_ops.cli.env import EnvResources, config_from_env
-    from stellar_ops.dev import perf_workload
+    from stellar_ops_dev import perf_workload
 
     resources = EnvResources(config_from_env())
     done = perf_workload.generate(

@@ -22,8 +22,8 @@ from typing import Any
 
 from stellar_ops.core.errors import StellarOpsError
 from stellar_ops.core.processes import ManagedProcess, wait_until
-from stellar_ops.dev.certs import LocalCA, self_signed
-from stellar_ops.dev.servers import (
+from stellar_ops_dev.certs import LocalCA, self_signed
+from stellar_ops_dev.servers import (
     PortPicker,
     dns_answers,
     http_answers,

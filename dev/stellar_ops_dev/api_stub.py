@@ -19,7 +19,7 @@ Keys come from an env file (``API_KEYS=a,b`` and ``ADMIN_KEYS=c``), read at star
 ``<state-dir>/metrics.jsonl``, so they survive a restart. Every request is counted, by key
 fingerprint and outcome, at ``GET /_requests`` (admin keys).
 
-Run: ``python -m stellar_ops.dev.api_stub --port P --env-file F --state-dir D``
+Run: ``python -m stellar_ops_dev.api_stub --port P --env-file F --state-dir D``
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ Any ``POST``/``PUT`` is recorded and answered ``200 ok`` (what Slack answers); `
   request for ``seconds`` from the first one it answers; then ``200 ok`` again (an outage in Slack).
   A phase with ``"path": "/services/"`` answers only requests under that path (others get 200)
 
-Run: ``python -m stellar_ops.dev.receiver --port P``
+Run: ``python -m stellar_ops_dev.receiver --port P``
 """
 
 from __future__ import annotations

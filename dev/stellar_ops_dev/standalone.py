@@ -1,7 +1,7 @@
 """Airflow's four components on one machine with the package's auth manager, and the local users.
 
 ``airflow standalone`` (3.3) always runs SimpleAuthManager: it overwrites ``[core] auth_manager``
-in its own environment and its components'. ``python -m stellar_ops.dev.standalone run`` does what
+in its own environment and its components'. ``python -m stellar_ops_dev.standalone run`` does what
 it does otherwise, for ``make run`` and the e2e harness: it starts the scheduler, the DAG
 processor, the API server and the triggerer in the environment it is given (the configured auth
 manager included; the metadata database already migrated; no log server, which would listen on
@@ -148,7 +148,7 @@ def run_components(airflow: str = "airflow") -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m stellar_ops.dev.standalone",
+        prog="python -m stellar_ops_dev.standalone",
         description="Airflow's components with the configured auth manager, and make run's users.",
     )
     sub = parser.add_subparsers(dest="command", required=True)

@@ -3,10 +3,10 @@
 - PostgreSQL 15 (initdb, ``pg_stat_statements`` preloaded) holding the demo StellarEscrow DB;
 - SeaweedFS as the S3 server, with the backups bucket created;
 - Redis, Prometheus Pushgateway and Alertmanager from the Debian packages;
-- the API stand-in (:mod:`stellar_ops.dev.api_stub`);
-- a webhook receiver (:mod:`stellar_ops.dev.receiver`) standing in for Slack;
+- the API stand-in (:mod:`stellar_ops_dev.api_stub`);
+- a webhook receiver (:mod:`stellar_ops_dev.receiver`) standing in for Slack;
 - nginx serving HTTPS for ``escrow.test`` on a loopback port, with a certificate issued by a local
-  ACME server (pebble), renewable through certbot (:mod:`stellar_ops.dev.acme`).
+  ACME server (pebble), renewable through certbot (:mod:`stellar_ops_dev.acme`).
 
 Each server runs in its own session with its data in a temporary directory and its log under
 ``<state_dir>/logs`` (the previous start's in ``logs.previous``); ``state.json`` records each pid as
@@ -14,9 +14,9 @@ soon as the process exists, so ``stellar-dev stack down`` (or another process) s
 was started, even after an interrupted start. Every start is a new stack: new data, new
 credentials, new logs; nothing of an earlier start is reused.
 
-Ports come from one :class:`~stellar_ops.dev.servers.PortPicker` per start, which never hands out
+Ports come from one :class:`~stellar_ops_dev.servers.PortPicker` per start, which never hands out
 a fixed port of ``make run`` (:data:`PREFERRED_PORTS`) as another server's, and a server is ready
-only when it answers its own protocol on its port (:func:`~stellar_ops.dev.servers.start_server`).
+only when it answers its own protocol on its port (:func:`~stellar_ops_dev.servers.start_server`).
 """
 
 from __future__ import annotations
@@ -36,17 +36,17 @@ from typing import Any
 
 from stellar_ops.core.errors import StellarOpsError
 from stellar_ops.core.processes import ManagedProcess, pid_alive, stop_pid, unprivileged_user
-from stellar_ops.dev import demo_data, receiver
-from stellar_ops.dev.acme import AcmeLab
-from stellar_ops.dev.servers import (
+from stellar_ops.postgres.server import LocalPgServer, read_postmaster_pid
+from stellar_ops.postgres.target import PgTarget
+from stellar_ops_dev import demo_data, receiver
+from stellar_ops_dev.acme import AcmeLab
+from stellar_ops_dev.servers import (
     PortPicker,
     http_answers,
     redis_answers,
     signals_deferred,
     start_server,
 )
-from stellar_ops.postgres.server import LocalPgServer, read_postmaster_pid
-from stellar_ops.postgres.target import PgTarget
 
 log = logging.getLogger(__name__)
 
@@ -559,7 +559,7 @@ class Stack:
     def _start_receiver(self) -> None:
         assert self.info is not None
         port = self.info.ports["receiver"]
-        argv = [sys.executable, "-m", "stellar_ops.dev.receiver", "--port", str(port)]
+        argv = [sys.executable, "-m", "stellar_ops_dev.receiver", "--port", str(port)]
         self._spawn(
             "receiver", argv, port, lambda: http_answers(f"http://127.0.0.1:{port}/", body=receiver.BANNER)
         )
@@ -580,7 +580,7 @@ class Stack:
                 self.api_env_file, f"API_KEYS={self.info.api_key}\nADMIN_KEYS={self.info.admin_key}\n"
             )
         port = self.info.ports["api"]
-        argv = [sys.executable, "-m", "stellar_ops.dev.api_stub", "--port", str(port)]
+        argv = [sys.executable, "-m", "stellar_ops_dev.api_stub", "--port", str(port)]
         argv += ["--env-file", str(self.api_env_file), "--state-dir", str(Path(self.info.data_dir) / "api")]
         self._spawn("api", argv, port, lambda: http_answers(f"http://127.0.0.1:{port}/_ready", body=b"ready"))
 
