@@ -5,6 +5,12 @@ the HTTP endpoints and the notification channel), and where progress is said. Th
 adapters build it from connections and the config Variable
 (:mod:`stellar_ops.adapters.common.runtime`); the CLI builds it from the environment
 (:mod:`stellar_ops.cli.env`). The steps themselves never know which.
+
+The runtime is generic in its configuration and never knows the root one
+(:class:`stellar_ops.registry.StellarOpsConfig`, which composes every procedure's section): it
+reads only :class:`RuntimeConfig`. Each procedure's flow names what it reads in a protocol that
+extends :class:`RuntimeConfig` (``backup.flow.BackupSections``: ``backup``, ``retention``), and
+takes a ``Runtime[ThoseSections]``; the root config satisfies every such protocol structurally.
 """
 
 from __future__ import annotations
@@ -13,20 +19,35 @@ import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from stellar_ops.core import alertmanager, alerts, metrics
-from stellar_ops.core.config import Channel
+from stellar_ops.core.config import AlertsConfig, Channel, MetricsConfig
 from stellar_ops.core.errors import StellarOpsError
 from stellar_ops.core.http import HttpEndpoint, RedisTarget
 from stellar_ops.core.runbooks import runbook_link
 from stellar_ops.core.taxonomy import Severity
-from stellar_ops.postgres.binaries import PgBinaries, find_binaries
+from stellar_ops.postgres.binaries import BinariesSetting, PgBinaries, find_binaries
 from stellar_ops.postgres.target import PgTarget
-from stellar_ops.registry import StellarOpsConfig
 from stellar_ops.storage.s3 import S3Store
 
 log = logging.getLogger(__name__)
+
+
+class RuntimeConfig(Protocol):
+    """The sections the runtime reads itself: where the PostgreSQL client programs are
+    (``backup.pg_bin_dir``), where notifications and alerts go, and where metrics are published."""
+
+    @property
+    def backup(self) -> BinariesSetting: ...
+    @property
+    def alerts(self) -> AlertsConfig: ...
+    @property
+    def metrics(self) -> MetricsConfig: ...
+
+
+# covariant: a Runtime[StellarOpsConfig] is a Runtime[BackupSections], and one of any procedure's
+C = TypeVar("C", bound=RuntimeConfig, covariant=True)
 
 
 class Resources(Protocol):
@@ -59,8 +80,10 @@ class Resources(Protocol):
 
 
 @dataclass
-class Runtime:
-    config: StellarOpsConfig
+class Runtime(Generic[C]):
+    """A procedure's steps run with this; ``C`` is what they read of the configuration."""
+
+    config: C
     resources: Resources
     say: Callable[[str], None] = log.info
     warn: Callable[[str], None] = log.warning

@@ -21,6 +21,7 @@ from stellar_ops.core.errors import ConfigError
 from stellar_ops.dr import flow
 from stellar_ops.dr.flow import Resolved
 from stellar_ops.dr.scratch import docker_image, scratch_name
+from stellar_ops.registry import StellarOpsConfig
 from stellar_ops.runtime import Runtime
 
 log = task_logger()
@@ -40,7 +41,7 @@ def check_backup(resolved: dict[str, Any]) -> dict[str, Any]:
     return flow.check_backup(task_runtime(), Resolved.from_dict(resolved))
 
 
-def _docker(rt: Runtime, name: str, image: str | None = None) -> Any:
+def _docker(rt: Runtime[StellarOpsConfig], name: str, image: str | None = None) -> Any:
     from stellar_ops.adapters.common.connections import docker_client
 
     return flow.docker_scratch(rt, docker_client(rt.config.connections.docker), name, image)

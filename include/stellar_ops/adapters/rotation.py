@@ -40,7 +40,7 @@ STEPS = (
 )
 
 
-def _secrets_client(rt: Runtime) -> Any:
+def _secrets_client(rt: Runtime[flow.RotationSections]) -> Any:
     from airflow.providers.amazon.aws.hooks.secrets_manager import SecretsManagerHook
 
     return SecretsManagerHook(aws_conn_id=rt.config.rotation.aws_conn_id).get_conn()
@@ -74,7 +74,7 @@ class MaskedKeyStore:
         return getattr(self.store, name)
 
 
-def tools(rt: Runtime) -> Tools:
+def tools(rt: Runtime[flow.RotationSections]) -> Tools:
     built = build_tools(
         rt.config.rotation,
         rt.resources.endpoint("api"),
@@ -104,7 +104,7 @@ def _runs_rotating(ti: Any) -> list[str]:
     )
 
 
-def _wait_for(rt: Runtime, context: Any, plan: Plan, others: list[str]) -> Exception:
+def _wait_for(rt: Runtime[flow.RotationSections], context: Any, plan: Plan, others: list[str]) -> Exception:
     """Log (and, on the first look, tell the ops channel) why this run waits; look again later."""
     from datetime import timedelta
 

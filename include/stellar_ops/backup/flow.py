@@ -8,9 +8,10 @@ backup, its manifest, its metrics and its messages are the same whoever takes it
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from stellar_ops.backup import report
+from stellar_ops.backup.config import BackupConfig, RetentionConfig
 from stellar_ops.backup.dump import BackupJob, Prerequisites, verify_upload
 from stellar_ops.backup.report import Published
 from stellar_ops.backup.retention import RetentionOutcome, apply_policy, require_this_run_verified
@@ -19,17 +20,26 @@ from stellar_ops.catalogue.keys import INCOMING_DIR
 from stellar_ops.catalogue.manifest import Manifest
 from stellar_ops.core.errors import BackupError
 from stellar_ops.core.metrics import Metric
-from stellar_ops.runtime import Runtime
+from stellar_ops.runtime import Runtime, RuntimeConfig
 
 DAG_ID = "db_backup"
 DRAFT_SUFFIX = ".draft.json"
 
 
-def _job(rt: Runtime) -> BackupJob:
+class BackupSections(RuntimeConfig, Protocol):
+    """The sections db_backup's steps read: ``backup``, ``retention``, and the runtime's own."""
+
+    @property
+    def backup(self) -> BackupConfig: ...
+    @property
+    def retention(self) -> RetentionConfig: ...
+
+
+def _job(rt: Runtime[BackupSections]) -> BackupJob:
     return BackupJob(rt.database(), rt.store(), rt.config.backup, rt.binaries)
 
 
-def check_prerequisites(rt: Runtime, slot: datetime) -> Prerequisites:
+def check_prerequisites(rt: Runtime[BackupSections], slot: datetime) -> Prerequisites:
     """The database answers, pg_dump is new enough, the bucket and the local directory are writable;
     and the verified backup that covers the run's slot, if there is one."""
     prerequisites = _job(rt).check_prerequisites(slot, say=rt.say)
@@ -47,24 +57,26 @@ def skip_reason(slot: datetime, cover: Cover) -> str:
     return f"a verified backup covers slot {slot.isoformat()}: {cover.key} ({cover.reason})"
 
 
-def forced_over(rt: Runtime, cover: Cover) -> None:
+def forced_over(rt: Runtime[BackupSections], cover: Cover) -> None:
     rt.say(f"force is set: taking another backup, under a key of its own, beside {rt.store().url(cover.key)}")
 
 
-def dump_to_s3(rt: Runtime, slot: datetime, *, run_id: str | None, token: str) -> dict[str, Any]:
+def dump_to_s3(
+    rt: Runtime[BackupSections], slot: datetime, *, run_id: str | None, token: str
+) -> dict[str, Any]:
     """Stream a dump to the key of its snapshot's time, checked on its way; the draft manifest (not
     yet published), which records the run's slot."""
     return _job(rt).dump(slot, run_id=run_id, token=token, say=rt.say)
 
 
-def draft_key(rt: Runtime, key: str) -> str:
+def draft_key(rt: Runtime[BackupSections], key: str) -> str:
     """Where the draft manifest of the upload at ``key`` waits for its verification: under
     ``.incoming/``, which the inventory never takes for a backup and retention empties of
     whatever is older than ``backup.stale_upload_hours`` (a draft whose run failed)."""
     return f"{rt.config.backup.prefix}{INCOMING_DIR}{key.rsplit('/', 1)[-1]}{DRAFT_SUFFIX}"
 
 
-def stage_draft(rt: Runtime, draft: dict[str, Any]) -> dict[str, Any]:
+def stage_draft(rt: Runtime[BackupSections], draft: dict[str, Any]) -> dict[str, Any]:
     """Put the draft manifest (its schema and row counts grow with the tables) in the bucket; what
     the next steps need to find it, a few hundred bytes whatever the database."""
     where = draft_key(rt, draft["key"])
@@ -84,7 +96,7 @@ def stage_draft(rt: Runtime, draft: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def load_draft(rt: Runtime, staged: dict[str, Any]) -> dict[str, Any]:
+def load_draft(rt: Runtime[BackupSections], staged: dict[str, Any]) -> dict[str, Any]:
     """The draft manifest that :func:`stage_draft` put in the bucket, checked to be that upload's.
 
     A whole draft (what a run of an earlier version passed along) is taken as it is.
@@ -110,7 +122,7 @@ def load_draft(rt: Runtime, staged: dict[str, Any]) -> dict[str, Any]:
     return draft
 
 
-def discard_draft(rt: Runtime, staged: dict[str, Any]) -> None:
+def discard_draft(rt: Runtime[BackupSections], staged: dict[str, Any]) -> None:
     """Remove the draft once its manifest is published; one left behind goes with retention."""
     if "draft_key" not in staged:
         return
@@ -120,7 +132,7 @@ def discard_draft(rt: Runtime, staged: dict[str, Any]) -> None:
         rt.warn(f"the draft manifest stays until retention removes it as stale: {exc}")
 
 
-def verify_backup(rt: Runtime, draft: dict[str, Any]) -> dict[str, Any]:
+def verify_backup(rt: Runtime[BackupSections], draft: dict[str, Any]) -> dict[str, Any]:
     """The upload's verification record: the in-flight checks (or a read-back), against the draft."""
     read_back = rt.config.backup.verify_read_back
     verification = verify_upload(rt.store(), draft, rt.binaries, read_back=read_back)
@@ -131,14 +143,16 @@ def verify_backup(rt: Runtime, draft: dict[str, Any]) -> dict[str, Any]:
     return verification
 
 
-def publish_backup(rt: Runtime, draft: dict[str, Any], verification: dict[str, Any]) -> Manifest:
+def publish_backup(
+    rt: Runtime[BackupSections], draft: dict[str, Any], verification: dict[str, Any]
+) -> Manifest:
     """Make the verified upload a backup: its manifest, written last."""
     manifest = _job(rt).publish(draft, verification)
     rt.say(f"published {rt.store().url(manifest.key)} with its manifest")
     return manifest
 
 
-def apply_retention(rt: Runtime, published: Published, *, dry_run: bool) -> RetentionOutcome:
+def apply_retention(rt: Runtime[BackupSections], published: Published, *, dry_run: bool) -> RetentionOutcome:
     """Retention relative to this run's backup (its snapshot time), only once it is verified."""
     store = rt.store()
     require_this_run_verified(store, published.key)
@@ -153,14 +167,14 @@ def apply_retention(rt: Runtime, published: Published, *, dry_run: bool) -> Rete
     )
 
 
-def notify_success(rt: Runtime, published: Published) -> None:
+def notify_success(rt: Runtime[BackupSections], published: Published) -> None:
     if not rt.config.backup.notify_on_success:
         rt.say("success notifications are off (backup.notify_on_success)")
         return
     rt.notify(report.success_message(published))
 
 
-def publish_metrics(rt: Runtime, published: Published | None) -> list[Metric]:
+def publish_metrics(rt: Runtime[BackupSections], published: Published | None) -> list[Metric]:
     """The run's metrics: the published backup's, or ``stellar_backup_success=0``."""
     points = report.backup_metrics(published)
     rt.publish_metrics(DAG_ID, points)

@@ -225,7 +225,7 @@ def redis_target(url: str) -> RedisTarget:
     )
 
 
-def runtime(env: Mapping[str, str] | None = None) -> Runtime:
+def runtime(env: Mapping[str, str] | None = None) -> Runtime[StellarOpsConfig]:
     """What a step runs with in the CLI: the config and targets of the environment, said on stderr."""
     config = config_from_env(env)
     return Runtime(config, EnvResources(config, env), say=say, warn=warn)

@@ -20,7 +20,7 @@ from stellar_ops.core.errors import StellarOpsError
 from stellar_ops.core.incidents import Incident, assemble, draft_key, legacy_key, review_draft
 from stellar_ops.core.runbooks import runbook_link
 from stellar_ops.core.taxonomy import DagEntry
-from stellar_ops.registry import procedure_for
+from stellar_ops.registry import StellarOpsConfig, procedure_for
 from stellar_ops.runtime import Runtime
 
 
@@ -63,7 +63,9 @@ def _mentions(document: dict[str, Any], run_id: str) -> bool:
     )
 
 
-def _resolved(rt: Runtime, dag_id: str, run_id: str) -> tuple[Incident, dict[str, Any]] | None:
+def _resolved(
+    rt: Runtime[StellarOpsConfig], dag_id: str, run_id: str
+) -> tuple[Incident, dict[str, Any]] | None:
     store = rt.store()
     place = f"{rt.config.backup.prefix}incidents/"
     for obj in sorted(store.list_objects(place, recursive=False), key=lambda o: o.key, reverse=True):

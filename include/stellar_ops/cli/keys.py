@@ -45,7 +45,7 @@ def register(sub: Any) -> None:
     discard.set_defaults(func=cmd_discard)
 
 
-def cli_tools(rt: Runtime) -> Tools:
+def cli_tools(rt: Runtime[flow.RotationSections]) -> Tools:
     def secrets_client() -> Any:
         import boto3
 

@@ -14,7 +14,7 @@ from stellar_ops.cli.env import airflow_url
 from stellar_ops.core.alerts import failure_alert, failure_message
 from stellar_ops.core.errors import StellarOpsError
 from stellar_ops.registry import procedure_for
-from stellar_ops.runtime import Runtime
+from stellar_ops.runtime import Runtime, RuntimeConfig
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -23,7 +23,7 @@ P = ParamSpec("P")
 class Steps:
     """Runs steps of ``dag_id`` as run ``cli-<pid>``; remembers which ones failed."""
 
-    def __init__(self, rt: Runtime, dag_id: str) -> None:
+    def __init__(self, rt: Runtime[RuntimeConfig], dag_id: str) -> None:
         self.rt = rt
         self.entry = procedure_for(dag_id)
         self.run_id = f"cli-{os.getpid()}"

@@ -11,23 +11,33 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
+from stellar_ops.catalogue.location import BackupLocation
 from stellar_ops.core.errors import StellarOpsError
 from stellar_ops.health import certificates, disk, freshness, lag, overnight, services, summary, tls_probe
-from stellar_ops.health.config import CHECK_NAMES
+from stellar_ops.health.config import CHECK_NAMES, HealthConfig
 from stellar_ops.health.results import CheckResult, run_all, run_bounded
-from stellar_ops.runtime import Runtime
+from stellar_ops.runtime import Runtime, RuntimeConfig
 
 DAG_ID = "morning_health_check"
 
 
-def state_key(rt: Runtime, name: str) -> str:
+class HealthSections(RuntimeConfig, Protocol):
+    """The sections the health check reads: ``backup`` (where), ``health``, and the runtime's own."""
+
+    @property
+    def backup(self) -> BackupLocation: ...
+    @property
+    def health(self) -> HealthConfig: ...
+
+
+def state_key(rt: Runtime[HealthSections], name: str) -> str:
     """Where a check keeps what the next check compares with (the bucket: any worker reads it)."""
     return f"{rt.config.backup.prefix}health/{name}.json"
 
 
-def _read_state(rt: Runtime, name: str) -> dict[str, Any] | None:
+def _read_state(rt: Runtime[HealthSections], name: str) -> dict[str, Any] | None:
     try:
         store = rt.store()
         key = state_key(rt, name)
@@ -38,14 +48,14 @@ def _read_state(rt: Runtime, name: str) -> dict[str, Any] | None:
     return document if isinstance(document, dict) else None
 
 
-def _write_state(rt: Runtime, name: str, document: dict[str, Any]) -> None:
+def _write_state(rt: Runtime[HealthSections], name: str, document: dict[str, Any]) -> None:
     try:
         rt.store().put_json(state_key(rt, name), document)
     except StellarOpsError as exc:
         rt.warn(f"what this check saw ({name}) could not be recorded for the next one: {exc}")
 
 
-def _docker(rt: Runtime) -> tuple[Any | None, str | None]:
+def _docker(rt: Runtime[HealthSections]) -> tuple[Any | None, str | None]:
     try:
         client = rt.resources.docker()
         if client is not None:
@@ -55,7 +65,7 @@ def _docker(rt: Runtime) -> tuple[Any | None, str | None]:
     return client, None if client is not None else "no Docker connection"
 
 
-def check_services(rt: Runtime, *, record: bool = True) -> CheckResult:
+def check_services(rt: Runtime[HealthSections], *, record: bool = True) -> CheckResult:
     settings = rt.config.health
     timeout = settings.probe_timeout_seconds
     client, why_not = (None, None) if settings.services_source == "endpoints" else _docker(rt)
@@ -86,7 +96,7 @@ def check_services(rt: Runtime, *, record: bool = True) -> CheckResult:
     return services.by_endpoints(probes, note=why_not)
 
 
-def check_alerts(rt: Runtime, *, record: bool = True) -> CheckResult:
+def check_alerts(rt: Runtime[HealthSections], *, record: bool = True) -> CheckResult:
     settings = rt.config.health
     endpoint = rt.resources.endpoint("alertmanager")
     if endpoint is None:
@@ -105,14 +115,14 @@ def check_alerts(rt: Runtime, *, record: bool = True) -> CheckResult:
     return result
 
 
-def check_backups(rt: Runtime) -> CheckResult:
+def check_backups(rt: Runtime[HealthSections]) -> CheckResult:
     backup = rt.config.backup
     return freshness.check(
         rt.store(), backup.prefix, backup.legacy_prefix, rt.config.health, datetime.now(UTC)
     )
 
 
-def check_disk(rt: Runtime) -> CheckResult:
+def check_disk(rt: Runtime[HealthSections]) -> CheckResult:
     settings = rt.config.health
     where = disk.places(settings)
     if settings.disk_volumes:
@@ -137,14 +147,16 @@ def _volume(client: Any | None, name: str, why_not: str | None) -> disk.Place:
     return disk.Place(label, mountpoint)
 
 
-def check_indexer_lag(rt: Runtime) -> CheckResult:
+def check_indexer_lag(rt: Runtime[HealthSections]) -> CheckResult:
     endpoint = rt.resources.endpoint("api")
     if endpoint is None:
         return CheckResult(lag.NAME, "unknown", "no API connection (connections.api)")
     return lag.check(lag.fetch(endpoint, rt.config.health.probe_timeout_seconds), rt.config.health)
 
 
-def check_certificates(rt: Runtime, prober: certificates.Prober = tls_probe.probe) -> CheckResult:
+def check_certificates(
+    rt: Runtime[HealthSections], prober: certificates.Prober = tls_probe.probe
+) -> CheckResult:
     try:
         store = rt.store()
     except StellarOpsError as exc:
@@ -171,12 +183,12 @@ CHECKS: dict[str, Check] = {
 assert tuple(CHECKS) == CHECK_NAMES
 
 
-def _bound(rt: Runtime, name: str, record: bool) -> Callable[[], CheckResult]:
+def _bound(rt: Runtime[HealthSections], name: str, record: bool) -> Callable[[], CheckResult]:
     spec = CHECKS[name]
     return (lambda: spec.run(rt, record=record)) if spec.records else (lambda: spec.run(rt))
 
 
-def check(rt: Runtime, name: str, *, record: bool = True) -> CheckResult:
+def check(rt: Runtime[HealthSections], name: str, *, record: bool = True) -> CheckResult:
     """One check under ``health.check_timeout_seconds``; said as one line."""
     if name not in CHECKS:
         raise StellarOpsError(f"no health check named {name!r}; the checks are {', '.join(CHECKS)}")
@@ -185,7 +197,9 @@ def check(rt: Runtime, name: str, *, record: bool = True) -> CheckResult:
     return result
 
 
-def check_all(rt: Runtime, names: list[str] | None = None, *, record: bool = True) -> list[CheckResult]:
+def check_all(
+    rt: Runtime[HealthSections], names: list[str] | None = None, *, record: bool = True
+) -> list[CheckResult]:
     """The checks named (all by default) at once, each under its own timeout."""
     chosen = list(names or CHECKS)
     unknown = [n for n in chosen if n not in CHECKS]
@@ -199,7 +213,7 @@ def check_all(rt: Runtime, names: list[str] | None = None, *, record: bool = Tru
     return results
 
 
-def _say(rt: Runtime, result: CheckResult) -> None:
+def _say(rt: Runtime[HealthSections], result: CheckResult) -> None:
     line = f"{result.name}: {result.status}: {result.detail}"
     (rt.warn if result.status in ("warning", "critical", "unknown") else rt.say)(line)
 
@@ -211,7 +225,7 @@ class Summary:
     message: dict[str, Any]
 
 
-def summarize(rt: Runtime, results: list[CheckResult], *, run: str) -> Summary:
+def summarize(rt: Runtime[HealthSections], results: list[CheckResult], *, run: str) -> Summary:
     """Send the one message (on the route of the worst critical check's alert) and push the metrics."""
     payload = summary.message(results, rt.config.alerts, run=run)
     rt.notify(payload, summary.severity(results))

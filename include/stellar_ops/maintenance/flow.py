@@ -4,18 +4,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from stellar_ops.core.errors import StellarOpsError
 from stellar_ops.core.metrics import run_finished
 from stellar_ops.maintenance import summary, vacuum
+from stellar_ops.maintenance.config import MaintenanceConfig
 from stellar_ops.maintenance.vacuum import StatStatements, TableBloat
-from stellar_ops.runtime import Runtime
+from stellar_ops.runtime import Runtime, RuntimeConfig
 
 DAG_ID = "db_maintenance"
 # Of a per-table list that one step hands the next (an XCom in the DAG): the worst first. The
 # task log names every table; the lists grow with the tables, the handover must not.
 SHOWN = 10
+
+
+class MaintenanceSections(RuntimeConfig, Protocol):
+    """The sections db_maintenance's steps read: ``maintenance``, and the runtime's own."""
+
+    @property
+    def maintenance(self) -> MaintenanceConfig: ...
 
 
 @dataclass(frozen=True)
@@ -25,12 +33,12 @@ class OutsideWindow:
     reason: str
 
 
-def tables(rt: Runtime, chosen: list[str] | None) -> list[str]:
+def tables(rt: Runtime[MaintenanceSections], chosen: list[str] | None) -> list[str]:
     """The tables asked for, else ``maintenance.tables`` (empty: every table)."""
     return list(chosen) if chosen else list(rt.config.maintenance.tables)
 
 
-def check_pg_stat_statements(rt: Runtime) -> StatStatements:
+def check_pg_stat_statements(rt: Runtime[MaintenanceSections]) -> StatStatements:
     status = vacuum.ensure_pg_stat_statements(rt.database())
     if status.warning:
         rt.warn(status.warning)
@@ -39,7 +47,9 @@ def check_pg_stat_statements(rt: Runtime) -> StatStatements:
     return status
 
 
-def measure_bloat(rt: Runtime, chosen: list[str] | None, *, when: str = "before") -> list[TableBloat]:
+def measure_bloat(
+    rt: Runtime[MaintenanceSections], chosen: list[str] | None, *, when: str = "before"
+) -> list[TableBloat]:
     settings = rt.config.maintenance
     report = vacuum.bloat_report_for(rt.database(), settings, tables(rt, chosen))
     rt.say(f"bloat {when} VACUUM ANALYZE:\n{vacuum.format_report(report)}")
@@ -53,7 +63,7 @@ def measure_bloat(rt: Runtime, chosen: list[str] | None, *, when: str = "before"
     return report
 
 
-def window_check(rt: Runtime, now: datetime, *, manual: bool) -> OutsideWindow | None:
+def window_check(rt: Runtime[MaintenanceSections], now: datetime, *, manual: bool) -> OutsideWindow | None:
     """None inside the low-traffic window; outside it, a manual run goes on with a warning."""
     settings = rt.config.maintenance
     if vacuum.in_window(now, settings.window_start_utc, settings.window_end_utc):
@@ -68,7 +78,7 @@ def window_check(rt: Runtime, now: datetime, *, manual: bool) -> OutsideWindow |
     )
 
 
-def vacuum_analyze(rt: Runtime, chosen: list[str] | None) -> dict[str, float]:
+def vacuum_analyze(rt: Runtime[MaintenanceSections], chosen: list[str] | None) -> dict[str, float]:
     return vacuum.vacuum_analyze(
         rt.database(),
         tables=tables(rt, chosen),
@@ -128,7 +138,7 @@ class VacuumSummary:
 
 
 def report_bloat(
-    rt: Runtime, before: list[dict[str, Any]] | dict[str, Any], chosen: list[str] | None
+    rt: Runtime[MaintenanceSections], before: list[dict[str, Any]] | dict[str, Any], chosen: list[str] | None
 ) -> dict[str, Any]:
     """The bloat report again after the vacuum; ``top`` pairs the tables with the most dead tuples
     before it (worst first) with their state after it. ``before`` is the report before the
@@ -181,7 +191,7 @@ def report_bloat(
 
 
 def send_summary(
-    rt: Runtime,
+    rt: Runtime[MaintenanceSections],
     statements: dict[str, Any],
     vacuumed: dict[str, float] | VacuumSummary,
     bloat: dict[str, Any],

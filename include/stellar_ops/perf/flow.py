@@ -10,22 +10,32 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from stellar_ops.catalogue.keys import INCOMING_DIR
+from stellar_ops.catalogue.location import BackupLocation
 from stellar_ops.core.alerts import info_message
 from stellar_ops.core.errors import ConfigError, MissingConnectionError, StellarOpsError
 from stellar_ops.perf import database, report, sources
 from stellar_ops.perf.checks import CheckResult, unknown
 from stellar_ops.perf.compare import compare
-from stellar_ops.perf.config import CHECKS
-from stellar_ops.runtime import Runtime
+from stellar_ops.perf.config import CHECKS, PerfConfig
+from stellar_ops.runtime import Runtime, RuntimeConfig
 
 DAG_ID = report.DAG_ID
 SLACK_TEXT_LIMIT = 2900  # a Slack section block holds 3000 characters
 
 
-def select_checks(rt: Runtime, chosen: list[str] | None) -> list[str]:
+class PerfSections(RuntimeConfig, Protocol):
+    """The sections perf_analysis's steps read: ``backup`` (where), ``perf``, and the runtime's own."""
+
+    @property
+    def backup(self) -> BackupLocation: ...
+    @property
+    def perf(self) -> PerfConfig: ...
+
+
+def select_checks(rt: Runtime[PerfSections], chosen: list[str] | None) -> list[str]:
     """The checks asked for (in the canonical order), else ``perf.checks``."""
     names = list(chosen) if chosen else list(rt.config.perf.checks)
     unknown_names = [n for n in names if n not in CHECKS]
@@ -38,7 +48,7 @@ def select_checks(rt: Runtime, chosen: list[str] | None) -> list[str]:
     return [n for n in CHECKS if n in names]
 
 
-def run_check(rt: Runtime, name: str) -> CheckResult:
+def run_check(rt: Runtime[PerfSections], name: str) -> CheckResult:
     settings = rt.config.perf
     if name in database.DATABASE_CHECKS:
         result = _database_check(rt, name)
@@ -59,7 +69,7 @@ def run_check(rt: Runtime, name: str) -> CheckResult:
     return result
 
 
-def _containers(rt: Runtime) -> CheckResult:
+def _containers(rt: Runtime[PerfSections]) -> CheckResult:
     try:
         # the client asks the daemon its API version as it is made
         client = rt.resources.docker()
@@ -74,7 +84,7 @@ def _line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:200]
 
 
-def _database_check(rt: Runtime, name: str) -> CheckResult:
+def _database_check(rt: Runtime[PerfSections], name: str) -> CheckResult:
     try:
         target = rt.database()
     except MissingConnectionError as exc:
@@ -93,7 +103,7 @@ class Previous:
     reason: str | None = None
 
 
-def find_previous(rt: Runtime, day: date, compare_to: str | None) -> Previous:
+def find_previous(rt: Runtime[PerfSections], day: date, compare_to: str | None) -> Previous:
     """The report named by ``compare_to``; else last week's, else the newest one before ``day``."""
     store = rt.store()
     prefix = rt.config.perf.report_prefix
@@ -115,7 +125,7 @@ def find_previous(rt: Runtime, day: date, compare_to: str | None) -> Previous:
 
 
 def assemble_report(
-    rt: Runtime,
+    rt: Runtime[PerfSections],
     results: list[dict[str, Any]],
     *,
     day: date,
@@ -189,7 +199,9 @@ def assemble_report(
     }
 
 
-def publish_report(rt: Runtime, document: dict[str, Any], *, where: str | None = None) -> dict[str, Any]:
+def publish_report(
+    rt: Runtime[PerfSections], document: dict[str, Any], *, where: str | None = None
+) -> dict[str, Any]:
     """States to the Pushgateway, the summary to Slack, and an alert per kind of critical finding.
 
     ``where`` is the JSON report's URL; the Markdown report sits beside it (:func:`report.report_key`).
@@ -214,14 +226,14 @@ def publish_report(rt: Runtime, document: dict[str, Any], *, where: str | None =
     }
 
 
-def result_key(rt: Runtime, run_id: str, name: str) -> str:
+def result_key(rt: Runtime[PerfSections], run_id: str, name: str) -> str:
     """Where one run's check result waits for ``assemble_report``: under the bucket's
     ``<backup.prefix>.incoming/`` (retention removes what is older than ``backup.stale_upload_hours``)."""
     run = re.sub(r"[^A-Za-z0-9._-]", "_", run_id)
     return f"{rt.config.backup.prefix}{INCOMING_DIR}perf/{run}/{name}.json"
 
 
-def stage_result(rt: Runtime, result: CheckResult, run_id: str) -> dict[str, Any]:
+def stage_result(rt: Runtime[PerfSections], result: CheckResult, run_id: str) -> dict[str, Any]:
     """Put a check's result (its values and findings grow with the database) in the bucket; its
     state and one line, and where the rest is."""
     key = result_key(rt, run_id, result.check)
@@ -235,13 +247,13 @@ def stage_result(rt: Runtime, result: CheckResult, run_id: str) -> dict[str, Any
     }
 
 
-def load_results(rt: Runtime, staged: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def load_results(rt: Runtime[PerfSections], staged: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The check results :func:`stage_result` put aside (a whole result is taken as it is)."""
     store = rt.store()
     return [store.get_json(item["result_key"]) if "result_key" in item else item for item in staged]
 
 
-def discard_results(rt: Runtime, staged: list[dict[str, Any]]) -> None:
+def discard_results(rt: Runtime[PerfSections], staged: list[dict[str, Any]]) -> None:
     """Remove the staged results once the report holds them; a leftover goes with retention."""
     for item in staged:
         if "result_key" in item:
@@ -251,7 +263,7 @@ def discard_results(rt: Runtime, staged: list[dict[str, Any]]) -> None:
                 rt.warn(f"{item['result_key']} stays until retention removes it: {exc}")
 
 
-def load_report(rt: Runtime, key: str) -> dict[str, Any]:
+def load_report(rt: Runtime[PerfSections], key: str) -> dict[str, Any]:
     return rt.store().get_json(key)  # type: ignore[no-any-return]
 
 

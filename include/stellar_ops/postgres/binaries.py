@@ -7,10 +7,18 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from stellar_ops.core.errors import ConfigError, PrerequisiteError
 
 CLIENT_PROGRAMS = ("pg_dump", "pg_dumpall", "pg_restore", "psql")
+
+
+class BinariesSetting(Protocol):
+    """A configuration section saying where the client programs are (the ``backup`` section)."""
+
+    @property
+    def pg_bin_dir(self) -> str | None: ...
 
 
 @dataclass(frozen=True)

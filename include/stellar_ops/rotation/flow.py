@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from stellar_ops.core.alerts import Finding, info_message
 from stellar_ops.core.durations import humanize_duration
@@ -20,13 +20,20 @@ from stellar_ops.core.metrics import run_finished
 from stellar_ops.core.taxonomy import SEVERITIES
 from stellar_ops.rotation import api, keys, ledger
 from stellar_ops.rotation.backends import Tools
-from stellar_ops.rotation.config import KEY_SETS
+from stellar_ops.rotation.config import KEY_SETS, RotationConfig
 from stellar_ops.rotation.keystore import KeyState
-from stellar_ops.runtime import Runtime
+from stellar_ops.runtime import Runtime, RuntimeConfig
 
 DAG_ID = "api_key_rotation"
 AUDIT_DAG_ID = "secrets_rotation_audit"
 REASONS = ("scheduled", "compromise")
+
+
+class RotationSections(RuntimeConfig, Protocol):
+    """The sections the rotation and the secrets audit read: ``rotation``, and the runtime's own."""
+
+    @property
+    def rotation(self) -> RotationConfig: ...
 
 
 class RotationError(StellarOpsError):
@@ -82,7 +89,7 @@ def _mine(state: KeyState, plan: Plan) -> tuple[list[str], list[str]]:
 
 
 def plan(
-    rt: Runtime,
+    rt: Runtime[RotationSections],
     *,
     key_set: str,
     count: int,
@@ -138,7 +145,7 @@ def waiting_message(plan: Plan, others: list[str], *, dag_id: str, run_id: str) 
     )
 
 
-def generate(rt: Runtime, tools: Tools, plan: Plan) -> dict[str, Any]:
+def generate(rt: Runtime[RotationSections], tools: Tools, plan: Plan) -> dict[str, Any]:
     """New keys as pending (reused when this rotation already made them); the served set as outgoing."""
     state = _state(tools, plan)
     if state.pending is not None and state.rotation_id != plan.rotation_id:
@@ -161,7 +168,9 @@ def generate(rt: Runtime, tools: Tools, plan: Plan) -> dict[str, Any]:
     return result
 
 
-def notify(rt: Runtime, plan: Plan, generated: dict[str, Any], now: datetime) -> dict[str, Any]:
+def notify(
+    rt: Runtime[RotationSections], plan: Plan, generated: dict[str, Any], now: datetime
+) -> dict[str, Any]:
     """Tell the API's consumers when the new keys start and the old ones stop; a compromise pages."""
     starts = now
     stops = now + plan.window
@@ -190,7 +199,7 @@ def notify(rt: Runtime, plan: Plan, generated: dict[str, Any], now: datetime) ->
     }
 
 
-def add(rt: Runtime, tools: Tools, plan: Plan) -> dict[str, Any]:
+def add(rt: Runtime[RotationSections], tools: Tools, plan: Plan) -> dict[str, Any]:
     """Serve the new keys alongside the old ones (from the API's next start)."""
     pending, outgoing = _mine(_state(tools, plan), plan)
     both = outgoing + [k for k in pending if k not in outgoing]
@@ -199,7 +208,9 @@ def add(rt: Runtime, tools: Tools, plan: Plan) -> dict[str, Any]:
     return {"served": keys.fingerprints(both)}
 
 
-def restart(rt: Runtime, tools: Tools, plan: Plan, phase: str, now: datetime | None = None) -> dict[str, Any]:
+def restart(
+    rt: Runtime[RotationSections], tools: Tools, plan: Plan, phase: str, now: datetime | None = None
+) -> dict[str, Any]:
     """Restart the API and wait until it answers healthy with a key valid before and after."""
     state = _state(tools, plan)
     served = list(state.served)
@@ -223,11 +234,11 @@ def restart(rt: Runtime, tools: Tools, plan: Plan, phase: str, now: datetime | N
     return result
 
 
-def _checks(tools: Tools, plan: Plan, rt: Runtime, wanted: list[str]) -> list[api.KeyCheck]:
+def _checks(tools: Tools, plan: Plan, rt: Runtime[RotationSections], wanted: list[str]) -> list[api.KeyCheck]:
     return api.check_keys(tools.api, rt.config.rotation.probe_paths[plan.key_set], wanted)
 
 
-def rollback(rt: Runtime, tools: Tools, plan: Plan, why: str) -> None:
+def rollback(rt: Runtime[RotationSections], tools: Tools, plan: Plan, why: str) -> None:
     """Serve the outgoing set again, restart, discard the pending keys, alert P2."""
     state = _state(tools, plan)
     outgoing = list(state.outgoing or ())
@@ -249,7 +260,7 @@ def rollback(rt: Runtime, tools: Tools, plan: Plan, why: str) -> None:
     )
 
 
-def test(rt: Runtime, tools: Tools, plan: Plan) -> dict[str, Any]:
+def test(rt: Runtime[RotationSections], tools: Tools, plan: Plan) -> dict[str, Any]:
     """Every new key is accepted and every old one still is; else roll back."""
     pending, outgoing = _mine(_state(tools, plan), plan)
     checks = _checks(tools, plan, rt, pending + outgoing)
@@ -262,7 +273,7 @@ def test(rt: Runtime, tools: Tools, plan: Plan) -> dict[str, Any]:
     return {"accepted": [c.fingerprint for c in checks]}
 
 
-def remove(rt: Runtime, tools: Tools, plan: Plan) -> dict[str, Any]:
+def remove(rt: Runtime[RotationSections], tools: Tools, plan: Plan) -> dict[str, Any]:
     """Serve only the new keys (from the API's next start), unless this runner's own API key is
     one of the old ones: removing it would lock this project's DAGs and CLI out of the API."""
     pending, outgoing = _mine(_state(tools, plan), plan)
@@ -280,7 +291,7 @@ def remove(rt: Runtime, tools: Tools, plan: Plan) -> dict[str, Any]:
     return {"served": keys.fingerprints(pending)}
 
 
-def verify(rt: Runtime, tools: Tools, plan: Plan) -> dict[str, Any]:
+def verify(rt: Runtime[RotationSections], tools: Tools, plan: Plan) -> dict[str, Any]:
     """The old keys are refused and the new ones accepted."""
     pending, outgoing = _mine(_state(tools, plan), plan)
     old = [k for k in outgoing if k not in pending]
@@ -296,7 +307,7 @@ def verify(rt: Runtime, tools: Tools, plan: Plan) -> dict[str, Any]:
     return {"accepted": [c.fingerprint for c in new_checks], "refused": [c.fingerprint for c in old_checks]}
 
 
-def finish(rt: Runtime, tools: Tools, plan: Plan, now: datetime, by: str) -> dict[str, Any]:
+def finish(rt: Runtime[RotationSections], tools: Tools, plan: Plan, now: datetime, by: str) -> dict[str, Any]:
     """Pending becomes current, outgoing is kept as previous; the ledger records the rotation."""
     state = _state(tools, plan)
     if state.pending is not None and state.rotation_id == plan.rotation_id:
@@ -327,7 +338,7 @@ def finish(rt: Runtime, tools: Tools, plan: Plan, now: datetime, by: str) -> dic
     return {"current": keys.fingerprints(done.served), "previous": keys.fingerprints(done.previous or ())}
 
 
-def discard(rt: Runtime, tools: Tools, plan: Plan, why: str) -> dict[str, Any]:
+def discard(rt: Runtime[RotationSections], tools: Tools, plan: Plan, why: str) -> dict[str, Any]:
     """A rejected approval: forget this rotation's pending keys; what is served stays as it is."""
     state = _state(tools, plan)
     if state.pending is None or state.rotation_id != plan.rotation_id:
@@ -342,13 +353,13 @@ def discard(rt: Runtime, tools: Tools, plan: Plan, why: str) -> dict[str, Any]:
     return {"discarded": discarded, "served": served}
 
 
-def audit_key(rt: Runtime, plan: Plan) -> str:
+def audit_key(rt: Runtime[RotationSections], plan: Plan) -> str:
     run = "".join(c if c.isalnum() or c in "-_." else "_" for c in plan.run_id)
     return f"{rt.config.rotation.audit_prefix}{plan.rotation_id}/{run}.json"
 
 
 def record_audit(
-    rt: Runtime,
+    rt: Runtime[RotationSections],
     plan: Plan,
     *,
     outcome: str,
@@ -381,7 +392,7 @@ def record_audit(
     return {"key": key, "outcome": outcome}
 
 
-def audit_secrets(rt: Runtime, now: datetime) -> list[ledger.Overdue]:
+def audit_secrets(rt: Runtime[RotationSections], now: datetime) -> list[ledger.Overdue]:
     """The ledger's overdue secrets, in one alert (a digest) that names each with how overdue it
     is and the procedure that rotates it, at the highest severity among them; none, no alert.
 
@@ -396,7 +407,7 @@ def audit_secrets(rt: Runtime, now: datetime) -> list[ledger.Overdue]:
             rt.warn(f"the audit's end was not pushed: {exc}")
 
 
-def _audit_secrets(rt: Runtime, now: datetime) -> list[ledger.Overdue]:
+def _audit_secrets(rt: Runtime[RotationSections], now: datetime) -> list[ledger.Overdue]:
     settings = rt.config.rotation
     document = ledger.load(rt.store(), settings.ledger_key)
     found = ledger.overdue(document, settings.periods_days, settings.procedures, now)

@@ -16,14 +16,15 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
+from stellar_ops.catalogue.location import BackupLocation
 from stellar_ops.core import metrics
 from stellar_ops.core.alerts import Finding, info_message
 from stellar_ops.core.errors import ConfigError, StellarOpsError
 from stellar_ops.core.metrics import Metric
 from stellar_ops.probes.tls import STATES, Target, TlsProbe, probe_many, probe_target
-from stellar_ops.runtime import Runtime
+from stellar_ops.runtime import Runtime, RuntimeConfig
 from stellar_ops.tls import policy, renewal
 from stellar_ops.tls.config import TlsConfig, TlsDomain
 
@@ -38,11 +39,20 @@ ALERTING_STATES = ("critical", "expired", "invalid")
 LATEST_FIELDS = ("host", "port", "server_name", "state", "days_left", "not_after", "error")
 
 
-def latest_key(rt: Runtime) -> str:
+class TlsSections(RuntimeConfig, Protocol):
+    """The sections tls_cert_check's steps read: ``backup`` (where), ``tls``, and the runtime's own."""
+
+    @property
+    def backup(self) -> BackupLocation: ...
+    @property
+    def tls(self) -> TlsConfig: ...
+
+
+def latest_key(rt: Runtime[TlsSections]) -> str:
     return f"{rt.config.backup.prefix}tls/latest.json"
 
 
-def list_domains(rt: Runtime, chosen: Iterable[str] | None = None) -> list[TlsDomain]:
+def list_domains(rt: Runtime[TlsSections], chosen: Iterable[str] | None = None) -> list[TlsDomain]:
     """``tls.domains``, or those named in ``chosen`` (by label, SNI name or host), in config order."""
     settings = rt.config.tls
     if not settings.domains:
@@ -144,13 +154,13 @@ def finding_for(result: TlsProbe) -> Finding | None:
     return None
 
 
-def _report(rt: Runtime, result: TlsProbe) -> None:
+def _report(rt: Runtime[TlsSections], result: TlsProbe) -> None:
     line = describe(result)
     (rt.say if result.state == "ok" else rt.warn)(line)
     rt.publish_metrics(DAG_ID, metrics_for(result), grouping={"domain": result.label})
 
 
-def probe_domain(rt: Runtime, domain: TlsDomain, *, alert: bool = True) -> TlsProbe:
+def probe_domain(rt: Runtime[TlsSections], domain: TlsDomain, *, alert: bool = True) -> TlsProbe:
     """Probe one domain, log its state, push its metrics and send its alert (if one is due)."""
     result = probe_target(domain.target(), **_probe_options(rt.config.tls))
     _report(rt, result)
@@ -160,7 +170,9 @@ def probe_domain(rt: Runtime, domain: TlsDomain, *, alert: bool = True) -> TlsPr
     return result
 
 
-def probe_domains(rt: Runtime, domains: list[TlsDomain], *, alert: bool = True) -> list[TlsProbe]:
+def probe_domains(
+    rt: Runtime[TlsSections], domains: list[TlsDomain], *, alert: bool = True
+) -> list[TlsProbe]:
     """:func:`probe_domain` for many domains, probing at most ``tls.max_concurrency`` at once."""
     settings = rt.config.tls
     results = probe_many(
@@ -174,7 +186,7 @@ def probe_domains(rt: Runtime, domains: list[TlsDomain], *, alert: bool = True) 
     return results
 
 
-def _runner(rt: Runtime) -> renewal.Runner:
+def _runner(rt: Runtime[TlsSections]) -> renewal.Runner:
     if rt.config.tls.executor == "local":
         return renewal.LocalRunner()
     client = rt.resources.docker()
@@ -185,12 +197,12 @@ def _runner(rt: Runtime) -> renewal.Runner:
     return renewal.DockerRunner(client)
 
 
-def renewal_key(rt: Runtime, domain: TlsDomain) -> str:
+def renewal_key(rt: Runtime[TlsSections], domain: TlsDomain) -> str:
     """Where the last renewal of ``domain``'s certificate (its certbot lineage) is recorded."""
     return f"{rt.config.backup.prefix}tls/renewals/{domain.lineage}.json"
 
 
-def last_renewal(rt: Runtime, domain: TlsDomain) -> policy.RenewalRecord | None:
+def last_renewal(rt: Runtime[TlsSections], domain: TlsDomain) -> policy.RenewalRecord | None:
     """The recorded last renewal of ``domain``'s certificate, by any run or worker; None if never."""
     key = renewal_key(rt, domain)
     store = rt.store()
@@ -208,12 +220,12 @@ def last_renewal(rt: Runtime, domain: TlsDomain) -> policy.RenewalRecord | None:
         ) from None
 
 
-def _save_renewal(rt: Runtime, domain: TlsDomain, record: policy.RenewalRecord) -> None:
+def _save_renewal(rt: Runtime[TlsSections], domain: TlsDomain, record: policy.RenewalRecord) -> None:
     rt.store().put_json(renewal_key(rt, domain), record.as_dict())
 
 
 def renew_domain(
-    rt: Runtime,
+    rt: Runtime[TlsSections],
     domain: TlsDomain,
     before: Mapping[str, Any],
     *,
@@ -304,7 +316,7 @@ def renew_domain(
 
 
 def _short_lifetime(
-    rt: Runtime,
+    rt: Runtime[TlsSections],
     domain: TlsDomain,
     after: TlsProbe,
     lifetime: int | None,
@@ -352,7 +364,7 @@ def short_lifetime_finding(settings: TlsConfig, domain: TlsDomain, after: TlsPro
     )
 
 
-def _reprobe(rt: Runtime, domain: TlsDomain, before: Mapping[str, Any]) -> TlsProbe:
+def _reprobe(rt: Runtime[TlsSections], domain: TlsDomain, before: Mapping[str, Any]) -> TlsProbe:
     """Probe until a new certificate is served three times in a row, or attempts run out.
 
     After a reload nginx's old workers drain for a moment and may still answer with the old
@@ -379,7 +391,7 @@ def latest_entry(result: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def record_results(
-    rt: Runtime,
+    rt: Runtime[TlsSections],
     probes: Iterable[Mapping[str, Any]],
     renewals: Iterable[Mapping[str, Any] | None] = (),
     *,
@@ -419,7 +431,7 @@ def record_results(
     return {"key": key, "states": states, "forgotten": forget_removed_domains(rt)}
 
 
-def forget_removed_domains(rt: Runtime) -> list[str]:
+def forget_removed_domains(rt: Runtime[TlsSections]) -> list[str]:
     """Delete the Pushgateway groups of the domains no longer in ``tls.domains``: the last state a
     removed domain pushed would stay there, and alert, forever. The labels deleted."""
     gateway = rt.resources.endpoint("pushgateway")

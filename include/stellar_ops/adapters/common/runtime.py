@@ -27,7 +27,7 @@ def load_config() -> StellarOpsConfig:
     return parse_config(raw)
 
 
-def task_runtime(config: StellarOpsConfig | None = None) -> Runtime:
+def task_runtime(config: StellarOpsConfig | None = None) -> Runtime[StellarOpsConfig]:
     """What a step runs with inside a task: the config, the connections, and the task log."""
     from stellar_ops.adapters.common.connections import AirflowResources
 
