@@ -1,4 +1,7 @@
-"""Restore: dr_restore_test's streaming restore against the old download, then gunzip | psql."""
+"""Restore: the drill's restore (download, then pg_restore -j) against the old download, then gunzip | psql.
+
+The streaming engine this replaced was compared here side by side until it was removed; its last
+figures are in docs/benchmarks.md."""
 
 from __future__ import annotations
 
@@ -11,13 +14,13 @@ from bench import cores
 from bench.report import table, verdict
 from stellar_ops.backup.dump import BackupJob, verify_upload
 from stellar_ops.catalogue.source import ResolvedBackup
-from stellar_ops.dev.stack import StackInfo
 from stellar_ops.dr.engine import restore
 from stellar_ops.dr.scratch import LocalScratch, scratch_name
 from stellar_ops.postgres.binaries import find_binaries
 from stellar_ops.postgres.target import connect
 from stellar_ops.registry import parse_config
 from stellar_ops.storage.s3 import S3Store
+from stellar_ops_dev.stack import StackInfo
 
 # What the old procedure restored into: a stock PostgreSQL (our scratch server's tuning undone).
 STOCK_SETTINGS = {
@@ -51,9 +54,8 @@ def run(
 
     def our_route() -> tuple[float, int]:
         with _scratch(work).running() as server:
-            result = restore.recover(
-                server.target(), store, ours_backup, manifest, work, jobs=jobs, binaries=binaries
-            )
+            job = restore.RestoreJob(ours_backup, store, manifest, server.target(), binaries, jobs=jobs)
+            result = restore.recover(job, work)
             with connect(server.target(restore.RESTORED_DB)) as conn:
                 return result.seconds, conn.execute("SELECT count(*) FROM trades").fetchone()[0]
 
@@ -84,10 +86,11 @@ def run(
         old_file.unlink()
         return elapsed
 
-    # The machine's speed drifts (a virtual machine on a shared host): ours and the old procedure
-    # alternate, each keeps its best run, and what the cores deliver together is measured beside.
+    # The machine's speed drifts (a virtual machine on a shared host): the routes alternate
+    # round by round, each keeps its best run, and what the cores deliver together is measured beside.
     cores_before = cores.parallel_throughput()
-    ours_runs, old_runs = [], []
+    ours_runs: list[float] = []
+    old_runs: list[float] = []
     for _ in range(repeat):
         seconds, trades = our_route()
         ours_runs.append(seconds)
@@ -101,7 +104,7 @@ def run(
         ["route", "RTO", "vs ours"],
         [
             [
-                f"dr_restore_test: streamed over {jobs} sessions, indexes built as tables load, tuned server",
+                f"dr_restore_test: staged in memory, pg_restore -j {jobs}, tuned server",
                 f"{ours:.2f}s",
                 "1.00x",
             ],
@@ -111,7 +114,7 @@ def run(
                 f"{old_stock / ours:.2f}x",
             ],
             [
-                "old method on our tuned server (method alone)",
+                "old method on the tuned server (method alone)",
                 f"{old_tuned:.2f}s",
                 f"{old_tuned / ours:.2f}x",
             ],

@@ -26,7 +26,7 @@
    the run nor the first approver, approves restoring over the existing database. Skipped
    otherwise. Who answers each approval comes from `approvals.steps`.
 6. `restore_backup`: renames the old database aside if asked, creates the backup's roles, and
-   restores with the drill's engine (`dr.restore_engine`, `dr.restore_jobs`).
+   restores it with `pg_restore -j` (`dr.restore_jobs`), as the drill does.
 7. `verify_row_counts`, `verify_schema`, `verify_sanity_queries`: the drill's checks, on the
    restored database.
 8. `publish_report`: `<backup key>.restore_report.json`, `stellar_restore_seconds`, a message.
@@ -103,7 +103,7 @@ CHECKS = ("verify_row_counts", "verify_schema", "verify_sanity_queries")
 def db_restore() -> None:
     @task
     def resolve_backup(params: dict | None = None) -> dict:
-        return steps.resolve_backup((params or {})["backup"])
+        return steps.resolve_backup(params or {})
 
     @task
     def check_backup(resolved: dict) -> dict:
@@ -111,10 +111,7 @@ def db_restore() -> None:
 
     @task
     def check_target(resolved: dict, params: dict | None = None) -> dict:
-        p = params or {}
-        return steps.check_target(
-            resolved, p.get("target_conn_id"), p.get("target_database"), bool(p.get("replace"))
-        )
+        return steps.check_target(resolved, params or {})
 
     approve_restore = Approval(
         task_id="approve_restore",
@@ -131,7 +128,7 @@ def db_restore() -> None:
     # runs after approve_replace approved, or skipped because replace is off; a rejection skips it
     @task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
     def restore_backup(resolved: dict, plan: dict, params: dict | None = None) -> dict:
-        return steps.restore_backup(resolved, plan, (params or {}).get("target_conn_id"))
+        return steps.restore_backup(resolved, plan, params or {})
 
     @task(trigger_rule=TriggerRule.ALL_DONE, execution_timeout=timedelta(minutes=10))
     def publish_report() -> dict:

@@ -12,10 +12,12 @@ import psutil
 import requests
 
 
-def _written(pid: int) -> int:
+def _io_bytes(pid: int, counter: str = "wchar") -> int:
+    """Bytes a process passed to write(2) (``wchar``) or read(2) (``rchar``): files and pipes, not
+    send(2) on a socket."""
     try:
         for line in Path(f"/proc/{pid}/io").read_text().splitlines():
-            if line.startswith("wchar:"):
+            if line.startswith(f"{counter}:"):
                 return int(line.split()[1])
     except OSError:
         return 0
@@ -63,6 +65,9 @@ class _PgDumpPoller:
 class PgDumpKiller(_PgDumpPoller):
     """Kills pg_dump children with SIGKILL once they have written ``after_bytes``.
 
+    ``counter``: ``rchar`` counts what they read instead, for a program whose output goes to a
+    server's socket (pg_restore reads its archive file; what it sends is not counted).
+
     ``times`` bounds how many it kills (None: every one), so a first try can die and a retry live.
     ``sparing``: children whose argv holds this argument are left alone (for example the
     verification's ``--file=/dev/null`` read of an archive, when the restore's is the target).
@@ -75,9 +80,11 @@ class PgDumpKiller(_PgDumpPoller):
         times: int | None = 1,
         program: str = "pg_dump",
         sparing: str | None = None,
+        counter: str = "wchar",
     ) -> None:
         super().__init__()
         self.program = program
+        self.counter = counter
         self.after_bytes = after_bytes
         self.times = times
         self.sparing = sparing
@@ -89,7 +96,7 @@ class PgDumpKiller(_PgDumpPoller):
     def visit(self, child: psutil.Process) -> bool:
         if self.sparing is not None and self.sparing in child.cmdline():
             return True
-        if _written(child.pid) < self.after_bytes:
+        if _io_bytes(child.pid, self.counter) < self.after_bytes:
             return False
         child.send_signal(signal.SIGKILL)
         self.killed.append(child.pid)

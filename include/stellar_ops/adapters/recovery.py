@@ -1,11 +1,14 @@
 """Task bodies of ``db_restore``: each runs one step of :mod:`stellar_ops.dr.recovery`.
 
-The target comes from a postgres connection the operator names in the trigger form; its password
-is masked and travels only in the child processes' environment.
+What the operator asked for is the run's trigger params, read as one
+:class:`~stellar_ops.dr.request.RestoreRequest` (checked there) by every task that needs it. The
+target comes from the postgres connection it names; its password is masked and travels only in the
+child processes' environment.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from stellar_ops.adapters.common.approvals import answer_of
@@ -18,18 +21,19 @@ from stellar_ops.adapters.common.runtime import (
     task_runtime,
     task_states,
 )
-from stellar_ops.core.errors import ConfigError
 from stellar_ops.dr import flow, recovery
 from stellar_ops.dr.flow import Resolved
 from stellar_ops.dr.recovery import RestorePlan
+from stellar_ops.dr.request import RestoreRequest
 
 log = task_logger()
 
 
 @checked
-def resolve_backup(choice: str) -> dict[str, Any]:
+def resolve_backup(params: Mapping[str, Any]) -> dict[str, Any]:
+    request = RestoreRequest.from_params(params)
     return flow.resolve_backup(
-        task_runtime(), choice, slot=run_slot(current_context()), month_scoped=False
+        task_runtime(), request.backup, slot=run_slot(current_context()), month_scoped=False
     ).as_dict()
 
 
@@ -38,22 +42,11 @@ def check_backup(resolved: dict[str, Any]) -> dict[str, Any]:
     return flow.check_backup(task_runtime(), Resolved.from_dict(resolved))
 
 
-def _target_conn_id(conn_id: str | None) -> str:
-    if not conn_id:
-        raise ConfigError(
-            "target_conn_id is empty: name the postgres connection of the server to restore into"
-        )
-    return conn_id
-
-
 @checked
-def check_target(
-    resolved: dict[str, Any], conn_id: str | None, database: str | None, replace: bool
-) -> dict[str, Any]:
-    target = pg_target(_target_conn_id(conn_id))
-    plan = recovery.check_target(
-        task_runtime(), Resolved.from_dict(resolved), target, database=database or None, replace=replace
-    )
+def check_target(resolved: dict[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
+    request = RestoreRequest.from_params(params)
+    target = pg_target(request.target)
+    plan = recovery.check_target(task_runtime(), Resolved.from_dict(resolved), target, request)
     log.info("%s", plan.summary())
     return {**plan.as_dict(), "summary": plan.summary()}
 
@@ -63,8 +56,10 @@ def _plan(data: dict[str, Any]) -> RestorePlan:
 
 
 @checked
-def restore_backup(resolved: dict[str, Any], plan: dict[str, Any], conn_id: str | None) -> dict[str, Any]:
-    target = pg_target(_target_conn_id(conn_id))
+def restore_backup(
+    resolved: dict[str, Any], plan: dict[str, Any], params: Mapping[str, Any]
+) -> dict[str, Any]:
+    target = pg_target(RestoreRequest.from_params(params).target)
     rt, backup = task_runtime(), Resolved.from_dict(resolved)
     restored = recovery.restore_backup(rt, backup, target, _plan(plan))
     # the observation (every table's row count, the schema) waits in the bucket; XCom has where

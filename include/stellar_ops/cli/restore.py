@@ -20,6 +20,7 @@ from stellar_ops.cli.output import print_json
 from stellar_ops.cli.steps import Steps
 from stellar_ops.core.errors import ConfigError, StellarOpsError, VerificationError
 from stellar_ops.dr import flow, recovery
+from stellar_ops.dr.request import RestoreRequest
 from stellar_ops.postgres.target import PgTarget
 
 
@@ -40,6 +41,13 @@ def register(sub: Any) -> None:
     p.add_argument("--yes", action="store_true", help="do not ask for the approval on the terminal")
     p.add_argument("--json", action="store_true", help="print the JSON report")
     p.set_defaults(func=cmd_restore)
+
+
+def request_from(args: argparse.Namespace) -> RestoreRequest:
+    """The request of ``--backup``, ``--target``, ``--database`` and ``--replace``."""
+    return RestoreRequest(
+        backup=args.backup, target=args.target, database=args.database, replace=args.replace
+    )
 
 
 def target_from(url: str, environ: dict[str, str] | None = None) -> PgTarget:
@@ -70,20 +78,13 @@ def approved(plan: recovery.RestorePlan) -> bool:
 def cmd_restore(args: argparse.Namespace) -> int:
     rt = env.runtime()
     steps = Steps(rt, recovery.DAG_ID)
-    target = target_from(args.target)
+    request = request_from(args)
+    target = target_from(request.target)
     resolved = steps.run(
-        "resolve_backup", flow.resolve_backup, rt, args.backup, slot=datetime.now(UTC), month_scoped=False
+        "resolve_backup", flow.resolve_backup, rt, request.backup, slot=datetime.now(UTC), month_scoped=False
     )
     steps.run("check_backup", flow.check_backup, rt, resolved)
-    plan = steps.run(
-        "check_target",
-        recovery.check_target,
-        rt,
-        resolved,
-        target,
-        database=args.database,
-        replace=args.replace,
-    )
+    plan = steps.run("check_target", recovery.check_target, rt, resolved, target, request)
     if not args.yes and not approved(plan):
         rt.say("not approved: nothing was changed")
         return 1

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from stellar_ops.core.config import Section
+
+# A retired key still accepted with any of its old values, so a saved config keeps parsing:
+# restores always use pg_restore -j now (docs/benchmarks.md, "Restore").
+RETIRED_KEYS = {"restore_engine": ("streaming", "pg_restore")}
 
 
 class DrConfig(Section):
@@ -16,16 +20,11 @@ class DrConfig(Section):
     trigger_on_new_backup: bool = Field(
         False, description="Also run a DR test whenever db_backup publishes a new backup."
     )
-    restore_engine: Literal["streaming", "pg_restore"] = Field(
-        "streaming",
-        description="streaming: restore while the object downloads, loading over restore_jobs sessions; "
-        "pg_restore: download it whole, then pg_restore -j restore_jobs.",
-    )
     restore_jobs: int = Field(
         2,
         ge=1,
         le=32,
-        description="Sessions loading a custom-format backup's tables, and as many building its indexes and constraints.",
+        description="pg_restore -j: the sessions restoring a custom-format backup's data, indexes and constraints.",
     )
     docker_image: str = Field(
         "postgres:{major}", description="Image of the docker scratch server; {major} is the server major."
@@ -59,7 +58,7 @@ class DrConfig(Section):
     )
     stage_in_memory: bool = Field(
         True,
-        description="Stage a custom-format backup's decompressed data in /dev/shm while it loads, "
+        description="Stage a custom-format backup's decompressed archive in /dev/shm for pg_restore, "
         "when it takes at most a quarter of the free space there; otherwise in work_dir.",
     )
     run_as_user: str = Field(
@@ -68,3 +67,16 @@ class DrConfig(Section):
     startup_timeout_seconds: int = Field(
         60, ge=5, description="How long the scratch server may take to start."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_retired_keys(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not RETIRED_KEYS.keys() & data.keys():
+            return data
+        for key, old_values in RETIRED_KEYS.items():
+            if key in data and data[key] not in old_values:
+                raise ValueError(
+                    f"{key} was retired (restores always use pg_restore -j); it took "
+                    f"{' or '.join(old_values)}, got {data[key]!r}"
+                )
+        return {key: value for key, value in data.items() if key not in RETIRED_KEYS}

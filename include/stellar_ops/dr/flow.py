@@ -16,26 +16,37 @@ import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from stellar_ops.catalogue import source
 from stellar_ops.catalogue.keys import DR_REPORT_SUFFIX, INCOMING_DIR
+from stellar_ops.catalogue.location import BackupLocation
 from stellar_ops.catalogue.manifest import Manifest
 from stellar_ops.catalogue.source import ResolvedBackup
 from stellar_ops.core import alerts
 from stellar_ops.core.errors import RestoreError, StellarOpsError
 from stellar_ops.dr import report, verdicts
+from stellar_ops.dr.config import DrConfig
 from stellar_ops.dr.engine import restore, staging
 from stellar_ops.dr.scratch import DockerScratch, LocalScratch
 from stellar_ops.dr.verdicts import Verdict
 from stellar_ops.postgres.target import PgTarget, connect, major_of, server_version_num
-from stellar_ops.runtime import Runtime
+from stellar_ops.runtime import Runtime, RuntimeConfig
 from stellar_ops.storage.s3 import S3Store
 
 DAG_ID = "dr_restore_test"
 OBSERVATION_SUFFIX = ".observation.json"
 CHECK_STEPS = ("verify_row_counts", "verify_schema", "verify_sanity_queries")
 STEPS = ("resolve_backup", "check_backup", "create_scratch", "restore_backup", *CHECK_STEPS)
+
+
+class DrSections(RuntimeConfig, Protocol):
+    """The sections the DR test and the restore read: ``backup`` (where), ``dr``, and the runtime's own."""
+
+    @property
+    def backup(self) -> BackupLocation: ...
+    @property
+    def dr(self) -> DrConfig: ...
 
 
 @dataclass(frozen=True)
@@ -61,7 +72,7 @@ class Sources:
     manifest: Manifest | None
 
 
-def resolve_backup(rt: Runtime, choice: str, *, slot: datetime, month_scoped: bool) -> Resolved:
+def resolve_backup(rt: Runtime[DrSections], choice: str, *, slot: datetime, month_scoped: bool) -> Resolved:
     """``choice`` ('latest', a key, a local path); for month M, 'latest' is M's newest backup."""
     store = None if choice.startswith("/") else rt.store()
     settings = rt.config.backup
@@ -79,13 +90,13 @@ def resolve_backup(rt: Runtime, choice: str, *, slot: datetime, month_scoped: bo
     return Resolved(backup, min(now, source.month_end(slot)) if month_scoped else now)
 
 
-def sources(rt: Runtime, resolved: Resolved) -> Sources:
+def sources(rt: Runtime[DrSections], resolved: Resolved) -> Sources:
     backup = resolved.backup
     store = rt.store() if backup.source == "s3" else None
     return Sources(store, backup, source.load_manifest(store, backup))
 
 
-def check_backup(rt: Runtime, resolved: Resolved) -> dict[str, Any]:
+def check_backup(rt: Runtime[DrSections], resolved: Resolved) -> dict[str, Any]:
     """Stream the backup once: size and sha256 against its manifest, frames, the archive."""
     found = sources(rt, resolved)
     outcome = source.check_backup(found.store, found.backup, found.manifest, rt.binaries)
@@ -96,13 +107,13 @@ def check_backup(rt: Runtime, resolved: Resolved) -> dict[str, Any]:
     return outcome
 
 
-def work_dir(rt: Runtime) -> Path:
+def work_dir(rt: Runtime[DrSections]) -> Path:
     path = Path(rt.config.dr.work_dir or tempfile.gettempdir())
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
-def local_scratch(rt: Runtime, name: str) -> LocalScratch:
+def local_scratch(rt: Runtime[DrSections], name: str) -> LocalScratch:
     settings = rt.config.dr
     return LocalScratch(
         name=name,
@@ -114,7 +125,9 @@ def local_scratch(rt: Runtime, name: str) -> LocalScratch:
     )
 
 
-def docker_scratch(rt: Runtime, client: Any, name: str, image: str | None = None) -> DockerScratch:
+def docker_scratch(
+    rt: Runtime[DrSections], client: Any, name: str, image: str | None = None
+) -> DockerScratch:
     settings = rt.config.dr
     return DockerScratch(
         client=client,
@@ -127,35 +140,37 @@ def docker_scratch(rt: Runtime, client: Any, name: str, image: str | None = None
     )
 
 
-def server_major(rt: Runtime) -> int:
+def server_major(rt: Runtime[DrSections]) -> int:
     """The source database's server major: the docker scratch server runs the same."""
     with connect(rt.database()) as conn:
         return major_of(server_version_num(conn))
 
 
-def restore_backup(rt: Runtime, resolved: Resolved, server: PgTarget) -> dict[str, Any]:
+def restore_job(rt: Runtime[DrSections], found: Sources, server: PgTarget) -> restore.RestoreJob:
+    """Restoring ``found`` into a scratch database on ``server``, as the ``dr`` section says."""
+    settings = rt.config.dr
+    return restore.RestoreJob(
+        backup=found.backup,
+        store=found.store,
+        manifest=found.manifest,
+        server=server,
+        binaries=rt.binaries,
+        jobs=settings.restore_jobs,
+        globals_sql=source.load_globals(found.store, found.backup, found.manifest),
+        memory_dir=staging.MEMORY_DIR if settings.stage_in_memory else None,
+    )
+
+
+def restore_backup(rt: Runtime[DrSections], resolved: Resolved, server: PgTarget) -> dict[str, Any]:
     """Download (checked again on the way), restore into ``server``, and observe the result."""
     server = rt.labelled(server)
     found = sources(rt, resolved)
     settings = rt.config.dr
-    result = restore.recover(
-        server,
-        found.store,
-        found.backup,
-        found.manifest,
-        work_dir(rt),
-        jobs=settings.restore_jobs,
-        engine=settings.restore_engine,
-        globals_sql=source.load_globals(found.store, found.backup, found.manifest),
-        memory_dir=staging.MEMORY_DIR if settings.stage_in_memory else None,
-        binaries=rt.binaries,
-        say=rt.say,
-    )
+    result = restore.recover(restore_job(rt, found, server), work_dir(rt), rt.say)
     for warning in result.warnings:
         rt.warn(warning)
     rt.say(
-        f"restored {found.backup.location} in {result.seconds:.1f}s with the {settings.restore_engine} engine "
-        f"({settings.restore_jobs} sessions): the drill's restore time, on a scratch server tuned for throwaway use"
+        f"restored {found.backup.location} in {result.seconds:.1f}s with pg_restore -j {settings.restore_jobs}: the drill's restore time, on a scratch server tuned for throwaway use"
     )
     return {
         "rto_seconds": result.seconds,
@@ -167,7 +182,7 @@ def restore_backup(rt: Runtime, resolved: Resolved, server: PgTarget) -> dict[st
     }
 
 
-def observation_location(rt: Runtime, backup: ResolvedBackup, run_id: str) -> str:
+def observation_location(rt: Runtime[DrSections], backup: ResolvedBackup, run_id: str) -> str:
     """Where one run's observation of the restored database waits for its checks: under the
     bucket's ``.incoming/`` (retention removes what is older than ``backup.stale_upload_hours``)
     for a backup in S3, in ``dr.work_dir`` for a local one."""
@@ -180,7 +195,7 @@ def observation_location(rt: Runtime, backup: ResolvedBackup, run_id: str) -> st
 
 
 def stage_observation(
-    rt: Runtime, resolved: Resolved, restored: dict[str, Any], run_id: str
+    rt: Runtime[DrSections], resolved: Resolved, restored: dict[str, Any], run_id: str
 ) -> dict[str, Any]:
     """``restored`` with its observation put aside (see :func:`observation_location`): where it is,
     and a few counts, instead of every table's row count and schema."""
@@ -199,7 +214,7 @@ def stage_observation(
     }
 
 
-def load_observation(rt: Runtime, resolved: Resolved, restored: dict[str, Any]) -> dict[str, Any]:
+def load_observation(rt: Runtime[DrSections], resolved: Resolved, restored: dict[str, Any]) -> dict[str, Any]:
     """``restored`` whole again, with the observation :func:`stage_observation` put aside (one that
     carries its observation, from an earlier version's run, is taken as it is)."""
     if "observation" in restored:
@@ -223,7 +238,7 @@ def _observation_gone(where: str) -> Exception:
     )
 
 
-def discard_observation(rt: Runtime, resolved: Resolved | None, restored: dict[str, Any]) -> None:
+def discard_observation(rt: Runtime[DrSections], resolved: Resolved | None, restored: dict[str, Any]) -> None:
     """Remove the observation once the report is written; a leftover in S3 goes with retention."""
     location = restored.get("observation_at")
     if not location or resolved is None:
@@ -237,7 +252,7 @@ def discard_observation(rt: Runtime, resolved: Resolved | None, restored: dict[s
         rt.warn(f"the observation {location} stays: {exc}")
 
 
-def verify_row_counts(rt: Runtime, resolved: Resolved, restored: dict[str, Any]) -> Verdict:
+def verify_row_counts(rt: Runtime[DrSections], resolved: Resolved, restored: dict[str, Any]) -> Verdict:
     manifest = sources(rt, resolved).manifest
     return _said(
         rt,
@@ -245,7 +260,7 @@ def verify_row_counts(rt: Runtime, resolved: Resolved, restored: dict[str, Any])
     )
 
 
-def verify_schema(rt: Runtime, resolved: Resolved, restored: dict[str, Any]) -> Verdict:
+def verify_schema(rt: Runtime[DrSections], resolved: Resolved, restored: dict[str, Any]) -> Verdict:
     settings = rt.config.dr
     manifest = sources(rt, resolved).manifest
     observation = restored["observation"]
@@ -259,17 +274,17 @@ def verify_schema(rt: Runtime, resolved: Resolved, restored: dict[str, Any]) -> 
     return _said(rt, verdict)
 
 
-def verify_sanity_queries(rt: Runtime, restored: dict[str, Any]) -> Verdict:
+def verify_sanity_queries(rt: Runtime[DrSections], restored: dict[str, Any]) -> Verdict:
     return _said(rt, verdicts.sanity_queries(restored["observation"]["sanity"]))
 
 
-def _said(rt: Runtime, verdict: Verdict) -> Verdict:
+def _said(rt: Runtime[DrSections], verdict: Verdict) -> Verdict:
     rt.say(f"{verdict.check}: {verdict.detail}")
     return verdict
 
 
 def publish_report(
-    rt: Runtime,
+    rt: Runtime[DrSections],
     *,
     resolved: Resolved | None,
     checked: dict[str, Any],
@@ -306,7 +321,9 @@ def publish_report(
     return document
 
 
-def save_beside(rt: Runtime, backup: ResolvedBackup, suffix: str, document: dict[str, Any]) -> None:
+def save_beside(
+    rt: Runtime[DrSections], backup: ResolvedBackup, suffix: str, document: dict[str, Any]
+) -> None:
     """A report beside the backup it is about: in S3, or next to a local file."""
     target = backup.location + suffix
     if backup.source == "s3":

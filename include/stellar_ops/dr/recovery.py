@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,9 +29,10 @@ from stellar_ops.core.durations import humanize_duration
 from stellar_ops.core.errors import StellarOpsError, TargetRefusedError
 from stellar_ops.core.metrics import Metric
 from stellar_ops.dr import flow
-from stellar_ops.dr.engine import restore, staging
+from stellar_ops.dr.engine import restore
 from stellar_ops.dr.engine import roles as roles_engine
 from stellar_ops.dr.flow import Resolved
+from stellar_ops.dr.request import MAX_IDENTIFIER, RestoreRequest
 from stellar_ops.postgres.target import PgTarget, connect, major_of, quote_ident, server_version_num
 from stellar_ops.runtime import Runtime
 
@@ -40,7 +41,6 @@ CHECK_STEPS = flow.CHECK_STEPS
 APPROVALS = ("approve_restore", "approve_replace")
 STEPS = ("resolve_backup", "check_backup", "check_target", *APPROVALS, "restore_backup", *CHECK_STEPS)
 _PG_DUMP_MAJOR = re.compile(r"\(PostgreSQL\)\s+(\d+)")
-MAX_IDENTIFIER = 63
 # what a restored database takes on disk, against the backup's uncompressed dump: the rows plus the
 # indexes the dump holds only as statements
 RESTORED_SIZE_FACTOR = 1.5
@@ -188,7 +188,7 @@ def _space_problem(target: PgTarget, facts: TargetFacts, manifest: Manifest | No
 
 
 def target_problems(
-    rt: Runtime,
+    rt: Runtime[flow.DrSections],
     target: PgTarget,
     facts: TargetFacts,
     manifest: Manifest | None,
@@ -266,15 +266,16 @@ def target_problems(
 
 
 def check_target(
-    rt: Runtime, resolved: Resolved, target: PgTarget, *, database: str | None, replace: bool
+    rt: Runtime[flow.DrSections], resolved: Resolved, target: PgTarget, request: RestoreRequest
 ) -> RestorePlan:
-    """Everything that must hold before a write; the plan a person approves. Raises naming what fails."""
+    """Everything that must hold before a write; the plan a person approves. Raises naming what fails.
+
+    ``target`` is the server ``request.target`` names, as its caller (the DAG's connection, the
+    CLI's URL and environment) resolved it, password included."""
     target = rt.labelled(target)
     found = flow.sources(rt, resolved)
     manifest = found.manifest
-    name = database or default_database(resolved)
-    if len(name.encode()) > MAX_IDENTIFIER:
-        raise TargetRefusedError(f"database name {name!r} is longer than PostgreSQL's {MAX_IDENTIFIER} bytes")
+    name = request.database or default_database(resolved)
     facts = read_target(target, name)
     globals_sql = load_globals(found.store, found.backup, manifest)
     problems = target_problems(
@@ -283,7 +284,7 @@ def check_target(
         facts,
         manifest,
         database=name,
-        replace=replace,
+        replace=request.replace,
         globals_sql=globals_sql.decode() if globals_sql else None,
     )
     if problems:
@@ -312,7 +313,11 @@ def aside_name(name: str, moment: datetime) -> str:
 
 
 def _is_source(
-    rt: Runtime, manifest: Manifest | None, target: PgTarget, database: str, system_identifier: str
+    rt: Runtime[flow.DrSections],
+    manifest: Manifest | None,
+    target: PgTarget,
+    database: str,
+    system_identifier: str,
 ) -> bool:
     """Whether ``database`` on ``target`` is where the backup was taken from."""
     if manifest is None:
@@ -326,7 +331,7 @@ def _is_source(
     return (source.host, source.port, source.dbname) == (target.host, target.port, database)
 
 
-def rename_aside(rt: Runtime, target: PgTarget, plan: RestorePlan) -> None:
+def rename_aside(rt: Runtime[flow.DrSections], target: PgTarget, plan: RestorePlan) -> None:
     """Rename the existing target database aside (ending its sessions, which a rename needs)."""
     if not plan.rename_existing_to:
         return
@@ -341,8 +346,10 @@ def rename_aside(rt: Runtime, target: PgTarget, plan: RestorePlan) -> None:
     rt.say(f"renamed database {plan.database!r} aside to {plan.rename_existing_to!r} on {plan.target}")
 
 
-def restore_backup(rt: Runtime, resolved: Resolved, target: PgTarget, plan: RestorePlan) -> dict[str, Any]:
-    """Rename the old database aside, restore with the drill's engine, and observe the result."""
+def restore_backup(
+    rt: Runtime[flow.DrSections], resolved: Resolved, target: PgTarget, plan: RestorePlan
+) -> dict[str, Any]:
+    """Rename the old database aside, restore as the drill does, and observe the result."""
     target = rt.labelled(target)
     found = flow.sources(rt, resolved)
     settings = rt.config.dr
@@ -363,7 +370,7 @@ def restore_backup(rt: Runtime, resolved: Resolved, target: PgTarget, plan: Rest
         "roles_created": result.roles_created,
         "roles_from_globals": result.roles_from_globals,
         "warnings": result.warnings,
-        "restore": {"engine": settings.restore_engine, "jobs": settings.restore_jobs, "server": plan.target},
+        "restore": {"engine": "pg_restore", "jobs": settings.restore_jobs, "server": plan.target},
         "observation": restore.observe(target, list(settings.sanity_queries), database=plan.database),
     }
 
@@ -389,23 +396,15 @@ def what_was_written(target: PgTarget, plan: RestorePlan) -> str:
     return f"nothing was written: database {plan.database!r} was not created{kept}"
 
 
-def _recover(rt: Runtime, found: flow.Sources, target: PgTarget, plan: RestorePlan) -> restore.RestoreResult:
-    settings = rt.config.dr
-    return restore.recover(
-        target,
-        found.store,
-        found.backup,
-        found.manifest,
-        flow.work_dir(rt),
-        jobs=settings.restore_jobs,
-        engine=settings.restore_engine,
-        globals_sql=load_globals(found.store, found.backup, found.manifest),
-        alter_existing_roles=False,  # the target's own roles are the operator's
+def _recover(
+    rt: Runtime[flow.DrSections], found: flow.Sources, target: PgTarget, plan: RestorePlan
+) -> restore.RestoreResult:
+    job = replace(
+        flow.restore_job(rt, found, target),
         database=restore.NewDatabase(plan.database, drop_existing=False),
-        memory_dir=staging.MEMORY_DIR if settings.stage_in_memory else None,
-        binaries=rt.binaries,
-        say=rt.say,
+        alter_existing_roles=False,  # the target's own roles are the operator's
     )
+    return restore.recover(job, flow.work_dir(rt), rt.say)
 
 
 def restore_metrics(document: dict[str, Any]) -> list[Metric]:
@@ -424,7 +423,7 @@ def restore_metrics(document: dict[str, Any]) -> list[Metric]:
 
 
 def publish_report(
-    rt: Runtime,
+    rt: Runtime[flow.DrSections],
     *,
     resolved: Resolved | None,
     plan: RestorePlan | None,

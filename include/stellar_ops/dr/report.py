@@ -53,7 +53,7 @@ DRILL_RESTORE_MEANING = (
 def restore_conditions(settings: DrConfig) -> dict[str, Any]:
     """How the drill restored, so that no one reads its restore time as the production RTO."""
     return {
-        "engine": settings.restore_engine,
+        "engine": "pg_restore",
         "jobs": settings.restore_jobs,
         "server": "scratch",
         "server_settings": {**RESTORE_SETTINGS, **settings.scratch_settings},

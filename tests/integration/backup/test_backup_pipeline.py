@@ -16,7 +16,7 @@ from stellar_ops.catalogue.inventory import list_backups
 from stellar_ops.catalogue.keys import backup_key, parse_backup_key
 from stellar_ops.core.errors import BackupError, PrerequisiteError
 from stellar_ops.core.processes import unprivileged_user
-from stellar_ops.dr.engine.restore import RESTORED_DB, recover
+from stellar_ops.dr.engine.restore import RESTORED_DB, RestoreJob, recover
 from stellar_ops.postgres import catalog
 from stellar_ops.postgres.binaries import find_binaries
 from stellar_ops.postgres.server import LocalPgServer
@@ -130,7 +130,7 @@ def test_row_counts_are_taken_in_the_dumps_own_snapshot(stack, ops, server_dir):
         from stellar_ops.catalogue.source import ResolvedBackup
 
         backup = ResolvedBackup("s3", manifest.key, "custom", SLOT.isoformat(), "verified")
-        recover(server.target(), ops.store(), backup, manifest, server_dir, jobs=2, binaries=find_binaries())
+        recover(RestoreJob(backup, ops.store(), manifest, server.target(), find_binaries()), server_dir)
         with connect(server.target(RESTORED_DB)) as conn:
             restored = catalog.count_rows(conn, catalog.list_tables(conn))
     finally:

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 
 
 def scratch_leftovers(stack) -> tuple[list[str], list[int]]:
-    """Scratch directories (and this process's data scripts staged in memory), and scratch servers."""
+    """Scratch directories (and this process's archives staged in memory), and scratch servers."""
     work = Path(stack.data_dir) / "scratch"
     dirs = sorted(p.name for p in work.iterdir()) if work.exists() else []
     dirs += sorted(p.name for p in staging.MEMORY_DIR.glob(f"{staging.PREFIX}{staging.owner()}-*"))
@@ -239,8 +239,8 @@ def test_latest_for_a_month_is_the_newest_backup_before_the_months_end(ops):
 
 
 @pytest.mark.parametrize("where", [0.1, 0.5, 0.9])
-def test_the_streaming_restore_rechecks_the_object_it_restores(stack, ops, backup_key, server_dir, where):
-    """check_backup gates the DAG; the restore's own stream is checked again, end to end."""
+def test_the_restore_rechecks_the_object_it_restores(stack, ops, backup_key, server_dir, where):
+    """check_backup gates the DAG; the restore's own download is checked again, end to end."""
     from stellar_ops.core.processes import unprivileged_user
     from stellar_ops.postgres.server import LocalPgServer
 
@@ -257,9 +257,9 @@ def test_the_streaming_restore_rechecks_the_object_it_restores(stack, ops, backu
         # whatever the garbled byte does downstream, the report is the root cause
         with pytest.raises(VerificationError, match="checksum mismatch"):
             restore.recover(
-                server.target(), store, backup, manifest, server_dir, jobs=2, binaries=find_binaries()
+                restore.RestoreJob(backup, store, manifest, server.target(), find_binaries()), server_dir
             )
-        assert scratch_leftovers(stack)[0] == [], "the staged data script is removed after a failure"
+        assert scratch_leftovers(stack)[0] == [], "the staged archive is removed after a failure"
     finally:
         server.remove()
 
@@ -295,7 +295,9 @@ def test_a_failing_statement_fails_the_restore_and_is_quoted(airflow_db, stack, 
     server.start()
     try:
         with pytest.raises(RestoreError) as error:
-            restore.recover(server.target(), ops.store(), backup, None, tmp, jobs=2, binaries=find_binaries())
+            restore.recover(
+                restore.RestoreJob(backup, ops.store(), None, server.target(), find_binaries()), tmp
+            )
     finally:
         server.remove()
         shutil.rmtree(tmp, ignore_errors=True)

@@ -3,8 +3,8 @@
 A database like a production one (``tests/support/sql/rich_database.sql``: roles and grants,
 default privileges, large objects, a partitioned table with a foreign key, triggers, views, a
 materialized view, sequences, CHECK/UNIQUE/EXCLUDE constraints, functions, types, an extension) is
-backed up by the backup procedure, and restored by both engines; the results are compared with
-the source and with each other.
+backed up by the backup procedure, and restored with ``pg_restore -j``; the result is compared
+with the source itself.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from stellar_ops.backup.config import BackupConfig
 from stellar_ops.backup.dump import BackupJob, verify_upload
 from stellar_ops.catalogue import source
 from stellar_ops.dr import verdicts
-from stellar_ops.dr.engine import parallel_load, restore
+from stellar_ops.dr.engine import restore
 from stellar_ops.dr.scratch import LocalScratch, scratch_name
 from stellar_ops.postgres import catalog
 from stellar_ops.postgres.binaries import find_binaries
@@ -42,22 +42,18 @@ def back_up(target: PgTarget, ops, **settings) -> tuple[source.ResolvedBackup, o
     return backup, manifest
 
 
-def restore_into(
-    server: PgTarget, ops, backup, manifest, *, engine: str, work: Path, said: list[str] | None = None
-):
+def restore_into(server: PgTarget, ops, backup, manifest, *, work: Path, said: list[str] | None = None):
     store = ops.store()
-    return restore.recover(
-        server,
-        store,
+    job = restore.RestoreJob(
         backup,
+        store,
         manifest,
-        work,
+        server,
+        find_binaries(),
         jobs=2,
-        engine=engine,
         globals_sql=source.load_globals(store, backup, manifest),
-        binaries=find_binaries(),
-        say=(said.append if said is not None else lambda _: None),
     )
+    return restore.recover(job, work, say=(said.append if said is not None else lambda _: None))
 
 
 def schema_dump(target: PgTarget) -> str:
@@ -96,15 +92,9 @@ def scratch_server(server_dir):
         yield server
 
 
-def test_both_engines_restore_a_production_like_database_exactly(
-    rich_database, ops, scratch_server, tmp_path, monkeypatch
+def test_the_restore_gives_back_a_production_like_database_exactly(
+    rich_database, ops, scratch_server, tmp_path
 ):
-    # small thresholds, so the streaming engine shares ledger.bulk out across both sessions
-    monkeypatch.setattr(
-        parallel_load,
-        "SHARING",
-        parallel_load.Sharing(piece_bytes=64 << 10, backlog_bytes=128 << 10, share_after_bytes=256 << 10),
-    )
     backup, manifest = back_up(rich_database, ops)
     assert manifest.globals_key == manifest.key + ".globals.sql"
     roles = ops.store().get_bytes(manifest.globals_key).decode()
@@ -115,36 +105,26 @@ def test_both_engines_restore_a_production_like_database_exactly(
     )
     expected_schema, expected_content = schema_dump(rich_database), content(rich_database)
 
-    restored = {}
-    for engine in restore.ENGINES:
-        said: list[str] = []
-        result = restore_into(
-            scratch_server.target(), ops, backup, manifest, engine=engine, work=tmp_path, said=said
-        )
-        assert result.warnings == [], result.warnings
-        target = scratch_server.target(restore.RESTORED_DB)
-        restored[engine] = (schema_dump(target), content(target))
-        if engine == "streaming":
-            loaded = next(line for line in said if line.startswith("data loaded in"))
-            assert re.search(r"ledger\.bulk on sessions [12], [12]\b", loaded), loaded
-        observation = restore.observe(scratch_server.target(), [])
-        verdict = verdicts.schema(
-            manifest, observation["schema"], ["ledger.bulk"], 3, observation["sequence_values"]
-        )
-        assert verdict.passed, (engine, verdict.problems)
-        counts = verdicts.row_counts(manifest, observation["row_counts"], [])
-        assert counts.passed, (engine, counts.problems)
+    result = restore_into(scratch_server.target(), ops, backup, manifest, work=tmp_path)
 
-    for engine, (schema_text, data) in restored.items():
-        assert schema_text == expected_schema, engine
-        assert data == expected_content, engine
+    assert result.warnings == [], result.warnings
+    target = scratch_server.target(restore.RESTORED_DB)
+    assert schema_dump(target) == expected_schema
+    assert content(target) == expected_content
+    observation = restore.observe(scratch_server.target(), [])
+    verdict = verdicts.schema(
+        manifest, observation["schema"], ["ledger.bulk"], 3, observation["sequence_values"]
+    )
+    assert verdict.passed, verdict.problems
+    counts = verdicts.row_counts(manifest, observation["row_counts"], [])
+    assert counts.passed, counts.problems
     assert expected_content["large objects"] and len(expected_content["large objects"]) == 5
     assert expected_content["ledger.bulk"][0] == 60_000
 
 
 def test_each_kind_of_difference_in_the_restored_copy_is_named(rich_database, ops, scratch_server, tmp_path):
     backup, manifest = back_up(rich_database, ops)
-    restore_into(scratch_server.target(), ops, backup, manifest, engine="streaming", work=tmp_path)
+    restore_into(scratch_server.target(), ops, backup, manifest, work=tmp_path)
     with connect(scratch_server.target(restore.RESTORED_DB)) as conn:
         conn.execute("DROP TRIGGER customers_audit ON ledger.customers")
         conn.execute("ALTER TABLE ledger.customers DROP CONSTRAINT customers_email_check")
@@ -190,7 +170,7 @@ def test_a_backup_without_roles_still_restores_with_the_missing_roles_named(
     assert manifest.globals_key is None
     with connect(scratch_server.target()) as conn:
         assert conn.execute("SELECT count(*) FROM pg_roles WHERE rolname = 'app_reader'").fetchone()[0] == 0
-    result = restore_into(scratch_server.target(), ops, backup, manifest, engine="streaming", work=tmp_path)
+    result = restore_into(scratch_server.target(), ops, backup, manifest, work=tmp_path)
     assert set(result.roles_created) == {"Audit Team", "app_reader", "app_writer", "stellar"}
     (warning,) = result.warnings
     assert "stored no roles" in warning and "app_reader" in warning and "Audit Team" in warning
@@ -226,9 +206,7 @@ def test_an_invalid_index_of_the_source_does_not_fail_the_drill(rich_database, o
     try:
         backup, manifest = back_up(rich_database, ops)
         assert "public.half_built_x" not in manifest.to_document()["schema"]["indexes"]
-        restore_into(
-            scratch_server.target(), ops, backup, manifest, engine="streaming", work=tmp_path, said=[]
-        )
+        restore_into(scratch_server.target(), ops, backup, manifest, work=tmp_path, said=[])
         observation = restore.observe(scratch_server.target(), [])
         verdict = verdicts.schema(manifest, observation["schema"], [], 3, observation["sequence_values"])
         assert verdict.passed, verdict.problems

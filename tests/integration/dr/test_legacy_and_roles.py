@@ -131,6 +131,6 @@ def test_a_grant_to_an_application_role_passes_the_drill(stack, ops, an_applicat
     assert report["success"] is True, report["checks"]
     assert report["warnings"] == []
     assert report["rto_kind"] == "drill"
-    assert report["restore"]["engine"] == "streaming"
+    assert report["restore"]["engine"] == "pg_restore"
     assert report["restore"]["server_settings"]["fsync"] == "off"
     assert "not" in report["restore"]["meaning"] or "longer" in report["restore"]["meaning"]

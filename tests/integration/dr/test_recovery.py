@@ -160,7 +160,7 @@ def test_with_replace_a_restore_that_fails_half_way_keeps_the_old_database(
     assert restore(stack, ops, second_server, "--backup", backup_key, "--database", "kept").returncode == 0
     before = counts(second_server, "kept")
     with PgDumpKiller(
-        program="pg_restore", after_bytes=256 << 10, times=1, sparing="--file=/dev/null"
+        program="pg_restore", after_bytes=256 << 10, times=1, sparing="--file=/dev/null", counter="rchar"
     ) as killer:
         failed = restore(stack, ops, second_server, "--backup", backup_key, "--database", "kept", "--replace")
     assert killer.killed, "pg_restore was never killed"

@@ -6,19 +6,12 @@ verdicts can be reached anywhere, after the scratch server is gone.
 
 from __future__ import annotations
 
-import concurrent.futures
-import contextlib
-import fcntl
-import hashlib
-import itertools
 import logging
 import re
-import shutil
 import subprocess
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
@@ -27,8 +20,7 @@ from stellar_ops.catalogue import verify
 from stellar_ops.catalogue.manifest import Manifest
 from stellar_ops.catalogue.source import ResolvedBackup, file_chunks, read_chunks, source_label
 from stellar_ops.core.errors import RestoreError, VerificationError
-from stellar_ops.dr.engine import parallel_load, post_data, staging
-from stellar_ops.dr.engine.post_data_runner import PostDataRunner
+from stellar_ops.dr.engine import staging
 from stellar_ops.dr.engine.roles import PreparedRoles, main_owner, prepare, referenced_roles
 from stellar_ops.postgres import catalog
 from stellar_ops.postgres.binaries import PgBinaries
@@ -52,6 +44,24 @@ class NewDatabase:
 
 SCRATCH = NewDatabase()
 _POST_DATA = "pg_restore (indexes and constraints)"
+
+
+@dataclass(frozen=True)
+class RestoreJob:
+    """One restore: a backup (from the bucket, or a local file when ``store`` is None) into a new
+    database on ``server``, with ``pg_restore -j jobs`` or psql."""
+
+    backup: ResolvedBackup
+    store: S3Store | None
+    manifest: Manifest | None  # None: a legacy backup, checked by its archive alone
+    server: PgTarget
+    binaries: PgBinaries
+    jobs: int = 2
+    database: NewDatabase = SCRATCH
+    globals_sql: bytes | None = None  # the backup's roles (its .globals.sql), created first
+    # a drill updates the roles it finds on its scratch server; a recovery leaves the target's alone
+    alter_existing_roles: bool = True
+    memory_dir: Path | None = staging.MEMORY_DIR  # where the downloaded archive is staged when it fits
 
 
 def fetch_plain(store: S3Store | None, backup: ResolvedBackup, manifest: Manifest | None, dest: Path) -> Path:
@@ -121,21 +131,12 @@ def _with_roles(
         return prepared
 
 
-def restore_plain(
-    server: PgTarget,
-    path: Path,
-    *,
-    binaries: PgBinaries,
-    globals_sql: bytes | None = None,
-    alter_existing_roles: bool = True,
-    database: NewDatabase = SCRATCH,
-    say: Callable[[str], None] = log.info,
-) -> RestoreResult:
-    """Restore a gzip-compressed SQL file into a new database on ``server``."""
+def restore_plain(job: RestoreJob, path: Path, say: Callable[[str], None] = log.info) -> RestoreResult:
+    """Restore a gzip-compressed SQL file into a new database on the job's server."""
     started = time.monotonic()
-    _fresh_database(server, database)
-    roles = _with_roles(server, _roles_in_plain(path), globals_sql, alter_existing_roles)
-    _psql_restore(server.with_dbname(database.name), path, binaries, say)
+    _fresh_database(job.server, job.database)
+    roles = _with_roles(job.server, _roles_in_plain(path), job.globals_sql, job.alter_existing_roles)
+    _psql_restore(job.server.with_dbname(job.database.name), path, job.binaries, say)
     return _result(started, roles)
 
 
@@ -171,7 +172,7 @@ def _pg_restore(
         if not entries:
             return
         listing = path.parent / f"{path.stem}-{len(entries)}-{time.monotonic_ns()}.list"
-        listing.write_text(post_data.list_file_text(entries))
+        listing.write_text("".join(f"{line}\n" for line in entries))
         argv.append(f"--use-list={listing}")
     with target.client_session() as env:
         result = subprocess.run(
@@ -276,40 +277,6 @@ def _fresh_database(server: PgTarget, database: NewDatabase) -> None:
             ) from None
 
 
-class _TocReader:
-    """Tells when an archive's table of contents, which pg_dump writes first, has been read whole."""
-
-    def __init__(self, binaries: PgBinaries) -> None:
-        self._err = tempfile.TemporaryFile()  # noqa: SIM115 - closed in finish()
-        self.process = subprocess.Popen(
-            [binaries.path("pg_restore"), "--list"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=self._err,
-        )
-
-    def feed(self, data: bytes) -> bool:
-        """Feed the head of the archive; False once pg_restore has the whole table of contents."""
-        assert self.process.stdin is not None
-        try:
-            self.process.stdin.write(data)
-            self.process.stdin.flush()
-        except BrokenPipeError:
-            return False
-        return self.process.poll() is None
-
-    def finish(self) -> None:
-        with contextlib.suppress(BrokenPipeError):
-            assert self.process.stdin is not None
-            self.process.stdin.close()
-        code = self.process.wait(timeout=300)
-        self._err.seek(0)
-        errors = self._err.read().decode(errors="replace")
-        self._err.close()
-        if code != 0:
-            raise RestoreError(f"pg_restore --list cannot read the archive: {_first_error(errors)}")
-
-
 def _archive_roles(archive: Path, binaries: PgBinaries) -> tuple[set[str], str | None]:
     """The roles an archive's schema names (owners, grantees, default privileges), and its main owner."""
     result = subprocess.run(
@@ -321,254 +288,6 @@ def _archive_roles(archive: Path, binaries: PgBinaries) -> tuple[set[str], str |
     if result.returncode != 0:
         raise RestoreError(f"pg_restore cannot read the archive's schema: {_first_error(result.stderr)}")
     return referenced_roles(result.stdout), main_owner(result.stdout)
-
-
-def restore_streaming(
-    server: PgTarget,
-    store: S3Store | None,
-    backup: ResolvedBackup,
-    manifest: Manifest | None,
-    dest: Path,
-    *,
-    jobs: int,
-    binaries: PgBinaries,
-    memory_dir: Path | None = staging.MEMORY_DIR,
-    globals_sql: bytes | None = None,
-    alter_existing_roles: bool = True,
-    database: NewDatabase = SCRATCH,
-    say: Callable[[str], None] = log.info,
-) -> RestoreResult:
-    """Restore a custom-format backup while it downloads, over ``jobs`` sessions.
-
-    The archive's head (its table of contents) creates the tables. The object then streams through
-    ``zstd -d`` and ``pg_restore --section=data`` into a script file (the decompressed bytes never
-    pass through Python; staged in ``memory_dir`` when it fits, see :mod:`stellar_ops.staging`),
-    which :mod:`stellar_ops.parallel_load` loads as it grows over ``jobs`` sessions (a table in
-    the transaction that empties it: no WAL on the scratch server's ``wal_level=minimal``; the
-    tables after a big one beside it; a big one shared out in pieces once a session falls idle
-    with nothing else to load). Each table's indexes and constraints are built as soon as it is
-    loaded, over ``jobs`` sessions of their own (:mod:`stellar_ops.post_data_runner`); entries
-    that cannot be placed for sure follow with ``pg_restore -j`` at the end. The stream's size
-    and sha256 are checked against the manifest at its end; a mismatch is reported before any
-    loading error it may have caused.
-    """
-    started = time.monotonic()
-    source = source_label(store, backup)
-    digest = hashlib.sha256()
-    size = 0
-
-    def counted() -> Iterator[bytes]:
-        nonlocal size
-        for chunk in read_chunks(store, backup):
-            digest.update(chunk)
-            size += len(chunk)
-            yield chunk
-
-    compressed = counted()
-    read_so_far: list[bytes] = []
-
-    def kept() -> Iterator[bytes]:
-        for chunk in compressed:
-            read_so_far.append(chunk)
-            yield chunk
-
-    head: list[bytes] = []
-    failure: Exception | None = None
-    runner: PostDataRunner | None = None
-    try:
-        beside = concurrent.futures.ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="stellar-restore-beside"
-        )
-        try:
-            created = beside.submit(_fresh_database, server, database)  # while the head downloads
-            toc = _TocReader(binaries)
-            for data in decompress(kept(), "custom", source=source):
-                head.append(data)
-                if not toc.feed(data):
-                    break
-            toc.finish()
-            toc_path = dest / "toc.dump"  # enough of the archive for pg_restore's schema sections
-            toc_path.write_bytes(b"".join(head))
-            created.result()
-            referenced, owner = _archive_roles(toc_path, binaries)
-            roles = _with_roles(
-                server, referenced, globals_sql, alter_existing_roles, database=database.name, owner=owner
-            )
-            target = server.with_dbname(database.name)
-            say(
-                f"creating the tables of {source} on {target.describe()}, streaming its data over {jobs} sessions"
-            )
-            # the tables are created while the data starts to stream and the sessions connect;
-            # the indexes are planned once the tables exist (one worker: in that order)
-            tables = beside.submit(
-                _pg_restore, target, toc_path, 1, binaries, sections=("pre-data",), what="pg_restore (tables)"
-            )
-            runner = PostDataRunner(target, jobs)
-            planning = beside.submit(_plan_post_data, runner, target, toc_path, binaries)
-            archive = itertools.chain(read_so_far, compressed)  # from the start again, still compressed
-            expected = manifest.uncompressed_bytes if manifest else None
-            with staging.script_dir(dest, expected, memory_dir) as script_dir:
-                stats = _load_data(
-                    target, archive, source, jobs, binaries, script_dir, runner.table_loaded, tables.result
-                )
-        except (RestoreError, VerificationError) as exc:
-            failure = exc
-        finally:
-            beside.shutdown(wait=failure is None, cancel_futures=True)
-        # Whatever stopped the load, the object's identity is judged first: a changed object
-        # explains a broken frame or a loader's error (say, "out of memory" on a garbled length),
-        # not the other way round. So the rest of the download is hashed before anything is reported.
-        for _ in compressed:
-            pass
-        expected_size = manifest.size_bytes if manifest else None
-        if expected_size is not None and size != expected_size:
-            raise VerificationError(
-                f"size mismatch for {source}: manifest says {expected_size} bytes, object has {size}"
-            )
-        if manifest is not None and digest.hexdigest() != manifest.sha256:
-            raise VerificationError(
-                f"checksum mismatch for {source}: manifest says sha256 {manifest.sha256}, object has {digest.hexdigest()}"
-            )
-        if failure is not None:
-            raise failure
-        assert runner is not None
-        loaded = time.monotonic() - started
-        spread = ", ".join(
-            f"{table} on session{'s' if len(indexes) > 1 else ''} {', '.join(str(i + 1) for i in indexes)}"
-            for table, indexes in stats.sessions.items()
-        )
-        say(f"data loaded in {loaded:.1f}s ({spread}); finishing the indexes and constraints")
-        plan = planning.result()
-        built = runner.finish()
-    except BaseException:
-        if runner is not None:
-            runner.stop()  # its sessions, and whatever they were building
-        raise
-    rest = plan.rest(built)
-    if rest:
-        say(f"{len(rest)} more post-data entries with pg_restore -j {jobs}")
-    _pg_restore(target, toc_path, jobs, binaries, sections=("post-data",), what=_POST_DATA, entries=rest)
-    return _result(started, roles)
-
-
-def _load_data(
-    target: PgTarget,
-    compressed: Iterator[bytes],
-    source: str,
-    jobs: int,
-    binaries: PgBinaries,
-    work_dir: Path,
-    on_loaded: Callable[[str], None],
-    tables_created: Callable[[], object],
-) -> parallel_load.LoadStats:
-    """Feed the compressed archive to ``zstd -d | pg_restore --section=data``; load the script.
-
-    pg_restore writes the script to a file in ``work_dir``, which the loaders read as it grows,
-    once ``tables_created()`` returns (it raises if the tables could not be created). Raises the
-    first cause: a broken compressed stream, then pg_restore's own error, then a loading
-    session's (or the tables').
-    """
-    unzstd_program = shutil.which("zstd")
-    if unzstd_program is None:
-        raise RestoreError("zstd is not installed on this worker: install the zstd package")
-    script_path = work_dir / "data.sql"
-    script_path.write_bytes(b"")  # opened before pg_restore starts; pg_restore truncates the same file
-    with tempfile.TemporaryFile() as unzstd_errors, tempfile.TemporaryFile() as errors:
-        unzstd = subprocess.Popen(
-            [unzstd_program, "-d", "-c", "-q"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=unzstd_errors,
-        )
-        assert unzstd.stdin is not None
-        assert unzstd.stdout is not None
-        _widen_pipe(unzstd.stdout.fileno())
-        process = subprocess.Popen(
-            [binaries.path("pg_restore"), "--section=data", f"--file={script_path}"],
-            stdin=unzstd.stdout,
-            stderr=errors,
-        )
-        unzstd.stdout.close()
-        script = parallel_load.ScriptFile(script_path, writing=lambda: process.poll() is None)
-        feed_error: list[BaseException] = []
-        stopped = threading.Event()
-
-        def stop() -> None:
-            stopped.set()
-            process.kill()
-            unzstd.kill()
-
-        def feed() -> None:
-            assert unzstd.stdin is not None
-            try:
-                _write_all(unzstd.stdin, compressed)
-            except BaseException as exc:  # noqa: BLE001 - raised by the caller's thread
-                feed_error.append(exc)
-                stop()
-
-        feeder = threading.Thread(target=feed, name="stellar-restore-feed", daemon=True)
-        feeder.start()
-        load_error: RestoreError | None = None
-        try:
-            stats = parallel_load.load(
-                script, target, connections=jobs, stop=stop, on_loaded=on_loaded, ready=tables_created
-            )
-        except RestoreError as exc:
-            load_error = exc
-        except BaseException:
-            stop()
-            raise
-        finally:
-            feeder.join()
-            code = process.wait()
-            unzstd_code = unzstd.wait()
-            script.close()
-            script_path.unlink(missing_ok=True)
-        if feed_error:
-            raise feed_error[0]
-        unzstd_errors.seek(0)
-        problem = " ".join(unzstd_errors.read().decode(errors="replace").split())[-300:]
-        # zstd also fails when pg_restore stops reading first: then pg_restore has the cause
-        reader_gone = "write error" in problem.lower() or "broken pipe" in problem.lower()
-        if unzstd_code > 0 and not reader_gone and not stopped.is_set():
-            raise VerificationError(f"{source} is not a valid zstd stream: {problem}")
-        if code != 0 and not stopped.is_set():
-            errors.seek(0)
-            raise RestoreError(f"pg_restore failed: {_first_error(errors.read().decode(errors='replace'))}")
-        if load_error is not None:
-            raise load_error
-        return stats
-
-
-def _plan_post_data(
-    runner: PostDataRunner, target: PgTarget, toc_path: Path, binaries: PgBinaries
-) -> post_data.Plan:
-    """Read the archive's indexes, constraints and triggers, and start building them as tables load."""
-    with connect(target) as conn:
-        ordinary = frozenset(catalog.ordinary_tables(conn))
-
-    def post_data_section(option: str) -> str:
-        result = subprocess.run(
-            [binaries.path("pg_restore"), "--section=post-data", option, str(toc_path)],
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        if result.returncode != 0:
-            raise RestoreError(f"pg_restore cannot list the archive's indexes: {_first_error(result.stderr)}")
-        return result.stdout
-
-    plan = post_data.plan(
-        post_data_section("--list"), post_data_section("--file=-"), ordinary_tables=ordinary
-    )
-    runner.start(plan)
-    return plan
-
-
-def _widen_pipe(fd: int) -> None:
-    """Ask for a 1 MiB pipe buffer (fewer wake-ups per MiB); the default 64 KiB still works."""
-    with contextlib.suppress(OSError):
-        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, 1 << 20)
 
 
 def fetch_custom(
@@ -594,107 +313,49 @@ def fetch_custom(
     return path
 
 
-def restore_downloaded(
-    server: PgTarget,
-    path: Path,
-    *,
-    jobs: int,
-    binaries: PgBinaries,
-    globals_sql: bytes | None = None,
-    alter_existing_roles: bool = True,
-    database: NewDatabase = SCRATCH,
-    say: Callable[[str], None] = log.info,
-) -> RestoreResult:
-    """Restore a downloaded custom-format archive with ``pg_restore -j jobs`` into a fresh database.
+def restore_downloaded(job: RestoreJob, path: Path, say: Callable[[str], None] = log.info) -> RestoreResult:
+    """Restore a downloaded custom-format archive with ``pg_restore -j`` into a new database.
 
     Section by section, so every trigger is created after all the data is in: in one
     ``pg_restore -j`` run, a trigger on a partitioned table (whose data is its partitions') may be
     created while its partitions still load, and fire on the restored rows.
     """
     started = time.monotonic()
+    server, database, binaries = job.server, job.database, job.binaries
     _fresh_database(server, database)
     referenced, owner = _archive_roles(path, binaries)
     roles = _with_roles(
-        server, referenced, globals_sql, alter_existing_roles, database=database.name, owner=owner
+        server, referenced, job.globals_sql, job.alter_existing_roles, database=database.name, owner=owner
     )
     target = server.with_dbname(database.name)
-    say(f"pg_restore -j {jobs} into {target.describe()}")
+    say(f"pg_restore -j {job.jobs} into {target.describe()}")
     _pg_restore(target, path, 1, binaries, sections=("pre-data",), what="pg_restore (tables)")
-    _pg_restore(target, path, jobs, binaries, sections=("data",), what="pg_restore (data)")
-    _pg_restore(target, path, jobs, binaries, sections=("post-data",), what=_POST_DATA)
+    _pg_restore(target, path, job.jobs, binaries, sections=("data",), what="pg_restore (data)")
+    _pg_restore(target, path, job.jobs, binaries, sections=("post-data",), what=_POST_DATA)
     return _result(started, roles)
 
 
-ENGINES = ("streaming", "pg_restore")
-
-
-def recover(
-    server: PgTarget,
-    store: S3Store | None,
-    backup: ResolvedBackup,
-    manifest: Manifest | None,
-    work_dir: Path,
-    *,
-    jobs: int,
-    binaries: PgBinaries,
-    engine: str = "streaming",
-    globals_sql: bytes | None = None,
-    alter_existing_roles: bool = True,
-    database: NewDatabase = SCRATCH,
-    memory_dir: Path | None = staging.MEMORY_DIR,
-    say: Callable[[str], None] = log.info,
-) -> RestoreResult:
+def recover(job: RestoreJob, work_dir: Path, say: Callable[[str], None] = log.info) -> RestoreResult:
     """Everything from "the backup is in S3" to "the database is usable": the RTO.
 
-    The backup's roles (``globals_sql``) are created first. A custom-format backup restores while
-    it downloads (engine ``streaming``, :func:`restore_streaming`), or is downloaded whole and
-    restored with ``pg_restore -j`` (engine ``pg_restore``); plain SQL is downloaded and checked
-    first, then decompressed into psql.
+    The backup's roles (``job.globals_sql``) are created first. A custom-format backup is
+    downloaded and checked against its manifest (decompressed, into ``job.memory_dir`` when it
+    surely fits, see :mod:`stellar_ops.dr.engine.staging`), then restored with ``pg_restore -j``;
+    plain SQL is downloaded and checked first, then decompressed into psql.
     """
-    if engine not in ENGINES:
-        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     started = time.monotonic()
+    label = source_label(job.store, job.backup)
     with tempfile.TemporaryDirectory(prefix="stellar-dr-fetch-", dir=work_dir) as work:
-        if backup.dump_format == "custom" and engine == "streaming":
-            result = restore_streaming(
-                server,
-                store,
-                backup,
-                manifest,
-                Path(work),
-                jobs=jobs,
-                binaries=binaries,
-                memory_dir=memory_dir,
-                globals_sql=globals_sql,
-                alter_existing_roles=alter_existing_roles,
-                database=database,
-                say=say,
-            )
+        if job.backup.dump_format == "custom":
+            expected = job.manifest.uncompressed_bytes if job.manifest else None
+            with staging.staging_dir(Path(work), expected, job.memory_dir) as staged:
+                path = fetch_custom(job.store, job.backup, job.manifest, staged)
+                say(f"downloaded and checked {label} in {time.monotonic() - started:.1f}s")
+                result = restore_downloaded(job, path, say)
         else:
-            fetch = fetch_custom if backup.dump_format == "custom" else fetch_plain
-            path = fetch(store, backup, manifest, Path(work))
-            say(f"downloaded and checked {source_label(store, backup)} in {time.monotonic() - started:.1f}s")
-            if backup.dump_format == "custom":
-                result = restore_downloaded(
-                    server,
-                    path,
-                    jobs=jobs,
-                    binaries=binaries,
-                    globals_sql=globals_sql,
-                    alter_existing_roles=alter_existing_roles,
-                    database=database,
-                    say=say,
-                )
-            else:
-                result = restore_plain(
-                    server,
-                    path,
-                    binaries=binaries,
-                    globals_sql=globals_sql,
-                    alter_existing_roles=alter_existing_roles,
-                    database=database,
-                    say=say,
-                )
+            path = fetch_plain(job.store, job.backup, job.manifest, Path(work))
+            say(f"downloaded and checked {label} in {time.monotonic() - started:.1f}s")
+            result = restore_plain(job, path, say)
     return replace(result, seconds=round(time.monotonic() - started, 3))
 
 

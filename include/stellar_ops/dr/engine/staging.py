@@ -1,8 +1,8 @@
-"""Where a restore stages its decompressed data script: in memory when it surely fits.
+"""Where a restore stages the decompressed archive it downloads: in memory when it surely fits.
 
-The script is written once, read once and deleted, so on a tmpfs it costs no filesystem work.
-It goes there only if it takes at most a quarter of the free space; otherwise beside the
-download, in the DR work directory. Each directory is named after its host and process, so a
+The archive is written once, read by pg_restore and deleted, so on a tmpfs it costs no
+filesystem work. It goes there only if it takes at most a quarter of the free space; otherwise
+in the DR work directory. Each directory is named after its host and process, so a
 later restore removes what a killed one left behind.
 """
 
@@ -19,13 +19,13 @@ from pathlib import Path
 from stellar_ops.core.processes import pid_alive
 
 MEMORY_DIR = Path("/dev/shm")
-PREFIX = "stellar-dr-script-"
+PREFIX = "stellar-dr-staged-"
 SHARE_OF_FREE = 4  # in memory only what takes at most 1/4 of the free space there
 
 
 @contextlib.contextmanager
-def script_dir(work_dir: Path, expected_bytes: int | None, memory_dir: Path | None) -> Iterator[Path]:
-    """A fresh directory for the data script, removed at the end; in ``memory_dir`` if it fits."""
+def staging_dir(work_dir: Path, expected_bytes: int | None, memory_dir: Path | None) -> Iterator[Path]:
+    """A fresh directory for the archive, removed at the end; in ``memory_dir`` if it fits."""
     parent = memory_dir if memory_dir is not None and fits(memory_dir, expected_bytes) else work_dir
     remove_orphans(parent)
     path = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{owner()}-", dir=parent))
@@ -47,7 +47,7 @@ def fits(memory_dir: Path, expected_bytes: int | None) -> bool:
 
 
 def remove_orphans(parent: Path) -> list[Path]:
-    """Remove this host's script directories whose process is gone; what was removed."""
+    """Remove this host's staging directories whose process is gone; what was removed."""
     mine = f"{PREFIX}{_host()}-"
     removed = []
     for path in parent.glob(f"{mine}*"):
@@ -59,7 +59,7 @@ def remove_orphans(parent: Path) -> list[Path]:
 
 
 def owner(pid: int | None = None) -> str:
-    """What names a script directory's process: ``<host>-<pid>``."""
+    """What names a staging directory's process: ``<host>-<pid>``."""
     return f"{_host()}-{os.getpid() if pid is None else pid}"
 
 
