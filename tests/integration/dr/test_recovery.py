@@ -264,3 +264,37 @@ def test_a_role_that_may_not_create_is_refused_before_any_write_naming_each_priv
         assert counts(second_server, "by_restorer")["trades"] > 0
     finally:
         second_server.psql("DROP DATABASE IF EXISTS by_restorer")
+
+
+def test_stellar_ops_restore_gives_back_a_production_like_database_exactly(
+    stack, ops, second_server, rich_database
+):
+    """The whole command on the rich database (roles and grants, large objects, partitions,
+    triggers, views, sequences): the restored copy is the source, schema and content."""
+    from tests.integration.dr.test_fidelity import back_up, content, schema_dump
+
+    _, manifest = back_up(rich_database, ops)
+    document = {
+        **ops.document,
+        "dr": {
+            **ops.document.get("dr", {}),
+            "key_tables": ["ledger.customers", "ledger.bulk"],
+            "sanity_queries": ["SELECT count(*) FROM ledger.bulk"],
+        },
+    }
+    result = restore(
+        stack,
+        ops,
+        second_server,
+        "--backup",
+        manifest.key,
+        "--database",
+        "rich_copy",
+        env_extra={"STELLAR_OPS_CONFIG": json.dumps(document)},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    assert report["success"] is True, report["checks"]
+    restored = second_server.target("rich_copy")
+    assert schema_dump(restored) == schema_dump(rich_database)
+    assert content(restored) == content(rich_database)
