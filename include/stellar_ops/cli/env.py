@@ -192,6 +192,7 @@ class EnvResources:
             delivery=self.config.alerts.delivery,
             find_alertmanager=lambda: self.endpoint("alertmanager"),
             put_json=lambda key, document: self.store().put_json(key, document),
+            runbook_base_url=self.config.alerts.runbook_base_url,
         )
         if kept.error is not None:  # nothing else is left: the warning keeps the message
             self.warn(

@@ -19,6 +19,7 @@ from typing import Any
 from stellar_ops.core.delivery import DeliveryError, DeliveryPolicy, deliver
 from stellar_ops.core.errors import StellarOpsError
 from stellar_ops.core.http import HttpEndpoint
+from stellar_ops.core.runbooks import runbook_link
 
 # long enough for any procedure's next run to resolve it; bounded, so an abandoned DAG's alert ends
 FAILURE_FIRES_FOR = timedelta(days=14)
@@ -80,10 +81,14 @@ def post(
 
 
 UNDELIVERED_ALERT = "AlertUndelivered"
+UNDELIVERED_RUNBOOK = "UNDELIVERED"
 
 
-def undelivered_alert(ident: str, payload: Mapping[str, Any], channel: str) -> dict[str, Any]:
-    """The Alertmanager alert of a message no channel took: its severity from its ``[P1]`` tag."""
+def undelivered_alert(
+    ident: str, payload: Mapping[str, Any], channel: str, runbook_base_url: str | None = None
+) -> dict[str, Any]:
+    """The Alertmanager alert of a message no channel took: its severity from its ``[P1]`` tag,
+    its runbook the section on undelivered alerts."""
     text = str(payload.get("text", ""))
     headline = text.splitlines()[0] if text else ""
     tag = re.search(r"\[(P[123])\]", headline)
@@ -93,8 +98,8 @@ def undelivered_alert(ident: str, payload: Mapping[str, Any], channel: str) -> d
         severity=severity,
         labels={"alert_id": ident, "channel": channel},
         summary=f"not delivered to the {channel} channel: {headline[:300]}",
-        runbook="",
-        runbook_url="",
+        runbook=UNDELIVERED_RUNBOOK,
+        runbook_url=runbook_link(UNDELIVERED_RUNBOOK, runbook_base_url),
         firing_for=FAILURE_FIRES_FOR,
     )
     document["annotations"]["description"] = text[:4000]

@@ -37,6 +37,7 @@ def keep(
     delivery: DeliveryConfig,
     find_alertmanager: Callable[[], HttpEndpoint | None],
     put_json: Callable[[str, dict[str, Any]], None],
+    runbook_base_url: str | None = None,
 ) -> Kept:
     """Alertmanager (when ``find_alertmanager`` gives one) and the outbox; see the module doc.
     ``failures`` (why each route failed) gains Alertmanager's failure, if any."""
@@ -46,7 +47,9 @@ def keep(
         if endpoint is not None:
             bound = policy_of(delivery).bounded(delivery.fallback_max_seconds)
             alertmanager.post(
-                endpoint, [alertmanager.undelivered_alert(ident, payload, channel)], policy=bound
+                endpoint,
+                [alertmanager.undelivered_alert(ident, payload, channel, runbook_base_url)],
+                policy=bound,
             )
             told_alertmanager = True
     except Exception as exc:  # noqa: BLE001 - the outbox below still keeps it

@@ -120,6 +120,9 @@ def test_the_alertmanager_copy_carries_the_id_and_the_severity_of_the_message() 
     assert document["labels"]["alertname"] == outbox.UNDELIVERED_ALERT and "endsAt" in document
     assert document["annotations"]["description"] == PAGE["text"]
     assert outbox.undelivered_alert("x", {"text": "a note"}, "ops")["labels"]["severity"] == "P3"
+    assert document["annotations"]["runbook_url"] == "docs/runbooks.md#undelivered"
+    linked = outbox.undelivered_alert("x", PAGE, "paging", "https://ops.example.org/runbooks/")
+    assert linked["annotations"]["runbook_url"] == "https://ops.example.org/runbooks#undelivered"
 
 
 def test_even_a_broken_config_of_connections_never_raises_from_the_notifier(monkeypatch, caplog) -> None:

@@ -193,6 +193,7 @@ def keep(
         delivery=config.alerts.delivery,
         find_alertmanager=lambda: _alertmanager(config),
         put_json=put_json,
+        runbook_base_url=config.alerts.runbook_base_url,
     )
     if kept.error is not None:  # nothing else is left: the task log keeps it
         log.error(
@@ -317,7 +318,7 @@ def drain(
 def _resolve_undelivered(
     config: StellarOpsConfig, ident: str, payload: dict[str, Any], channel: Channel
 ) -> None:
-    document = undelivered_alert(ident, payload, channel)
+    document = undelivered_alert(ident, payload, channel, config.alerts.runbook_base_url)
     document["endsAt"] = datetime.now(UTC).isoformat()
     try:
         endpoint = _alertmanager(config)
