@@ -34,7 +34,8 @@ time (`snapshot_at`) and the run's slot (its logical date, or `run_after` for a 
    the whole backup and reads it again.
 4. `publish_backup`: writes `<key>.manifest.json` from the draft, last: its presence is what
    makes the backup verified; then deletes the draft. It emits the `stellar_escrow_backup` Asset
-   with the key and manifest in its extra. A draft that a failed run leaves under `.incoming/` is
+   with the backup's key, its manifest's key, sha256, size and a summary (tables, rows, schema
+   fingerprint) in its extra; the per-table sections stay in the manifest. A draft that a failed run leaves under `.incoming/` is
    never taken for a backup; retention removes it once it is older than
    `backup.stale_upload_hours`.
 5. `apply_retention` (after a successful backup only): S3 backups older than

@@ -4,7 +4,7 @@ a database of many tables, hand each other nothing over 4 KiB.
 Every ``run_dag`` of the suite already checks its run's XComs against
 :data:`~tests.support.dagrun.XCOM_LIMIT_BYTES` (so the other DAGs' own tests measure theirs); the
 runs here are the ones whose documents grow with the tables: the backup's manifest (a schema and a
-row count per table), the DR test's and the restore's observation of the restored database, and
+row count per table; also kept out of its Asset event), the DR test's and the restore's observation of the restored database, and
 maintenance's per-table bloat and timings; and the two DAGs no other test runs under dag.test()
 because of their approvals: db_restore (approved at once here) and api_key_rotation (a dry run).
 The old dump_to_s3, which returned the draft manifest, fails here with
@@ -77,6 +77,13 @@ def test_backup_and_dr_test_of_a_wide_database_pass_keys_and_summaries_not_the_m
     assert len(json.dumps(manifest["schema"])) > 10 * XCOM_LIMIT_BYTES
     # the draft travelled through S3 and is gone once the manifest is written
     assert not [k for k in ops.objects() if INCOMING_DIR in k]
+    # the Asset event db_backup emits is stored for every run too: a reference and a summary
+    from airflow.models.asset import AssetEvent
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        (extra,) = [e.extra for e in session.query(AssetEvent).all() if e.extra.get("key") == key]
+    assert extra["tables"] > TABLES and len(json.dumps(extra)) <= XCOM_LIMIT_BYTES, len(json.dumps(extra))
 
     drill = run_dag("dr_restore_test", conf={"backup": key})
     assert drill.state == "success", drill.tasks

@@ -59,10 +59,7 @@ def publish_backup(staged: dict[str, Any], verification: dict[str, Any]) -> dict
     manifest = flow.publish_backup(rt, flow.load_draft(rt, staged), verification)
     flow.discard_draft(rt, staged)
     published = Published.from_manifest(manifest)
-    # The Asset event carries the manifest too (all but the schema), so consumers need no S3 read.
-    document = manifest.to_document()
-    document.pop("schema")
-    current_context()["outlet_events"][BACKUP_ASSET].extra = {**published.as_dict(), "manifest": document}
+    current_context()["outlet_events"][BACKUP_ASSET].extra = published.asset_event_extra(manifest)
     return published.as_dict()
 
 

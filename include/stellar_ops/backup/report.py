@@ -61,6 +61,19 @@ class Published:
     def url(self) -> str:
         return f"s3://{self.bucket}/{self.key}"
 
+    def asset_event_extra(self, manifest: Manifest) -> dict[str, Any]:
+        """The ``stellar_escrow_backup`` Asset event's extra: this reference, and what the manifest
+        says in a few numbers. Its per-table sections (row counts, sequences, schema) grow with the
+        database and stay in the manifest, which ``manifest_key`` names."""
+        return {
+            **self.as_dict(),
+            "server_version_num": manifest.server_version_num,
+            "uncompressed_bytes": manifest.uncompressed_bytes,
+            "schema_fingerprint": manifest.schema_fingerprint,
+            "tables": len(manifest.row_counts),
+            "rows": sum(manifest.row_counts.values()),
+        }
+
 
 def backup_metrics(published: Published | None) -> list[Metric]:
     """``stellar_backup_*`` for a run: success with its size and duration, or ``success=0``."""

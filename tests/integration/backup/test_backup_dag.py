@@ -61,9 +61,11 @@ def test_db_backup_publishes_the_backup_metrics_asset_and_success_message(airflo
     assert events
     assert events[-1]["manifest_key"] == key + ".manifest.json"
     stored = ops.store().get_json(key + ".manifest.json")
-    assert events[-1]["manifest"]["sha256"] == stored["sha256"] == published["sha256"]
-    assert events[-1]["manifest"]["row_counts"] == stored["row_counts"]
-    assert "schema" not in events[-1]["manifest"]
+    assert events[-1]["sha256"] == stored["sha256"] == published["sha256"]
+    assert events[-1]["schema_fingerprint"] == stored["schema_fingerprint"]
+    assert events[-1]["tables"] == len(stored["row_counts"]) > 0
+    assert events[-1]["rows"] == sum(stored["row_counts"].values()) > 0
+    assert not {"manifest", "row_counts", "schema", "sequence_values"} & events[-1].keys()
 
     pushgateway = stack.url("pushgateway")
     labels = {"job": "stellar_ops", "procedure": "db_backup"}
