@@ -4,7 +4,7 @@
 **Schedule:** daily 07:00 UTC, before the shift starts. **Severity:** P2. **Owner:** platform.
 
 ## What it does
-Six independent checks run in parallel, each `ok`, `warning`, `critical` or `unknown`, each
+Seven independent checks run in parallel, each `ok`, `warning`, `critical` or `unknown`, each
 under its own timeout (`health.check_timeout_seconds`; a check that takes longer is `unknown`):
 1. `check_services`: every expected container running, healthy and not restarting (Docker); without
    a Docker daemon, each service reached for real: PostgreSQL runs a query, Redis answers `PING`,
@@ -20,10 +20,16 @@ under its own timeout (`health.check_timeout_seconds`; a check that takes longer
 5. `check_indexer_lag`: the API's `/health`; over 5 minutes is P2 IndexerLag.
 6. `check_certificates`: the days left that `tls_cert_check` recorded
    (`<backup.prefix>tls/latest.json`), or a fresh probe of `health.tls_domains` when none is recent.
-7. `summarize_health`: sends **one message** (a table of the checks, with runbook links) and
-   pushes `stellar_health_check_status{check}` (0 ok, 1 warning, 2 critical, 3 unknown). It
+7. `check_wal_archive`: WAL archiving, the ground of point-in-time recovery, from the database's
+   `pg_stat_archiver`: a failure newer than the last success is P1 WalArchiveFailing (naming the
+   WAL file); a complete segment waiting with nothing archived for over
+   `pitr.max_archive_lag_seconds` (5 min) is P2 WalArchiveLagging (an idle server is not lagging);
+   `archive_mode` off is green, or P2 WalArchiveDisabled when `pitr.required`.
+8. `summarize_health`: sends **one message** (a table of the checks, with runbook links) and
+   pushes `stellar_health_check_status{check}` (0 ok, 1 warning, 2 critical, 3 unknown), and
+   with archive_mode on `stellar_pitr_archive_lag_seconds` and `stellar_pitr_archive_failing`. It
    **fails when any check is critical**; warnings keep it green and are in the message.
-8. `confirm_success`: the run's verdict: green only when every step above succeeded or was
+9. `confirm_success`: the run's verdict: green only when every step above succeeded or was
    skipped on purpose, red when any of them failed.
 
 A backfilled run checks the present: the services, alerts and backups as they are now, not as
@@ -41,12 +47,15 @@ The failure names each critical check; the message links its runbook:
 - *disk*: free space on the named path before it reaches 100%.
 - *indexer_lag*: RB-001; the indexer is behind the chain.
 - *certificates*: RB-004; run `tls_cert_check`.
+- *wal_archive*: PITR-ARCHIVE; read `archive_command`'s errors in the server log, the bucket and
+  its credentials, and how full `pg_wal` is.
 
 An `unknown` check could not be checked (a timeout, a missing connection): it does not fail the
 run, but the message says why.
 
 ## Triage
-P2: within the hour. Without Airflow: `stellar-ops health` runs the same checks from a terminal.
+P2: within the hour; a failing WAL archive (P1 WalArchiveFailing) pages: within 15 minutes.
+Without Airflow: `stellar-ops health` runs the same checks from a terminal.
 """
 
 from __future__ import annotations
@@ -92,6 +101,10 @@ def morning_health_check() -> None:
         return steps.check("certificates")
 
     @task
+    def check_wal_archive() -> dict:
+        return steps.check("wal_archive")
+
+    @task
     def summarize_health(results: list) -> dict:
         return steps.summarize_health(results)
 
@@ -103,6 +116,7 @@ def morning_health_check() -> None:
             check_disk(),
             check_indexer_lag(),
             check_certificates(),
+            check_wal_archive(),
         ]
     )
 

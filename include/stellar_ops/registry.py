@@ -33,6 +33,7 @@ from stellar_ops.maintenance.config import MaintenanceConfig
 from stellar_ops.maintenance.procedure import PROCEDURE as MAINTENANCE
 from stellar_ops.perf.config import PerfConfig
 from stellar_ops.perf.procedure import PROCEDURE as PERF
+from stellar_ops.postgres.pitr import PitrConfig
 from stellar_ops.rotation.config import RotationConfig
 from stellar_ops.rotation.procedure import PROCEDURE as ROTATION
 from stellar_ops.tls.config import TlsConfig
@@ -46,6 +47,7 @@ class StellarOpsConfig(RootSection):
     dr: DrConfig = Field(default_factory=DrConfig)  # type: ignore[arg-type]
     maintenance: MaintenanceConfig = Field(default_factory=MaintenanceConfig)  # type: ignore[arg-type]
     health: HealthConfig = Field(default_factory=HealthConfig)  # type: ignore[arg-type]
+    pitr: PitrConfig = Field(default_factory=PitrConfig)  # type: ignore[arg-type]
     tls: TlsConfig = Field(default_factory=TlsConfig)  # type: ignore[arg-type]
     perf: PerfConfig = Field(default_factory=PerfConfig)  # type: ignore[arg-type]
     rotation: RotationConfig = Field(default_factory=RotationConfig)  # type: ignore[arg-type]

@@ -44,7 +44,7 @@ def test_red_on_a_stale_backup_and_green_again(airflow, api, stack, receiver, e2
     assert api.xcom(DAG, healthy, "summarize_health")["status"] == "unknown"  # no TLS results here
     (summary,) = wait_for(lambda: _summaries(receiver.texts()), 30, "summary")
     assert summary.startswith(":white_check_mark: Morning health check: healthy")
-    for name in ("services", "alerts", "backups", "disk", "indexer_lag", "certificates"):
+    for name in ("services", "alerts", "backups", "disk", "indexer_lag", "certificates", "wal_archive"):
         assert f"\n{name} " in summary, name
 
     receiver.clear()

@@ -65,3 +65,23 @@ def test_every_dag_links_a_known_runbook() -> None:
 
     for entry in registry.CATALOGUE.values():
         assert entry.runbook in RUNBOOKS, entry.dag_id
+
+
+def test_every_alert_a_procedure_raises_links_a_known_runbook_and_names_one_alert() -> None:
+    from stellar_ops.core.runbooks import RUNBOOKS
+
+    raised = [alert for p in registry.PROCEDURES for alert in p.alerts]
+    for alert in raised:
+        assert alert.runbook in RUNBOOKS, alert.name
+        assert alert.severity in taxonomy.SEVERITIES, alert.name
+    names = [a.name for a in raised] + [entry.alert_name for entry in registry.CATALOGUE.values()]
+    assert len(names) == len(set(names)), "an alert name is registered twice"
+
+
+def test_the_health_procedure_registers_the_wal_archive_alerts() -> None:
+    (health,) = [p for p in registry.PROCEDURES if p.name == "health"]
+    alerts = {a.name: (a.severity, a.runbook) for a in health.alerts}
+    assert alerts["WalArchiveFailing"] == ("P1", "PITR-ARCHIVE")
+    assert alerts["WalArchiveLagging"] == ("P2", "PITR-ARCHIVE")
+    assert alerts["WalArchiveDisabled"] == ("P2", "PITR-ARCHIVE")
+    assert alerts["IndexerLag"] == ("P2", "RB-001")

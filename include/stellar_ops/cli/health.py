@@ -20,7 +20,8 @@ from stellar_ops.health.results import CheckResult
 
 def register(sub: Any) -> None:
     p = sub.add_parser(
-        "health", help="the morning health check: services, alerts, backups, disk, lag, certificates"
+        "health",
+        help="the morning health check: services, alerts, backups, disk, lag, certificates, WAL archive",
     )
     p.add_argument(
         "--check",

@@ -316,6 +316,16 @@ CHECK_RULES = (
         "SEC-1.1",
         "morning_health_check: {{ $labels.check }} needs a look",
     ),
+    Rule(
+        "WalArchiveFailing",
+        "stellar_pitr_archive_failing == 1",
+        "P1",
+        "PITR-ARCHIVE",
+        "WAL archiving fails: point-in-time recovery stops at the last archived segment",
+        comment="Pushed by morning_health_check while archive_mode is on. Its lagging twin, "
+        "WalArchiveLagging, is the check's own verdict against pitr.max_archive_lag_seconds (a "
+        'setting of the config, not of this file): HealthCheckCritical{check="wal_archive"}.',
+    ),
 )
 
 

@@ -59,10 +59,22 @@ class DagEntry:
 
 
 @dataclass(frozen=True)
+class AlertRef:
+    """An alert a procedure raises about what it finds (not its DAG's own failure): its name,
+    severity and runbook."""
+
+    name: str
+    severity: Severity
+    runbook: str  # an id of stellar_ops.core.runbooks
+
+
+@dataclass(frozen=True)
 class Procedure:
-    """One procedure: its name, its config section (the root config's field and its model), its DAGs."""
+    """One procedure: its name, its config section (the root config's field and its model), its DAGs,
+    and the alerts it raises about what it finds."""
 
     name: str
     section: str
     config: type[Section]
     dags: tuple[DagEntry, ...]
+    alerts: tuple[AlertRef, ...] = ()

@@ -9,7 +9,7 @@ from pydantic import Field, field_validator, model_validator
 
 from stellar_ops.core.config import Section
 
-CHECK_NAMES = ("services", "alerts", "backups", "disk", "indexer_lag", "certificates")
+CHECK_NAMES = ("services", "alerts", "backups", "disk", "indexer_lag", "certificates", "wal_archive")
 _ENDPOINT = re.compile(r"^(tcp|tls|http|https)://[^/\s:]+:\d{1,5}(/\S*)?$|^(http|https)://[^/\s]+(/\S*)?$")
 
 

@@ -15,21 +15,35 @@ from typing import Any, Protocol
 
 from stellar_ops.catalogue.location import BackupLocation
 from stellar_ops.core.errors import StellarOpsError
-from stellar_ops.health import certificates, disk, freshness, lag, overnight, services, summary, tls_probe
+from stellar_ops.health import (
+    certificates,
+    disk,
+    freshness,
+    lag,
+    overnight,
+    services,
+    summary,
+    tls_probe,
+    wal_archive,
+)
 from stellar_ops.health.config import CHECK_NAMES, HealthConfig
 from stellar_ops.health.results import CheckResult, run_all, run_bounded
+from stellar_ops.postgres.pitr import PitrConfig
 from stellar_ops.runtime import Runtime, RuntimeConfig
 
 DAG_ID = "morning_health_check"
 
 
 class HealthSections(RuntimeConfig, Protocol):
-    """The sections the health check reads: ``backup`` (where), ``health``, and the runtime's own."""
+    """The sections the health check reads: ``backup`` (where), ``health``, ``pitr`` (WAL
+    archiving), and the runtime's own."""
 
     @property
     def backup(self) -> BackupLocation: ...
     @property
     def health(self) -> HealthConfig: ...
+    @property
+    def pitr(self) -> PitrConfig: ...
 
 
 def state_key(rt: Runtime[HealthSections], name: str) -> str:
@@ -165,6 +179,11 @@ def check_certificates(
     return certificates.check(store, rt.config.backup.prefix, rt.config.health, prober, datetime.now(UTC))
 
 
+def check_wal_archive(rt: Runtime[HealthSections]) -> CheckResult:
+    state = wal_archive.fetch(rt.database(), rt.config.health.probe_timeout_seconds)
+    return wal_archive.check(state, rt.config.pitr)
+
+
 @dataclass(frozen=True)
 class Check:
     name: str
@@ -179,6 +198,7 @@ CHECKS: dict[str, Check] = {
     "disk": Check("disk", check_disk),
     "indexer_lag": Check("indexer_lag", check_indexer_lag),
     "certificates": Check("certificates", check_certificates),
+    "wal_archive": Check("wal_archive", check_wal_archive),
 }
 assert tuple(CHECKS) == CHECK_NAMES
 

@@ -1,8 +1,10 @@
-"""The morning health check in the taxonomy: ``morning_health_check``, P2, HealthCheckFailed."""
+"""The morning health check in the taxonomy: ``morning_health_check``, P2, HealthCheckFailed, and
+the alerts its checks stand for (IndexerLag, the WAL archive's)."""
 
 from __future__ import annotations
 
 from stellar_ops.core.taxonomy import DagEntry, Procedure
+from stellar_ops.health import lag, wal_archive
 from stellar_ops.health.config import HealthConfig
 
 PROCEDURE = Procedure(
@@ -20,4 +22,5 @@ PROCEDURE = Procedure(
             expected_minutes=10,
         ),
     ),
+    alerts=(lag.LAG, *wal_archive.ALERTS),
 )

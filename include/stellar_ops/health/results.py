@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from stellar_ops.core.taxonomy import Severity
+from stellar_ops.core.taxonomy import AlertRef as AlertRef  # the alert a non-ok check stands for
 
 Status = Literal["ok", "warning", "critical", "unknown"]
 STATUSES: tuple[Status, ...] = ("ok", "warning", "critical", "unknown")
@@ -25,15 +25,6 @@ _RANK: dict[Status, int] = {"ok": 0, "unknown": 1, "warning": 2, "critical": 3}
 
 def worst(statuses: list[Status]) -> Status:
     return max(statuses, key=_RANK.__getitem__, default="ok")
-
-
-@dataclass(frozen=True)
-class AlertRef:
-    """The alert a non-ok check stands for: its name, severity and runbook."""
-
-    name: str
-    severity: Severity
-    runbook: str
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from stellar_ops.core.config import AlertsConfig
 from stellar_ops.core.metrics import Metric
 from stellar_ops.core.runbooks import runbook, runbook_link
 from stellar_ops.core.taxonomy import SEVERITIES, Severity
+from stellar_ops.health import wal_archive
 from stellar_ops.health.results import STATUS_VALUE, CheckResult, worst
 
 ICON = {
@@ -70,7 +71,8 @@ def message(results: list[CheckResult], settings: AlertsConfig, *, run: str) -> 
 
 
 def metrics(results: list[CheckResult]) -> list[Metric]:
-    return [
+    """The state of each check, and what WAL archiving measured (when archive_mode is on)."""
+    states = [
         Metric(
             "stellar_health_check_status",
             float(STATUS_VALUE[r.status]),
@@ -79,3 +81,4 @@ def metrics(results: list[CheckResult]) -> list[Metric]:
         )
         for r in results
     ]
+    return states + wal_archive.metrics(results)

@@ -24,6 +24,7 @@ CHECK_TASKS = [
     "check_disk",
     "check_indexer_lag",
     "check_certificates",
+    "check_wal_archive",
 ]
 
 
@@ -53,6 +54,7 @@ def test_green_on_a_healthy_stack_then_red_with_a_stopped_server(
         "disk": "ok",
         "indexer_lag": "ok",
         "certificates": "unknown",
+        "wal_archive": "ok",
     }
     text = _summary(receiver)
     assert text.startswith(":white_check_mark: Morning health check: healthy")
@@ -111,6 +113,7 @@ def test_cli_json_and_exit_status(ops, backups, receiver, stack):
         "disk",
         "indexer_lag",
         "certificates",
+        "wal_archive",
     ]
     assert all({"name", "status", "detail"} <= set(c) for c in document["checks"])
     assert receiver.texts() == []  # a look from a terminal tells nobody

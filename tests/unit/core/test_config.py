@@ -16,6 +16,7 @@ from stellar_ops.dr.config import DrConfig
 from stellar_ops.health.config import HealthConfig
 from stellar_ops.maintenance.config import MaintenanceConfig
 from stellar_ops.perf.config import PerfConfig
+from stellar_ops.postgres.pitr import PitrConfig
 from stellar_ops.registry import StellarOpsConfig, parse_config, reference_markdown
 from stellar_ops.rotation.config import RotationConfig
 from stellar_ops.tls.config import TlsConfig
@@ -378,6 +379,7 @@ SECTIONS: dict[str, type[BaseModel]] = {
     "dr": DrConfig,
     "maintenance": MaintenanceConfig,
     "health": HealthConfig,
+    "pitr": PitrConfig,
     "tls": TlsConfig,
     "perf": PerfConfig,
     "rotation": RotationConfig,

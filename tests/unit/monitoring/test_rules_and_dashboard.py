@@ -41,6 +41,8 @@ METRICS = {
     "stellar_tls_cert_state",
     "stellar_perf_check_status",
     "stellar_health_check_status",
+    "stellar_pitr_archive_lag_seconds",
+    "stellar_pitr_archive_failing",
     "stellar_restore_seconds",
     RUN_FINISHED,
 }
