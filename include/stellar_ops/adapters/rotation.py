@@ -104,8 +104,15 @@ def _runs_rotating(ti: Any) -> list[str]:
     )
 
 
+def _first_look(ti: Any, context: Any) -> bool:
+    """Whether this is the run's first look: not a reschedule, and not a retry of a try that looked
+    (a retry starts with no reschedules of its own). A cleared task starts over and looks first."""
+    first_try = ti.try_number == ti.max_tries - (ti.task.retries or 0) + 1
+    return first_try and ti.get_first_reschedule_date(context) is None
+
+
 def _wait_for(rt: Runtime[flow.RotationSections], context: Any, plan: Plan, others: list[str]) -> Exception:
-    """Log (and, on the first look, tell the ops channel) why this run waits; look again later."""
+    """Log (and, on the run's first look, tell the ops channel) why this run waits; look again later."""
     from datetime import timedelta
 
     from airflow.sdk.exceptions import AirflowRescheduleException
@@ -115,7 +122,7 @@ def _wait_for(rt: Runtime[flow.RotationSections], context: Any, plan: Plan, othe
     ti = context["ti"]
     reason = flow.waiting_message(plan, others, dag_id=ti.dag_id, run_id=ti.run_id)
     rt.warn(reason)
-    if ti.get_first_reschedule_date(context) is None:
+    if _first_look(ti, context):
         rt.notify(info_message(reason))
     seconds = rt.config.rotation.wait_poll_seconds
     rt.say(f"looking again in {seconds:g} seconds")
