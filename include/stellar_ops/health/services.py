@@ -55,8 +55,7 @@ def postgres(target: PgTarget, timeout: float) -> str:
     import psycopg
 
     target.check_files()  # a missing certificate file is named, not reported as the server down
-    probe = target.with_settings(connect_timeout=str(max(1, int(timeout))))
-    kwargs = probe.with_options(f"-c statement_timeout={int(timeout * 1000)}").connect_kwargs()
+    kwargs = target.bounded(timeout).connect_kwargs()
     try:
         with psycopg.connect(autocommit=True, **kwargs) as conn:
             row = conn.execute("SELECT current_setting('server_version'), pg_is_in_recovery()").fetchone()

@@ -97,9 +97,7 @@ def segment_number(wal: str | None, segment_size: int) -> int | None:
 
 def fetch(target: PgTarget, timeout: float) -> Archiver:
     """The archiving settings, the flush position and ``pg_stat_archiver``, in one session."""
-    probe = target.with_settings(connect_timeout=str(max(1, int(timeout))))
-    probe = probe.with_options(f"-c statement_timeout={int(timeout * 1000)}")
-    with connect(probe) as conn:
+    with connect(target.bounded(timeout)) as conn:
         settings = {str(name): str(value) for name, value in conn.execute(SETTINGS).fetchall()}
         in_recovery, now = conn.execute("SELECT pg_is_in_recovery(), now()").fetchone()
         flush = None

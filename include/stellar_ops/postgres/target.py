@@ -243,6 +243,11 @@ class PgTarget:
         own = self.setting("options")
         return self.with_settings(options=f"{own} {options}" if own else options)
 
+    def bounded(self, seconds: float) -> PgTarget:
+        """A copy whose connecting and each statement give up after ``seconds`` (a probe's session)."""
+        probe = self.with_settings(connect_timeout=str(max(1, int(seconds))))
+        return probe.with_options(f"-c statement_timeout={int(seconds * 1000)}")
+
     def with_dbname(self, dbname: str) -> PgTarget:
         return replace(self, dbname=dbname)
 

@@ -297,3 +297,10 @@ def test_with_options_puts_the_connections_own_first(tmp_path: Path) -> None:
     target = tls_target(tmp_path).with_options("-c statement_timeout=5000")
     assert target.connect_kwargs()["options"] == "-c search_path=escrow -c statement_timeout=5000"
     assert PgTarget("h", 1, "u", "d").with_options("-c a=1").setting("options") == "-c a=1"
+
+
+def test_a_bounded_target_gives_up_connecting_and_on_each_statement_after_its_seconds() -> None:
+    bounded = PgTarget("h", 1, "u", "d").with_options("-c search_path=app").bounded(2.5)
+    assert bounded.setting("connect_timeout") == "2"
+    assert bounded.setting("options") == "-c search_path=app -c statement_timeout=2500"
+    assert PgTarget("h", 1, "u", "d").bounded(0.2).setting("connect_timeout") == "1"  # libpq's least
