@@ -3,7 +3,8 @@
 # (through apt, when running as root and something is missing), then .venv from the pinned
 # development set, requirements-dev.txt (the runtime set of requirements-runtime.txt plus the test
 # and lint tools), with the stellar_ops package installed editable, and the development tooling
-# (dev/: the stellar-ops-dev distribution, stellar-dev) editable on top of it. Safe to run again:
+# (dev/: the stellar-ops-dev distribution, stellar-dev) editable on top of it, and .pitr-venv, the
+# barman-cloud the local stack's PostgreSQL archives its WAL with (scripts/pitr_venv.sh). Safe to run again:
 # each step is skipped when it is already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,3 +47,5 @@ if [[ ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
   rm -rf include/stellar_ops.egg-info dev/stellar_ops_dev.egg-info
   echo "$want" > "$stamp"
 fi
+
+scripts/pitr_venv.sh
