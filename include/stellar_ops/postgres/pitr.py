@@ -2,10 +2,13 @@
 
 Whatever archives the WAL (barman-cloud, pgBackRest, WAL-G, a plain ``cp``), the server's own
 ``pg_stat_archiver`` tells whether it works; the morning health check reads it over the ordinary
-connection (``health``'s ``wal_archive`` check).
+connection (``health``'s ``wal_archive`` check). :func:`barman_archive_command` writes the
+``archive_command`` the local stack runs and docs/deployment.md describes.
 """
 
 from __future__ import annotations
+
+import shlex
 
 from pydantic import Field
 
@@ -24,3 +27,36 @@ class PitrConfig(Section):
         description="A complete WAL segment waiting to be archived with no success for longer than this "
         "is P2 WalArchiveLagging (an idle server with nothing to archive is not lagging).",
     )
+
+
+def barman_archive_command(
+    program: str,
+    destination: str,
+    server_name: str,
+    *,
+    endpoint_url: str | None = None,
+    compression: str | None = "zstd",
+    encryption: str | None = "AES256",
+) -> str:
+    """The shell command line of an ``archive_command`` running ``barman-cloud-wal-archive``.
+
+    ``destination`` is ``s3://bucket/prefix``; barman puts each segment under
+    ``<prefix>/<server_name>/wals/``. The command names no credential: barman's boto3 reads them
+    from the postmaster's environment (``AWS_ACCESS_KEY_ID``...) or its shared credentials file,
+    so no secret sits in postgresql.conf or in an argv that ``ps`` shows.
+    """
+    argv = [program]
+    if endpoint_url:
+        argv += ["--endpoint-url", endpoint_url]
+    if compression:
+        argv.append(f"--{compression}")
+    if encryption:
+        argv += ["-e", encryption]
+    argv += [destination, server_name, "%p"]
+    # %p is PostgreSQL's placeholder, replaced before the shell sees the line: left unquoted
+    return " ".join(part if part == "%p" else shlex.quote(part) for part in argv)
+
+
+def conf_string(value: str) -> str:
+    """``value`` as a quoted string of postgresql.conf (a single quote doubled)."""
+    return "'" + value.replace("'", "''") + "'"

@@ -33,6 +33,9 @@ class LocalPgServer:
     run_as: str | None = None
     settings: dict[str, str] = field(default_factory=dict)
     log_file: Path | None = None
+    # the postmaster's environment (None: this process's); what its archive_command sees, so the
+    # place for an archiver's credentials, which neither postgresql.conf nor an argv may hold
+    env: dict[str, str] | None = field(default=None, repr=False)
     password: str = field(default_factory=lambda: secrets.token_urlsafe(18), repr=False)
     superuser: str = SUPERUSER
     _process: ManagedProcess | None = field(default=None, init=False, repr=False)
@@ -122,6 +125,7 @@ class LocalPgServer:
             name=f"postgres:{self.port}",
             argv=[self._bin("postgres"), "-D", str(self.data_dir)],
             log_path=self.log_path,
+            env=self.env,
             user=self.run_as,
             cwd=self.base_dir,
             stop_signal=signal.SIGINT,  # fast shutdown
