@@ -1,6 +1,8 @@
 """The local stack: real servers on 127.0.0.1 for ``make run``, ``make stack`` and the tests.
 
-- PostgreSQL 15 (initdb, ``pg_stat_statements`` preloaded) holding the demo StellarEscrow DB;
+- PostgreSQL 15 (initdb, ``pg_stat_statements`` preloaded) holding the demo StellarEscrow DB,
+  archiving its WAL continuously to the S3 server with barman-cloud (``s3://<bucket>/pitr/stellar/``,
+  :func:`wal_archiver`); a stack whose archiving does not work does not start;
 - SeaweedFS as the S3 server, with the backups bucket created;
 - Redis, Prometheus Pushgateway and Alertmanager from the Debian packages;
 - the API stand-in (:mod:`stellar_ops_dev.api_stub`);
@@ -27,8 +29,10 @@ import os
 import secrets
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,6 +40,7 @@ from typing import Any
 
 from stellar_ops.core.errors import StellarOpsError
 from stellar_ops.core.processes import ManagedProcess, pid_alive, stop_pid, unprivileged_user
+from stellar_ops.postgres.pitr import barman_archive_command, conf_string
 from stellar_ops.postgres.server import LocalPgServer, read_postmaster_pid
 from stellar_ops.postgres.target import PgTarget
 from stellar_ops_dev import demo_data, receiver
@@ -57,6 +62,14 @@ DB_USER = "stellar"
 # and is no superuser, as a managed PostgreSQL's admin role is not
 RESTORE_USER = "stellar_restore"
 S3_REGION = "us-east-1"
+# WAL archiving (point-in-time recovery): barman-cloud puts each segment under
+# s3://BUCKET/PITR_PREFIX/PITR_SERVER/wals/, beside the backups and apart from their prefix
+PITR_PREFIX = "pitr"
+PITR_SERVER = "stellar"
+PITR_ARCHIVE_TIMEOUT = 60  # seconds: a segment with any write in it is archived within a minute
+# the venv of barman-cloud (scripts/pitr_venv.sh, run by `make deps`); this variable names another
+PITR_VENV_VARIABLE = "STELLAR_PITR_VENV"
+REPO = Path(__file__).resolve().parents[2]
 # Stable ports for `make run`, so bookmarks stay valid between runs. No server of any stack is
 # handed one of them as a free or derived port; `--fixed-ports` uses each one that is free.
 PREFERRED_PORTS = {
@@ -123,6 +136,17 @@ class StackInfo:
 
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"
+
+    @property
+    def wal_archive_url(self) -> str:
+        """barman-cloud's destination: the bucket and the prefix its server directories go under."""
+        return f"s3://{BUCKET}/{PITR_PREFIX}"
+
+    @property
+    def wal_prefix(self) -> str:
+        """The S3 prefix the archived WAL segments are under (``<segment>.zst``, in a directory per
+        timeline and log file)."""
+        return f"{PITR_PREFIX}/{PITR_SERVER}/wals/"
 
     @property
     def api_env_file(self) -> Path:
@@ -218,6 +242,8 @@ class StackInfo:
             **({"tls": self.tls} if self.tls else {}),
             # the API stand-in re-reads its env file on POST /_reload: the local restart backend
             "rotation": {"restart": "http_reload"},
+            # the stack's PostgreSQL archives its WAL: the morning check is red when that breaks
+            "pitr": {"required": True},
         }
 
     def env(self) -> dict[str, str]:
@@ -255,6 +281,7 @@ class StackInfo:
                 "STELLAR_WEBHOOK_URL": self.webhook_url,
                 "STELLAR_PAGING_WEBHOOK_URL": self.paging_webhook_url,
                 "STELLAR_TLS_CONFIG": json.dumps(self.tls or {}),
+                "STELLAR_WAL_ARCHIVE": f"{self.wal_archive_url}/{PITR_SERVER}",
             }
         )
         env.update({f"STELLAR_{name.upper()}_PORT": str(port) for name, port in self.ports.items()})
@@ -301,6 +328,36 @@ def _program(name: str) -> str:
             f"{name} is not installed: run `make deps` (see packages.txt and requirements.txt)"
         )
     return found
+
+
+def wal_archiver(run_as: str | None) -> str:
+    """``barman-cloud-wal-archive`` of the pitr venv, checked to run as ``run_as`` (PostgreSQL's user).
+
+    The venv is ``.pitr-venv`` in the checkout (``$STELLAR_PITR_VENV`` names another): made from
+    Debian's python by ``make deps``, because PostgreSQL's user can run neither a python under
+    /root nor the project's .venv made from it.
+    """
+    venv = Path(os.environ.get(PITR_VENV_VARIABLE) or REPO / ".pitr-venv")
+    program = venv / "bin" / "barman-cloud-wal-archive"
+    if not program.exists():
+        raise StellarOpsError(
+            f"{program} is missing: run `make deps` (scripts/pitr_venv.sh builds it from "
+            "requirements-pitr.txt), or point $STELLAR_PITR_VENV at a venv with barman[cloud]"
+        )
+    try:
+        result = subprocess.run(
+            [str(program), "--version"], capture_output=True, text=True, user=run_as, timeout=60
+        )
+    except OSError as exc:
+        result = subprocess.CompletedProcess([str(program)], 126, "", str(exc))
+    if result.returncode != 0:
+        who = f"the user {run_as!r}" if run_as else "this user"
+        raise StellarOpsError(
+            f"{program} does not run as {who} (PostgreSQL's), status {result.returncode}: "
+            f"{(result.stderr or result.stdout).strip()[-500:]} (every directory above it must be "
+            "searchable by that user: build the venv elsewhere and set $STELLAR_PITR_VENV)"
+        )
+    return str(program)
 
 
 class Stack:
@@ -380,8 +437,8 @@ class Stack:
         )
         try:
             self.info.save()  # from here on, `stack down` finds the data directory and every pid
+            self._start_s3()  # first: PostgreSQL archives its WAL there from its first segment
             self._start_postgres()
-            self._start_s3()
             self._start_redis()
             self._start_pushgateway()
             self._start_alertmanager()
@@ -390,6 +447,7 @@ class Stack:
             if self.acme:
                 self._start_acme()
             self.seed()
+            self.confirm_archiving()
         except BaseException:
             self.down()
             raise
@@ -434,10 +492,29 @@ class Stack:
 
     def _start_postgres(self) -> None:
         assert self.info is not None
+        run_as = unprivileged_user("postgres")
+        archive_command = barman_archive_command(
+            wal_archiver(run_as),
+            self.info.wal_archive_url,
+            PITR_SERVER,
+            endpoint_url=self.info.url("s3"),
+            compression="zstd",
+            encryption="AES256",  # as the backups are put
+        )
+        # barman's boto3 reads the credentials from the postmaster's environment, inherited by
+        # each archive_command: never in postgresql.conf or in an argv. No other AWS_* variable
+        # of ours (a profile, another endpoint) reaches it.
+        env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+        env.update(
+            AWS_ACCESS_KEY_ID=self.info.s3_access_key,
+            AWS_SECRET_ACCESS_KEY=self.info.s3_secret_key,
+            AWS_DEFAULT_REGION=S3_REGION,
+        )
         server = LocalPgServer(
             Path(self.info.data_dir) / "postgres",
             port=self.info.ports["postgres"],
-            run_as=unprivileged_user("postgres"),
+            run_as=run_as,
+            env=env,
             settings={
                 "shared_preload_libraries": "'pg_stat_statements'",
                 "pg_stat_statements.track": "all",
@@ -447,6 +524,10 @@ class Stack:
                 "fsync": "off",  # a throwaway dev server: speed over durability
                 "synchronous_commit": "off",
                 "full_page_writes": "off",
+                "wal_level": "replica",
+                "archive_mode": "on",
+                "archive_timeout": str(PITR_ARCHIVE_TIMEOUT),
+                "archive_command": conf_string(archive_command),
             },
             log_file=self.logs / "postgres.log",
         )
@@ -614,6 +695,39 @@ class Stack:
         assert self.info is not None
         demo_data.generate(self.info.db, trades=self.demo_rows)
 
+    def confirm_archiving(self, timeout: float = 120.0) -> str:
+        """Close the current WAL segment and wait until it is archived; its name.
+
+        A start ends with this, so the stack's archive has a first segment (the morning check is
+        green from the start) and a stack whose archiving is broken fails to start, saying why.
+        """
+        assert self.postgres is not None
+        assert self.info is not None
+        server = self.postgres
+        closed = server.psql("SELECT pg_walfile_name(pg_switch_wal())").strip()
+        deadline = time.monotonic() + timeout
+        while True:
+            row = server.psql(
+                "SELECT coalesce(last_archived_wal, ''), failed_count, coalesce(last_failed_wal, '') "
+                "FROM pg_stat_archiver"
+            ).strip()
+            last, failed, failed_wal = row.split("|")
+            if last >= closed:  # names of one timeline sort in the order of their segments
+                return closed
+            where = f"{self.info.wal_archive_url}/{PITR_SERVER}"
+            if failed != "0":
+                raise StellarOpsError(
+                    f"WAL archiving to {where} fails: {failed_wal} was not archived "
+                    f"({failed} failure(s)); barman-cloud-wal-archive says, in {server.log_path}:\n"
+                    + "\n".join(server.log_path.read_text(errors="replace").splitlines()[-15:])
+                )
+            if time.monotonic() > deadline:
+                raise StellarOpsError(
+                    f"WAL segment {closed} was not archived to {where} within {timeout:.0f}s "
+                    f"(last archived: {last or 'none'}); see {server.log_path}"
+                )
+            time.sleep(0.2)
+
     def down(self) -> None:
         """Stop every server of this start and remove its data and ``state.json``."""
         if self.acme_lab is not None:
@@ -630,7 +744,8 @@ class Stack:
 
 def stop_recorded(info: StackInfo) -> None:
     """Stop every pid in ``info`` (this process's or another's) and remove the data directory."""
-    order = ["api", "receiver", "alertmanager", "pushgateway", "redis", "seaweedfs", "postgres"]
+    # PostgreSQL before the S3 server: at shutdown its archiver pushes the segments still waiting
+    order = ["api", "receiver", "alertmanager", "pushgateway", "redis", "postgres", "seaweedfs"]
     for name in order + [n for n in info.pids if n not in order]:
         pid = info.pids.get(name)
         if pid and pid_alive(pid):
