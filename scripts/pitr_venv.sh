@@ -8,7 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PITR_PYTHON=${PITR_PYTHON:-/usr/bin/python3.11}
-venv=.pitr-venv
+# the stack looks for it here too (a checkout PostgreSQL's user cannot reach needs another place)
+venv=${STELLAR_PITR_VENV:-.pitr-venv}
 if [[ ! -x $PITR_PYTHON ]]; then
   echo "pitr_venv: $PITR_PYTHON is missing: install the Debian package python3.11 and python3.11-venv (packages.txt)" >&2
   exit 1

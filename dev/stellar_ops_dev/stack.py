@@ -355,7 +355,8 @@ def wal_archiver(run_as: str | None) -> str:
         raise StellarOpsError(
             f"{program} does not run as {who} (PostgreSQL's), status {result.returncode}: "
             f"{(result.stderr or result.stdout).strip()[-500:]} (every directory above it must be "
-            "searchable by that user: build the venv elsewhere and set $STELLAR_PITR_VENV)"
+            "searchable by that user: build it elsewhere with STELLAR_PITR_VENV=DIR scripts/pitr_venv.sh "
+            "and keep that variable set)"
         )
     return str(program)
 
