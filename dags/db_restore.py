@@ -5,10 +5,16 @@
 **Severity:** P1 (DatabaseRestoreFailed). **Owner:** platform. **Runbook:** RB-001.
 
 ## What it does
+From a logical backup (`target_time` empty), or to a moment of the WAL archive (`target_time`: an
+ISO-8601 time such as `2026-12-07T06:30:00Z`, or `latest`; the `backup` param is then not used).
 1. `resolve_backup`: the `backup` param: `latest`, an S3 key (wherever it is in the bucket, legacy
-   ones at the bucket root included), or an absolute local path.
+   ones at the bucket root included), or an absolute local path. With `target_time`: the newest
+   base backup that ends before it (`latest`: the newest); a time outside the recoverable window
+   (the oldest base backup's end to the newest archived WAL) fails naming the window.
 2. `check_backup`: streams it once: size and sha256 against its manifest, frames, the archive.
-   Nothing touches the target before this passes.
+   With `target_time`: the base backup is there at its recorded size, and no WAL segment it needs
+   up to the target is missing (else it fails naming the segment). Nothing touches the target
+   before this passes.
 3. `check_target`: everything the restore will need from the `target_conn_id` connection's
    server (default `stellar_restore`), each missing one named on its own line, before anyone is
    asked to approve: a server at least the backup's pg_dump major, the extensions it needs, a
@@ -26,10 +32,16 @@
    the run nor the first approver, approves restoring over the existing database. Skipped
    otherwise. Who answers each approval comes from `approvals.steps`.
 6. `restore_backup`: renames the old database aside if asked, creates the backup's roles, and
-   restores it with `pg_restore -j` (`dr.restore_jobs`), as the drill does.
+   restores it with `pg_restore -j` (`dr.restore_jobs`), as the drill does. With `target_time`:
+   the base backup is fetched into a temporary server on this worker (`dr.work_dir`), the WAL is
+   replayed to the target and the server promoted; its database (the `stellar_db` connection's)
+   is copied into the target with `pg_dump -Fc` and the same `pg_restore -j`, then the temporary
+   server is removed.
 7. `verify_row_counts`, `verify_schema`, `verify_sanity_queries`: the drill's checks, on the
-   restored database.
-8. `publish_report`: `<backup key>.restore_report.json`, `stellar_restore_seconds`, a message.
+   restored database (with `target_time`: the copy against the recovered server it came from).
+8. `publish_report`: `<backup key>.restore_report.json` (with `target_time`:
+   `<pitr.prefix>/<server>/restores/<time>.restore_report.json`, with the time actually reached),
+   `stellar_restore_seconds`, a message.
 9. `confirm_success`: the run's verdict: red when the restore or any check failed, even though
    the report is published; green when it passed, or when an approval was rejected.
 
@@ -44,6 +56,10 @@ was there is renamed aside each time.
 - *is the backup's own source* / *already exists*: choose another database, or set `replace`.
 - *no answer within 24 hours*: nobody approved in time; trigger again when a lead is available.
   An approval can be answered only by the people named in it: ask one of them.
+- *is before the oldest base backup ends* / *is after the newest archived WAL*: the message gives
+  the recoverable window; choose a moment inside it (or run `db_base_backup` for a newer start).
+- *WAL segment ... is missing*: the archive has a hole; no moment after the segment before it can
+  be reached from that base backup. Choose an earlier moment, or restore the segment (RB-001).
 - *restore stopped*: the message says what was written: nothing (the database was not created),
   or a partly restored database left for inspection; the previous one (if `replace`) is intact
   under its `_before_` name. Fix the cause, then Clear `restore_backup` (or trigger again).
@@ -51,7 +67,8 @@ was there is renamed aside each time.
 A backfill does not apply: the DAG has no schedule.
 - If Airflow itself is down, run the same steps from a terminal:
   `stellar-ops restore --backup KEY --target postgresql://user@host:5432/postgres` (docs/restore.md,
-  "Disaster recovery").
+  "Disaster recovery"), or `stellar-ops restore --target-time ISO|latest --target URL` (or
+  `--data-dir DIR` on the database host: the whole recovered server, stopped cleanly).
 
 ## Triage
 P1: the database is down or lost. Respond within 15 minutes; follow RB-001.
@@ -97,6 +114,14 @@ CHECKS = ("verify_row_counts", "verify_schema", "verify_sanity_queries")
             False,
             type="boolean",
             description="Restore over an existing database (or the source): it is renamed aside",
+        ),
+        "target_time": Param(
+            None,
+            type=["null", "string"],
+            examples=["latest", "2026-12-07T06:30:00Z"],
+            description="Point-in-time recovery: an ISO-8601 time (UTC unless it says) or 'latest', "
+            "from a base backup and the WAL archive (backup is then not used); empty: restore the "
+            "logical backup named by backup",
         ),
     },
 )

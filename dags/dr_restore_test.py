@@ -21,12 +21,25 @@ key); otherwise no run is started, so no run does nothing.
    `dr.work_dir` for a local backup) for the checks; XCom carries where. RTO = download + restore.
 5. `verify_row_counts`, `verify_schema`, `verify_sanity_queries`: each compares the restored
    database with the manifest and fails with a verdict naming what differs.
-6. `drop_scratch` (teardown): always removes the scratch server, failures included, unless
-   `keep_scratch_on_failure` is set.
-7. `publish_report`: `<backup key>.dr_report.json` beside the backup, metrics
-   `stellar_dr_test_success`, `stellar_dr_restore_seconds` (RTO), `stellar_dr_backup_age_seconds`
-   (RPO), and a one-line summary when it passed.
-8. `confirm_success`: the run's verdict: green only when every step above succeeded, red when
+6. `restore_to_moment`: the point-in-time rehearsal, when `dr.pitr_rehearsal` is `on`, or `auto`
+   (the default) and a complete base backup is in the archive (otherwise it says why it skipped).
+   It commits a canary, closes its WAL segment and waits until it is archived (the newest moment
+   surely in the archive), chooses a random second from then back to `dr.pitr_lookback_hours`
+   (24) ago or the oldest base backup's end, and recovers the base backup before it plus the WAL
+   up to it into a scratch server of its own, on the worker (barman-cloud-wal-restore from
+   `pitr.tools_dir`). RTO = fetch + replay + promote.
+7. `verify_canaries`: every canary row (`stellar_ops_canary`, one every few seconds from
+   `stellar-ops pitr canary`) committed at or before that second is in the recovered server, and
+   none after it; the verdict names the first missing or extra ids and their commit times.
+8. `drop_scratch` (teardown): always removes the scratch server, failures included, unless
+   `keep_scratch_on_failure` is set, and whatever a dead worker left of the rehearsal's (which
+   `restore_to_moment` removes itself, failures included: its error quotes the recovery's log).
+9. `publish_report`: `<backup key>.dr_report.json` beside the backup (with a `pitr` section:
+   moment, time reached, base backup, RTO, RPO reached), metrics `stellar_dr_test_success`,
+   `stellar_dr_restore_seconds` (RTO), `stellar_dr_backup_age_seconds` (RPO),
+   `stellar_dr_pitr_success`, `stellar_dr_pitr_rto_seconds`, `stellar_dr_pitr_rpo_seconds`, and a
+   one-line summary when it passed.
+10. `confirm_success`: the run's verdict: green only when every step above succeeded, red when
    any of them failed, whatever the report says.
 
 A backfilled run for month M tests the newest backup taken before the end of M (as a scheduled
@@ -42,6 +55,12 @@ Yes. It only reads the backup and writes its report; the scratch server is priva
 - *row counts / schema failed*: the restore is incomplete: read the verdict for the tables.
 - *pg_restore failed / psql stopped at the first failing statement*: the message quotes it.
 - *did not start*: the scratch server could not start (disk, port, `dr.scratch_settings`).
+- *point-in-time canaries failed*: the recovery stopped short of its moment (canaries missing:
+  a WAL segment missing from the archive, or archiving lagging) or went past it (canaries after
+  it present). The verdict names the ids and commit times; check `wal_archive` in the health
+  check and the archive under `pitr.prefix`.
+- *not archived within ...*: the segment the rehearsal closed did not reach the archive in
+  `dr.pitr_archive_wait_seconds`: WAL archiving is broken or slow (see the `wal_archive` check).
 
 ## Triage
 P2: the safety net is unproven. Fix today; if the newest backup does not restore, escalate to P1.
@@ -111,6 +130,14 @@ def dr_restore_test() -> None:
     def verify_sanity_queries(resolved: dict, restored: dict) -> dict:
         return steps.verify_sanity_queries(resolved, restored)
 
+    @task
+    def restore_to_moment(handle: dict) -> dict:
+        return steps.restore_to_moment(handle)
+
+    @task
+    def verify_canaries(recovered: dict) -> dict | None:
+        return steps.verify_canaries(recovered)
+
     @teardown
     @task(**docker_queue())
     def drop_scratch(handle: dict, params: dict | None = None) -> list:
@@ -125,10 +152,13 @@ def dr_restore_test() -> None:
     scratch = create_scratch()
     checked >> scratch
     restored = restore_backup(resolved, scratch)
+    recovered = restore_to_moment(scratch)
+    restored >> recovered
     verdicts = [
         verify_row_counts(resolved, restored),
         verify_schema(resolved, restored),
         verify_sanity_queries(resolved, restored),
+        verify_canaries(recovered),
     ]
     removed = drop_scratch(scratch)
     verdicts >> removed >> publish_report()

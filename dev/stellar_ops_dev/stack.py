@@ -3,6 +3,8 @@
 - PostgreSQL 15 (initdb, ``pg_stat_statements`` preloaded) holding the demo StellarEscrow DB,
   archiving its WAL continuously to the S3 server with barman-cloud (``s3://<bucket>/pitr/stellar/``,
   :func:`wal_archiver`); a stack whose archiving does not work does not start;
+  ``track_commit_timestamp`` is on, and a canary writer (``stellar-ops pitr canary``) commits a row
+  into ``stellar_ops_canary`` every few seconds, against which a point-in-time recovery is checked;
 - SeaweedFS as the S3 server, with the backups bucket created;
 - Redis, Prometheus Pushgateway and Alertmanager from the Debian packages;
 - the API stand-in (:mod:`stellar_ops_dev.api_stub`);
@@ -40,6 +42,7 @@ from typing import Any
 
 from stellar_ops.core.errors import StellarOpsError
 from stellar_ops.core.processes import ManagedProcess, pid_alive, stop_pid, unprivileged_user
+from stellar_ops.pitr.canary import TABLE as CANARY_TABLE
 from stellar_ops.postgres.pitr import barman_archive_command, conf_string
 from stellar_ops.postgres.server import LocalPgServer, read_postmaster_pid
 from stellar_ops.postgres.target import PgTarget
@@ -67,6 +70,9 @@ S3_REGION = "us-east-1"
 PITR_PREFIX = "pitr"
 PITR_SERVER = "stellar"
 PITR_ARCHIVE_TIMEOUT = 60  # seconds: a segment with any write in it is archived within a minute
+# the canary writer (stellar_ops.pitr.canary) commits a row this often: a point-in-time recovery of
+# the stack is checked against them
+CANARY_INTERVAL = 3.0
 # the venv of barman-cloud (scripts/pitr_venv.sh, run by `make deps`); this variable names another
 PITR_VENV_VARIABLE = "STELLAR_PITR_VENV"
 REPO = Path(__file__).resolve().parents[2]
@@ -243,7 +249,7 @@ class StackInfo:
             # the API stand-in re-reads its env file on POST /_reload: the local restart backend
             "rotation": {"restart": "http_reload"},
             # the stack's PostgreSQL archives its WAL: the morning check is red when that breaks
-            "pitr": {"required": True},
+            "pitr": {"required": True, "tools_dir": str(pitr_venv() / "bin")},
         }
 
     def env(self) -> dict[str, str]:
@@ -330,6 +336,11 @@ def _program(name: str) -> str:
     return found
 
 
+def pitr_venv() -> Path:
+    """The venv of barman-cloud: ``.pitr-venv`` in the checkout, or ``$STELLAR_PITR_VENV``."""
+    return Path(os.environ.get(PITR_VENV_VARIABLE) or REPO / ".pitr-venv")
+
+
 def wal_archiver(run_as: str | None) -> str:
     """``barman-cloud-wal-archive`` of the pitr venv, checked to run as ``run_as`` (PostgreSQL's user).
 
@@ -337,8 +348,7 @@ def wal_archiver(run_as: str | None) -> str:
     Debian's python by ``make deps``, because PostgreSQL's user can run neither a python under
     /root nor the project's .venv made from it.
     """
-    venv = Path(os.environ.get(PITR_VENV_VARIABLE) or REPO / ".pitr-venv")
-    program = venv / "bin" / "barman-cloud-wal-archive"
+    program = pitr_venv() / "bin" / "barman-cloud-wal-archive"
     if not program.exists():
         raise StellarOpsError(
             f"{program} is missing: run `make deps` (scripts/pitr_venv.sh builds it from "
@@ -448,6 +458,7 @@ class Stack:
             if self.acme:
                 self._start_acme()
             self.seed()
+            self._start_canary()
             self.confirm_archiving()
         except BaseException:
             self.down()
@@ -529,6 +540,8 @@ class Stack:
                 "archive_mode": "on",
                 "archive_timeout": str(PITR_ARCHIVE_TIMEOUT),
                 "archive_command": conf_string(archive_command),
+                # the canaries' exact commit times: pg_xact_commit_timestamp(xmin)
+                "track_commit_timestamp": "on",
             },
             log_file=self.logs / "postgres.log",
         )
@@ -546,6 +559,13 @@ class Stack:
         server.psql(f"CREATE ROLE {DB_USER} LOGIN PASSWORD '{quoted}'")
         server.psql(f"CREATE DATABASE {DB_NAME} OWNER {DB_USER}")
         server.psql(f"GRANT pg_read_all_stats TO {DB_USER}")
+        # db_base_backup streams pg_basebackup over a replication connection of the stellar_db role
+        # (initdb's pg_hba.conf admits replication connections on loopback)
+        server.psql(f"ALTER ROLE {DB_USER} REPLICATION")
+        # the DR drill closes the current WAL segment to rehearse a recovery up to the present. A
+        # function's privileges are its database's: granted in postgres, where the drill switches,
+        # for a grant in stellar_escrow would travel in its dumps and fail a non-superuser's restore
+        server.psql(f"GRANT EXECUTE ON FUNCTION pg_switch_wal() TO {DB_USER}", "postgres")
         server.psql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements", DB_NAME)
         restore_quoted = self.info.restore_password.replace("'", "''")
         server.psql(f"CREATE ROLE {RESTORE_USER} LOGIN CREATEDB CREATEROLE PASSWORD '{restore_quoted}'")
@@ -696,6 +716,27 @@ class Stack:
         assert self.info is not None
         demo_data.generate(self.info.db, trades=self.demo_rows)
 
+    def _start_canary(self) -> None:
+        """The canary writer (``stellar-ops pitr canary``): a row committed every few seconds into
+        the demo database; ready when its first row is there."""
+        assert self.info is not None
+        env = {key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "STELLAR_"))}
+        env["DATABASE_URL"] = self.info.env()["DATABASE_URL"]
+        argv = [sys.executable, "-m", "stellar_ops.cli.main", "pitr", "canary"]
+        argv += ["--interval", f"{CANARY_INTERVAL:g}"]
+        process = ManagedProcess(name="canary", argv=argv, log_path=self.logs / "canary.log", env=env)
+        with signals_deferred():
+            process.start()
+            self._record("canary", process)
+        process.wait_ready(lambda: self.canaries() > 0, timeout=60)
+
+    def canaries(self) -> int:
+        """How many canary rows the demo database holds (0 before the writer's first)."""
+        assert self.postgres is not None
+        if self.postgres.psql(f"SELECT to_regclass('{CANARY_TABLE}') IS NULL", DB_NAME).strip() == "t":
+            return 0
+        return int(self.postgres.psql(f"SELECT count(*) FROM {CANARY_TABLE}", DB_NAME).strip())
+
     def confirm_archiving(self, timeout: float = 120.0) -> str:
         """Close the current WAL segment and wait until it is archived; its name.
 
@@ -746,7 +787,7 @@ class Stack:
 def stop_recorded(info: StackInfo) -> None:
     """Stop every pid in ``info`` (this process's or another's) and remove the data directory."""
     # PostgreSQL before the S3 server: at shutdown its archiver pushes the segments still waiting
-    order = ["api", "receiver", "alertmanager", "pushgateway", "redis", "postgres", "seaweedfs"]
+    order = ["canary", "api", "receiver", "alertmanager", "pushgateway", "redis", "postgres", "seaweedfs"]
     for name in order + [n for n in info.pids if n not in order]:
         pid = info.pids.get(name)
         if pid and pid_alive(pid):

@@ -33,6 +33,7 @@ from stellar_ops.maintenance.config import MaintenanceConfig
 from stellar_ops.maintenance.procedure import PROCEDURE as MAINTENANCE
 from stellar_ops.perf.config import PerfConfig
 from stellar_ops.perf.procedure import PROCEDURE as PERF
+from stellar_ops.pitr.procedure import PROCEDURE as PITR
 from stellar_ops.postgres.pitr import PitrConfig
 from stellar_ops.rotation.config import RotationConfig
 from stellar_ops.rotation.procedure import PROCEDURE as ROTATION
@@ -56,7 +57,7 @@ class StellarOpsConfig(RootSection):
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)  # type: ignore[arg-type]
 
 
-PROCEDURES: tuple[Procedure, ...] = (BACKUP, DR, MAINTENANCE, HEALTH, TLS, PERF, ROTATION)
+PROCEDURES: tuple[Procedure, ...] = (BACKUP, PITR, DR, MAINTENANCE, HEALTH, TLS, PERF, ROTATION)
 CATALOGUE: dict[str, DagEntry] = {entry.dag_id: entry for p in PROCEDURES for entry in p.dags}
 
 

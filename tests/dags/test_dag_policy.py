@@ -56,6 +56,7 @@ VERBS = {
     "report",
     "confirm",
     "trigger",
+    "take",
 }
 
 

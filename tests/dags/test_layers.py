@@ -22,10 +22,11 @@ REPO = Path(__file__).resolve().parents[2]
 PACKAGE = REPO / "include" / "stellar_ops"
 # the development tooling (stellar-ops-dev): it may import stellar_ops, never the other way round
 DEV_TOOLING = "stellar_ops_dev"
-# the shared packages, lowest first: each imports only those before it
-SHARED = ("core", "probes", "postgres", "storage", "catalogue")
-# a procedure's package is named after its config section
-PROCEDURE_PACKAGES = sorted({p.section for p in registry.PROCEDURES})
+# the shared packages, lowest first: each imports only those before it. ``pitr`` is shared (the DR
+# drill and the restore recover with it) and also holds the steps of its own procedure, db_base_backup
+SHARED = ("core", "probes", "postgres", "storage", "catalogue", "pitr")
+# a procedure's package is named after its config section (a shared one is no procedure's own)
+PROCEDURE_PACKAGES = sorted({p.section for p in registry.PROCEDURES} - set(SHARED))
 
 
 def imported_modules(path: Path) -> set[str]:

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -102,7 +103,9 @@ class OpsConfig:
         self.local_dir = tmp_path / "local-backups"
         self.document: dict[str, Any] = {
             "backup": {"bucket": "stellar-backups", "prefix": self.prefix, "local_dir": str(self.local_dir)},
-            "dr": {"work_dir": str(Path(stack.data_dir) / "scratch")},
+            # the drill's point-in-time rehearsal is tested by tests/integration/pitr/test_canary_rehearsal.py;
+            # off here, so no other drill test depends on which base backups the session made before it
+            "dr": {"work_dir": str(Path(stack.data_dir) / "scratch"), "pitr_rehearsal": "off"},
         }
         self.apply()
 
@@ -150,6 +153,18 @@ def reachable_dir() -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def canary_paused(stack: StackInfo) -> Iterator[None]:
+    """The stack's canary writer stopped (SIGSTOP) for one test, resumed after: for a test that
+    compares two backups of the application database taken at different moments."""
+    pid = stack.pids["canary"]
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from stellar_ops.adapters.common.runtime import (
     task_states,
 )
 from stellar_ops.core.errors import ConfigError
-from stellar_ops.dr import flow
+from stellar_ops.dr import flow, rehearsal
 from stellar_ops.dr.flow import Resolved
 from stellar_ops.dr.scratch import docker_image, scratch_name
 from stellar_ops.registry import StellarOpsConfig
@@ -102,6 +102,25 @@ def verify_sanity_queries(resolved: dict[str, Any], restored: dict[str, Any]) ->
     return verdict.as_dict()
 
 
+@checked
+def restore_to_moment(handle: dict[str, Any]) -> dict[str, Any]:
+    """The point-in-time rehearsal, in a directory of its own beside the scratch server's (removed
+    at its end, failures included: the error quotes the recovery's log)."""
+    rt = task_runtime()
+    return rehearsal.restore_to_moment(rt, rehearsal.scratch_dir(flow.work_dir(rt), handle["name"]))
+
+
+@checked
+def verify_canaries(recovered: dict[str, Any]) -> dict[str, Any] | None:
+    verdict = rehearsal.verify_canaries(recovered)
+    if verdict is None:
+        log.info("no point-in-time rehearsal: %s", recovered.get("skipped"))
+        return None
+    log.info("%s: %s", verdict.check, verdict.detail)
+    verdict.raise_if_failed()
+    return verdict.as_dict()
+
+
 def _failed(states: dict[str, str]) -> list[str]:
     return sorted(t for t, s in states.items() if s in ("failed", "upstream_failed"))
 
@@ -121,8 +140,18 @@ def drop_scratch(handle: dict[str, Any] | None, keep_on_failure: bool) -> list[s
         removed = flow.local_scratch(rt, handle["name"]).remove_leftovers()
     else:
         removed = [handle["name"]] if _docker(rt, handle["name"]).remove() else []
+    removed += rehearsal.remove_leftovers(rehearsal.scratch_dir(flow.work_dir(rt), handle["name"]))
     log.info("removed %s", ", ".join(removed) if removed else f"nothing: {handle['name']} was already gone")
     return removed
+
+
+def _pitr_outcome(ti: Any, states: dict[str, str]) -> dict[str, Any] | None:
+    recovered = ti.xcom_pull(task_ids=rehearsal.RESTORE_STEP)
+    if recovered:
+        return dict(recovered)
+    if states.get(rehearsal.RESTORE_STEP) == "failed":
+        return {"failed": f"{rehearsal.RESTORE_STEP} failed: its log says why"}
+    return None
 
 
 @checked
@@ -136,10 +165,13 @@ def publish_report(backend: str) -> dict[str, Any]:
         resolved=Resolved.from_dict(resolved) if resolved else None,
         checked=ti.xcom_pull(task_ids="check_backup") or {},
         restored=ti.xcom_pull(task_ids="restore_backup") or {},
-        checks=[v for v in (ti.xcom_pull(task_ids=t) for t in flow.CHECK_STEPS) if v],
+        checks=[
+            v for v in (ti.xcom_pull(task_ids=t) for t in (*flow.CHECK_STEPS, rehearsal.CHECK_STEP)) if v
+        ],
         failed_steps=_failed(states),
         backend=backend,
         run_id=ti.run_id,
+        pitr=_pitr_outcome(ti, states),
     )
     if resolved:
         flow.discard_observation(

@@ -10,7 +10,7 @@ from stellar_ops.cli import env
 from stellar_ops.cli.output import print_json
 from stellar_ops.cli.steps import Steps
 from stellar_ops.core.errors import VerificationError
-from stellar_ops.dr import flow
+from stellar_ops.dr import flow, rehearsal
 from stellar_ops.dr.scratch import scratch_name
 
 
@@ -30,7 +30,8 @@ def cmd_dr_test(args: argparse.Namespace) -> int:
         "resolve_backup", flow.resolve_backup, rt, args.backup, slot=datetime.now(UTC), month_scoped=False
     )
     checked = steps.run("check_backup", flow.check_backup, rt, resolved)
-    scratch = flow.local_scratch(rt, scratch_name("cli"))
+    name = scratch_name("cli")
+    scratch = flow.local_scratch(rt, name)
     with scratch.running(keep_on_failure=args.keep_scratch) as server:
         restored = steps.run("restore_backup", flow.restore_backup, rt, resolved, server.target())
     verdicts = [
@@ -38,7 +39,16 @@ def cmd_dr_test(args: argparse.Namespace) -> int:
         flow.verify_schema(rt, resolved, restored),
         flow.verify_sanity_queries(rt, restored),
     ]
-    for step, verdict in zip(flow.CHECK_STEPS, verdicts, strict=True):
+    # the point-in-time rehearsal (dr.pitr_rehearsal), in its own directory beside the scratch server
+    base = rehearsal.scratch_dir(flow.work_dir(rt), name)
+    try:
+        pitr = steps.run(rehearsal.RESTORE_STEP, rehearsal.restore_to_moment, rt, base)
+    finally:
+        rehearsal.remove_leftovers(base)
+    canaries = rehearsal.verify_canaries(pitr)
+    checked_steps = [*flow.CHECK_STEPS, *([rehearsal.CHECK_STEP] if canaries else [])]
+    verdicts += [canaries] if canaries else []
+    for step, verdict in zip(checked_steps, verdicts, strict=True):
         rt.say(f"{'PASS' if verdict.passed else 'FAIL'} {verdict.check}: {verdict.detail}")
         if not verdict.passed:
             steps.alert(step, VerificationError(f"{verdict.check} failed: {verdict.detail}"))
@@ -51,6 +61,7 @@ def cmd_dr_test(args: argparse.Namespace) -> int:
         failed_steps=[],
         backend="local",
         run_id=None,
+        pitr=pitr,
     )
     if args.json:
         print_json(document)

@@ -31,6 +31,7 @@ RUNBOOKS: dict[str, Runbook] = {
         Runbook("RB-005", "Redis hit rate low"),
         Runbook("RB-006", "Database query latency high"),
         Runbook("PITR-ARCHIVE", "WAL archiving failing or lagging"),
+        Runbook("PITR-BASE", "Base backup failed"),
         Runbook("SEC-1.1", "Morning health check"),
         Runbook("SEC-3.2", "API key rotation"),
         Runbook("SEC-3.3", "Secrets rotation schedule"),

@@ -68,6 +68,25 @@ class DrConfig(Section):
         60, ge=5, description="How long the scratch server may take to start."
     )
 
+    pitr_rehearsal: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="After its restore, the drill also recovers the WAL archive to a random moment into "
+        "a scratch server and checks the canary rows: auto when a complete base backup exists, on "
+        "always (failing without one), off never.",
+    )
+    pitr_lookback_hours: float = Field(
+        24.0,
+        gt=0,
+        description="The rehearsal's moment lies in the last this many hours (and after the oldest base "
+        "backup's end).",
+    )
+    pitr_archive_wait_seconds: float = Field(
+        180.0,
+        ge=5,
+        description="How long the rehearsal waits for the segment it closes to be archived, so the "
+        "newest moment it may choose is in the archive.",
+    )
+
     @model_validator(mode="before")
     @classmethod
     def _drop_retired_keys(cls, data: Any) -> Any:

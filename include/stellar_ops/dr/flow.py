@@ -25,7 +25,7 @@ from stellar_ops.catalogue.manifest import Manifest
 from stellar_ops.catalogue.source import ResolvedBackup
 from stellar_ops.core import alerts
 from stellar_ops.core.errors import RestoreError, StellarOpsError
-from stellar_ops.dr import report, verdicts
+from stellar_ops.dr import rehearsal, report, verdicts
 from stellar_ops.dr.config import DrConfig
 from stellar_ops.dr.engine import restore, staging
 from stellar_ops.dr.scratch import DockerScratch, LocalScratch
@@ -37,7 +37,8 @@ from stellar_ops.storage.s3 import S3Store
 DAG_ID = "dr_restore_test"
 OBSERVATION_SUFFIX = ".observation.json"
 CHECK_STEPS = ("verify_row_counts", "verify_schema", "verify_sanity_queries")
-STEPS = ("resolve_backup", "check_backup", "create_scratch", "restore_backup", *CHECK_STEPS)
+# the point-in-time rehearsal (dr.rehearsal) after the restore: its recovery, then its check
+STEPS = ("resolve_backup", "check_backup", "create_scratch", "restore_backup", *CHECK_STEPS, *rehearsal.STEPS)
 
 
 class DrSections(RuntimeConfig, Protocol):
@@ -293,8 +294,10 @@ def publish_report(
     failed_steps: list[str],
     backend: str,
     run_id: str | None,
+    pitr: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The JSON report beside the backup, the metrics, and the summary line when it passed."""
+    """The JSON report beside the backup, the metrics, and the summary line when it passed;
+    ``pitr`` is the point-in-time rehearsal's outcome (:func:`rehearsal.restore_to_moment`)."""
     manifest = sources(rt, resolved).manifest if resolved else None
     rpo = None
     if resolved:
@@ -311,6 +314,7 @@ def publish_report(
         run_id=run_id,
         warnings=list(checked.get("warnings", [])) + list(restored.get("warnings", [])),
         restore=restored.get("restore") or report.restore_conditions(rt.config.dr),
+        pitr=pitr,
     )
     if resolved:
         save_beside(rt, resolved.backup, DR_REPORT_SUFFIX, document)

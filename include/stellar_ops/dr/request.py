@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from stellar_ops.core.errors import ConfigError
+from stellar_ops.pitr.recovery import parse_target_time
 
 MAX_IDENTIFIER = 63  # PostgreSQL's limit on a name, in bytes
 
@@ -23,6 +25,7 @@ ASKED_AS = {
     "target": ("target_conn_id", "--target"),
     "database": ("target_database", "--database"),
     "replace": ("replace", "--replace"),
+    "target_time": ("target_time", "--target-time"),
 }
 
 
@@ -33,18 +36,29 @@ def _named(field: str) -> str:
 
 @dataclass(frozen=True)
 class RestoreRequest:
-    """Which backup, into which server and database, and whether to restore over what is there."""
+    """Which backup (a logical one, or a moment of the WAL archive), into which server and database,
+    and whether to restore over what is there."""
 
-    backup: str  # 'latest', an S3 key, or an absolute local path
+    backup: str  # 'latest', an S3 key, or an absolute local path (unused with target_time)
     target: str  # the server: an Airflow postgres connection id, or a postgresql:// URL without password
     database: str | None = None  # None (or empty): a new database named after the backup
     replace: bool = False  # an existing database (or the backup's source) is renamed aside, never dropped
+    # None (or empty): from a logical backup; 'latest' or an ISO-8601 time: point-in-time recovery
+    target_time: str | None = None
 
     def __post_init__(self) -> None:
-        for field, what in (
-            ("backup", "'latest', an S3 key, or an absolute local path"),
-            ("target", "the postgres server to restore into"),
-        ):
+        if self.target_time is not None and not isinstance(self.target_time, str):
+            raise ConfigError(
+                f"{_named('target_time')} must be an ISO-8601 time or 'latest', got {self.target_time!r}"
+            )
+        moment = (self.target_time or "").strip()
+        if moment:
+            parse_target_time(moment, what=_named("target_time"))  # refused here if it is no time
+        object.__setattr__(self, "target_time", moment or None)
+        required = [("target", "the postgres server to restore into")]
+        if self.target_time is None:
+            required.insert(0, ("backup", "'latest', an S3 key, or an absolute local path"))
+        for field, what in required:
             value = getattr(self, field)
             if not isinstance(value, str) or not value.strip():
                 raise ConfigError(f"{_named(field)} is empty: name {what}")
@@ -60,13 +74,24 @@ class RestoreRequest:
         if not isinstance(self.replace, bool):
             raise ConfigError(f"{_named('replace')} must be true or false, got {self.replace!r}")
 
+    @property
+    def point_in_time(self) -> bool:
+        """Whether this is a recovery to a moment of the WAL archive (``target_time`` given)."""
+        return self.target_time is not None
+
+    def moment(self) -> datetime | None:
+        """The target time (UTC); None for ``latest``. Only for a point-in-time request."""
+        return parse_target_time(self.target_time, what=_named("target_time"))
+
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> RestoreRequest:
-        """From ``db_restore``'s trigger params (``backup``, ``target_conn_id``, ``target_database``, ``replace``)."""
+        """From ``db_restore``'s trigger params (``backup``, ``target_conn_id``, ``target_database``,
+        ``replace``, ``target_time``)."""
         replace = params.get("replace")
         return cls(
-            backup=params.get("backup", ""),  # each is checked in __post_init__
+            backup=params.get("backup") or "",  # each is checked in __post_init__
             target=params.get("target_conn_id", ""),
             database=params.get("target_database"),
             replace=False if replace is None else replace,
+            target_time=params.get("target_time"),
         )

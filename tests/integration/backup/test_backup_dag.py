@@ -77,7 +77,7 @@ def test_db_backup_publishes_the_backup_metrics_asset_and_success_message(airflo
         finished
     )
     posted = [
-        m for m in api_metrics(stack.url("api"), stack.admin_key) if m["payload"]["source"] == "db_backup"
+        m for m in api_metrics(stack.url("api"), stack.admin_key) if m["payload"].get("source") == "db_backup"
     ]
     names = {metric["name"] for metric in posted[-1]["payload"]["metrics"]}
     assert names == {

@@ -41,7 +41,11 @@ def old_script_env(stack, ops, **extra: str) -> dict[str, str]:
             "RETENTION_DAYS": "14",
             "BACKUP_ALERT_WEBHOOK": stack.webhook_url,
             "PUSHGATEWAY_URL": stack.url("pushgateway"),
-            "STELLAR_OPS_CONFIG": json.dumps({"backup": {"prefix": ops.prefix}}),
+            # the old scripts knew no point-in-time recovery: the drill's rehearsal of it stays off
+            # (tests/integration/pitr/test_canary_rehearsal.py runs it from the CLI)
+            "STELLAR_OPS_CONFIG": json.dumps(
+                {"backup": {"prefix": ops.prefix}, "dr": {"pitr_rehearsal": "off"}}
+            ),
         }
     )
     env.update(extra)

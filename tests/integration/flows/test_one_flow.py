@@ -73,7 +73,7 @@ def manifest_of(ops, key: str) -> dict:
 
 
 def test_db_backup_and_stellar_ops_backup_publish_the_same_backup_and_messages(
-    airflow_db, stack, ops, receiver
+    airflow_db, stack, ops, receiver, canary_paused
 ):
     outcome = run_dag("db_backup", logical_date=SLOT)
     assert outcome.state == "success", outcome.tasks

@@ -37,8 +37,9 @@ def _archiver(stack) -> dict[str, object]:
 
 
 def _write_and_switch(stack) -> str:
-    """Some writes, then close their segment; the segment's name."""
-    with connect(stack.superuser) as conn:
+    """Some writes, then close their segment; the segment's name. In the postgres database: a table of
+    the superuser's in the application's database would fail every later backup by its role."""
+    with connect(stack.superuser.with_dbname("postgres")) as conn:
         conn.execute("CREATE TABLE IF NOT EXISTS pitr_churn (n int, at timestamptz DEFAULT now())")
         conn.execute("INSERT INTO pitr_churn (n) SELECT generate_series(1, 5000)")
         conn.commit()

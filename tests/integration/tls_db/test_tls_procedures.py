@@ -206,7 +206,7 @@ def tls_ops(stack, airflow_db, tls_db: TlsDb) -> Iterator[dict[str, Any]]:
     """Airflow's and the CLI's config and connections pointed at the TLS server, for the module."""
     document = {
         "backup": {"bucket": "stellar-backups", "prefix": PREFIX, "local_dir": None},
-        "dr": {"work_dir": str(Path(stack.data_dir) / "scratch")},
+        "dr": {"work_dir": str(Path(stack.data_dir) / "scratch"), "pitr_rehearsal": "off"},
         "perf": {"report_prefix": PREFIX},
         "maintenance": {"tables": ["public.trades"]},
     }
