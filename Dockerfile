@@ -7,7 +7,10 @@
 #   the newest one installed unless backup.pg_bin_dir names another;
 # - PostgreSQL server programs of the same majors, for dr_restore_test's `local` scratch backend
 #   (initdb and postgres run as the image's non-root user);
-# - zstd for the backups, certbot for tls_cert_check's renewal when it runs on the worker.
+# - zstd for the backups, certbot for tls_cert_check's renewal when it runs on the worker;
+# - barman-cloud (requirements-pitr.txt) in a venv of its own, /opt/pitr-venv: the
+#   barman-cloud-wal-restore a point-in-time recovery's scratch server fetches WAL with
+#   (pitr.tools_dir: /opt/pitr-venv/bin); its pins (boto3...) stay apart from Airflow's.
 # Keep PG_MAJORS equal to backup.supported_server_majors (a test checks the two agree).
 # The build context is what .dockerignore lets through: only the files copied below.
 
@@ -42,6 +45,10 @@ USER 50000
 # the pinned set first: a change to the package alone rebuilds only the layers below it
 COPY --chown=50000:0 requirements-runtime.txt /opt/stellar-ops/
 RUN pip install --no-cache-dir -r /opt/stellar-ops/requirements-runtime.txt
+COPY --chown=50000:0 requirements-pitr.txt /opt/stellar-ops/
+RUN python -m venv /opt/pitr-venv \
+ && /opt/pitr-venv/bin/pip install --no-cache-dir --no-deps -r /opt/stellar-ops/requirements-pitr.txt \
+ && /opt/pitr-venv/bin/barman-cloud-wal-restore --version
 # its dependencies are all pinned above: --no-deps keeps the wheel from changing any of them
 COPY --from=wheel --chown=50000:0 /opt/stellar-ops-src/dist/ /opt/stellar-ops/dist/
 RUN pip install --no-cache-dir --no-deps /opt/stellar-ops/dist/stellar_ops-*.whl

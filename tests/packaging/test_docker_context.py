@@ -118,3 +118,14 @@ def test_the_image_installs_the_runtime_set_and_the_package_as_a_wheel_built_in_
     assert "include" not in [
         w for line in image.splitlines() if line.startswith("COPY") for w in line.split()
     ]
+
+
+def test_the_image_has_barman_cloud_in_a_venv_of_its_own_for_point_in_time_recovery():
+    image = (REPO / "Dockerfile").read_text().split("\nFROM ", 2)[2]
+    assert "python -m venv /opt/pitr-venv" in image
+    assert re.search(
+        r"/opt/pitr-venv/bin/pip install [^\n]*--no-deps -r /opt/stellar-ops/requirements-pitr.txt", image
+    )
+    # its pins (boto3, botocore...) stay out of Airflow's environment
+    assert not re.search(r"(?<!/opt/pitr-venv/bin/)pip install [^\n]*requirements-pitr", image)
+    assert "requirements-pitr.txt" in context(REPO)
