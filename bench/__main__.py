@@ -1,4 +1,7 @@
-"""``make bench``: ``python -m bench [--sizes 100,1024] [--only parse|backup|health|tls|perf|rotation]``.
+"""``make bench``: ``python -m bench [--sizes 100,1024] [--only parse|backup|pitr|health|tls|perf|rotation]``.
+
+``--only pitr`` runs the point-in-time recovery part with one backup and one restore as its
+logical baseline (``--only backup`` runs both with their three rounds).
 
 Every number is a ratio against a baseline measured in the same run on the same machine.
 """
@@ -10,7 +13,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from bench import backup, health, parse, perf, restore, rotation, tls
+from bench import backup, health, parse, perf, pitr, restore, rotation, tls
 from bench.report import save
 from stellar_ops_dev import demo_data
 from stellar_ops_dev.stack import Stack
@@ -20,7 +23,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="make bench")
     parser.add_argument("--sizes", default="100,1024", help="database sizes in MiB, ascending")
     parser.add_argument(
-        "--only", choices=["parse", "backup", "health", "tls", "perf", "rotation"], help="run one part"
+        "--only",
+        choices=["parse", "backup", "pitr", "health", "tls", "perf", "rotation"],
+        help="run one part",
     )
     args = parser.parse_args()
     results: dict = {}
@@ -32,7 +37,8 @@ def main() -> None:
         results["perf"] = perf.run()
     if args.only in (None, "rotation"):
         results["rotation"] = rotation.run()
-    if args.only in (None, "backup"):
+    if args.only in (None, "backup", "pitr"):
+        rounds = 1 if args.only == "pitr" else 3
         state = Path(tempfile.mkdtemp(prefix="stellar-bench-stack-"))
         stack = Stack(state, demo_rows=1000)
         info = stack.up()
@@ -43,9 +49,14 @@ def main() -> None:
                 print(f"\n# generating the demo database up to {label}...", flush=True)
                 demo_data.generate(info.db, size_bytes=size << 20, progress=lambda m: None)
                 results[f"backup {label}"] = measured = backup.run(
-                    info, state / "state.json", label.replace(" ", ""), work
+                    info, state / "state.json", label.replace(" ", ""), work, repeat=rounds
                 )
-                results[f"restore {label}"] = restore.run(info, label.replace(" ", ""), measured, work)
+                results[f"restore {label}"] = restored = restore.run(
+                    info, label.replace(" ", ""), measured, work, repeat=rounds
+                )
+                results[f"pitr {label}"] = pitr.run(
+                    info, label.replace(" ", ""), work, restored["ours_rto_seconds"]
+                )
             rss = [v["peak_rss_mb"] for k, v in results.items() if k.startswith("backup")]
             if len(rss) > 1:
                 print(
