@@ -62,7 +62,9 @@ def e2e_prefix(api, stack, request) -> str:
             "prefix": prefix,
             "local_dir": f"{stack.data_dir}/e2e-local/{name}",
         },
-        "dr": {"work_dir": f"{stack.data_dir}/scratch"},
+        # the drill's point-in-time rehearsal: on only where a test asks for it (test_operator_paths)
+        "dr": {"work_dir": f"{stack.data_dir}/scratch", "pitr_rehearsal": "off"},
+        "pitr": stack.ops_config()["pitr"],  # the stack's archive and its barman-cloud
     }
     api.set_variable("stellar_ops_config", document)
     return prefix

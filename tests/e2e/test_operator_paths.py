@@ -1,6 +1,6 @@
 """Every DAG as an on-call engineer takes it through the UI, in a real Chromium on a live scheduler.
 
-For each of the nine DAGs: the trigger form with its defaults, any approval answered under
+For each of the ten DAGs: the trigger form with its defaults, any approval answered under
 Required Actions, a realistic failure that turns the run red with a clear alert, the fault fixed
 as a person fixes it, Clear on the failed task in the UI, and the cleared run green with its
 message at the receiver. Then backfills of ``db_backup`` and ``dr_restore_test`` from the
@@ -9,7 +9,9 @@ backfill dialog. Actions go through the UI only; REST reads state and sets up th
 
 from __future__ import annotations
 
+import json
 import re
+import time
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
@@ -52,8 +54,9 @@ def configure(api, stack, e2e_prefix):
                 "prefix": e2e_prefix,
                 "local_dir": f"{stack.data_dir}/e2e-local/{e2e_prefix.strip('/').replace('/', '-')}",
             },
-            "dr": {"work_dir": f"{stack.data_dir}/scratch"},
+            "dr": {"work_dir": f"{stack.data_dir}/scratch", "pitr_rehearsal": "off"},
             "alerts": {"alertmanager_severities": ["P1", "P2"]},  # as the stack's own config
+            "pitr": stack.ops_config()["pitr"],
         }
         for name, values in sections.items():
             document[name] = {**document.get(name, {}), **values}
@@ -319,6 +322,133 @@ def test_db_restore_red_without_createdb_cleared_approved_and_green(
                 "SELECT datname FROM pg_database WHERE datname LIKE 'stellar_escrow_2%'"
             ):
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# -- db_base_backup, and db_restore to a moment ------------------------------------------------
+
+
+@pytest.fixture
+def base_backups_removed(stack):
+    """The stack's base backups deleted after the test: later drills of the session (whose
+    rehearsal is ``auto``: on when a base backup exists) do not depend on this module's order."""
+    yield
+    client = stack.s3_client()
+    pages = client.get_paginator("list_objects_v2").paginate(
+        Bucket="stellar-backups", Prefix="pitr/stellar/base/"
+    )
+    for page in pages:
+        for item in page.get("Contents", []):
+            client.delete_object(Bucket="stellar-backups", Key=item["Key"])
+
+
+def test_db_base_backup_red_on_a_missing_bucket_cleared_green(
+    ui, api, stack, receiver, configure, base_backups_removed
+):
+    api.unpause("db_base_backup")
+    configure(backup={"bucket": "no-such-bucket"})
+    run_id = ui.trigger_with_defaults("db_base_backup")
+    red_then_cleared_green(ui, api, receiver, "db_base_backup", run_id, "check_prerequisites", configure)
+    assert "S3 bucket 'no-such-bucket' does not exist" in api.task_log(
+        "db_base_backup", run_id, "check_prerequisites"
+    )
+    finish_green(ui, api, receiver, "db_base_backup", run_id)
+    taken = api.xcom("db_base_backup", run_id, "take_base_backup")
+    key = f"pitr/stellar/base/{taken['backup_id']}/backup.json"
+    record = json.loads(stack.s3_client().get_object(Bucket="stellar-backups", Key=key)["Body"].read())
+    assert record["backup_id"] == taken["backup_id"] and record["stop_time"] == taken["stop_time"]
+    assert any(taken["backup_id"] in t for t in receiver.texts()), "no success message names it"
+
+
+def _commit_rows(stack, label: str, count: int) -> datetime:
+    """``count`` rows labelled ``label`` in one transaction; its commit time."""
+    with connect(stack.db) as conn:  # the application's role owns it, as its tables
+        conn.execute("CREATE TABLE IF NOT EXISTS e2e_moments (label text, n int)")
+        conn.execute("INSERT INTO e2e_moments SELECT %s, generate_series(1, %s)", (label, count))
+        committed = conn.execute("SELECT clock_timestamp()").fetchone()[0]
+        conn.commit()
+    return committed
+
+
+def _archive_now(stack) -> None:
+    with connect(stack.superuser) as conn:
+        conn.autocommit = True
+        segment = conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()[0]
+        wait_for(
+            lambda: (
+                (conn.execute("SELECT last_archived_wal FROM pg_stat_archiver").fetchone()[0] or "")
+                >= segment
+            ),
+            120,
+            f"{segment} archived",
+        )
+
+
+def test_db_restore_to_a_moment_from_the_form_approved_and_exact(
+    ui, ui_as, api, stack, receiver, configure, base_backups_removed
+):
+    """A point-in-time restore as an on-call engineer asks for it: the time typed into the form, a
+    lead's approval, and exactly the rows committed before that moment in the new database."""
+    configure()
+    api.unpause("db_base_backup")
+    base = api.trigger("db_base_backup")
+    assert api.wait_run("db_base_backup", base, timeout=300) == "success"
+    before = _commit_rows(stack, "before", 100)
+    time.sleep(1.5)
+    moment = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)
+    time.sleep(2.5)
+    after = _commit_rows(stack, "after", 100)
+    assert before < moment < after
+    _archive_now(stack)
+
+    api.unpause("db_restore")
+    database = "pitr_e2e_" + moment.strftime("%H%M%S")
+    run_id = ui.trigger(
+        "db_restore",
+        {"target_time": moment.isoformat().replace("+00:00", "Z"), "target_database": database},
+    )
+    try:
+        api.wait_for_approval("db_restore", run_id, "approve_restore")
+        answer = ui_as("lead").approve("db_restore", run_id, "approve_restore")
+        assert answer["chosen_options"] == ["Approve"]
+        assert ui.wait_for_state("db_restore", run_id, RED + GREEN) == "success", api.task_states(
+            "db_restore", run_id
+        )
+        with connect(stack.superuser.with_dbname(database)) as conn:
+            labels = dict(conn.execute("SELECT label, count(*) FROM e2e_moments GROUP BY label").fetchall())
+            canaries = conn.execute(
+                "SELECT count(*) FROM stellar_ops_canary WHERE written_at > %s", (moment,)
+            ).fetchone()[0]
+        assert labels == {"before": 100}, labels
+        assert canaries == 0, "a canary written after the moment was restored"
+        assert any("Point-in-time restore done" in t and database in t for t in receiver.texts())
+    finally:
+        with connect(stack.superuser) as conn:
+            conn.autocommit = True
+            conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+def test_dr_restore_test_rehearses_a_moment_of_the_archive_checked_by_its_canaries(
+    ui, api, stack, receiver, configure, base_backups_removed
+):
+    """Once a base backup exists, the monthly drill from the form also recovers to a random second
+    of the archive and proves it by the stack's canary rows."""
+    configure(dr={"pitr_rehearsal": "on"})
+    api.unpause("db_backup")
+    api.unpause("db_base_backup")
+    for dag_id in ("db_backup", "db_base_backup"):  # the drill's logical backup, then a base backup
+        assert api.wait_run(dag_id, api.trigger(dag_id), timeout=300) == "success"
+    api.unpause("dr_restore_test")
+    run_id = ui.trigger_with_defaults("dr_restore_test")
+    assert ui.wait_for_state("dr_restore_test", run_id, RED + GREEN) == "success", api.task_states(
+        "dr_restore_test", run_id
+    )
+    states = api.task_states("dr_restore_test", run_id)
+    assert states["restore_to_moment"] == states["verify_canaries"] == "success", states
+    assert api.xcom("dr_restore_test", run_id, "publish_report")["success"] is True
+    rehearsal = api.xcom("dr_restore_test", run_id, "restore_to_moment")
+    assert rehearsal["canaries"]["passed"] is True, rehearsal
+    reached, target = (datetime.fromisoformat(rehearsal[k]) for k in ("reached", "target"))
+    assert target - timedelta(seconds=10) < reached <= target, rehearsal  # canaries every 3 s
 
 
 # -- api_key_rotation --------------------------------------------------------------------------
