@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import fcntl
 import hashlib
 import io
 import logging
@@ -52,15 +51,14 @@ from stellar_ops.catalogue.manifest import Manifest, Verification
 from stellar_ops.core.errors import BackupError, ConfigError, PrerequisiteError, VerificationError
 from stellar_ops.postgres import catalog
 from stellar_ops.postgres.binaries import PgBinaries
+from stellar_ops.postgres.streaming import CHUNK, start_streaming
 from stellar_ops.postgres.target import PgTarget, connect, major_of, server_version_num, tls_failure
 from stellar_ops.storage.compression import compression_name, compressor
 from stellar_ops.storage.s3 import MIB, S3Store
 
 log = logging.getLogger(__name__)
 
-CHUNK = 1 * MIB
 MAX_PARTS = 9_000  # S3 allows 10,000; the margin absorbs a dump larger than the estimate
-F_SETPIPE_SZ = 1031
 KEY_ATTEMPTS = 5  # snapshots taken, a second apart, before a dump refuses a key already in use
 
 
@@ -467,23 +465,7 @@ class _PgDump:
 
     @classmethod
     def start(cls, argv: list[str], target: PgTarget) -> _PgDump:
-        session = contextlib.ExitStack()
-        try:
-            env = session.enter_context(target.client_session())
-            process = subprocess.Popen(
-                argv,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                stdin=subprocess.DEVNULL,
-                env=env,
-                bufsize=0,
-            )
-        except BaseException:
-            session.close()
-            raise
-        assert process.stdout is not None
-        with contextlib.suppress(OSError):  # a smaller pipe only costs a few more reads
-            fcntl.fcntl(process.stdout.fileno(), F_SETPIPE_SZ, CHUNK)
+        process, session = start_streaming(argv, target)
         return cls(process, target, session)
 
     def _drain(self) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import fcntl
 import hashlib
 import io
 import logging
@@ -32,14 +31,13 @@ from stellar_ops.pitr import layout
 from stellar_ops.pitr.layout import BaseBackupRecord
 from stellar_ops.postgres.binaries import PgBinaries, find_binaries
 from stellar_ops.postgres.pitr import PitrConfig
+from stellar_ops.postgres.streaming import CHUNK, start_streaming
 from stellar_ops.postgres.target import PgTarget, clean_error, connect, major_of, tls_failure
 from stellar_ops.storage.compression import compressor
 from stellar_ops.storage.s3 import MIB, S3Store
 
 log = logging.getLogger(__name__)
 
-CHUNK = 1 * MIB
-F_SETPIPE_SZ = 1031
 MAX_PARTS = 9_000
 TAR_END = bytes(1024)  # a tar ends with two zero blocks
 HEAD_BYTES = 256 * 1024  # the server sends backup_label first in the main tar
@@ -322,25 +320,8 @@ class _PgBaseBackup:
 
     @classmethod
     def start(cls, argv: list[str], target: PgTarget, timeout: float) -> _PgBaseBackup:
-        session = contextlib.ExitStack()
-        try:
-            env = session.enter_context(target.client_session())
-            env["LC_MESSAGES"] = "C"  # its -v lines are read below
-            env.pop("LC_ALL", None)
-            process = subprocess.Popen(
-                argv,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                stdin=subprocess.DEVNULL,
-                env=env,
-                bufsize=0,
-            )
-        except BaseException:
-            session.close()
-            raise
-        assert process.stdout is not None
-        with contextlib.suppress(OSError):
-            fcntl.fcntl(process.stdout.fileno(), F_SETPIPE_SZ, CHUNK)
+        # its -v lines are read below: in English whatever the worker's locale
+        process, session = start_streaming(argv, target, env_changes={"LC_MESSAGES": "C", "LC_ALL": None})
         return cls(process, target, session, timeout)
 
     def _drain(self) -> None:
