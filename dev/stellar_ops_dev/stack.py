@@ -612,8 +612,12 @@ class Stack:
             process.stop()
 
     def start_s3(self) -> None:
-        """Start the S3 server again on the same port and data after :meth:`stop_s3`."""
+        """Start the S3 server again on the same port and data after :meth:`stop_s3`; return once
+        PostgreSQL's archiver has pushed what waited (a segment closed now is archived), so the
+        stack is whole again: no archiving failure newer than its last success is left behind."""
         self._launch_s3()
+        if self.postgres is not None:
+            self.confirm_archiving(tolerate_failures=True)
 
     def _bucket_ready(self) -> bool:
         """A signed S3 request for the bucket `-bucket` creates at start, answered 200."""
@@ -737,11 +741,12 @@ class Stack:
             return 0
         return int(self.postgres.psql(f"SELECT count(*) FROM {CANARY_TABLE}", DB_NAME).strip())
 
-    def confirm_archiving(self, timeout: float = 120.0) -> str:
+    def confirm_archiving(self, timeout: float = 120.0, *, tolerate_failures: bool = False) -> str:
         """Close the current WAL segment and wait until it is archived; its name.
 
         A start ends with this, so the stack's archive has a first segment (the morning check is
         green from the start) and a stack whose archiving is broken fails to start, saying why.
+        ``tolerate_failures``: failures before (an S3 outage just ended) do not stop the wait.
         """
         assert self.postgres is not None
         assert self.info is not None
@@ -757,7 +762,7 @@ class Stack:
             if last >= closed:  # names of one timeline sort in the order of their segments
                 return closed
             where = f"{self.info.wal_archive_url}/{PITR_SERVER}"
-            if failed != "0":
+            if failed != "0" and not tolerate_failures:
                 raise StellarOpsError(
                     f"WAL archiving to {where} fails: {failed_wal} was not archived "
                     f"({failed} failure(s)); barman-cloud-wal-archive says, in {server.log_path}:\n"
