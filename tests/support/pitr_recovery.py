@@ -1,93 +1,23 @@
-"""Helpers of the point-in-time recovery tests: a base backup of the stack's PostgreSQL taken the way
-the spec lays it out (pg_basebackup -Ft -X none, zstd, ``base/<id>/base.tar.zst`` then
-``backup.json``), closing and awaiting a WAL segment, and a copy of the archive under another
-prefix and server name (so a test may damage its copy, never the stack's real archive)."""
+"""Helpers of the point-in-time recovery tests: a base backup of the stack's PostgreSQL taken by the
+package itself (:func:`stellar_ops.pitr.base_backup.take_base_backup`), closing and awaiting a WAL
+segment, and a copy of the archive and that base backup under another prefix and server name (so a
+test may damage its copy, never the stack's real archive)."""
 
 from __future__ import annotations
 
-import hashlib
-import io
-import re
-import subprocess
-import tarfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
-import zstandard
-
 from stellar_ops.pitr import layout
+from stellar_ops.pitr.base_backup import take_base_backup
 from stellar_ops.pitr.layout import BaseBackupRecord
 from stellar_ops.pitr.recovery import WalArchive, s3_access
-from stellar_ops.postgres.binaries import find_binaries
-from stellar_ops.postgres.target import connect, server_version_num
+from stellar_ops.postgres.pitr import PitrConfig
+from stellar_ops.postgres.target import connect
 from stellar_ops.storage.s3 import S3Store
-
-_START = re.compile(r"START WAL LOCATION: ([0-9A-F]+/[0-9A-F]+) \(file ([0-9A-F]{24})\)")
-_TIMELINE = re.compile(r"START TIMELINE: (\d+)")
-
-
-def take_base_backup(stack, store: S3Store, prefix: str, server: str) -> BaseBackupRecord:
-    """A complete base backup of the stack's server under ``<prefix>/<server>/base/``."""
-    target = stack.superuser.with_dbname("postgres")
-    with connect(target) as conn:
-        system_identifier = str(
-            conn.execute("SELECT system_identifier FROM pg_control_system()").fetchone()[0]
-        )
-        version_num = server_version_num(conn)
-    started = datetime.now(UTC)
-    result = subprocess.run(
-        [
-            find_binaries().path("pg_basebackup"),
-            "-D",
-            "-",
-            "-Ft",
-            "-X",
-            "none",
-            "--checkpoint=fast",
-            "--no-manifest",
-            "-v",
-        ],
-        capture_output=True,
-        env=target.client_env(),
-        timeout=600,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr.decode()[-2000:]
-    stopped = datetime.now(UTC)
-    with connect(target) as conn:  # at or after the backup's end (stdout carries no end point)
-        stop_lsn = str(conn.execute("SELECT pg_current_wal_lsn()").fetchone()[0])
-    raw = result.stdout
-    with tarfile.open(fileobj=io.BytesIO(raw), mode="r") as tar:
-        label_file = tar.extractfile("backup_label")
-        assert label_file is not None
-        label = label_file.read().decode()
-    start = _START.search(label)
-    timeline = _TIMELINE.search(label)
-    assert start and timeline, label
-    stored = zstandard.ZstdCompressor(level=3, write_checksum=True).compress(raw)
-    backup_id = layout.backup_id_for(started)
-    store.put_bytes(layout.tar_key(prefix, server, backup_id), stored)
-    record = BaseBackupRecord(
-        backup_id=backup_id,
-        server=server,
-        system_identifier=system_identifier,
-        timeline=int(timeline.group(1)),
-        pg_version_num=version_num,
-        start_lsn=start.group(1),
-        start_wal=start.group(2),
-        start_time=started,
-        stop_lsn=stop_lsn,
-        stop_wal=layout.segment_of_lsn(stop_lsn, int(timeline.group(1))),
-        stop_time=stopped,
-        raw_bytes=len(raw),
-        stored_bytes=len(stored),
-        sha256=hashlib.sha256(stored).hexdigest(),
-    )
-    store.put_bytes(layout.record_key(prefix, server, backup_id), record.dumps(), "application/json")
-    return record
 
 
 def wait_archived(stack, timeout: float = 120.0) -> str:
@@ -167,11 +97,12 @@ class History:
 
 
 def make_history(stack, pitr_root: str) -> History:
-    """A base backup under ``<pitr_root>/base-src``, then rows in two segments, each archived."""
+    """A base backup beside the stack's archive (removed again by :func:`make_copies`, once copied),
+    then rows in two segments, each archived."""
     store = S3Store(stack.s3_client(), BUCKET, encryption="AES256")
     with connect(stack.db) as conn:
         conn.execute(f"DROP TABLE IF EXISTS {TABLE}")
-    record = take_base_backup(stack, store, f"{pitr_root}/base-src", "stellar")
+    record = take_base_backup(stack.superuser, store, PitrConfig())
     first = write_rows(stack, 1, 4)
     middle = wait_archived(stack)
     second = write_rows(stack, 5, 4)
@@ -196,9 +127,15 @@ def make_copies(stack, history: History) -> Iterator[dict[str, WalArchive]]:
     store = S3Store(stack.s3_client(), BUCKET, encryption="AES256")
     root = history.root
     made = {}
+    source = PitrConfig()
     for server in ("whole", "holed"):
-        archive_copy(stack, store, history.record, f"{root}/base-src", f"{root}/pitr", server)
+        archive_copy(stack, store, history.record, source.prefix, f"{root}/pitr", server)
         made[server] = wal_archive_of(store, f"{root}/pitr", server)
+    # the original leaves the stack's archive: later tests see only the base backups they take
+    for name in (layout.RECORD_NAME, layout.TAR_NAME):
+        store.delete(
+            f"{layout.base_root(source.prefix, source.server_name)}{history.record.backup_id}/{name}"
+        )
     middle = history.middle_segment
     store.delete(f"{root}/pitr/holed/wals/{middle[:16]}/{middle}.zst")
     yield made
