@@ -15,6 +15,8 @@ from pydantic import Field
 
 from stellar_ops.backup.config import BackupConfig, RetentionConfig
 from stellar_ops.backup.procedure import PROCEDURE as BACKUP
+from stellar_ops.changes.config import ChangesConfig
+from stellar_ops.changes.procedure import PROCEDURE as CHANGES
 from stellar_ops.core.approvals import ApprovalsConfig
 from stellar_ops.core.config import (
     AlertsConfig,
@@ -52,12 +54,13 @@ class StellarOpsConfig(RootSection):
     tls: TlsConfig = Field(default_factory=TlsConfig)  # type: ignore[arg-type]
     perf: PerfConfig = Field(default_factory=PerfConfig)  # type: ignore[arg-type]
     rotation: RotationConfig = Field(default_factory=RotationConfig)  # type: ignore[arg-type]
+    changes: ChangesConfig = Field(default_factory=ChangesConfig)  # type: ignore[arg-type]
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)  # type: ignore[arg-type]
     approvals: ApprovalsConfig = Field(default_factory=ApprovalsConfig)  # type: ignore[arg-type]
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)  # type: ignore[arg-type]
 
 
-PROCEDURES: tuple[Procedure, ...] = (BACKUP, PITR, DR, MAINTENANCE, HEALTH, TLS, PERF, ROTATION)
+PROCEDURES: tuple[Procedure, ...] = (BACKUP, PITR, DR, MAINTENANCE, HEALTH, TLS, PERF, ROTATION, CHANGES)
 CATALOGUE: dict[str, DagEntry] = {entry.dag_id: entry for p in PROCEDURES for entry in p.dags}
 
 

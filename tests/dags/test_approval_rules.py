@@ -36,18 +36,39 @@ def test_every_human_step_is_the_package_s_approval_with_a_rule(dags):
         approvals.rule(dag_id, task.task_id)
 
 
-def test_four_eyes_steps_come_after_another_approval(dags):
-    """The second pair of eyes is told apart from the first one's answer, so it must follow it."""
+def test_four_eyes_steps_come_after_the_approvals_they_are_told_apart_from(dags):
+    """A four-eyes step excludes the one who triggered the run and every approver before it, so
+    every other approval of its DAG is either upstream of it or comes after it, never beside it."""
     from stellar_ops.adapters.common.approvals import Approval
 
     approvals = parse_config(None).approvals
+    four_eyes = 0
     for dag_id, task in _human_steps(dags):
         if approvals.rule(dag_id, task.task_id).four_eyes:
+            four_eyes += 1
             dag = task.dag
-            earlier = [
-                t for t in task.get_flat_relative_ids(upstream=True) if isinstance(dag.get_task(t), Approval)
+            upstream = task.get_flat_relative_ids(upstream=True)
+            downstream = task.get_flat_relative_ids(upstream=False)
+            beside = [
+                t.task_id
+                for t in dag.tasks
+                if isinstance(t, Approval)
+                and t.task_id != task.task_id
+                and t.task_id not in upstream
+                and t.task_id not in downstream
             ]
-            assert earlier, f"{dag_id}.{task.task_id} is four-eyes but follows no approval"
+            assert beside == [], f"{dag_id}.{task.task_id} is four-eyes but {beside} are answered beside it"
+    assert four_eyes >= 3
+
+
+def test_second_approvals_follow_the_first(dags):
+    """db_restore's replace and the key rotation's removal are second pairs of eyes."""
+    for dag_id, second, first in (
+        ("db_restore", "approve_replace", "approve_restore"),
+        ("api_key_rotation", "approve_removal", "approve_rollout"),
+    ):
+        dag = next(d for d in dags if d.dag_id == dag_id)
+        assert first in dag.get_task(second).get_flat_relative_ids(upstream=True)
 
 
 def test_db_restore_asks_the_second_approval_only_for_replace(dags):

@@ -27,13 +27,16 @@ VERBS = {
     "finish",
     "generate",
     "list",
+    "page",
     "probe",
     "record",
+    "rehearse",
     "reload",
     "remove",
     "renew",
     "rename",
     "restart",
+    "revert",
     "roll",
     "send",
     "store",
@@ -170,6 +173,8 @@ DOCKER_TASKS = {
     ("api_key_rotation", "restart_api"),
     ("api_key_rotation", "test_new_keys"),
     ("api_key_rotation", "restart_api_after_removal"),
+    ("config_change", "restart_services"),
+    ("config_change", "revert_change"),
 }
 
 

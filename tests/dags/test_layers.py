@@ -6,6 +6,8 @@
 - a procedure's package never imports another procedure's: shared code goes down into ``core``,
   ``postgres``, ``storage`` or ``catalogue``, which import no procedure's package, and each
   only those below it (``core``, ``probes``, ``postgres``, ``storage``, ``catalogue``);
+- a composing procedure (``changes``) runs other procedures' steps (a backup, a restore, the
+  health checks, the restart backends) and may import their packages; no procedure imports it;
 - DAG files import only Airflow's SDK, the standard provider's operators and the adapters.
 """
 
@@ -25,6 +27,9 @@ DEV_TOOLING = "stellar_ops_dev"
 # the shared packages, lowest first: each imports only those before it. ``pitr`` is shared (the DR
 # drill and the restore recover with it) and also holds the steps of its own procedure, db_base_backup
 SHARED = ("core", "probes", "postgres", "storage", "catalogue", "pitr")
+# the procedures made of other procedures' steps: change management backs up, restores, checks
+# health and restarts services as db_backup, the drill, the health check and the rotation do
+COMPOSING = ("changes",)
 # a procedure's package is named after its config section (a shared one is no procedure's own)
 PROCEDURE_PACKAGES = sorted({p.section for p in registry.PROCEDURES} - set(SHARED))
 
@@ -78,12 +83,20 @@ def test_runtime_modules_do_not_import_development_tooling():
         assert offenders == [], f"{path.relative_to(REPO)} imports development tooling {offenders}"
 
 
-@pytest.mark.parametrize("package", PROCEDURE_PACKAGES)
+@pytest.mark.parametrize("package", sorted(set(PROCEDURE_PACKAGES) - set(COMPOSING)))
 def test_a_procedure_package_imports_no_other_procedure(package):
     others = set(PROCEDURE_PACKAGES) - {package}
     for path in modules_in(package):
         offenders = sorted(m for m in imported_modules(path) if room_of(m) in others)
         assert offenders == [], f"{path.relative_to(REPO)} imports another procedure's {offenders}"
+
+
+@pytest.mark.parametrize("package", COMPOSING)
+def test_a_composing_procedure_imports_no_layer_above_it(package):
+    above = {"adapters", "cli", "registry", *COMPOSING} - {package}
+    for path in modules_in(package):
+        offenders = sorted(m for m in imported_modules(path) if room_of(m) in above)
+        assert offenders == [], f"{path.relative_to(REPO)} (composing) imports {offenders}"
 
 
 def test_shared_packages_import_no_procedure_and_no_layer_above():

@@ -4,6 +4,8 @@ Its auth manager is the deployment's (FAB users and roles): ``api`` is the REST 
 ``admin`` (Admin); ``api_as(name)`` is another user's, among :data:`TEST_USERS` (``oncall`` and
 ``oncall2``, on-call engineers; ``lead`` and ``lead2``, platform leads; each one's password is the
 username).
+The browser modules share ``ui_as(name)`` (a logged-in Chromium session per user), ``ui`` (admin's)
+and ``configure(**sections)`` (the config Variable: the test's prefix plus the sections given).
 """
 
 from __future__ import annotations
@@ -68,3 +70,46 @@ def e2e_prefix(api, stack, request) -> str:
     }
     api.set_variable("stellar_ops_config", document)
     return prefix
+
+
+# -- the browser: shared by the modules that drive the UI as operators --------------------------
+
+
+@pytest.fixture(scope="module")
+def ui_as(airflow, tmp_path_factory):
+    """One logged-in browser session per person (password = name), opened when first asked for;
+    one Chromium per module."""
+    from tests.support.operator_ui import browser_sessions  # Playwright: only where a module drives the UI
+
+    with browser_sessions(
+        airflow.base_url, lambda user: tmp_path_factory.mktemp(f"operator-ui-{user}")
+    ) as session:
+        yield session
+
+
+@pytest.fixture(scope="module")
+def ui(ui_as):
+    return ui_as("admin")
+
+
+@pytest.fixture
+def configure(api, stack, e2e_prefix):
+    """Set the config Variable: the test's own prefix, plus the sections given."""
+
+    def apply(**sections):
+        document = {
+            "backup": {
+                "bucket": "stellar-backups",
+                "prefix": e2e_prefix,
+                "local_dir": f"{stack.data_dir}/e2e-local/{e2e_prefix.strip('/').replace('/', '-')}",
+            },
+            "dr": {"work_dir": f"{stack.data_dir}/scratch", "pitr_rehearsal": "off"},
+            "alerts": {"alertmanager_severities": ["P1", "P2"]},  # as the stack's own config
+            "pitr": stack.ops_config()["pitr"],
+        }
+        for name, values in sections.items():
+            document[name] = {**document.get(name, {}), **values}
+        api.set_variable("stellar_ops_config", document)
+        return document
+
+    return apply

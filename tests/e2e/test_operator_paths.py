@@ -20,50 +20,13 @@ import pytest
 from stellar_ops.postgres.target import connect
 from tests.support.api_stand_in import new_stand_in
 from tests.support.manifests import publish_verified_backup
-from tests.support.operator_ui import OperatorUIError, browser_sessions
+from tests.support.operator_ui import OperatorUIError
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
 RED = ("failed",)
 GREEN = ("success",)
-
-
-@pytest.fixture(scope="module")
-def ui_as(airflow, tmp_path_factory):
-    """One logged-in browser session per person (password = name), opened when first asked for."""
-    with browser_sessions(
-        airflow.base_url, lambda user: tmp_path_factory.mktemp(f"operator-ui-{user}")
-    ) as session:
-        yield session
-
-
-@pytest.fixture(scope="module")
-def ui(ui_as):
-    return ui_as("admin")
-
-
-@pytest.fixture
-def configure(api, stack, e2e_prefix):
-    """Set the config Variable: the test's own prefix, plus the sections given."""
-
-    def apply(**sections):
-        document = {
-            "backup": {
-                "bucket": "stellar-backups",
-                "prefix": e2e_prefix,
-                "local_dir": f"{stack.data_dir}/e2e-local/{e2e_prefix.strip('/').replace('/', '-')}",
-            },
-            "dr": {"work_dir": f"{stack.data_dir}/scratch", "pitr_rehearsal": "off"},
-            "alerts": {"alertmanager_severities": ["P1", "P2"]},  # as the stack's own config
-            "pitr": stack.ops_config()["pitr"],
-        }
-        for name, values in sections.items():
-            document[name] = {**document.get(name, {}), **values}
-        api.set_variable("stellar_ops_config", document)
-        return document
-
-    return apply
 
 
 def failure_alerts(receiver, dag_id: str, task_id: str) -> list[str]:

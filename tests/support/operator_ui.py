@@ -7,7 +7,8 @@ toast, the answer to the request the page sent) and polls only briefly while it 
 Selectors checked against apache-airflow 3.3.2:
 
 - trigger: ``button "Trigger Dag"`` opens a dialog; its submit button is
-  ``data-testid=trigger-dag-submit``; params are ``[name=element_<param>]``;
+  ``data-testid=trigger-dag-submit``; params are ``[name=element_<param>]``, but an object or
+  array param is a JSON code editor ``#element_<param>`` (line numbers, then the text; re-indented);
 - run and task state: the ``data-testid=state-badge`` beside the page's ``h2`` heading;
 - Clear: the task page's icon button named "Press shift+c to clear", a dialog with the toggles
   Past / Future / Upstream / Downstream / "Clear only failed tasks" (Downstream on by default),
@@ -173,7 +174,11 @@ class OperatorUI:
     def set_param(self, dialog: Locator, name: str, value: Any) -> None:
         """Set one param in the trigger form the way a person does, by the kind of input shown."""
         element = dialog.locator(f"[name='element_{name}']")
-        element.first.wait_for(state="attached")
+        editor = dialog.locator(f"[id='element_{name}']")
+        element.or_(editor).first.wait_for(state="attached")
+        if not element.count():  # an object or array param: a JSON code editor, no named input
+            self._type_json(editor.first, name, value)
+            return
         kind = element.first.evaluate("e => (e.getAttribute('type') || e.tagName).toLowerCase()")
         if kind == "checkbox":  # a switch: the input itself is covered by its label
             switch = dialog.locator(f'label[data-part="root"]:has(input[name="element_{name}"])')
@@ -200,6 +205,26 @@ class OperatorUI:
             element.first.blur()
         else:
             raise self._fail(f"no way known to set the {kind} input of param {name}")
+
+    def _type_json(self, editor: Locator, name: str, value: Any) -> None:
+        """Replace the text of an object or array param's JSON code editor as a person does."""
+        text = value if isinstance(value, str) else json.dumps(value)
+        content = editor.locator(".cm-content")
+        target = content.first if content.count() else editor
+        target.click()
+        self.page.keyboard.press("ControlOrMeta+a")
+        self.page.keyboard.press("Delete")
+        self.page.keyboard.insert_text(text)  # typed key by key, the editor would close brackets itself
+        target.blur()
+        # the editor shows its line numbers before the text, and re-indents the JSON it took
+        shown = target.inner_text().replace("\xa0", " ")
+        body = re.sub(r"^(\d+\n)+", "", shown)
+        try:
+            same = json.loads(body) == json.loads(text)
+        except ValueError:
+            same = False
+        if not same:
+            raise self._fail(f"the JSON editor of {name} shows {shown!r}, not {text!r}")
 
     def trigger(self, dag_id: str, params: dict[str, Any] | None = None, *, attempts: int = 5) -> str:
         """Trigger one run from the DAG page's Trigger dialog; returns its run id (from the URL).

@@ -8,8 +8,6 @@ quarter's, or ``--rotation-slot``'s) with the same keys.
 from __future__ import annotations
 
 import argparse
-import getpass
-import sys
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -17,6 +15,7 @@ from typing import Any
 from stellar_ops.cli import env
 from stellar_ops.cli.output import parse_slot, print_json
 from stellar_ops.cli.steps import Steps
+from stellar_ops.cli.terminal import approval
 from stellar_ops.core.errors import StellarOpsError
 from stellar_ops.rotation import flow, keys, ledger
 from stellar_ops.rotation.backends import Tools, build_tools
@@ -59,22 +58,6 @@ def cli_tools(rt: Runtime[flow.RotationSections]) -> Tools:
     )
 
 
-def ask(question: str) -> bool:
-    print(question, file=sys.stderr)
-    if not sys.stdin.isatty():
-        raise StellarOpsError("no terminal to ask for the approval on: run with --yes to approve ahead")
-    return input("Type 'approve' to go ahead, anything else to reject: ").strip() == "approve"
-
-
-def approval(name: str, question: str, yes: bool) -> dict[str, Any]:
-    chosen = "Approve" if yes or ask(question) else "Reject"
-    return {
-        "chosen": chosen,
-        "by": f"{getpass.getuser()} (terminal{', --yes' if yes else ''})",
-        "at": datetime.now(UTC).isoformat(),
-    }
-
-
 def cmd_rotate(args: argparse.Namespace) -> int:
     rt = env.runtime()
     steps = Steps(rt, flow.DAG_ID)
@@ -109,7 +92,7 @@ def cmd_rotate(args: argparse.Namespace) -> int:
             "notify_consumers", flow.notify, rt, plan, done["generate_keys"], datetime.now(UTC)
         )
         done["notify_consumers"] = {k: v for k, v in notice.items() if k != "summary"}
-        rollout = approvals["approve_rollout"] = approval("approve_rollout", notice["summary"], args.yes)
+        rollout = approvals["approve_rollout"] = approval(notice["summary"], args.yes)
         if rollout["chosen"] != "Approve":
             flow.discard(rt, tools, plan, "approve_rollout was rejected")
             return finish("cancelled: approve_rollout rejected")
@@ -126,7 +109,7 @@ def cmd_rotate(args: argparse.Namespace) -> int:
             f"Remove the old {plan.key_set} ({', '.join(done['generate_keys']['old'])})? "
             f"Only {', '.join(done['generate_keys']['new'])} stay accepted."
         )
-        removal = approvals["approve_removal"] = approval("approve_removal", question, args.yes)
+        removal = approvals["approve_removal"] = approval(question, args.yes)
         if removal["chosen"] != "Approve":
             flow.discard(rt, tools, plan, "approve_removal was rejected")
             return finish("cancelled: approve_removal rejected")

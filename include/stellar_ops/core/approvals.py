@@ -62,6 +62,13 @@ def _default_steps() -> dict[str, ApprovalRule]:
         "db_restore.approve_replace": ApprovalRule(
             roles=[PLATFORM_LEAD], four_eyes=True, severity="P2", timeout_hours=24
         ),
+        "db_migration.approve_migration": ApprovalRule(
+            roles=[PLATFORM_LEAD], four_eyes=True, severity="P2", timeout_hours=72
+        ),
+        "db_migration.approve_rollback": ApprovalRule(roles=[PLATFORM_LEAD], severity="P1", timeout_hours=24),
+        "config_change.approve_change": ApprovalRule(
+            roles=routine, four_eyes=True, severity="P2", timeout_hours=24
+        ),
         "api_key_rotation.approve_rollout": ApprovalRule(roles=routine),
         "api_key_rotation.approve_removal": ApprovalRule(
             roles=routine, four_eyes=True, timeout_hours=14 * 24

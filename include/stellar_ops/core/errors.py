@@ -28,6 +28,11 @@ class TargetRefusedError(PrerequisiteError):
     version, a name, its free space): a retry cannot change that, a person must."""
 
 
+class ChangeFailed(StellarOpsError):
+    """A change (a migration, a config change) failed on its own terms: refused, failed in its
+    rehearsal or in production, or reverted. A retry would do the same; a person decides."""
+
+
 class BackupError(StellarOpsError):
     """Taking, uploading or publishing a backup failed."""
 

@@ -30,6 +30,8 @@ RUNBOOKS: dict[str, Runbook] = {
         Runbook("RB-004", "TLS certificate expiring, expired or invalid"),
         Runbook("RB-005", "Redis hit rate low"),
         Runbook("RB-006", "Database query latency high"),
+        Runbook("CHG-MIGRATION", "Database migration failed"),
+        Runbook("CHG-CONFIG", "Config change failed or reverted"),
         Runbook("PITR-ARCHIVE", "WAL archiving failing or lagging"),
         Runbook("PITR-BASE", "Base backup failed"),
         Runbook("SEC-1.1", "Morning health check"),

@@ -63,13 +63,16 @@ class KeyStore(Protocol):
         ...
 
 
-def write_atomically(path: Path, text: str, mode: int = 0o600) -> None:
-    """Write ``path`` through a temporary file in its directory: fsync, rename, fsync the directory."""
+def write_atomically(path: Path, text: str | bytes, mode: int = 0o600) -> None:
+    """Write ``path`` through a temporary file in its directory: fsync, rename, fsync the directory.
+
+    ``bytes`` are written as they are (a config revert gives back the very file it kept).
+    """
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, mode)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(text.encode() if isinstance(text, str) else text)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -207,7 +210,7 @@ class SecretsManagerStore:
         detail = f"{error.get('Code')}: {error.get('Message')}" if error else type(exc).__name__
         return KeyStoreError(f"Secrets Manager {action} of {self.secret_id(key_set)!r} failed: {detail}")
 
-    def _versions(self, key_set: str) -> dict[str, str]:
+    def labels(self, key_set: str) -> dict[str, str]:
         """Version id of each staging label."""
         labels: dict[str, str] = {}
         try:
@@ -239,7 +242,7 @@ class SecretsManagerStore:
     def _value(self, key_set: str, version_id: str) -> list[str]:
         return [str(k) for k in self._document(key_set, version_id).get("keys", [])]
 
-    def _move(self, key_set: str, stage: str, to: str | None, from_: str | None) -> None:
+    def move_label(self, key_set: str, stage: str, to: str | None, from_: str | None) -> None:
         if to == from_:
             return
         args: dict[str, Any] = {"SecretId": self.secret_id(key_set), "VersionStage": stage}
@@ -261,7 +264,7 @@ class SecretsManagerStore:
         return self._document(key_set, version) if version else None
 
     def state(self, key_set: str) -> KeyState:
-        labels = self._versions(key_set)
+        labels = self.labels(key_set)
         if CURRENT not in labels:
             raise KeyStoreError(
                 f"Secrets Manager secret {self.secret_id(key_set)!r} has no AWSCURRENT version"
@@ -277,7 +280,7 @@ class SecretsManagerStore:
         )
 
     def stage_pending(self, key_set: str, keys: list[str], rotation_id: str) -> None:
-        labels = self._versions(key_set)
+        labels = self.labels(key_set)
         document = {"keys": list(keys), "rotation_id": rotation_id, "outgoing_version": labels.get(CURRENT)}
         try:
             self.client.put_secret_value(
@@ -290,14 +293,14 @@ class SecretsManagerStore:
             raise self._fail("putting the pending version", key_set, exc) from None
 
     def serve(self, key_set: str, keys: list[str]) -> None:
-        labels = self._versions(key_set)
+        labels = self.labels(key_set)
         if self._value(key_set, labels[CURRENT]) == list(keys):
             return
         # the pending or the outgoing version itself, when it is what is asked: as finishSecret does
         pending = self._pending(key_set, labels) or {}
         for version in (labels.get(PENDING), pending.get("outgoing_version")):
             if version and self._value(key_set, version) == list(keys):
-                self._move(key_set, CURRENT, version, labels[CURRENT])
+                self.move_label(key_set, CURRENT, version, labels[CURRENT])
                 return
         try:
             self.client.put_secret_value(
@@ -309,18 +312,18 @@ class SecretsManagerStore:
             raise self._fail("putting the served version", key_set, exc) from None
 
     def discard_pending(self, key_set: str) -> None:
-        labels = self._versions(key_set)
-        self._move(key_set, PENDING, None, labels.get(PENDING))
+        labels = self.labels(key_set)
+        self.move_label(key_set, PENDING, None, labels.get(PENDING))
 
     def finish(self, key_set: str) -> None:
-        labels = self._versions(key_set)
+        labels = self.labels(key_set)
         pending = self._pending(key_set, labels)
         if pending is None:
             return
         outgoing = pending.get("outgoing_version")
         if outgoing:
-            self._move(key_set, PREVIOUS, outgoing, self._versions(key_set).get(PREVIOUS))
-        self._move(key_set, PENDING, None, labels[PENDING])
+            self.move_label(key_set, PREVIOUS, outgoing, self.labels(key_set).get(PREVIOUS))
+        self.move_label(key_set, PENDING, None, labels[PENDING])
 
     def admin_key(self) -> str | None:
         try:

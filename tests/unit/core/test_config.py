@@ -9,6 +9,7 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from stellar_ops.backup.config import BackupConfig, RetentionConfig
+from stellar_ops.changes.config import ChangesConfig
 from stellar_ops.core.approvals import ApprovalsConfig
 from stellar_ops.core.config import VARIABLE_NAME, AlertsConfig, ConnectionIds, MetricsConfig
 from stellar_ops.core.errors import ConfigError
@@ -383,6 +384,7 @@ SECTIONS: dict[str, type[BaseModel]] = {
     "tls": TlsConfig,
     "perf": PerfConfig,
     "rotation": RotationConfig,
+    "changes": ChangesConfig,
     "alerts": AlertsConfig,
     "approvals": ApprovalsConfig,
     "metrics": MetricsConfig,

@@ -55,6 +55,7 @@ NOT_RETRYABLE = [
     "stellar_ops.core.errors.VerificationError",
     "stellar_ops.core.errors.BackupNotFoundError",
     "stellar_ops.core.errors.TargetRefusedError",
+    "stellar_ops.core.errors.ChangeFailed",
 ]
 
 
