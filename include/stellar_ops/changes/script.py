@@ -49,6 +49,10 @@ _REFUSED = {
     "TransactionStmt": "transaction control (BEGIN, COMMIT, ROLLBACK, SAVEPOINT...) belongs to the "
     "engine: it runs consecutive statements in one transaction and each CONCURRENTLY statement alone",
 }
+# statements whose options may hold a password (a role's, a user mapping's)
+PASSWORD_HOLDERS = frozenset(
+    {"CreateRoleStmt", "AlterRoleStmt", "CreateUserMappingStmt", "AlterUserMappingStmt"}
+)
 _DML = frozenset({"InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt"})
 # Functions whose value differs row by row: a column added with such a default is computed for
 # every row, which rewrites the table under ACCESS EXCLUSIVE (a constant default does not).
@@ -143,13 +147,26 @@ def parse_script(sql: str, *, name: str) -> tuple[Statement, ...]:
         message, position = (exc.args + (None,))[:2] if exc.args else ("syntax error", None)
         raise MigrationError(f"migration {name}: {message}{_where(sql, position)}") from None
     statements = []
-    for raw in raws:
+    for number, raw in enumerate(raws, 1):
+        if _sets_a_password(raw.stmt):
+            raise MigrationError(
+                f"migration {name}: statement {number} ({type(raw.stmt).__name__}, not shown) sets a password: "
+                "a migration is kept, logged and shown to its approver, so it carries no secret; rotate "
+                "passwords through the secrets rotation (SEC-3.3)"
+            )
         start = raw.stmt_location or 0
         text = sql[start : start + raw.stmt_len] if raw.stmt_len else sql[start:]
         statements.append(_statement(_without_leading_comments(text), raw.stmt))
     if not statements:
         raise MigrationError(f"migration {name} holds no SQL statement")
     return tuple(statements)
+
+
+def _sets_a_password(node: Any) -> bool:
+    """A role's password (CREATE/ALTER ROLE/USER ... PASSWORD) or a user mapping's."""
+    if type(node).__name__ not in PASSWORD_HOLDERS:
+        return False
+    return any(getattr(option, "defname", None) == "password" for option in node.options or ())
 
 
 def _where(sql: str, position: Any) -> str:

@@ -166,3 +166,23 @@ def test_a_check_survives_its_round_trip_through_json():
 
     assert ScriptCheck.from_dict(checked.as_dict()) == checked
     assert Statement.from_dict(checked.statements[1].as_dict()).transactional is False
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "ALTER ROLE stellar PASSWORD 'hunter2-secret'",
+        "CREATE USER reporting WITH LOGIN PASSWORD 'hunter2-secret'",
+        "CREATE USER MAPPING FOR reporting SERVER archive OPTIONS (user 'r', password 'hunter2-secret')",
+    ],
+)
+def test_a_statement_that_sets_a_password_is_refused_without_showing_it(sql):
+    with pytest.raises(MigrationError, match="sets a password") as caught:
+        parse_script(f"SELECT 1;\n{sql};", name="m.sql")
+    assert "hunter2" not in str(caught.value) and "statement 2" in str(caught.value)
+
+
+def test_a_role_change_without_a_password_is_a_migration_like_any_other():
+    assert [s.kind for s in parse_script("ALTER ROLE stellar CONNECTION LIMIT 50;", name="m.sql")] == [
+        "AlterRoleStmt"
+    ]
