@@ -35,7 +35,7 @@ RUN apt-get update \
  && echo "deb [signed-by=/usr/share/postgresql-common/pgdg/apt.postgresql.org.asc] https://apt.postgresql.org/pub/repos/apt ${VERSION_CODENAME}-pgdg main" \
       > /etc/apt/sources.list.d/pgdg.list \
  && apt-get update \
- && packages=(zstd certbot) \
+ && packages=(zstd certbot git) \
  && for major in ${PG_MAJORS}; do packages+=("postgresql-client-${major}" "postgresql-${major}"); done \
  && apt-get install -y --no-install-recommends "${packages[@]}" \
  && apt-get clean \
