@@ -12,7 +12,8 @@ import pytest
 from tests.support.manifests import publish_verified_backup
 from tests.support.waiting import wait_for
 
-pytestmark = pytest.mark.e2e
+# each test judges what fires in the stack's Alertmanager: none left by an earlier test's red run
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("no_alert_firing")]
 
 DAG = "morning_health_check"
 LATE_SUCCESS = "before the incident's latest failure: not a recovery"

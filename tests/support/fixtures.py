@@ -23,6 +23,7 @@ from stellar_ops.postgres.target import PgTarget, connect
 from stellar_ops.registry import parse_config
 from stellar_ops.storage.s3 import S3Store
 from stellar_ops_dev.stack import Stack, StackInfo
+from tests.support.alertmanager import resolve_firing_alerts
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_ROWS = int(os.environ.get("STELLAR_TEST_DEMO_ROWS", "30000"))
@@ -153,6 +154,13 @@ def reachable_dir() -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def no_alert_firing(stack: StackInfo) -> list[str]:
+    """No alert firing in the stack's Alertmanager when the test starts: a red run of an earlier
+    test keeps its DAG's alert firing until that DAG succeeds, which a health check reports."""
+    return resolve_firing_alerts(stack.url("alertmanager"))
 
 
 @pytest.fixture

@@ -62,7 +62,9 @@ def sha256_of(store, key: str) -> str:
     return digest.hexdigest()
 
 
-def test_backup_is_published_with_an_exact_manifest_and_local_copy(stack, ops):
+def test_backup_is_published_with_an_exact_manifest_and_local_copy(stack, ops, canary_paused):
+    # the stack's canary writer commits a row every few seconds: paused, the live counts read
+    # after the backup are the ones its snapshot saw
     job = make_job(stack, ops)
     manifest = take_backup(job)
     store = ops.store()

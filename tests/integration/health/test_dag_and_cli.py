@@ -40,7 +40,7 @@ def _summary(receiver) -> str:
 
 
 def test_green_on_a_healthy_stack_then_red_with_a_stopped_server(
-    airflow_db, ops, backups, receiver, stack, stack_handle
+    airflow_db, ops, backups, receiver, stack, stack_handle, no_alert_firing
 ):
     key = backups.add(hours_ago=3)
     backups.dr_report(key, success=True, days_ago=1)
