@@ -299,6 +299,68 @@ def test_a_migration_that_changed_production_before_failing_is_rolled_back(
                 conn.execute("DELETE FROM trades WHERE id = %s", [trade])
 
 
+def _duplicate_a_trade(stack, made: list[int]) -> None:
+    with connect(stack.db) as conn:
+        row = conn.execute(
+            "INSERT INTO trades (escrow_id, buyer_account, seller_account, base_asset, counter_asset, amount,"
+            " price, status, tx_hash, ledger, created_at, settled_at)"
+            " SELECT escrow_id, buyer_account, seller_account, base_asset, counter_asset, amount, price, status,"
+            " tx_hash, ledger, created_at, settled_at FROM trades WHERE tx_hash IS NOT NULL ORDER BY id LIMIT 1"
+            " RETURNING id"
+        ).fetchone()
+    made.append(int(row[0]))
+
+
+def _dag_run(dag_id: str, run_id: str) -> Any:
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        run = session.query(DagRun).filter_by(dag_id=dag_id, run_id=run_id).one_or_none()
+        return None if run is None else {"conf": dict(run.conf or {}), "state": str(run.state)}
+
+
+def test_without_a_rollback_script_the_way_back_starts_db_restore_filled_in(
+    airflow_db, stack, changes_ops, lead, production, receiver
+):
+    migration = (
+        f"ALTER TABLE trades ADD COLUMN {production.column} text DEFAULT 'n/a';\n"
+        f"CREATE UNIQUE INDEX CONCURRENTLY {production.index} ON trades (tx_hash);\n"
+    )
+    duplicates: list[int] = []
+    lead.before["approve_migration"] = lambda: _duplicate_a_trade(stack, duplicates)
+    try:
+        outcome = run_dag("db_migration", conf={"migration": put_sql(changes_ops, "unique.sql", migration)})
+        assert outcome.state == "failed", outcome.tasks
+        assert outcome.tasks["apply_migration"] == "failed"
+        way_back = outcome.xcom("page_way_back")
+        assert way_back["production_changed"] is True
+        backup = outcome.xcom("take_pre_change_backup")["key"]
+        assert any("db_restore" in line and backup in line for line in way_back["lines"]), way_back
+        assert lead.asked == ["approve_migration", "approve_rollback"]
+        assert outcome.tasks["roll_back"] == "success", outcome.tasks
+
+        # approving the way back started a db_restore of the pre-change backup over production,
+        # filled in; it asks its own approvals (a restore over a database needs two leads)
+        started = _dag_run("db_restore", f"rollback_of__{outcome.run_id}")
+        assert started is not None, "no db_restore run was started"
+        assert started["conf"] == {
+            "backup": backup,
+            "target_conn_id": "stellar_restore",
+            "target_database": stack.db.dbname,
+            "replace": True,
+        }, started
+        record = record_of(changes_ops, outcome)
+        assert record["status"] == "restore of the pre-change backup started", record
+        assert record["rollback_approval"]["by"] == LEAD
+        assert production_has(stack, production)[0], "the restore, not the script, is the way back here"
+    finally:
+        with connect(stack.db) as conn:
+            for trade in duplicates:
+                conn.execute("DELETE FROM trades WHERE id = %s", [trade])
+            conn.execute(f"DROP INDEX IF EXISTS {production.index}")  # the invalid index left behind
+
+
 def test_a_rollback_that_does_not_give_back_the_schema_is_refused_in_the_rehearsal(
     airflow_db, stack, changes_ops, lead, production
 ):
