@@ -232,7 +232,7 @@ def test_the_image_has_client_and_server_programs_for_every_supported_major():
     assert set(BackupConfig().supported_server_majors) <= set(dockerfile_majors())
     text = (REPO / "Dockerfile").read_text()
     assert 'packages+=("postgresql-client-${major}" "postgresql-${major}")' in text
-    assert "packages=(zstd certbot)" in text
+    assert "packages=(zstd certbot git)" in text  # git: migrations read from changes.git_dir
     assert "FROM apache/airflow:3.3.2-python3.11" in text
     # the runtime set only (tests/packaging checks what it holds and how the package is installed)
     assert "pip install --no-cache-dir -r /opt/stellar-ops/requirements-runtime.txt" in text
