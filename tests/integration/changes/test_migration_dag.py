@@ -241,6 +241,18 @@ def test_a_lock_held_in_production_past_lock_timeout_leaves_it_as_it_was_and_pag
     assert record["result"] == "failed at apply_migration"
 
 
+def _duplicate_a_trade(stack, made: list[int]) -> None:
+    with connect(stack.db) as conn:
+        row = conn.execute(
+            "INSERT INTO trades (escrow_id, buyer_account, seller_account, base_asset, counter_asset, amount,"
+            " price, status, tx_hash, ledger, created_at, settled_at)"
+            " SELECT escrow_id, buyer_account, seller_account, base_asset, counter_asset, amount, price, status,"
+            " tx_hash, ledger, created_at, settled_at FROM trades WHERE tx_hash IS NOT NULL ORDER BY id LIMIT 1"
+            " RETURNING id"
+        ).fetchone()
+    made.append(int(row[0]))
+
+
 def test_a_migration_that_changed_production_before_failing_is_rolled_back(
     airflow_db, stack, changes_ops, lead, production, receiver
 ):
@@ -254,19 +266,7 @@ def test_a_migration_that_changed_production_before_failing_is_rolled_back(
         f"ALTER TABLE trades DROP COLUMN IF EXISTS {production.column};\n"
     )
     duplicates: list[int] = []
-
-    def duplicate_a_trade() -> None:
-        with connect(stack.db) as conn:
-            row = conn.execute(
-                "INSERT INTO trades (escrow_id, buyer_account, seller_account, base_asset, counter_asset, amount,"
-                " price, status, tx_hash, ledger, created_at, settled_at)"
-                " SELECT escrow_id, buyer_account, seller_account, base_asset, counter_asset, amount, price, status,"
-                " tx_hash, ledger, created_at, settled_at FROM trades WHERE tx_hash IS NOT NULL ORDER BY id LIMIT 1"
-                " RETURNING id"
-            ).fetchone()
-        duplicates.append(int(row[0]))
-
-    lead.before["approve_migration"] = duplicate_a_trade
+    lead.before["approve_migration"] = lambda: _duplicate_a_trade(stack, duplicates)
     try:
         outcome = run_dag(
             "db_migration",
@@ -297,18 +297,6 @@ def test_a_migration_that_changed_production_before_failing_is_rolled_back(
         with connect(stack.db) as conn:
             for trade in duplicates:
                 conn.execute("DELETE FROM trades WHERE id = %s", [trade])
-
-
-def _duplicate_a_trade(stack, made: list[int]) -> None:
-    with connect(stack.db) as conn:
-        row = conn.execute(
-            "INSERT INTO trades (escrow_id, buyer_account, seller_account, base_asset, counter_asset, amount,"
-            " price, status, tx_hash, ledger, created_at, settled_at)"
-            " SELECT escrow_id, buyer_account, seller_account, base_asset, counter_asset, amount, price, status,"
-            " tx_hash, ledger, created_at, settled_at FROM trades WHERE tx_hash IS NOT NULL ORDER BY id LIMIT 1"
-            " RETURNING id"
-        ).fetchone()
-    made.append(int(row[0]))
 
 
 def _dag_run(dag_id: str, run_id: str) -> Any:
