@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from stellar_ops.adapters.common.assets import BACKUP_ASSET
+from stellar_ops.adapters.common.runs import start_run
 from stellar_ops.adapters.common.runtime import (
     checked,
     current_context,
@@ -99,7 +100,7 @@ def publish_metrics() -> dict[str, Any] | None:
 def trigger_drill(published: dict[str, Any]) -> None:
     """Start a ``dr_restore_test`` run of the new backup when ``dr.trigger_on_new_backup`` asks for
     one; skip otherwise, so no drill run starts to do nothing."""
-    from airflow.sdk.exceptions import AirflowSkipException, DagRunTriggerException
+    from airflow.sdk.exceptions import AirflowSkipException
 
     if not task_runtime().config.dr.trigger_on_new_backup:
         raise AirflowSkipException("dr.trigger_on_new_backup is off: no DR test of this backup now")
@@ -107,17 +108,7 @@ def trigger_drill(published: dict[str, Any]) -> None:
     ti = current_context()["ti"]
     run_id = f"drill_of__{ti.run_id}"
     log.info("starting dr_restore_test run %s to test %s", run_id, key)
-    raise DagRunTriggerException(
-        trigger_dag_id="dr_restore_test",
-        dag_run_id=run_id,
-        conf={"backup": key},
-        logical_date=None,
-        reset_dag_run=False,
-        skip_when_already_exists=True,  # a cleared backup run does not start a second drill
-        wait_for_completion=False,
-        allowed_states=["success"],
-        failed_states=["failed"],
-        poke_interval=60,
-        deferrable=False,
-        note=f"Started by db_backup run {ti.run_id} for {key}",
+    # a cleared backup run does not start a second drill
+    raise start_run(
+        "dr_restore_test", run_id, {"backup": key}, f"Started by db_backup run {ti.run_id} for {key}"
     )

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from stellar_ops.adapters.common.approvals import answer_of
+from stellar_ops.adapters.common.runs import start_run
 from stellar_ops.adapters.common.runtime import (
     checked,
     current_context,
@@ -124,27 +125,17 @@ def roll_back(
     rt = task_runtime()
     if checked_script.get("rollback"):
         return migration.roll_back(rt, checked_script, rehearsed)
-    from airflow.sdk.exceptions import DagRunTriggerException
-
     ti = current_context()["ti"]
     conf = migration.restore_conf(rt, backup["key"])
     migration.change_log(rt).update(
         checked_script["change_id"], status="restore of the pre-change backup started"
     )
     rt.say(f"no rollback script: starting db_restore run rollback_of__{ti.run_id} with {conf}")
-    raise DagRunTriggerException(
-        trigger_dag_id="db_restore",
-        dag_run_id=f"rollback_of__{ti.run_id}",
-        conf=conf,
-        logical_date=None,
-        reset_dag_run=False,
-        skip_when_already_exists=True,
-        wait_for_completion=False,
-        allowed_states=["success"],
-        failed_states=["failed"],
-        poke_interval=60,
-        deferrable=False,
-        note=f"Way back of {checked_script['change_id']} (db_migration run {ti.run_id})",
+    raise start_run(
+        "db_restore",
+        f"rollback_of__{ti.run_id}",
+        conf,
+        f"Way back of {checked_script['change_id']} (db_migration run {ti.run_id})",
     )
 
 
