@@ -1,7 +1,8 @@
 """
 # secrets_rotation_audit: the rotation ledger, and which secrets are overdue
 
-**Schedule:** Mondays 08:00 UTC. **Severity:** P3 (SecretRotationOverdue). **Owner:** platform.
+**Schedule:** Mondays 08:00 UTC. **Severity:** P3 (SecretRotationOverdue), P2 (SecretRotationStuck).
+**Owner:** platform.
 **Runbook:** SEC-3.3 (docs/runbooks.md).
 
 ## What it does
@@ -11,7 +12,10 @@
    `ADMIN_KEYS` and `GRAFANA_ADMIN_PASSWORD` quarterly; `S3_CREDENTIALS` as configured. It sends
    one P3 alert per run (SecretRotationOverdue) listing every overdue secret: when it was last
    rotated, how long it has been overdue, and the procedure of section 3.3 that rotates it. A run
-   with nothing overdue sends nothing.
+   with nothing overdue sends nothing. Then, for each secret `secret_rotation` rotates, it reads
+   where its rotation stands (`<rotation.secret_audit_prefix><SECRET>/progress.json`): one that has
+   waited for its removal approval more than `rotation.stuck_after_hours` after its window ended
+   sends a P2 alert of its own (SecretRotationStuck), naming the rotation and the run to answer.
 2. `confirm_success`: the run's verdict: green when the ledger was read (overdue secrets are
    findings, not a failure), red when it could not be.
 
@@ -27,9 +31,14 @@ audits the ledger as it is now, not as it was on its date.
 - *is not a secrets ledger*: the object at `rotation.ledger_key` is not the ledger: restore it
   from the bucket's versions, or delete it (every secret then shows as overdue until recorded).
 - *S3 ... failed*: check the `stellar_s3` connection and the bucket.
+- *the rotation progress of SECRET cannot be read*: the record under `rotation.secret_audit_prefix`
+  is not a progress record; the other secrets were audited and alerted. Restore it from the
+  bucket's versions (`stellar-ops secrets status` shows every secret's state).
 
 ## Triage
 P3: rotate the named secret this week, then `stellar-ops secrets record NAME`.
+P2 (SecretRotationStuck): answer the named run's `approve_removal` today; until then the old and
+the new secret are both valid (SEC-3.3).
 """
 
 from __future__ import annotations

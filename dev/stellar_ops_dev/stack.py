@@ -6,8 +6,15 @@
   ``track_commit_timestamp`` is on, and a canary writer (``stellar-ops pitr canary``) commits a row
   into ``stellar_ops_canary`` every few seconds, against which a point-in-time recovery is checked;
 - SeaweedFS as the S3 server, with the backups bucket created;
-- Redis, Prometheus Pushgateway and Alertmanager from the Debian packages;
-- the API stand-in (:mod:`stellar_ops_dev.api_stub`);
+- Redis, Prometheus Pushgateway and Alertmanager from the Debian packages; Redis keeps its ACL in
+  an ``aclfile`` (``ACL SAVE`` persists a rotated password) with the application's user
+  ``stellar`` and an admin user ``stellar_admin`` that may only change passwords (the ``default``
+  user stays passwordless, for Celery's broker and quick probes);
+- the API stand-in (:mod:`stellar_ops_dev.api_stub`), whose env file is the key store of every
+  secret ``secret_rotation`` rotates (the API keys, the database and Redis logins, Grafana's admin
+  password);
+- a stand-in for Grafana's admin API (:mod:`stellar_ops_dev.grafana_stub`), with the stack's
+  admin password;
 - a webhook receiver (:mod:`stellar_ops_dev.receiver`) standing in for Slack;
 - nginx serving HTTPS for ``escrow.test`` on a loopback port, with a certificate issued by a local
   ACME server (pebble), renewable through certbot (:mod:`stellar_ops_dev.acme`).
@@ -25,6 +32,7 @@ only when it answers its own protocol on its port (:func:`~stellar_ops_dev.serve
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -39,8 +47,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from stellar_ops.core.errors import StellarOpsError
+from stellar_ops.core.http import RedisTarget
 from stellar_ops.core.processes import ManagedProcess, pid_alive, stop_pid, unprivileged_user
 from stellar_ops.pitr.canary import TABLE as CANARY_TABLE
 from stellar_ops.postgres.pitr import barman_archive_command, conf_string
@@ -64,6 +74,16 @@ DB_USER = "stellar"
 # the restore role (db_restore's default target connection): it may create databases and roles,
 # and is no superuser, as a managed PostgreSQL's admin role is not
 RESTORE_USER = "stellar_restore"
+# Redis ACL users: the application's (whose password secret_rotation rotates) and the one a
+# rotation logs in as, allowed what stellar_ops.rotation.redis_acl.RedisAclUser runs and no more
+REDIS_USER = "stellar"
+REDIS_ADMIN_USER = "stellar_admin"
+REDIS_ACL_FILE = "users.acl"
+REDIS_ADMIN_RULES = (
+    "resetchannels -@all +acl|getuser +acl|setuser +acl|save +acl|list +acl|whoami "
+    "+config|get +config|rewrite +ping"
+)
+GRAFANA_ADMIN_USER = "admin"
 S3_REGION = "us-east-1"
 # WAL archiving (point-in-time recovery): barman-cloud puts each segment under
 # s3://BUCKET/PITR_PREFIX/PITR_SERVER/wals/, beside the backups and apart from their prefix
@@ -86,6 +106,7 @@ PREFERRED_PORTS = {
     "alertmanager": 59093,
     "api": 58080,
     "receiver": 58090,
+    "grafana": 53000,
 }
 WEED_PORT_FLAGS = (
     "master.port",
@@ -130,6 +151,9 @@ class StackInfo:
     s3_access_key: str = "stellar-ops"
     s3_secret_key: str = field(default="", repr=False)
     webhook_token: str = field(default="", repr=False)
+    redis_password: str = field(default="", repr=False)  # the ACL user ``stellar``
+    redis_admin_password: str = field(default="", repr=False)  # the ACL user ``stellar_admin``
+    grafana_admin_password: str = field(default="", repr=False)
     tls: dict[str, Any] = field(default_factory=dict)  # the ``tls`` config section of the stack's nginx
 
     @property
@@ -140,8 +164,51 @@ class StackInfo:
     def superuser(self) -> PgTarget:
         return PgTarget("127.0.0.1", self.ports["postgres"], "postgres", DB_NAME, self.superuser_password)
 
+    @property
+    def redis(self) -> RedisTarget:
+        """Redis as the application's ACL user ``stellar``."""
+        return RedisTarget(
+            "127.0.0.1", self.ports["redis"], username=REDIS_USER, password=self.redis_password
+        )
+
+    @property
+    def redis_admin(self) -> RedisTarget:
+        """Redis as ``stellar_admin``, which may change the ACL users' passwords and save them."""
+        return RedisTarget(
+            "127.0.0.1", self.ports["redis"], username=REDIS_ADMIN_USER, password=self.redis_admin_password
+        )
+
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"
+
+    @property
+    def database_url(self) -> str:
+        """The application role's ``DATABASE_URL`` on the stack's PostgreSQL."""
+        return (
+            f"postgresql://{DB_USER}:{quote(self.db_password, safe='')}@127.0.0.1:{self.ports['postgres']}"
+            f"/{DB_NAME}"
+        )
+
+    @property
+    def redis_url(self) -> str:
+        """The ACL user ``stellar``'s ``REDIS_URL``."""
+        return f"redis://{REDIS_USER}:{quote(self.redis_password, safe='')}@127.0.0.1:{self.ports['redis']}/0"
+
+    def api_env(self) -> str:
+        """The API's env file as a start writes it: its keys, and every login ``secret_rotation``
+        rotates, under the variables ``rotation.<secret>.env`` names."""
+        values = {
+            "API_KEYS": self.api_key,
+            "ADMIN_KEYS": self.admin_key,
+            "POSTGRES_USER": DB_USER,
+            "POSTGRES_PASSWORD": self.db_password,
+            "DATABASE_URL": self.database_url,
+            "REDIS_USER": REDIS_USER,
+            "REDIS_PASSWORD": self.redis_password,
+            "REDIS_URL": self.redis_url,
+            "GRAFANA_ADMIN_PASSWORD": self.grafana_admin_password,
+        }
+        return "".join(f"{name}={value}\n" for name, value in values.items())
 
     @property
     def wal_archive_url(self) -> str:
@@ -156,7 +223,8 @@ class StackInfo:
 
     @property
     def api_env_file(self) -> Path:
-        """The API stand-in's key file (``API_KEYS``, ``ADMIN_KEYS``), in this run's data directory."""
+        """The API stand-in's env file, in this run's data directory: its keys (``API_KEYS``,
+        ``ADMIN_KEYS``) and the logins it would use (:meth:`api_env`); the key store of the rotations."""
         return Path(self.data_dir) / "api" / "api.env"
 
     @property
@@ -208,6 +276,15 @@ class StackInfo:
                 "password": self.restore_password,
                 "schema": "postgres",
             },
+            # secret_rotation's admin of the twin login roles (it reads their SCRAM verifiers)
+            "stellar_pg_admin": {
+                "conn_type": "postgres",
+                "host": "127.0.0.1",
+                "port": self.ports["postgres"],
+                "login": "postgres",
+                "password": self.superuser_password,
+                "schema": "postgres",
+            },
             "stellar_s3": {
                 "conn_type": "aws",
                 "login": self.s3_access_key,
@@ -221,7 +298,28 @@ class StackInfo:
                 "schema": "http",
                 "password": self.api_key,
             },
-            "stellar_redis": {"conn_type": "redis", "host": "127.0.0.1", "port": self.ports["redis"]},
+            "stellar_redis": {
+                "conn_type": "redis",
+                "host": "127.0.0.1",
+                "port": self.ports["redis"],
+                "login": REDIS_USER,
+                "password": self.redis_password,
+            },
+            "stellar_redis_admin": {
+                "conn_type": "redis",
+                "host": "127.0.0.1",
+                "port": self.ports["redis"],
+                "login": REDIS_ADMIN_USER,
+                "password": self.redis_admin_password,
+            },
+            "grafana": {
+                "conn_type": "http",
+                "host": "127.0.0.1",
+                "port": self.ports["grafana"],
+                "schema": "http",
+                "login": GRAFANA_ADMIN_USER,
+                "password": self.grafana_admin_password,
+            },
             "stellar_docker": {"conn_type": "docker", "host": "unix:///var/run/docker.sock"},
             "slack_alerts": {"conn_type": "slackwebhook", "password": self.webhook_url},
             "slack_paging": {"conn_type": "slackwebhook", "password": self.paging_webhook_url},
@@ -261,9 +359,7 @@ class StackInfo:
         env["AIRFLOW_VAR_STELLAR_OPS_CONFIG"] = json.dumps(self.ops_config())
         env.update(
             {
-                "DATABASE_URL": (
-                    f"postgresql://{DB_USER}:{self.db_password}@127.0.0.1:{self.ports['postgres']}/{DB_NAME}"
-                ),
+                "DATABASE_URL": self.database_url,
                 "S3_BUCKET": BUCKET,
                 "AWS_ENDPOINT_URL_S3": self.url("s3"),
                 "AWS_ACCESS_KEY_ID": self.s3_access_key,
@@ -272,7 +368,7 @@ class StackInfo:
                 "STELLAR_API_URL": self.url("api"),
                 "STELLAR_API_KEY": self.api_key,
                 "PUSHGATEWAY_URL": self.url("pushgateway"),
-                "REDIS_URL": f"redis://127.0.0.1:{self.ports['redis']}/0",
+                "REDIS_URL": self.redis_url,
                 "ALERTMANAGER_URL": self.url("alertmanager"),
                 "BACKUP_ALERT_WEBHOOK": self.webhook_url,
                 "PAGING_WEBHOOK": self.paging_webhook_url,
@@ -282,6 +378,10 @@ class StackInfo:
                 "STELLAR_API_ENV_FILE": str(self.api_env_file),
                 "STELLAR_DB_PASSWORD": self.db_password,
                 "STELLAR_RESTORE_PASSWORD": self.restore_password,
+                "STELLAR_PG_SUPERUSER_PASSWORD": self.superuser_password,
+                "STELLAR_REDIS_PASSWORD": self.redis_password,
+                "STELLAR_REDIS_ADMIN_PASSWORD": self.redis_admin_password,
+                "STELLAR_GRAFANA_ADMIN_PASSWORD": self.grafana_admin_password,
                 "STELLAR_S3_ACCESS_KEY": self.s3_access_key,
                 "STELLAR_S3_SECRET_KEY": self.s3_secret_key,
                 "STELLAR_WEBHOOK_URL": self.webhook_url,
@@ -403,6 +503,7 @@ class Stack:
         self.postgres: LocalPgServer | None = None
         self.info: StackInfo | None = None
         self._weed_argv: list[str] = []
+        self._redis_argv: list[str] = []
 
     @property
     def logs(self) -> Path:
@@ -445,6 +546,9 @@ class Stack:
             admin_key="sk_admin_" + secrets.token_hex(16),
             s3_secret_key=secrets.token_urlsafe(24),
             webhook_token=secrets.token_hex(12),
+            redis_password=secrets.token_urlsafe(24),
+            redis_admin_password=secrets.token_urlsafe(24),
+            grafana_admin_password=secrets.token_urlsafe(16),
         )
         try:
             self.info.save()  # from here on, `stack down` finds the data directory and every pid
@@ -455,6 +559,7 @@ class Stack:
             self._start_alertmanager()
             self._start_receiver()
             self._start_api(fresh_keys=True)
+            self._start_grafana()
             if self.acme:
                 self._start_acme()
             self.seed()
@@ -636,9 +741,27 @@ class Stack:
         redis_dir = Path(self.info.data_dir) / "redis"
         redis_dir.mkdir()
         port = self.info.ports["redis"]
-        argv = [_program("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
-        argv += ["--appendonly", "no", "--dir", str(redis_dir), "--protected-mode", "yes"]
-        self._spawn("redis", argv, port, lambda: redis_answers(port))
+        # The users live in an aclfile, so `ACL SAVE` keeps a rotated password across a restart
+        # (secret_rotation's persist step); it holds only the passwords' sha256, never a password.
+        acl_file = redis_dir / REDIS_ACL_FILE
+        _write_private(acl_file, redis_acl(self.info.redis_password, self.info.redis_admin_password))
+        self._redis_argv = [_program("redis-server"), "--port", str(port), "--bind", "127.0.0.1"]
+        self._redis_argv += ["--save", "", "--appendonly", "no", "--dir", str(redis_dir)]
+        self._redis_argv += ["--protected-mode", "yes", "--aclfile", str(acl_file)]
+        self._launch_redis()
+
+    def _launch_redis(self) -> None:
+        assert self.info is not None
+        port = self.info.ports["redis"]
+        self._spawn("redis", self._redis_argv, port, lambda: redis_answers(port))
+
+    def restart_redis(self) -> None:
+        """Stop Redis and start it again on the same port, directory and aclfile: it comes back
+        with the users its aclfile holds (what the last ``ACL SAVE`` wrote)."""
+        process = self.processes.pop("redis", None)
+        if process is not None:
+            process.stop()
+        self._launch_redis()
 
     def _start_pushgateway(self) -> None:
         assert self.info is not None
@@ -682,13 +805,24 @@ class Stack:
             # exports (state.json, the env file, the Airflow connections). The env file lives in
             # this run's data directory, made for this start, so no key from an earlier stack can
             # survive into it; within a run, a key rotation rewrites it and a restart reads it.
-            _write_private(
-                self.api_env_file, f"API_KEYS={self.info.api_key}\nADMIN_KEYS={self.info.admin_key}\n"
-            )
+            _write_private(self.api_env_file, self.info.api_env())
         port = self.info.ports["api"]
         argv = [sys.executable, "-m", "stellar_ops_dev.api_stub", "--port", str(port)]
         argv += ["--env-file", str(self.api_env_file), "--state-dir", str(Path(self.info.data_dir) / "api")]
         self._spawn("api", argv, port, lambda: http_answers(f"http://127.0.0.1:{port}/_ready", body=b"ready"))
+
+    def _start_grafana(self) -> None:
+        """The stand-in for Grafana's admin API; the admin's password reaches it through its
+        environment (``GF_SECURITY_ADMIN_PASSWORD``, as Grafana's own), never its argv."""
+        assert self.info is not None
+        port = self.info.ports["grafana"]
+        env = dict(os.environ)
+        env["GF_SECURITY_ADMIN_USER"] = GRAFANA_ADMIN_USER
+        env["GF_SECURITY_ADMIN_PASSWORD"] = self.info.grafana_admin_password
+        argv = [sys.executable, "-m", "stellar_ops_dev.grafana_stub", "--port", str(port)]
+        # /api/health needs no login and is not recorded in /_calls, which a test reads from empty
+        url = f"http://127.0.0.1:{port}/api/health"
+        self._spawn("grafana", argv, port, lambda: http_answers(url, body=b'"database": "ok"'), env=env)
 
     def _start_acme(self) -> None:
         assert self.info is not None
@@ -789,10 +923,25 @@ class Stack:
             (Path(self.info.state_dir) / "state.json").unlink(missing_ok=True)
 
 
+def redis_acl(app_password: str, admin_password: str) -> str:
+    """The stack's Redis aclfile: ``default`` as Redis makes it (no password, everything), the
+    application's user and the admin user, each password as its sha256 (``#<hash>``)."""
+
+    def digest(secret: str) -> str:
+        return hashlib.sha256(secret.encode()).hexdigest()
+
+    return (
+        "user default on nopass ~* &* +@all\n"
+        f"user {REDIS_USER} on #{digest(app_password)} ~* &* +@all\n"
+        f"user {REDIS_ADMIN_USER} on #{digest(admin_password)} {REDIS_ADMIN_RULES}\n"
+    )
+
+
 def stop_recorded(info: StackInfo) -> None:
     """Stop every pid in ``info`` (this process's or another's) and remove the data directory."""
     # PostgreSQL before the S3 server: at shutdown its archiver pushes the segments still waiting
-    order = ["canary", "api", "receiver", "alertmanager", "pushgateway", "redis", "postgres", "seaweedfs"]
+    order = ["canary", "grafana", "api", "receiver", "alertmanager", "pushgateway"]
+    order += ["redis", "postgres", "seaweedfs"]
     for name in order + [n for n in info.pids if n not in order]:
         pid = info.pids.get(name)
         if pid and pid_alive(pid):

@@ -33,6 +33,7 @@ VERBS = {
     "rehearse",
     "reload",
     "remove",
+    "switch",
     "renew",
     "rename",
     "restart",
@@ -125,7 +126,9 @@ def test_dag_header(dags):
     for dag in dags:
         assert dag.catchup is False, dag.dag_id
         # a rotation lasts days: a second run starts and waits in check_rotation_due, saying why
-        assert dag.max_active_runs == (2 if dag.dag_id == "api_key_rotation" else 1), dag.dag_id
+        assert dag.max_active_runs == (2 if dag.dag_id in ("api_key_rotation", "secret_rotation") else 1), (
+            dag.dag_id
+        )
         assert dag.start_date is not None and dag.start_date.tzinfo is not None, dag.dag_id
         assert dag.start_date.utcoffset().total_seconds() == 0
         assert dag.start_date < datetime(2026, 6, 1, tzinfo=UTC), "a fixed start date, not now()"
@@ -163,6 +166,8 @@ DEPLOYED_ENV = {"STELLAR_OPS_DEADLINES": '{"enabled": true}', "STELLAR_OPS_DOCKE
 # The tasks that may call the Docker daemon: only these go to the docker queue, whose workers
 # alone mount the socket (docker-compose.yaml).
 DOCKER_TASKS = {
+    ("secret_rotation", "switch_consumers"),
+    ("secret_rotation", "test_new_secret"),
     ("dr_restore_test", "create_scratch"),
     ("dr_restore_test", "restore_backup"),
     ("dr_restore_test", "drop_scratch"),

@@ -5,7 +5,8 @@
 - a platform lead edits a variable (in Chromium and over REST) and a connection, and pauses a DAG;
 - an approval assigned to ``role:Platform lead`` and ``not:lead2`` is answered by ``lead`` only:
   ``oncall``, ``lead2`` and ``admin`` are refused (403);
-- the roles the harness runs are the ones ``stellar_ops.adapters.common.roles`` defines, and its
+- the roles the harness runs (the service role ``Rotation service`` among them: see
+  test_connection_switch.py) are the ones ``stellar_ops.adapters.common.roles`` defines, and its
   set-up step is idempotent: a second run creates nothing, resets no password, and only adds roles.
 
 Users (tests/support/airflow_server.TEST_USERS): admin, oncall, oncall2, lead, lead2; each one's
@@ -27,6 +28,7 @@ import requests
 from stellar_ops.adapters.common.roles import (
     ADMIN,
     ROLES,
+    SERVICE_ROLES,
     VIEWER,
     password_variable,
 )
@@ -243,7 +245,7 @@ def test_the_roles_airflow_runs_are_the_ones_defined(api):
         role["name"]: {(p["action"]["name"], p["resource"]["name"]) for p in role["actions"]}
         for role in roles.json()["roles"]
     }
-    for name, permissions in ROLES.items():
+    for name, permissions in {**ROLES, **SERVICE_ROLES}.items():
         assert found[name] == set(permissions), name
     assert ADMIN in found
 

@@ -23,7 +23,7 @@ from tests.packaging.pins import REPO, RUNTIME_FILE
 
 CHECK = Path(__file__).with_name("runtime_check.py")
 PYTHON = "python3.11"
-EXPECTED_DAGS = 12
+EXPECTED_DAGS = 13
 # as docker-compose.yaml's DAG processor parses the DAGs: with their deadlines and the docker queue
 DEPLOYED_ENV = {"STELLAR_OPS_DEADLINES": '{"enabled": true}', "STELLAR_OPS_DOCKER_QUEUE": "docker"}
 

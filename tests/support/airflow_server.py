@@ -27,6 +27,7 @@ from urllib.parse import quote
 import psutil
 import requests
 
+from stellar_ops.adapters.common.roles import password_variable
 from stellar_ops.core.processes import free_port
 from stellar_ops_dev.standalone import LOCAL_USERS, users_environment
 
@@ -65,6 +66,9 @@ def airflow_env(home: Path, stack_env: dict[str, str], port: int) -> dict[str, s
         "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
         "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+        # the admin's password (the username, as every test user's): airflow_settings.yaml's
+        # airflow_api connection, the cluster's own API as its admin, logs in with it
+        password_variable("admin"): "admin",
         # Unpausing would otherwise start each DAG's latest missed slot at once (catchup=False
         # still runs the most recent one): tests create exactly the runs they look at.
         "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",

@@ -53,6 +53,9 @@ SILENCE_ALERTS: dict[str, str] = {
 UNWATCHED: dict[str, str] = {
     "api_key_rotation": "quarterly, and it pushes no metrics: secrets_rotation_audit alerts "
     "(SecretRotationOverdue) when API_KEYS or ADMIN_KEYS go a quarter without a rotation",
+    "secret_rotation": "it rotates only what is due and pushes no metrics: secrets_rotation_audit alerts "
+    "when a secret goes past its period (SecretRotationOverdue) or a rotation waits too long for its "
+    "removal (SecretRotationStuck)",
 }
 
 

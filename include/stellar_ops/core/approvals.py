@@ -73,6 +73,8 @@ def _default_steps() -> dict[str, ApprovalRule]:
         "api_key_rotation.approve_removal": ApprovalRule(
             roles=routine, four_eyes=True, timeout_hours=14 * 24
         ),
+        "secret_rotation.approve_rollout": ApprovalRule(roles=routine),
+        "secret_rotation.approve_removal": ApprovalRule(roles=routine, four_eyes=True, timeout_hours=14 * 24),
     }
 
 

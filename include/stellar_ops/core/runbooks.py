@@ -37,6 +37,7 @@ RUNBOOKS: dict[str, Runbook] = {
         Runbook("SEC-1.1", "Morning health check"),
         Runbook("SEC-3.2", "API key rotation"),
         Runbook("SEC-3.3", "Secrets rotation schedule"),
+        Runbook("SEC-3.4", "Secret rotation (database, Redis, Grafana, S3)"),
         Runbook("UNDELIVERED", "An alert was not delivered"),
     )
 }

@@ -18,9 +18,9 @@ from stellar_ops.core.durations import humanize_duration
 from stellar_ops.core.errors import ConfigError, StellarOpsError
 from stellar_ops.core.metrics import run_finished
 from stellar_ops.core.taxonomy import SEVERITIES
-from stellar_ops.rotation import api, keys, ledger
+from stellar_ops.rotation import api, keys, ledger, progress
 from stellar_ops.rotation.backends import Tools
-from stellar_ops.rotation.config import KEY_SETS, RotationConfig
+from stellar_ops.rotation.config import KEY_SETS, SECRETS, RotationConfig
 from stellar_ops.rotation.keystore import KeyState
 from stellar_ops.runtime import Runtime, RuntimeConfig
 
@@ -395,6 +395,8 @@ def record_audit(
 def audit_secrets(rt: Runtime[RotationSections], now: datetime) -> list[ledger.Overdue]:
     """The ledger's overdue secrets, in one alert (a digest) that names each with how overdue it
     is and the procedure that rotates it, at the highest severity among them; none, no alert.
+    Then each ``secret_rotation`` left waiting for its removal approval ``rotation.stuck_after_hours``
+    past its window: one P2 alert per secret (SecretRotationStuck).
 
     Every audit, whatever its outcome, then pushes its end to the Pushgateway: the audit has no
     metric of its own, and SecretsAuditSilent watches that push."""
@@ -411,11 +413,67 @@ def _audit_secrets(rt: Runtime[RotationSections], now: datetime) -> list[ledger.
     settings = rt.config.rotation
     document = ledger.load(rt.store(), settings.ledger_key)
     found = ledger.overdue(document, settings.periods_days, settings.procedures, now)
-    if not found:
+    if found:
+        rt.alert(overdue_digest(found, now))
+    else:
         rt.say(f"no secret is overdue ({len(settings.periods_days)} in the ledger's schedule)")
-        return found
-    rt.alert(overdue_digest(found, now))
+    stuck, unreadable = stuck_rotations(rt, now)
+    for record in stuck:
+        rt.alert(stuck_finding(record, now))
+    if not stuck:
+        rt.say(
+            f"no secret rotation waits for its removal over {settings.stuck_after_hours:g} h past its window"
+        )
+    if unreadable:
+        # after the alerts: a broken record of one secret hides no other secret's alert
+        raise ConfigError("; ".join(unreadable))
     return found
+
+
+def stuck_rotations(
+    rt: Runtime[RotationSections], now: datetime
+) -> tuple[list[progress.Progress], list[str]]:
+    """The rotations of ``secret_rotation`` (its progress records) stuck before their removal, and
+    why the record of a secret could not be read."""
+    settings = rt.config.rotation
+    stuck: list[progress.Progress] = []
+    unreadable: list[str] = []
+    for secret in SECRETS:
+        try:
+            record = progress.load(rt.store(), settings.secret_audit_prefix, secret)
+        except StellarOpsError as exc:
+            unreadable.append(f"the rotation progress of {secret} cannot be read: {exc}")
+            continue
+        if record is not None and record.stuck(now, settings.stuck_after_hours):
+            stuck.append(record)
+    return stuck, unreadable
+
+
+def stuck_finding(record: progress.Progress, now: datetime) -> Finding:
+    """A rotation switched to its new secret whose removal approval nobody has answered: both
+    the old and the new secret stay valid until someone does."""
+    due = (record.removal_due() or now).astimezone(UTC)
+
+    def named(credential: dict[str, str] | None) -> str:
+        return f"{credential['identity']} ({credential['fingerprint']})" if credential else "(not recorded)"
+
+    return Finding(
+        dag_id=AUDIT_DAG_ID,
+        severity="P2",
+        alert_name="SecretRotationStuck",
+        summary=f"{record.secret} rotation {record.rotation_id} has waited for its removal approval since "
+        f"{due:%Y-%m-%d %H:%M} UTC ({humanize_duration(now - due)}): answer approve_removal of "
+        f"secret_rotation run {record.run_id}",
+        runbook="SEC-3.3",
+        details=(
+            f"switched at {record.phase_at} to {named(record.new)}; the old {named(record.old)} is still valid",
+            f"started {record.started_at} by {record.by} ({record.reason}), "
+            f"window {humanize_duration(record.window_seconds)}",
+            "Approve the removal to finish the rotation: until it is answered, the old and the new "
+            "secret are both valid",
+        ),
+        labels={"secret": record.secret},
+    )
 
 
 def overdue_digest(found: list[ledger.Overdue], now: datetime) -> Finding:

@@ -1,8 +1,9 @@
-"""Key rotation in the taxonomy: ``api_key_rotation`` (P2) and the ledger ``secrets_rotation_audit`` (P3)."""
+"""Key rotation in the taxonomy: ``api_key_rotation`` and ``secret_rotation`` (P2), and the ledger
+``secrets_rotation_audit`` (P3)."""
 
 from __future__ import annotations
 
-from stellar_ops.core.taxonomy import DagEntry, Procedure
+from stellar_ops.core.taxonomy import AlertRef, DagEntry, Procedure
 from stellar_ops.rotation.config import RotationConfig
 
 PROCEDURE = Procedure(
@@ -21,6 +22,16 @@ PROCEDURE = Procedure(
             expected_minutes=14 * 24 * 60,
         ),
         DagEntry(
+            dag_id="secret_rotation",
+            procedure="rotation",
+            severity="P2",
+            alert_name="SecretRotationFailed",
+            schedule="30 9 * * 1",
+            runbook="SEC-3.4",
+            # two approvals and a window after the switch: its deadline is the longest wait and a margin
+            expected_minutes=14 * 24 * 60,
+        ),
+        DagEntry(
             dag_id="secrets_rotation_audit",
             procedure="rotation",
             severity="P3",
@@ -29,5 +40,10 @@ PROCEDURE = Procedure(
             runbook="SEC-3.3",
             expected_minutes=30,
         ),
+    ),
+    alerts=(
+        AlertRef("KeyRotationRolledBack", "P2", "SEC-3.2"),
+        AlertRef("SecretRotationRolledBack", "P2", "SEC-3.4"),
+        AlertRef("SecretRotationStuck", "P2", "SEC-3.3"),
     ),
 )

@@ -145,7 +145,12 @@ def test_the_configuration_reference_is_current():
 
 
 def test_airflow_settings_expand_the_stacks_environment(stack, tmp_path):
-    env = {**os.environ, **stack.env()}
+    env = {
+        **os.environ,
+        **stack.env(),
+        "AIRFLOW__API__PORT": "8080",
+        "STELLAR_OPS_USER_ADMIN_PASSWORD": "admin",
+    }
     cli(
         "airflow-settings",
         str(REPO / "airflow_settings.yaml"),
@@ -160,6 +165,8 @@ def test_airflow_settings_expand_the_stacks_environment(stack, tmp_path):
     assert connections["stellar_db"]["password"] == stack.db_password
     assert json.loads(connections["stellar_s3"]["extra"])["endpoint_url"] == stack.url("s3")
     assert connections["slack_alerts"]["password"] == stack.webhook_url
+    assert connections["airflow_api"]["port"] == 8080 and connections["airflow_api"]["password"] == "admin"
+    assert connections["stellar_pg_admin"]["password"] == stack.superuser_password
     assert set(json.loads((tmp_path / "pools.json").read_text())) == {"stellar_db_heavy"}
     config = json.loads(json.loads((tmp_path / "variables.json").read_text())["stellar_ops_config"])
     assert config["backup"]["local_dir"] == f"{stack.data_dir}/local-backups"

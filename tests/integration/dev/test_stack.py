@@ -241,6 +241,7 @@ def test_make_stack_path_starts_writes_exports_and_stops(tmp_path):
             "alertmanager",
             "receiver",
             "api",
+            "grafana",
             "canary",
             "acme-challtestsrv",
             "acme-pebble",

@@ -33,6 +33,7 @@ def rotation(ops, stand_in, monkeypatch):
             "restart": "http_reload",
             "audit_prefix": f"{ops.prefix}audit/",
             "ledger_key": f"{ops.prefix}secrets-ledger.json",
+            "secret_audit_prefix": f"{ops.prefix}secret-rotation/",
             "healthy_timeout_seconds": 20,
         }
     )

@@ -3,12 +3,8 @@
 
 from __future__ import annotations
 
-import hashlib
-import shutil
-import subprocess
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -17,94 +13,9 @@ from stellar_ops.core.processes import free_port
 from stellar_ops.rotation.credentials import Credential, generate_secret
 from stellar_ops.rotation.keys import fingerprint
 from stellar_ops.rotation.redis_acl import RedisAclError, RedisAclUser
+from tests.support.rotation_servers import RedisServer, sha
 
 pytestmark = pytest.mark.integration
-
-APP_RULES = "~* &* +@all -@dangerous"
-
-
-def sha(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
-
-
-class RedisServer:
-    """redis-server on a free loopback port with a config file: an admin user ``ops``, the app's
-    user ``stellar``, the ``default`` user off. Passwords are written as hashes, as in production."""
-
-    def __init__(self, directory: Path, *, config_file: bool = True, requirepass: bool = False) -> None:
-        self.dir = directory
-        self.port = free_port()
-        self.requirepass = requirepass
-        if requirepass:  # REDIS_PASSWORD as deployed: the default user's one password, everyone's
-            self.app = self.admin = Credential("default", generate_secret())
-        else:
-            self.admin = Credential("ops", generate_secret())
-            self.app = Credential("stellar", generate_secret())
-        self.config_file = config_file
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        program = shutil.which("redis-server")
-        if program is None:
-            pytest.skip("redis-server is not installed (packages.txt)")
-        self.dir.mkdir(exist_ok=True)
-        lines = [
-            f"port {self.port}",
-            "bind 127.0.0.1",
-            'save ""',
-            "appendonly no",
-            f"dir {self.dir}",
-        ]
-        if self.requirepass:
-            lines.append(f"requirepass {self.app.secret}")
-        else:
-            lines += [
-                "user default off",
-                f"user ops on #{sha(self.admin.secret)} ~* &* +@all",
-                f"user stellar on #{sha(self.app.secret)} {APP_RULES}",
-            ]
-        if self.config_file:
-            conf = self.dir / "redis.conf"
-            if not conf.exists():  # a restart reads what CONFIG REWRITE left there
-                conf.write_text("\n".join(lines) + "\n")
-            argv = [program, str(conf)]
-        else:
-            # every setting on the command line (as `--user` directives): nothing to rewrite
-            argv = [program]
-            for line in lines:
-                name, _, value = line.partition(" ")
-                argv += [f"--{name}", *(value.split() if name != "save" else [""])]
-        log = open(self.dir / "redis.log", "ab")  # noqa: SIM115 - handed to the child
-        self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        deadline = time.monotonic() + 20
-        while not self.answers():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"redis-server did not start: {(self.dir / 'redis.log').read_text()}")
-            time.sleep(0.05)
-
-    def answers(self) -> bool:
-        """The server answers a login (the default user may be off: a bare PING gets NOAUTH)."""
-        import redis
-
-        try:
-            with self.target().client(timeout=1) as client:
-                return bool(client.ping())
-        except redis.AuthenticationError:
-            return True  # up, and refusing a password a rotation retired
-        except redis.ConnectionError:
-            return False
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-            self.process = None
-
-    def target(self, credential: Credential | None = None) -> RedisTarget:
-        who = credential or self.admin
-        return RedisTarget("127.0.0.1", self.port, username=who.identity, password=who.secret)
 
 
 @pytest.fixture

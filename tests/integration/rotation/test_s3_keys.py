@@ -3,74 +3,24 @@ that is deleted (or never existed) is refused by STS and S3 as AWS refuses it.""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import threading
 import time
 import uuid
 from datetime import UTC, datetime
 
 import pytest
-import requests
 
-from stellar_ops.core.processes import free_port
 from stellar_ops.rotation.credentials import Credential
 from stellar_ops.rotation.s3_keys import AccessKeyError, IamAccessKeys
+from tests.support.rotation_servers import ALLOW_ALL, client, moto_iam
 
 pytestmark = pytest.mark.integration
-
-REGION = "us-east-1"
-ALLOW_ALL = json.dumps(
-    {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
-)
-
-
-def client(service: str, url: str, credential: Credential):
-    import boto3
-
-    return boto3.client(
-        service,
-        endpoint_url=url,
-        region_name=REGION,
-        aws_access_key_id=credential.identity,
-        aws_secret_access_key=credential.secret,
-    )
 
 
 @pytest.fixture(scope="module")
 def moto(tmp_path_factory):
-    """moto in server mode, then IAM authentication turned on: an admin user made first signs
-    every later call. Yields (url, the admin's credential)."""
-    import moto.server  # noqa: F401 - pinned in requirements.txt
-
-    port = free_port()
-    log = open(tmp_path_factory.mktemp("moto") / "moto.log", "wb")  # noqa: SIM115 - handed to the child
-    process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                requests.get(url + "/moto-api/", timeout=1)
-                break
-            except requests.RequestException:
-                assert time.monotonic() < deadline and process.poll() is None, "moto did not start"
-                time.sleep(0.2)
-        bootstrap = client("iam", url, Credential("bootstrap", "bootstrap"))
-        bootstrap.create_user(UserName="ops-admin")
-        bootstrap.put_user_policy(UserName="ops-admin", PolicyName="all", PolicyDocument=ALLOW_ALL)
-        made = bootstrap.create_access_key(UserName="ops-admin")["AccessKey"]
-        requests.post(url + "/moto-api/reset-auth", data=b"0", timeout=5).raise_for_status()
-        yield url, Credential(made["AccessKeyId"], made["SecretAccessKey"])
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        log.close()
+    with moto_iam(tmp_path_factory.mktemp("moto")) as started:
+        yield started
 
 
 @pytest.fixture

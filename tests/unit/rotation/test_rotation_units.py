@@ -102,7 +102,7 @@ def test_ledger_overdue_by_period_and_never_recorded():
     assert "93 days ago" in found["ADMIN_KEYS"].describe(now)
     assert "api_key_rotation" in found["ADMIN_KEYS"].describe(now)
     assert "has no recorded rotation" in found["REDIS_PASSWORD"].describe(now)
-    assert "requirepass" in found["REDIS_PASSWORD"].procedure
+    assert "secret_rotation with secret REDIS_PASSWORD" in found["REDIS_PASSWORD"].procedure
 
 
 def test_the_section_names_bad_fields():

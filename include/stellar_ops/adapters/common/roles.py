@@ -1,6 +1,6 @@
 """The roles of the operations manual as FAB roles, and the first users, set up from the environment.
 
-Three roles:
+Three roles for people:
 
 - **On-call engineer**: what FAB's Viewer sees, plus triggering runs (and backfills), marking and
   clearing runs and task instances, and answering approvals. No connection, variable, pool or user
@@ -8,6 +8,12 @@ Three roles:
 - **Platform lead**: all of the on-call engineer's, plus editing variables (``stellar_ops_config``)
   and connections, and pausing DAGs.
 - **Admin**: FAB's own.
+
+and one for a program, a service user's (:data:`SERVICE_ROLES`, nothing of the Viewer's):
+
+- **Rotation service**: reading and editing connections, nothing else: the user a secret rotation
+  calls Airflow's REST API as, to switch this package's own connections to the new credential
+  (:mod:`stellar_ops.rotation.airflow_connections`; tasks cannot write connections).
 
 Who answers which approval is not a permission: approvals are assigned by role
 (``role:Platform lead``) and :class:`~stellar_ops.adapters.common.auth.StellarAuthManager` applies
@@ -18,10 +24,11 @@ the assignment, so a new lead needs only the role.
 ``airflow db migrate``. It is idempotent:
 
 1. FAB's built-in roles and permissions (what ``airflow sync-perm`` does);
-2. the two roles above, their permissions set to exactly the lists below (a permission added in
-   the UI is taken away again: the roles are managed here);
-3. the first users, from the environment: ``STELLAR_OPS_ADMINS``, ``STELLAR_OPS_ONCALL_ENGINEERS``
-   and ``STELLAR_OPS_PLATFORM_LEADS`` name them (comma-separated usernames). A missing user is
+2. the three roles above that are not FAB's, their permissions set to exactly the lists below (a
+   permission added in the UI is taken away again: the roles are managed here);
+3. the first users, from the environment: ``STELLAR_OPS_ADMINS``, ``STELLAR_OPS_ONCALL_ENGINEERS``,
+   ``STELLAR_OPS_PLATFORM_LEADS`` and ``STELLAR_OPS_ROTATION_SERVICE_USERS`` name them
+   (comma-separated usernames). A missing user is
    created with the password in ``STELLAR_OPS_USER_<USERNAME>_PASSWORD`` or, failing that, in the
    JSON object ``{"username": "password"}`` of the file ``STELLAR_OPS_USER_PASSWORDS_FILE``. A
    user who exists keeps their password (``--reset-passwords`` sets it again) and is given the
@@ -46,6 +53,7 @@ from typing import Any
 
 from stellar_ops.core.approvals import ON_CALL, PLATFORM_LEAD
 from stellar_ops.core.errors import ConfigError
+from stellar_ops.rotation.airflow_connections import ROTATION_SERVICE
 
 ADMIN = "Admin"
 Permission = tuple[str, str]
@@ -127,11 +135,27 @@ ROLES: dict[str, tuple[Permission, ...]] = {
     PLATFORM_LEAD: VIEWER + ON_CALL_ACTIONS + PLATFORM_LEAD_ACTIONS,
 }
 
+# A rotation's service user: GET /api/v2/connections/{id} asks can_read, PATCH asks can_edit (FAB's
+# "PUT"); the token (POST /auth/token) needs no permission. No menu, no Viewer: not a person's role.
+# FAB gives every custom role the home page (can_read on Website) at each API server start
+# (add_homepage_access_to_custom_roles), so it is listed here rather than taken away and given back.
+ROTATION_SERVICE_PERMISSIONS: tuple[Permission, ...] = (
+    ("can_read", "Connections"),
+    ("can_edit", "Connections"),
+    ("can_read", "Website"),
+)
+
+# The roles of programs, each with only what its program needs; managed like ROLES
+SERVICE_ROLES: dict[str, tuple[Permission, ...]] = {
+    ROTATION_SERVICE: ROTATION_SERVICE_PERMISSIONS,
+}
+
 # The environment of the set-up step: which variable names the first users of which role
 USERS_VARIABLES: dict[str, str] = {
     "STELLAR_OPS_ADMINS": ADMIN,
     "STELLAR_OPS_ONCALL_ENGINEERS": ON_CALL,
     "STELLAR_OPS_PLATFORM_LEADS": PLATFORM_LEAD,
+    "STELLAR_OPS_ROTATION_SERVICE_USERS": ROTATION_SERVICE,
 }
 PASSWORDS_FILE_VARIABLE = "STELLAR_OPS_USER_PASSWORDS_FILE"
 EMAIL_DOMAIN_VARIABLE = "STELLAR_OPS_USERS_EMAIL_DOMAIN"
@@ -237,7 +261,8 @@ def _security_manager() -> Iterator[Any]:
 
 
 def set_up(users: Sequence[FirstUser], *, reset_passwords: bool = False) -> Outcome:
-    """Built-in roles and permissions, the two roles of the manual, then ``users``; idempotent."""
+    """Built-in roles and permissions, the roles of the manual and the service roles, then
+    ``users``; idempotent."""
     missing = [u.username for u in users if not u.password]
     outcome = Outcome([])
     with _security_manager() as appbuilder:
@@ -252,7 +277,7 @@ def set_up(users: Sequence[FirstUser], *, reset_passwords: bool = False) -> Outc
             role = sm.find_role(name)
             if role is not None and dag_settings not in role.permissions:
                 sm.add_permission_to_role(role, dag_settings)
-        for name, permissions in ROLES.items():
+        for name, permissions in {**ROLES, **SERVICE_ROLES}.items():
             outcome.add(_sync_role(sm, name, permissions))
         for user in users:
             outcome.add(_sync_user(sm, user, reset_passwords=reset_passwords, missing=missing))
@@ -331,9 +356,10 @@ def _sync_user(sm: Any, user: FirstUser, *, reset_passwords: bool, missing: list
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m stellar_ops.adapters.common.roles",
-        description="Create or update the roles of the operations manual and the first users "
-        "(from STELLAR_OPS_ADMINS, STELLAR_OPS_ONCALL_ENGINEERS, STELLAR_OPS_PLATFORM_LEADS and their "
-        "STELLAR_OPS_USER_<USERNAME>_PASSWORD or STELLAR_OPS_USER_PASSWORDS_FILE). Run after "
+        description="Create or update the roles of the operations manual, the service roles and the "
+        "first users (from STELLAR_OPS_ADMINS, STELLAR_OPS_ONCALL_ENGINEERS, STELLAR_OPS_PLATFORM_LEADS, "
+        "STELLAR_OPS_ROTATION_SERVICE_USERS and their STELLAR_OPS_USER_<USERNAME>_PASSWORD or "
+        "STELLAR_OPS_USER_PASSWORDS_FILE). Run after "
         "`airflow db migrate`, with [core] auth_manager set to the package's.",
     )
     parser.add_argument(
