@@ -130,6 +130,7 @@ cat <<MSG
                 (kept in $USERS_FILE; approvals go to roles, so try them as several people)
   Webhook log:  http://127.0.0.1:$STELLAR_RECEIVER_PORT/_received   (what alerts were sent)
   Pushgateway:  http://127.0.0.1:$STELLAR_PUSHGATEWAY_PORT
+  Grafana:      http://127.0.0.1:${STELLAR_GRAFANA_PORT:-?}   (its admin API's stand-in; secret_rotation)
   TLS (nginx):  https://escrow.test on 127.0.0.1:${STELLAR_TLS_PORT:-?}   (tls_cert_check; CA: $STELLAR_STACK_DATA/acme/acme-root.pem)
   Airflow log:  $AIRFLOW_HOME/standalone.log; stack logs in $STACK_DIR/logs/
 

@@ -345,7 +345,8 @@ class StackInfo:
             "alerts": {"alertmanager_severities": ["P1", "P2"]},
             **({"tls": self.tls} if self.tls else {}),
             # the API stand-in re-reads its env file on POST /_reload: the local restart backend
-            "rotation": {"restart": "http_reload"},
+            # and secret_rotation switches the CLI's exports (this file) with Airflow's connections
+            "rotation": {"restart": "http_reload", "cli_env_file": str(Path(self.state_dir) / "env")},
             # the stack's PostgreSQL archives its WAL: the morning check is red when that breaks
             "pitr": {"required": True, "tools_dir": str(pitr_venv() / "bin")},
         }

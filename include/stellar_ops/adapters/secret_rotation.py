@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import os
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from stellar_ops.adapters.common.approvals import answer_of
-from stellar_ops.adapters.common.connections import _connection, _mask, http_endpoint, pg_target
+from stellar_ops.adapters.common.connections import connection, http_endpoint, pg_target, redis_target
 from stellar_ops.adapters.common.runtime import checked, current_context, run_slot, task_runtime, task_states
 from stellar_ops.core.errors import ConfigError, MissingConnectionError
-from stellar_ops.core.http import RedisTarget
 from stellar_ops.rotation import secret_flow as flow
 from stellar_ops.rotation.airflow_connections import AirflowConnections, environment_defined
+from stellar_ops.rotation.cli_env import CliEnvironment
 from stellar_ops.rotation.config import SECRETS
 from stellar_ops.rotation.credentials import Credential
 from stellar_ops.rotation.grafana import GrafanaAdmin
@@ -32,7 +33,7 @@ from stellar_ops.rotation.secret_backends import (
     SecretBackend,
 )
 from stellar_ops.rotation.secret_flow import SecretPlan, SecretTools
-from stellar_ops.rotation.secret_store import build_secret_store
+from stellar_ops.rotation.secret_store import build_secret_store, secret_envs
 from stellar_ops.runtime import Runtime
 
 __all__ = ["SECRETS"]  # the DAG's param choices
@@ -64,7 +65,7 @@ class TaskConnections:
             endpoint = http_endpoint(
                 self.api_conn_id, "Airflow's REST API (the rotation switches connections)"
             )
-            conn = _connection(self.api_conn_id, "Airflow's REST API")
+            conn = connection(self.api_conn_id, "Airflow's REST API")
             if not conn.login or not conn.password:
                 raise ConfigError(
                     f"connection {self.api_conn_id!r} needs the login and password of an Airflow user who may "
@@ -82,28 +83,17 @@ class TaskConnections:
         return self._client().switch(conn_id, credential.identity, credential.secret)
 
     def holds(self, conn_id: str, credential: Credential) -> bool:
-        conn = _connection(conn_id, "a connection of the rotated secret")
+        conn = connection(conn_id, "a connection of the rotated secret")
         return bool(conn.login == credential.identity and conn.password == credential.secret)
-
-
-def _redis_target(conn_id: str) -> RedisTarget:
-    conn = _connection(conn_id, "Redis's ACL admin")
-    extra = conn.extra_dejson or {}
-    return RedisTarget(
-        host=conn.host or "127.0.0.1",
-        port=int(conn.port or 6379),
-        db=int(extra.get("db", 0)),
-        password=conn.password,
-        username=conn.login,
-        tls=bool(extra.get("ssl", False)),
-    )
 
 
 def _iam(conn_id: str) -> IamAccessKeys:
     from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+    from airflow.sdk.log import mask_secret
 
-    conn = _connection(conn_id, "IAM (the S3 access keys)")
-    _mask((conn.extra_dejson or {}).get("aws_secret_access_key"))
+    conn = connection(conn_id, "IAM (the S3 access keys)")
+    if (conn.extra_dejson or {}).get("aws_secret_access_key"):
+        mask_secret(conn.extra_dejson["aws_secret_access_key"])
     hook = AwsBaseHook(aws_conn_id=conn_id, client_type="iam")
     client = hook.get_conn()
     endpoint = (conn.extra_dejson or {}).get("endpoint_url")
@@ -119,10 +109,12 @@ def backend(rt: Runtime[Any], secret: str) -> SecretBackend:
             app = pg_target(settings.postgres.connections[0]) if settings.postgres.connections else admin
             return PostgresTwins(admin, app, settings.postgres.app_role)
         if secret == "REDIS_PASSWORD":
-            return RedisPasswords(_redis_target(settings.redis.admin_conn_id), settings.redis.user)
+            return RedisPasswords(
+                redis_target(settings.redis.admin_conn_id, "Redis's ACL admin"), settings.redis.user
+            )
         if secret == "GRAFANA_ADMIN_PASSWORD":
             endpoint = http_endpoint(settings.grafana.conn_id, "Grafana")
-            user = _connection(settings.grafana.conn_id, "Grafana").login or "admin"
+            user = connection(settings.grafana.conn_id, "Grafana").login or "admin"
             return GrafanaPassword(GrafanaAdmin(endpoint.base_url, user))
         return S3AccessKeys(_iam(settings.s3.iam_conn_id))
     except MissingConnectionError as exc:
@@ -179,6 +171,9 @@ def tools(rt: Runtime[Any], secret: str) -> SecretTools:
         api=api,
         admin_key=admin_key,
         api_key=api_key,
+        cli_env=CliEnvironment(Path(settings.cli_env_file), secret_envs(settings))
+        if settings.cli_env_file
+        else None,
     )
 
 

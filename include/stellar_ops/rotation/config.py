@@ -191,6 +191,11 @@ class RotationConfig(Section):
         description="A secret rotation still waiting for its removal this long after its window ended "
         "alerts (SecretRotationStuck, from secrets_rotation_audit).",
     )
+    cli_env_file: str | None = Field(
+        None,
+        description="The environment file stellar-ops runs with (exports such as DATABASE_URL, REDIS_URL): "
+        "secret_rotation switches it with the connections; null: the CLI's environment is not switched.",
+    )
     airflow_api_conn_id: str = Field(
         "airflow_api",
         description="HTTP connection of Airflow's REST API (login and password of a user who may edit "

@@ -22,6 +22,7 @@ from stellar_ops.core.durations import humanize_duration
 from stellar_ops.core.errors import ConfigError, StellarOpsError
 from stellar_ops.core.http import HttpEndpoint
 from stellar_ops.rotation import api, ledger, progress
+from stellar_ops.rotation.cli_env import CliEnvironment
 from stellar_ops.rotation.config import SECRETS, RotationConfig
 from stellar_ops.rotation.credentials import Credential
 from stellar_ops.rotation.flow import RotationSections
@@ -66,6 +67,21 @@ class SecretTools:
     api: HttpEndpoint | None = None
     admin_key: Callable[[], str | None] = lambda: None
     api_key: Callable[[], str | None] = lambda: None
+    cli_env: CliEnvironment | None = None
+
+    def holders(self, secret: str, credential: Credential) -> list[str]:
+        """This package's consumers that log in with ``credential``: connections, the CLI's file."""
+        found = [c for c in self.conn_ids if self.connections.holds(c, credential)]
+        if self.cli_env is not None and self.cli_env.holds(secret, credential):
+            found.append(str(self.cli_env.path))
+        return found
+
+    def switch_own(self, secret: str, credential: Credential) -> list[str]:
+        """Switch this package's consumers to ``credential``; the ones switched now."""
+        switched = [c for c in self.conn_ids if self.connections.switch(c, credential)]
+        if self.cli_env is not None and self.cli_env.switch(secret, credential):
+            switched.append(str(self.cli_env.path))
+        return switched
 
 
 @dataclass(frozen=True)
@@ -317,7 +333,7 @@ def switch(
     new = _pending(tools, plan)
     tools.store.switch(plan.secret)
     restarted = _restart_api(rt, tools, plan)
-    switched = [conn_id for conn_id in tools.conn_ids if tools.connections.switch(conn_id, new)]
+    switched = tools.switch_own(plan.secret, new)
     record = _progress(rt, plan)
     if record is not None and record.phase != "switched":
         record = _advance(rt, plan, "switched", now)
@@ -335,8 +351,7 @@ def _rollback(rt: Runtime[RotationSections], tools: SecretTools, plan: SecretPla
     tools.store.unswitch(plan.secret)
     _restart_api(rt, tools, plan)
     if old is not None:
-        for conn_id in tools.conn_ids:
-            tools.connections.switch(conn_id, old)
+        tools.switch_own(plan.secret, old)
     tools.backend.undo(new, old)
     rt.alert(
         Finding(
@@ -358,9 +373,16 @@ def test(rt: Runtime[RotationSections], tools: SecretTools, plan: SecretPlan) ->
     check = tools.backend.accepts(new)
     if not check:
         problems.append(check.reason)
-    stale = [c for c in tools.conn_ids if not tools.connections.holds(c, new)]
+    holding = tools.holders(plan.secret, new)
+    stale = [c for c in tools.conn_ids if c not in holding]
+    if (
+        tools.cli_env is not None
+        and tools.cli_env.defines(plan.secret)
+        and str(tools.cli_env.path) not in holding
+    ):
+        stale.append(str(tools.cli_env.path))
     if stale:
-        problems.append(f"connection {', '.join(stale)} does not hold {new}")
+        problems.append(f"{', '.join(stale)} does not hold {new}")
     old = tools.store.outgoing(plan.secret)
     if tools.backend.overlap and old is not None:
         old_check = tools.backend.accepts(old)
@@ -396,10 +418,10 @@ def remove(
             f"rotation {plan.rotation_id}: {tools.store.name} does not serve the new {plan.secret} {new}: "
             "clear switch_consumers first; both are still valid"
         )
-    stale = [c for c in tools.conn_ids if tools.connections.holds(c, old)]
+    stale = tools.holders(plan.secret, old)
     if stale:
         raise SecretRotationError(
-            f"rotation {plan.rotation_id}: connection {', '.join(stale)} still holds the old {plan.secret} {old}: "
+            f"rotation {plan.rotation_id}: {', '.join(stale)} still holds the old {plan.secret} {old}: "
             "switch it (clear switch_consumers) before the removal; both are still valid"
         )
     deadline = time.monotonic() + drain_seconds

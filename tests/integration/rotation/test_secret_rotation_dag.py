@@ -260,8 +260,13 @@ def pg_attempt(app: PgApp) -> Callable[[Credential], None]:
 
 
 def test_the_database_password_rotates_through_the_twins_with_no_failed_login(
-    pg_app, secrets_env, stand_in, connections, answers
+    pg_app, secrets_env, stand_in, connections, answers, tmp_path
 ):
+    # the CLI's exports: its DATABASE_URL is switched with the connections
+    cli_env = tmp_path / "stellar-ops.env"
+    url = f"postgresql://{pg_app.role}:{pg_app.login.secret}@127.0.0.1:{pg_app.server.target().port}/{pg_app.role}"
+    cli_env.write_text(f"# the CLI's environment\nexport DATABASE_URL='{url}'\nexport LOG_LEVEL=info\n")
+    secrets_env.update(rotation={"cli_env_file": str(cli_env)})
     store = key_store(secrets_env, stand_in)
     connections.held["sr_app_db"] = pg_app.login
     blue, green = twins.twin_names(pg_app.role)
@@ -285,6 +290,11 @@ def test_the_database_password_rotates_through_the_twins_with_no_failed_login(
     assert state.logins == [green]
     assert connections.held["sr_app_db"] == final
     assert f"postgresql://{green}:" in stand_in.env_file.read_text()
+    exported = cli_env.read_text()
+    assert f"export DATABASE_URL='postgresql://{green}:{final.secret}@" in exported, (
+        "the CLI's URL is switched"
+    )
+    assert "export LOG_LEVEL=info" in exported and "POSTGRES_PASSWORD" not in exported
     assert answers.asked == ["approve_rollout", "approve_removal"] * 2
     record = progress_of(secrets_env, "POSTGRES_PASSWORD")
     assert record.phase == "finished" and record.new == {"identity": green, "fingerprint": final.fingerprint}

@@ -36,6 +36,25 @@ def _connection(conn_id: str, purpose: str) -> Any:
     return conn
 
 
+def connection(conn_id: str, purpose: str) -> Any:
+    """The Airflow connection ``conn_id`` (``purpose`` names it in errors), its password masked."""
+    return _connection(conn_id, purpose)
+
+
+def redis_target(conn_id: str, purpose: str) -> RedisTarget:
+    """The Redis server of a redis connection, logging in as its login (an ACL user) when it has one."""
+    conn = _connection(conn_id, purpose)
+    extra = conn.extra_dejson or {}
+    return RedisTarget(
+        host=conn.host or "127.0.0.1",
+        port=int(conn.port or 6379),
+        db=int(extra.get("db", 0)),
+        password=conn.password,
+        username=conn.login,
+        tls=bool(extra.get("ssl", False)),
+    )
+
+
 def _mask(secret: str | None) -> None:
     if secret:
         from airflow.sdk.log import mask_secret
@@ -171,18 +190,9 @@ class AirflowResources:
 
     def redis(self) -> RedisTarget | None:
         try:
-            conn = _connection(self.config.connections.redis, "Redis")
+            return redis_target(self.config.connections.redis, "Redis")
         except MissingConnectionError:
             return None
-        extra = conn.extra_dejson or {}
-        return RedisTarget(
-            host=conn.host or "127.0.0.1",
-            port=int(conn.port or 6379),
-            db=int(extra.get("db", 0)),
-            password=conn.password,
-            username=conn.login,
-            tls=bool(extra.get("ssl", False)),
-        )
 
     def docker(self) -> Any | None:
         try:
