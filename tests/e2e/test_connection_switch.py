@@ -12,7 +12,6 @@ the permission fail with messages that name them.
 from __future__ import annotations
 
 import json
-import subprocess
 import uuid
 from typing import Any
 
@@ -29,7 +28,7 @@ from stellar_ops.rotation.airflow_connections import (
 )
 from stellar_ops.rotation.credentials import generate_secret
 from stellar_ops.rotation.keys import fingerprint
-from tests.support.airflow_server import VENV_BIN, AirflowClient
+from tests.support.airflow_server import AirflowClient
 
 pytestmark = pytest.mark.e2e
 
@@ -37,18 +36,7 @@ EXTRA = {"sslmode": "require", "application_name": "e2e"}
 
 
 def stored(airflow, conn_id: str) -> dict[str, Any]:
-    """The connection as Airflow resolves it (``airflow connections get -o json``), password included."""
-    result = subprocess.run(
-        [str(VENV_BIN / "airflow"), "connections", "get", conn_id, "-o", "json"],
-        env=airflow.env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, f"airflow connections get {conn_id}: {result.stderr[-2000:]}"
-    (conn,) = json.loads(result.stdout[result.stdout.index("[") :])
-    # the CLI's JSON prints every field as a string
-    return {**conn, "port": int(conn["port"]) if conn["port"] not in (None, "", "None") else None}
+    return airflow.stored_connection(conn_id)
 
 
 def airflow_api(airflow) -> AirflowConnections:

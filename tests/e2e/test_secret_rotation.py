@@ -11,9 +11,6 @@ saying what to run.
 
 from __future__ import annotations
 
-import json
-import subprocess
-
 import pytest
 import requests
 
@@ -23,7 +20,6 @@ from stellar_ops.rotation.credentials import generate_secret
 from stellar_ops.rotation.secret_store import EnvSecretStore, secret_envs
 from stellar_ops.storage.s3 import S3Store
 from stellar_ops_dev.grafana_stub import GrafanaStub
-from tests.support.airflow_server import VENV_BIN
 from tests.support.operator_ui import OperatorUIError
 from tests.support.waiting import wait_for
 
@@ -31,20 +27,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
 DAG = "secret_rotation"
 CONN = "e2e_grafana"
-
-
-def airflow_connection(airflow, conn_id: str) -> dict:
-    """The connection as Airflow itself holds it (the REST API redacts the password)."""
-    result = subprocess.run(
-        [str(VENV_BIN / "airflow"), "connections", "get", conn_id, "-o", "json"],
-        env=airflow.env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    found = json.loads(result.stdout)
-    return found[0] if isinstance(found, list) else found
 
 
 def logs_in(stub: GrafanaStub, password: str) -> bool:
@@ -121,7 +103,7 @@ def test_the_form_s_defaults_rotate_grafana_red_while_it_is_down_cleared_approve
     new = EnvSecretStore(env_file, secret_envs(parse_config({}).rotation)).current("GRAFANA_ADMIN_PASSWORD")
     assert new is not None and new.secret != grafana["old"]
     assert logs_in(grafana["stub"], new.secret) and not logs_in(grafana["stub"], grafana["old"])
-    held = airflow_connection(airflow, CONN)
+    held = airflow.stored_connection(CONN)
     assert held["login"] == "admin" and held["password"] == new.secret, "the connection was not switched"
     # four eyes: the roll-out's approver may not approve the removal; another on-call engineer may
     with pytest.raises(OperatorUIError, match="403|no way to answer"):

@@ -149,6 +149,22 @@ class AirflowStandalone:
         if result.returncode != 0:
             raise RuntimeError(f"airflow {' '.join(args)} failed:\n{result.stderr[-3000:]}")
 
+    def stored_connection(self, conn_id: str) -> dict[str, Any]:
+        """The connection as Airflow resolves it (``airflow connections get -o json``), password
+        included (the REST API redacts it); the port as a number."""
+        result = subprocess.run(
+            [str(VENV_BIN / "airflow"), "connections", "get", conn_id, "-o", "json"],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if result.returncode != 0:
+            raise AssertionError(f"airflow connections get {conn_id}: {result.stderr[-2000:]}")
+        (conn,) = json.loads(result.stdout[result.stdout.index("[") :])
+        # the CLI's JSON prints every field as a string
+        return {**conn, "port": int(conn["port"]) if conn["port"] not in (None, "", "None") else None}
+
     def start(self, timeout: float = 240) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
         self._airflow("db", "migrate")

@@ -156,6 +156,22 @@ def reachable_dir() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def local_pg_server(settings: dict[str, str] | None = None) -> Iterator[Any]:
+    """A PostgreSQL server of the test's own (initdb, started as an unprivileged user), removed after."""
+    from stellar_ops.core.processes import unprivileged_user
+    from stellar_ops.postgres.server import LocalPgServer
+
+    with reachable_dir() as root:
+        server = LocalPgServer(root / "pg", run_as=unprivileged_user("postgres"), settings=settings or {})
+        server.init()
+        server.start()
+        try:
+            yield server
+        finally:
+            server.remove()
+
+
 @pytest.fixture
 def no_alert_firing(stack: StackInfo) -> list[str]:
     """No alert firing in the stack's Alertmanager when the test starts: a red run of an earlier

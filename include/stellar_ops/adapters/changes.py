@@ -163,10 +163,10 @@ def record_migration() -> dict[str, Any]:
 
 
 def _store() -> Any:
-    from stellar_ops.adapters.rotation import _secrets_client
+    from stellar_ops.adapters.rotation import secrets_client
 
     rt = task_runtime()
-    return config_change.settings_store(rt, lambda: _secrets_client(rt))
+    return config_change.settings_store(rt, lambda: secrets_client(rt))
 
 
 def _admin_key() -> str | None:

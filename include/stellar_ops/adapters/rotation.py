@@ -40,7 +40,7 @@ STEPS = (
 )
 
 
-def _secrets_client(rt: Runtime[flow.RotationSections]) -> Any:
+def secrets_client(rt: Runtime[flow.RotationSections]) -> Any:
     from airflow.providers.amazon.aws.hooks.secrets_manager import SecretsManagerHook
 
     return SecretsManagerHook(aws_conn_id=rt.config.rotation.aws_conn_id).get_conn()
@@ -78,7 +78,7 @@ def tools(rt: Runtime[flow.RotationSections]) -> Tools:
     built = build_tools(
         rt.config.rotation,
         rt.resources.endpoint("api"),
-        secrets_client=lambda: _secrets_client(rt),
+        secrets_client=lambda: secrets_client(rt),
         docker_client=rt.resources.docker,
     )
     built.keystore = MaskedKeyStore(built.keystore)  # type: ignore[assignment]
@@ -208,12 +208,32 @@ def finish_rotation(plan: dict[str, Any]) -> dict[str, Any]:
     return _step("finish", plan, datetime.now(UTC), str(removal.get("by") or "api_key_rotation"))
 
 
-def _rejected(ti: Any) -> str | None:
+def rejected_approval(ti: Any) -> str | None:
+    """The approval of this run that was rejected, if any (both rotation DAGs name theirs alike)."""
     for task_id in APPROVALS:
         answer = approval(ti, task_id)
         if answer and answer["chosen"] == "Reject":
             return task_id
     return None
+
+
+def audit_outcome(
+    ti: Any, steps: tuple[str, ...], *, test_task: str, rejected_means: str
+) -> tuple[str, dict[str, Any]]:
+    """What a rotation run came to, and what each step that succeeded returned, for its audit record."""
+    states = task_states(ti, steps)
+    rejected = rejected_approval(ti)
+    failed = sorted(t for t, s in states.items() if s in ("failed", "upstream_failed"))
+    if states.get("finish_rotation") == "success":
+        outcome = "rotated"
+    elif rejected:
+        outcome = f"{rejected_means}: {rejected} rejected"
+    elif states.get(test_task) == "failed":
+        outcome = f"rolled back after {test_task} failed"
+    else:
+        outcome = f"failed at {', '.join(failed) or 'an unknown step'}"
+    returned = {t: ti.xcom_pull(task_ids=t) for t in steps[1:] if states.get(t) == "success"}
+    return outcome, {t: v for t, v in returned.items() if v is not None}
 
 
 @checked
@@ -222,7 +242,7 @@ def discard_rejected_rotation() -> dict[str, Any]:
     them, so clearing the failed task resumes the rotation."""
     ti = current_context()["ti"]
     plan = ti.xcom_pull(task_ids="check_rotation_due")
-    rejected = _rejected(ti)
+    rejected = rejected_approval(ti)
     if not plan or not rejected:
         return {"discarded": []}
     return _step("discard", plan, f"{rejected} was rejected")
@@ -234,37 +254,29 @@ def record_audit() -> dict[str, Any]:
     plan = ti.xcom_pull(task_ids="check_rotation_due")
     if not plan:
         return {"outcome": "nothing rotated"}
-    states = task_states(ti, STEPS)
-    rejected = _rejected(ti)
-    failed = sorted(t for t, s in states.items() if s in ("failed", "upstream_failed"))
-    if states.get("finish_rotation") == "success":
-        outcome = "rotated"
-    elif rejected:
-        outcome = f"cancelled: {rejected} rejected"
-    elif states.get("test_new_keys") == "failed":
-        outcome = "rolled back after test_new_keys failed"
-    else:
-        outcome = f"failed at {', '.join(failed) or 'an unknown step'}"
-    steps = {t: ti.xcom_pull(task_ids=t) for t in STEPS[1:] if states.get(t) == "success"}
+    outcome, steps = audit_outcome(ti, STEPS, test_task="test_new_keys", rejected_means="cancelled")
     return flow.record_audit(
         task_runtime(),
         Plan.from_dict(plan),
         outcome=outcome,
         approvals={t: approval(ti, t) for t in APPROVALS},
-        steps={t: v for t, v in steps.items() if v is not None},
+        steps=steps,
         now=datetime.now(UTC),
     )
 
 
-def transition_window(task_id: str) -> Any:
-    """A deferred sensor until the old keys' announced stop: no worker slot while it waits."""
+def transition_window(
+    task_id: str, target_time: str = "{{ ti.xcom_pull(task_ids='restart_api')['old_keys_stop'] }}"
+) -> Any:
+    """A deferred sensor until the window ends (by default the old keys' announced stop): no
+    worker slot while it waits."""
     from datetime import timedelta
 
     from airflow.providers.standard.sensors.date_time import DateTimeSensorAsync
 
     return DateTimeSensorAsync(
         task_id=task_id,
-        target_time="{{ ti.xcom_pull(task_ids='restart_api')['old_keys_stop'] }}",
+        target_time=target_time,
         execution_timeout=timedelta(days=30),
     )
 

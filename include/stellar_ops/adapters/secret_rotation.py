@@ -14,9 +14,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from stellar_ops.adapters import rotation as key_rotation
 from stellar_ops.adapters.common.approvals import answer_of
 from stellar_ops.adapters.common.connections import connection, http_endpoint, pg_target, redis_target
-from stellar_ops.adapters.common.runtime import checked, current_context, run_slot, task_runtime, task_states
+from stellar_ops.adapters.common.runtime import checked, current_context, run_slot, task_runtime
+from stellar_ops.adapters.rotation import APPROVALS, audit_outcome, rejected_approval
 from stellar_ops.core.errors import ConfigError, MissingConnectionError
 from stellar_ops.rotation import secret_flow as flow
 from stellar_ops.rotation.airflow_connections import AirflowConnections, environment_defined
@@ -39,7 +41,6 @@ from stellar_ops.runtime import Runtime
 __all__ = ["SECRETS"]  # the DAG's param choices
 
 PLAN_TASK = "check_rotation_due"
-APPROVALS = ("approve_rollout", "approve_removal")
 STEPS = (
     "check_rotation_due",
     "generate_secret",
@@ -146,17 +147,14 @@ def _masked(store: Any) -> Any:
 
 
 def tools(rt: Runtime[Any], secret: str) -> SecretTools:
-    from stellar_ops.adapters.rotation import _secrets_client
-    from stellar_ops.adapters.rotation import tools as key_tools
-
     settings = rt.config.rotation
-    store = _masked(build_secret_store(settings, secrets_client=lambda: _secrets_client(rt)))
+    store = _masked(build_secret_store(settings, secrets_client=lambda: key_rotation.secrets_client(rt)))
     restarter = api = None
     admin_key: Any = lambda: None  # noqa: E731
     api_key: Any = lambda: None  # noqa: E731
     if secret in flow.API_SECRETS:
         try:
-            keys = key_tools(rt)
+            keys = key_rotation.tools(rt)
         except ConfigError as exc:
             rt.warn(f"the API is not restarted after the switch: {exc}")
         else:
@@ -257,21 +255,13 @@ def finish_rotation(plan: dict[str, Any]) -> dict[str, Any]:
     return _step("finish", plan, datetime.now(UTC), str(removal.get("by") or flow.DAG_ID))
 
 
-def _rejected(ti: Any) -> str | None:
-    for task_id in APPROVALS:
-        answer = answer_of(ti, task_id)
-        if answer and answer["chosen"] == "Reject":
-            return task_id
-    return None
-
-
 @checked
 def discard_rejected_rotation() -> dict[str, Any]:
     """Runs whatever happened: only a rejected approval discards; a failure keeps the pending
     secret, so clearing the failed task resumes the rotation."""
     ti = current_context()["ti"]
     plan = ti.xcom_pull(task_ids=PLAN_TASK)
-    rejected = _rejected(ti)
+    rejected = rejected_approval(ti)
     if not plan or not rejected:
         return {"discarded": None}
     return _step("discard", plan, f"{rejected} was rejected", datetime.now(UTC))
@@ -283,36 +273,19 @@ def record_audit() -> dict[str, Any]:
     plan = ti.xcom_pull(task_ids=PLAN_TASK)
     if not plan:
         return {"outcome": "nothing rotated"}
-    states = task_states(ti, STEPS)
-    rejected = _rejected(ti)
-    failed = sorted(t for t, s in states.items() if s in ("failed", "upstream_failed"))
-    if states.get("finish_rotation") == "success":
-        outcome = "rotated"
-    elif rejected:
-        outcome = f"stopped: {rejected} rejected"
-    elif states.get("test_new_secret") == "failed":
-        outcome = "rolled back after test_new_secret failed"
-    else:
-        outcome = f"failed at {', '.join(failed) or 'an unknown step'}"
-    steps = {t: ti.xcom_pull(task_ids=t) for t in STEPS[1:] if states.get(t) == "success"}
+    outcome, steps = audit_outcome(ti, STEPS, test_task="test_new_secret", rejected_means="stopped")
     return flow.record_audit(
         task_runtime(),
         SecretPlan.from_dict(plan),
         outcome=outcome,
         approvals={t: answer_of(ti, t) for t in APPROVALS},
-        steps={t: v for t, v in steps.items() if v is not None},
+        steps=steps,
         now=datetime.now(UTC),
     )
 
 
 def transition_window(task_id: str) -> Any:
     """A deferred sensor until the window after the switch ends: no worker slot while it waits."""
-    from datetime import timedelta
-
-    from airflow.providers.standard.sensors.date_time import DateTimeSensorAsync
-
-    return DateTimeSensorAsync(
-        task_id=task_id,
-        target_time="{{ ti.xcom_pull(task_ids='switch_consumers')['remove_from'] }}",
-        execution_timeout=timedelta(days=30),
+    return key_rotation.transition_window(
+        task_id, "{{ ti.xcom_pull(task_ids='switch_consumers')['remove_from'] }}"
     )

@@ -36,6 +36,17 @@ class Credential:
         return f"{self.identity} (secret {self.fingerprint})"
 
 
+@dataclass(frozen=True)
+class Acceptance:
+    """Whether a login with a credential worked, and if not what the server said."""
+
+    ok: bool
+    reason: str
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
 def generate_secret(nbytes: int = 32) -> str:
     """``nbytes`` random bytes as URL-safe base64 without padding: ``A-Z a-z 0-9 - _`` only, so
     the secret needs no quoting in a URL, a DSN, a .env file, an ACL rule or a JSON body."""

@@ -18,7 +18,7 @@ from stellar_ops.core.durations import humanize_duration
 from stellar_ops.core.errors import ConfigError, StellarOpsError
 from stellar_ops.core.metrics import run_finished
 from stellar_ops.core.taxonomy import SEVERITIES
-from stellar_ops.rotation import api, keys, ledger, progress
+from stellar_ops.rotation import api, audit, keys, ledger, progress
 from stellar_ops.rotation.backends import Tools
 from stellar_ops.rotation.config import KEY_SETS, SECRETS, RotationConfig
 from stellar_ops.rotation.keystore import KeyState
@@ -354,8 +354,7 @@ def discard(rt: Runtime[RotationSections], tools: Tools, plan: Plan, why: str) -
 
 
 def audit_key(rt: Runtime[RotationSections], plan: Plan) -> str:
-    run = "".join(c if c.isalnum() or c in "-_." else "_" for c in plan.run_id)
-    return f"{rt.config.rotation.audit_prefix}{plan.rotation_id}/{run}.json"
+    return audit.audit_key(rt.config.rotation.audit_prefix, plan.rotation_id, plan.run_id)
 
 
 def record_audit(
@@ -381,14 +380,7 @@ def record_audit(
         "steps": steps,
     }
     key = audit_key(rt, plan)
-    rt.store().put_json(key, document)
-    lines = [f"rotation {plan.rotation_id}: {outcome}; audit record {rt.store().url(key)}"]
-    for name, answer in approvals.items():
-        if answer:
-            lines.append(f"  {name}: {answer.get('chosen')} by {answer.get('by')} at {answer.get('at')}")
-        else:
-            lines.append(f"  {name}: not answered")
-    rt.say("\n".join(lines))
+    audit.save(rt, key, document, approvals)
     return {"key": key, "outcome": outcome}
 
 

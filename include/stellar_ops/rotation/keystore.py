@@ -186,7 +186,52 @@ class EnvFileStore:
 PENDING, CURRENT, PREVIOUS = "AWSPENDING", "AWSCURRENT", "AWSPREVIOUS"
 
 
-class SecretsManagerStore:
+class SecretsManagerVersions:
+    """A Secrets Manager secret's versions and staging labels: what both stores built on it share
+    (the API's key sets here, the rotated credentials in :mod:`stellar_ops.rotation.secret_store`)."""
+
+    client: Any
+
+    def secret_id(self, name: str) -> str:
+        raise NotImplementedError
+
+    def _fail(self, action: str, name: str, exc: Exception) -> KeyStoreError:
+        error = (getattr(exc, "response", None) or {}).get("Error", {})
+        detail = f"{error.get('Code')}: {error.get('Message')}" if error else type(exc).__name__
+        return KeyStoreError(f"Secrets Manager {action} of {self.secret_id(name)!r} failed: {detail}")
+
+    def labels(self, name: str) -> dict[str, str]:
+        """Version id of each staging label."""
+        labels: dict[str, str] = {}
+        args: dict[str, Any] = {"SecretId": self.secret_id(name), "IncludeDeprecated": False}
+        try:
+            while True:
+                page = self.client.list_secret_version_ids(**args)
+                for version in page["Versions"]:
+                    for stage in version.get("VersionStages", []):
+                        labels[stage] = version["VersionId"]
+                if not page.get("NextToken"):
+                    break
+                args["NextToken"] = page["NextToken"]
+        except Exception as exc:
+            raise self._fail("listing the versions", name, exc) from None
+        return labels
+
+    def move_label(self, name: str, stage: str, to: str | None, from_: str | None) -> None:
+        if to == from_:
+            return
+        args: dict[str, Any] = {"SecretId": self.secret_id(name), "VersionStage": stage}
+        if to:
+            args["MoveToVersionId"] = to
+        if from_:
+            args["RemoveFromVersionId"] = from_
+        try:
+            self.client.update_secret_version_stage(**args)
+        except Exception as exc:
+            raise self._fail(f"moving {stage}", name, exc) from None
+
+
+class SecretsManagerStore(SecretsManagerVersions):
     """AWS Secrets Manager: the secret ``<prefix><KEY_SET>`` holds ``{"keys": [...]}``.
 
     The API's deployment reads the ``AWSCURRENT`` version. The rotation moves the staging labels
@@ -205,28 +250,6 @@ class SecretsManagerStore:
     def secret_id(self, key_set: str) -> str:
         return f"{self.prefix}{key_set}"
 
-    def _fail(self, action: str, key_set: str, exc: Exception) -> KeyStoreError:
-        error = (getattr(exc, "response", None) or {}).get("Error", {})
-        detail = f"{error.get('Code')}: {error.get('Message')}" if error else type(exc).__name__
-        return KeyStoreError(f"Secrets Manager {action} of {self.secret_id(key_set)!r} failed: {detail}")
-
-    def labels(self, key_set: str) -> dict[str, str]:
-        """Version id of each staging label."""
-        labels: dict[str, str] = {}
-        try:
-            args: dict[str, Any] = {"SecretId": self.secret_id(key_set), "IncludeDeprecated": False}
-            while True:
-                page = self.client.list_secret_version_ids(**args)
-                for version in page["Versions"]:
-                    for stage in version.get("VersionStages", []):
-                        labels[stage] = version["VersionId"]
-                if not page.get("NextToken"):
-                    break
-                args["NextToken"] = page["NextToken"]
-        except Exception as exc:
-            raise self._fail("listing the versions", key_set, exc) from None
-        return labels
-
     def _document(self, key_set: str, version_id: str) -> dict[str, Any]:
         try:
             answer = self.client.get_secret_value(SecretId=self.secret_id(key_set), VersionId=version_id)
@@ -241,19 +264,6 @@ class SecretsManagerStore:
 
     def _value(self, key_set: str, version_id: str) -> list[str]:
         return [str(k) for k in self._document(key_set, version_id).get("keys", [])]
-
-    def move_label(self, key_set: str, stage: str, to: str | None, from_: str | None) -> None:
-        if to == from_:
-            return
-        args: dict[str, Any] = {"SecretId": self.secret_id(key_set), "VersionStage": stage}
-        if to:
-            args["MoveToVersionId"] = to
-        if from_:
-            args["RemoveFromVersionId"] = from_
-        try:
-            self.client.update_secret_version_stage(**args)
-        except Exception as exc:
-            raise self._fail(f"moving {stage}", key_set, exc) from None
 
     @staticmethod
     def _pending_token(rotation_id: str) -> str:

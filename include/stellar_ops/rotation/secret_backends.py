@@ -14,27 +14,15 @@ Every method is idempotent, so a step re-run after a crash finds its own work do
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Protocol
 
 from stellar_ops.core.http import RedisTarget
 from stellar_ops.postgres.target import PgTarget
 from stellar_ops.rotation import twins
-from stellar_ops.rotation.credentials import Credential, CredentialError, generate_secret
+from stellar_ops.rotation.credentials import Acceptance, Credential, CredentialError, generate_secret
 from stellar_ops.rotation.grafana import GrafanaAdmin
 from stellar_ops.rotation.redis_acl import RedisAclUser
 from stellar_ops.rotation.s3_keys import IamAccessKeys
-
-
-@dataclass(frozen=True)
-class Check:
-    """Whether a credential logged in, and what the server said (never the secret)."""
-
-    ok: bool
-    reason: str
-
-    def __bool__(self) -> bool:
-        return self.ok
 
 
 class SecretBackend(Protocol):
@@ -55,7 +43,7 @@ class SecretBackend(Protocol):
         """Make ``new`` valid (beside ``old`` when the backend overlaps); False when it was."""
         ...
 
-    def accepts(self, credential: Credential) -> Check: ...
+    def accepts(self, credential: Credential) -> Acceptance: ...
 
     def users_of(self, old: Credential) -> list[str]:
         """Who still logs in with ``old``, as far as the server can tell."""
@@ -106,9 +94,8 @@ class PostgresTwins:
     def add(self, new: Credential, old: Credential | None) -> bool:
         return twins.set_password(self.admin, new.identity, new.secret)
 
-    def accepts(self, credential: Credential) -> Check:
-        result = twins.accepts(self.app, credential)
-        return Check(result.ok, result.reason)
+    def accepts(self, credential: Credential) -> Acceptance:
+        return twins.accepts(self.app, credential)
 
     def users_of(self, old: Credential) -> list[str]:
         count = twins.sessions(self.admin, old.identity)
@@ -157,9 +144,9 @@ class RedisPasswords:
         self.acl.persist()
         return added
 
-    def accepts(self, credential: Credential) -> Check:
+    def accepts(self, credential: Credential) -> Acceptance:
         ok = self.acl.accepts(credential)
-        return Check(ok, f"{credential} {'logged in' if ok else 'was refused'} (AUTH, PING)")
+        return Acceptance(ok, f"{credential} {'logged in' if ok else 'was refused'} (AUTH, PING)")
 
     def users_of(self, old: Credential) -> list[str]:
         return []  # Redis does not say which password a connection logged in with
@@ -201,9 +188,9 @@ class GrafanaPassword:
             )
         return self.admin.change_password(old.secret, new.secret)
 
-    def accepts(self, credential: Credential) -> Check:
+    def accepts(self, credential: Credential) -> Acceptance:
         ok = self.admin.logs_in(credential.secret)
-        return Check(ok, f"{credential} {'logged in' if ok else 'was refused'} (GET /api/user)")
+        return Acceptance(ok, f"{credential} {'logged in' if ok else 'was refused'} (GET /api/user)")
 
     def users_of(self, old: Credential) -> list[str]:
         return []
@@ -250,13 +237,13 @@ class S3AccessKeys:
     def add(self, new: Credential, old: Credential | None) -> bool:
         return self.keys.reactivate(new.identity)
 
-    def accepts(self, credential: Credential) -> Check:
+    def accepts(self, credential: Credential) -> Acceptance:
         # a new key becomes usable within seconds, not at once
         for _ in range(15):
             if self.keys.accepts(credential):
-                return Check(True, f"{credential} accepted (STS GetCallerIdentity)")
+                return Acceptance(True, f"{credential} accepted (STS GetCallerIdentity)")
             self.wait(1.0)
-        return Check(False, f"{credential} refused (STS GetCallerIdentity)")
+        return Acceptance(False, f"{credential} refused (STS GetCallerIdentity)")
 
     def users_of(self, old: Credential) -> list[str]:
         return []

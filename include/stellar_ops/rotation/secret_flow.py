@@ -21,7 +21,7 @@ from stellar_ops.core.alerts import Finding, info_message
 from stellar_ops.core.durations import humanize_duration
 from stellar_ops.core.errors import ConfigError, StellarOpsError
 from stellar_ops.core.http import HttpEndpoint
-from stellar_ops.rotation import api, ledger, progress
+from stellar_ops.rotation import api, audit, ledger, progress
 from stellar_ops.rotation.cli_env import CliEnvironment
 from stellar_ops.rotation.config import SECRETS, RotationConfig
 from stellar_ops.rotation.credentials import Credential
@@ -460,8 +460,7 @@ def verify(rt: Runtime[RotationSections], tools: SecretTools, plan: SecretPlan) 
 
 
 def audit_key(rt: Runtime[RotationSections], plan: SecretPlan) -> str:
-    run = "".join(c if c.isalnum() or c in "-_." else "_" for c in plan.run_id)
-    return f"{rt.config.rotation.secret_audit_prefix}{plan.rotation_id}/{run}.json"
+    return audit.audit_key(rt.config.rotation.secret_audit_prefix, plan.rotation_id, plan.run_id)
 
 
 def finish(
@@ -541,13 +540,5 @@ def record_audit(
         "steps": steps,
     }
     key = audit_key(rt, plan)
-    rt.store().put_json(key, document)
-    lines = [f"rotation {plan.rotation_id}: {outcome}; audit record {rt.store().url(key)}"]
-    for name, answer in approvals.items():
-        lines.append(
-            f"  {name}: {answer.get('chosen')} by {answer.get('by')} at {answer.get('at')}"
-            if answer
-            else f"  {name}: not answered"
-        )
-    rt.say("\n".join(lines))
+    audit.save(rt, key, document, approvals)
     return {"key": key, "outcome": outcome}

@@ -32,7 +32,14 @@ from stellar_ops.core.errors import ConfigError
 from stellar_ops.rotation.backends import env_file_path
 from stellar_ops.rotation.config import RotationConfig, SecretEnv
 from stellar_ops.rotation.credentials import Credential
-from stellar_ops.rotation.keystore import CURRENT, PENDING, PREVIOUS, KeyStoreError, write_atomically
+from stellar_ops.rotation.keystore import (
+    CURRENT,
+    PENDING,
+    PREVIOUS,
+    KeyStoreError,
+    SecretsManagerVersions,
+    write_atomically,
+)
 
 # The identity of a secret without a login variable (Grafana's admin password).
 DEFAULT_IDENTITY = "admin"
@@ -375,7 +382,7 @@ class EnvSecretStore:
         self._save_entry(secret, entry)
 
 
-class SecretsManagerSecretStore:
+class SecretsManagerSecretStore(SecretsManagerVersions):
     """AWS Secrets Manager: the secret ``<prefix><SECRET>`` holds a JSON object of the variables
     (named as in the ``.env``: ``{"POSTGRES_USER": ..., "POSTGRES_PASSWORD": ..., "DATABASE_URL": ...}``).
 
@@ -404,28 +411,6 @@ class SecretsManagerSecretStore:
         self._envs.env(secret)
         return f"{self.prefix}{secret}"
 
-    def _fail(self, action: str, secret: str, exc: Exception) -> KeyStoreError:
-        error = (getattr(exc, "response", None) or {}).get("Error", {})
-        detail = f"{error.get('Code')}: {error.get('Message')}" if error else type(exc).__name__
-        return KeyStoreError(f"Secrets Manager {action} of {self.secret_id(secret)!r} failed: {detail}")
-
-    def labels(self, secret: str) -> dict[str, str]:
-        """Version id of each staging label."""
-        labels: dict[str, str] = {}
-        args: dict[str, Any] = {"SecretId": self.secret_id(secret), "IncludeDeprecated": False}
-        try:
-            while True:
-                page = self.client.list_secret_version_ids(**args)
-                for version in page["Versions"]:
-                    for stage in version.get("VersionStages", []):
-                        labels[stage] = version["VersionId"]
-                if not page.get("NextToken"):
-                    break
-                args["NextToken"] = page["NextToken"]
-        except Exception as exc:
-            raise self._fail("listing the versions", secret, exc) from None
-        return labels
-
     def _document(self, secret: str, version_id: str) -> dict[str, Any]:
         try:
             answer = self.client.get_secret_value(SecretId=self.secret_id(secret), VersionId=version_id)
@@ -449,19 +434,6 @@ class SecretsManagerSecretStore:
     def _credential(self, secret: str, version_id: str) -> Credential | None:
         where = f"version {version_id} of {self.secret_id(secret)!r}"
         return self._envs.credential(secret, self._document(secret, version_id), where)
-
-    def move_label(self, secret: str, stage: str, to: str | None, from_: str | None) -> None:
-        if to == from_:
-            return
-        args: dict[str, Any] = {"SecretId": self.secret_id(secret), "VersionStage": stage}
-        if to:
-            args["MoveToVersionId"] = to
-        if from_:
-            args["RemoveFromVersionId"] = from_
-        try:
-            self.client.update_secret_version_stage(**args)
-        except Exception as exc:
-            raise self._fail(f"moving {stage}", secret, exc) from None
 
     @staticmethod
     def _pending_token(secret: str, rotation_id: str) -> str:

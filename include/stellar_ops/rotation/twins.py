@@ -33,7 +33,7 @@ from typing import Any
 
 from stellar_ops.core.errors import StellarOpsError
 from stellar_ops.postgres.target import PgTarget, clean_error, connect, server_version_num
-from stellar_ops.rotation.credentials import Credential, CredentialError, generate_secret
+from stellar_ops.rotation.credentials import Acceptance, Credential, CredentialError, generate_secret
 
 Say = Callable[[str], None]
 COLOURS = ("blue", "green")
@@ -82,17 +82,6 @@ class TwinState:
         """The roles a consumer can log in as now: the group (until retired), then the twins."""
         found = [self.app_role] if self.group_can_login else []
         return found + [t.name for t in self.twins if t.can_login]
-
-
-@dataclass(frozen=True)
-class Acceptance:
-    """Whether a real login with a credential worked, and if not what the server said."""
-
-    ok: bool
-    reason: str
-
-    def __bool__(self) -> bool:
-        return self.ok
 
 
 def twin_names(app_role: str) -> tuple[str, str]:

@@ -119,7 +119,7 @@ def test_secrets_manager_rollback_serves_the_outgoing_version_again(secrets_mana
 
 
 def test_the_amazon_providers_hook_reaches_the_same_endpoint(secrets_manager, monkeypatch):
-    from stellar_ops.adapters.rotation import _secrets_client
+    from stellar_ops.adapters.rotation import secrets_client
     from stellar_ops.registry import parse_config
     from stellar_ops.runtime import Runtime
 
@@ -130,7 +130,7 @@ def test_the_amazon_providers_hook_reaches_the_same_endpoint(secrets_manager, mo
         "extra": {"endpoint_url": secrets_manager, "region_name": "us-east-1"},
     }
     monkeypatch.setenv("AIRFLOW_CONN_STELLAR_SECRETS", json.dumps(conn))
-    sm = _secrets_client(Runtime(parse_config(None), resources=None))  # type: ignore[arg-type]
+    sm = secrets_client(Runtime(parse_config(None), resources=None))  # type: ignore[arg-type]
     sm.create_secret(Name=f"hook{os.getpid()}", SecretString="{}")
     assert (
         client(secrets_manager).describe_secret(SecretId=f"hook{os.getpid()}")["Name"] == f"hook{os.getpid()}"

@@ -12,8 +12,6 @@ which needs an api-server that ``dag.test()`` does not run: here that one bounda
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -23,7 +21,6 @@ from typing import Any
 
 import pytest
 
-from stellar_ops.core.processes import unprivileged_user
 from stellar_ops.postgres.server import LocalPgServer
 from stellar_ops.postgres.target import PgTarget, connect
 from stellar_ops.rotation import ledger, progress, twins
@@ -33,6 +30,7 @@ from stellar_ops.rotation.secret_store import EnvSecretStore, secret_envs
 from stellar_ops_dev.grafana_stub import GrafanaStub
 from tests.support.credential_load import CredentialLoad
 from tests.support.dagrun import Outcome, run_dag
+from tests.support.fixtures import local_pg_server
 from tests.support.rotation_servers import ALLOW_ALL, RedisServer, client, moto_iam
 
 pytestmark = pytest.mark.integration
@@ -168,18 +166,8 @@ def ledger_entry(ops, secret: str) -> dict[str, Any] | None:
 
 @pytest.fixture(scope="module")
 def pg() -> Iterator[LocalPgServer]:
-    root = Path(tempfile.mkdtemp(prefix="stellar-secret-rotation-"))
-    root.chmod(0o755)
-    server = LocalPgServer(
-        root / "pg", run_as=unprivileged_user("postgres"), settings={"max_connections": "60"}
-    )
-    server.init()
-    server.start()
-    try:
+    with local_pg_server({"max_connections": "60"}) as server:
         yield server
-    finally:
-        server.remove()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @dataclass

@@ -6,20 +6,18 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from stellar_ops.core.processes import unprivileged_user
 from stellar_ops.postgres.server import LocalPgServer
 from stellar_ops.postgres.target import connect
 from stellar_ops.rotation import twins
 from stellar_ops.rotation.credentials import Credential, generate_secret
+from tests.support.fixtures import local_pg_server
 
 pytestmark = pytest.mark.integration
 
@@ -29,16 +27,8 @@ ADMIN_CONN = "twins_admin"
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[LocalPgServer]:
-    root = Path(tempfile.mkdtemp(prefix="stellar-setup-twins-"))
-    root.chmod(0o755)
-    pg = LocalPgServer(root / "pg", run_as=unprivileged_user("postgres"), settings={"max_connections": "30"})
-    pg.init()
-    pg.start()
-    try:
+    with local_pg_server({"max_connections": "30"}) as pg:
         yield pg
-    finally:
-        pg.remove()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

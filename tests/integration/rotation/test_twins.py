@@ -7,23 +7,20 @@ application role (and a database it owns, with a demo table) of its own.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from pathlib import Path
 
 import psycopg
 import pytest
 
-from stellar_ops.core.processes import unprivileged_user
 from stellar_ops.postgres.server import LocalPgServer
 from stellar_ops.postgres.target import PgTarget, connect
 from stellar_ops.rotation import twins
 from stellar_ops.rotation.credentials import Credential, generate_secret
 from tests.support.credential_load import CredentialHolder, CredentialLoad
+from tests.support.fixtures import local_pg_server
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -31,25 +28,14 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[LocalPgServer]:
-    root = Path(tempfile.mkdtemp(prefix="stellar-twins-"))
-    root.chmod(0o755)
-    pg = LocalPgServer(
-        root / "pg",
-        run_as=unprivileged_user("postgres"),
-        settings={
-            "log_statement": "'all'",
-            "shared_preload_libraries": "'pg_stat_statements'",
-            "pg_stat_statements.track_utility": "on",
-            "max_connections": "40",
-        },
-    )
-    pg.init()
-    pg.start()
-    try:
+    settings = {
+        "log_statement": "'all'",
+        "shared_preload_libraries": "'pg_stat_statements'",
+        "pg_stat_statements.track_utility": "on",
+        "max_connections": "40",
+    }
+    with local_pg_server(settings) as pg:
         yield pg
-    finally:
-        pg.remove()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
