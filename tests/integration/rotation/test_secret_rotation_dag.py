@@ -513,9 +513,22 @@ def test_s3_keys_rotate_through_iam_and_the_old_key_is_deleted(
     secrets_env.update(rotation={"s3": {"iam_conn_id": "sr_iam", "user": user, "connections": ["sr_s3"]}})
     add_to_env(stand_in.env_file, {"AWS_ACCESS_KEY_ID": old.identity, "AWS_SECRET_ACCESS_KEY": old.secret})
     connections.held["sr_s3"] = old
-    outcome = rotate("S3_CREDENTIALS")
+    client("s3", url, old).create_bucket(Bucket=user)
+    counter = iter(range(10**9))
+
+    def s3_attempt(credential: Credential) -> None:
+        n = next(counter)
+        s3 = client("s3", url, credential)
+        s3.put_object(Bucket=user, Key=f"load/{n}", Body=str(n).encode())
+        assert s3.get_object(Bucket=user, Key=f"load/{n}")["Body"].read() == str(n).encode()
+
+    store = key_store(secrets_env, stand_in)
+    with CredentialLoad(StoreHolder(store, "S3_CREDENTIALS"), s3_attempt) as load:
+        outcome = rotate("S3_CREDENTIALS")
     assert outcome.state == "success", outcome.tasks
-    new = key_store(secrets_env, stand_in).current("S3_CREDENTIALS")
+    assert load.failures == [], load.failures[:5]
+    new = store.current("S3_CREDENTIALS")
+    assert new is not None and set(load.used) == {old.identity, new.identity}, load.used
     assert new is not None and new.identity != old.identity
     keys = [k["AccessKeyId"] for k in iam.list_access_keys(UserName=user)["AccessKeyMetadata"]]
     assert keys == [new.identity]
