@@ -43,7 +43,7 @@ from stellar_ops.dr.engine.restore import RESTORED_DB
 from stellar_ops.dr.verdicts import Verdict
 from stellar_ops.health import services
 from stellar_ops.health.config import HealthConfig
-from stellar_ops.postgres.target import PgTarget, connect
+from stellar_ops.postgres.target import PgTarget, acting_role, connect
 from stellar_ops.runtime import Runtime, RuntimeConfig
 
 DAG_ID = "db_migration"
@@ -229,7 +229,12 @@ def rehearse(
         copy = rt.labelled(server.target().with_dbname(RESTORED_DB))
         _owned_as_production(rt, server.target())
         outcome = rehearsing.rehearse(
-            copy, parsed.migration, parsed.rollback, rt.config.changes, rt.say, role=rt.database().user
+            copy,
+            parsed.migration,
+            parsed.rollback,
+            rt.config.changes,
+            rt.say,
+            role=acting_role(rt.database()),
         )
     report = outcome.as_dict()
     where = rt.store().url(backup_key)

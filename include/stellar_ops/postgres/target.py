@@ -472,6 +472,13 @@ def connect(target: PgTarget, *, autocommit: bool = True) -> Iterator[Any]:
         conn.close()
 
 
+def acting_role(target: PgTarget) -> str:
+    """The role a session of ``target`` acts as (``current_user``): its login, or the group a twin
+    login role sets at login (``ALTER ROLE twin SET role``), which owns what the application makes."""
+    with connect(target) as conn:
+        return str(conn.execute("SELECT current_user").fetchone()[0])
+
+
 def server_version_num(conn: Any) -> int:
     """``server_version_num``, for example 150018."""
     return int(conn.info.server_version)

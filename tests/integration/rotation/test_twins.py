@@ -277,3 +277,15 @@ def test_two_rotations_under_a_load_of_new_connections_fail_nothing(server, app)
     with pytest.raises(twins.TwinError, match=f"{green} logs in with another password"):
         twins.set_password(adm, green, generate_secret())  # never the twin in use
     assert twins.set_password(adm, green, previous.secret) is False  # a resumed step changes nothing
+
+
+def test_a_twin_acts_as_the_group_so_procedures_that_run_as_production_s_role_find_it(server, app):
+    """What ``db_migration`` rehearses as after a rotation: the group, not the twin's own name."""
+    from stellar_ops.postgres.target import acting_role
+
+    twins.setup_twins(admin(server, app), app.identity, lambda line: None)
+    blue = twins.twin_names(app.identity)[0]
+    credential = Credential(blue, generate_secret())
+    twins.set_password(admin(server, app), blue, credential.secret)
+    assert acting_role(as_login(server, app.identity, credential)) == app.identity
+    assert acting_role(as_login(server, app.identity, app)) == app.identity
