@@ -3,6 +3,7 @@ the backups bucket and the log. Shared by ``api_key_rotation`` and ``secret_rota
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from stellar_ops.runtime import Runtime
@@ -14,12 +15,36 @@ def audit_key(prefix: str, rotation_id: str, run_id: str) -> str:
     return f"{prefix}{rotation_id}/{run}.json"
 
 
-def save(
-    rt: Runtime[Any], key: str, document: dict[str, Any], approvals: dict[str, dict[str, Any] | None]
-) -> None:
-    """Write ``document`` (it names ``rotation_id`` and ``outcome``) to ``key``; say it and each answer."""
+def record(
+    rt: Runtime[Any],
+    key: str,
+    *,
+    subject: dict[str, str],
+    rotation_id: str,
+    run_id: str,
+    reason: str,
+    transition_seconds: float,
+    outcome: str,
+    approvals: dict[str, dict[str, Any] | None],
+    steps: dict[str, Any],
+    now: datetime,
+) -> dict[str, Any]:
+    """Write the audit record of one run to ``key``; say it and each answer. ``subject`` names what
+    rotated (``{"key_set": ...}`` or ``{"secret": ...}``)."""
+    document = {
+        "format": 1,
+        "rotation_id": rotation_id,
+        "run_id": run_id,
+        **subject,
+        "reason": reason,
+        "outcome": outcome,
+        "recorded_at": now.isoformat(),
+        "transition_seconds": transition_seconds,
+        "approvals": approvals,
+        "steps": steps,
+    }
     rt.store().put_json(key, document)
-    lines = [f"rotation {document['rotation_id']}: {document['outcome']}; audit record {rt.store().url(key)}"]
+    lines = [f"rotation {rotation_id}: {outcome}; audit record {rt.store().url(key)}"]
     for name, answer in approvals.items():
         lines.append(
             f"  {name}: {answer.get('chosen')} by {answer.get('by')} at {answer.get('at')}"
@@ -27,3 +52,4 @@ def save(
             else f"  {name}: not answered"
         )
     rt.say("\n".join(lines))
+    return {"key": key, "outcome": outcome}

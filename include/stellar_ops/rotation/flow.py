@@ -367,21 +367,19 @@ def record_audit(
     now: datetime,
 ) -> dict[str, Any]:
     """Who approved what and when, fingerprints only: saved to S3 and shown in the log."""
-    document = {
-        "format": 1,
-        "rotation_id": plan.rotation_id,
-        "run_id": plan.run_id,
-        "key_set": plan.key_set,
-        "reason": plan.reason,
-        "outcome": outcome,
-        "recorded_at": now.isoformat(),
-        "transition_seconds": plan.transition_seconds,
-        "approvals": approvals,
-        "steps": steps,
-    }
-    key = audit_key(rt, plan)
-    audit.save(rt, key, document, approvals)
-    return {"key": key, "outcome": outcome}
+    return audit.record(
+        rt,
+        audit_key(rt, plan),
+        subject={"key_set": plan.key_set},
+        rotation_id=plan.rotation_id,
+        run_id=plan.run_id,
+        reason=plan.reason,
+        transition_seconds=plan.transition_seconds,
+        outcome=outcome,
+        approvals=approvals,
+        steps=steps,
+        now=now,
+    )
 
 
 def audit_secrets(rt: Runtime[RotationSections], now: datetime) -> list[ledger.Overdue]:

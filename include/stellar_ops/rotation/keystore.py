@@ -86,6 +86,20 @@ def write_atomically(path: Path, text: str | bytes, mode: int = 0o600) -> None:
         os.close(directory)
 
 
+def read_sidecar(path: Path) -> dict[str, Any]:
+    """A rotation state sidecar (JSON beside an env file); empty when there is none yet."""
+    if not path.exists():
+        return {}
+    try:
+        return dict(json.loads(path.read_text()))
+    except (OSError, ValueError) as exc:
+        raise KeyStoreError(f"cannot read the rotation state {path}: {exc}") from None
+
+
+def write_sidecar(path: Path, data: dict[str, Any]) -> None:
+    write_atomically(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
 class EnvFileStore:
     """The API's ``.env``: ``KEY_SET=a,b`` lines; everything else in the file is kept as it is.
 
@@ -116,15 +130,10 @@ class EnvFileStore:
         return []
 
     def _sidecar(self) -> dict[str, Any]:
-        if not self.state_path.exists():
-            return {}
-        try:
-            return dict(json.loads(self.state_path.read_text()))
-        except (OSError, ValueError) as exc:
-            raise KeyStoreError(f"cannot read the rotation state {self.state_path}: {exc}") from None
+        return read_sidecar(self.state_path)
 
     def _save_sidecar(self, data: dict[str, Any]) -> None:
-        write_atomically(self.state_path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+        write_sidecar(self.state_path, data)
 
     def state(self, key_set: str) -> KeyState:
         entry = self._sidecar().get(key_set, {})

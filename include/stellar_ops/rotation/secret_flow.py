@@ -527,18 +527,16 @@ def record_audit(
     now: datetime,
 ) -> dict[str, Any]:
     """Who approved what and when, identities and fingerprints only, to S3 and the log."""
-    document = {
-        "format": 1,
-        "rotation_id": plan.rotation_id,
-        "run_id": plan.run_id,
-        "secret": plan.secret,
-        "reason": plan.reason,
-        "outcome": outcome,
-        "recorded_at": now.isoformat(),
-        "transition_seconds": plan.transition_seconds,
-        "approvals": approvals,
-        "steps": steps,
-    }
-    key = audit_key(rt, plan)
-    audit.save(rt, key, document, approvals)
-    return {"key": key, "outcome": outcome}
+    return audit.record(
+        rt,
+        audit_key(rt, plan),
+        subject={"secret": plan.secret},
+        rotation_id=plan.rotation_id,
+        run_id=plan.run_id,
+        reason=plan.reason,
+        transition_seconds=plan.transition_seconds,
+        outcome=outcome,
+        approvals=approvals,
+        steps=steps,
+        now=now,
+    )

@@ -38,7 +38,9 @@ from stellar_ops.rotation.keystore import (
     PREVIOUS,
     KeyStoreError,
     SecretsManagerVersions,
+    read_sidecar,
     write_atomically,
+    write_sidecar,
 )
 
 # The identity of a secret without a login variable (Grafana's admin password).
@@ -265,15 +267,10 @@ class EnvSecretStore:
     # --- the sidecar -------------------------------------------------------------------------
 
     def _sidecar(self) -> dict[str, Any]:
-        if not self.state_path.exists():
-            return {}
-        try:
-            return dict(json.loads(self.state_path.read_text()))
-        except (OSError, ValueError) as exc:
-            raise KeyStoreError(f"cannot read the rotation state {self.state_path}: {exc}") from None
+        return read_sidecar(self.state_path)
 
     def _save_sidecar(self, data: dict[str, Any]) -> None:
-        write_atomically(self.state_path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+        write_sidecar(self.state_path, data)
 
     def _entry(self, secret: str) -> dict[str, Any]:
         self._envs.env(secret)
